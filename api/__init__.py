@@ -1,0 +1,1 @@
+"""CRD models: the contract between tenants, the operator and the autoscaler."""

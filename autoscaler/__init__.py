@@ -1,0 +1,1 @@
+"""Queue-depth autoscaling, spot/dedicated placement and the fleet simulator."""

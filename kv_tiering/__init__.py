@@ -1,0 +1,1 @@
+"""KV block store across HBM, DRAM and NVMe."""

@@ -1,0 +1,1 @@
+"""A local emulated Kubernetes control plane for tests and `infleet up`."""

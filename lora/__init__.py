@@ -1,0 +1,1 @@
+"""LoRA adapters: format and validation (torch-free) and batched LoRA math."""
