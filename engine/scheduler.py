@@ -1,0 +1,137 @@
+"""Continuous batching: which sequences compute how many tokens in the next step.
+
+Every step has one token budget (`max_num_batched_tokens`) shared by everything: running
+decodes are served first (one token each), then running prefills continue with chunks of
+what is left, then waiting requests are admitted in priority order with a first chunk.
+A long prompt therefore takes at most the leftover budget per step and never stalls the
+streams already decoding. When the KV pool runs dry, the least urgent running sequence
+(highest priority value, then newest) is preempted: its blocks are freed and it goes back
+to the queue to be recomputed later (its prefix is usually still cached).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from infleet.engine.block_manager import BlockManager
+from infleet.engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(slots=True)
+class SchedulerConfig:
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+
+
+@dataclass(slots=True)
+class ScheduledBatch:
+    seqs: list[Sequence] = field(default_factory=list)
+    num_new_tokens: list[int] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.num_new_tokens)
+
+    def completes(self, i: int) -> bool:
+        """Whether slice i reaches the end of its sequence (its logits give a new token)."""
+        seq = self.seqs[i]
+        return seq.num_computed_tokens + self.num_new_tokens[i] == seq.num_tokens
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, block_manager: BlockManager):
+        self.config = config
+        self.block_manager = block_manager
+        self.waiting: list[Sequence] = []  # sorted by order_key
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0
+        # Admission keeps ~1% of the pool free so that decodes of running sequences do not
+        # immediately preempt a just-admitted request (thrashing).
+        self.watermark_blocks = block_manager.num_blocks // 100
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def add(self, seq: Sequence) -> None:
+        seq.status = SequenceStatus.WAITING
+        bisect.insort(self.waiting, seq, key=lambda s: s.order_key)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        """End seq (stop, length, abort, error) and free its blocks now."""
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        elif seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        self.block_manager.free_seq(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = reason
+
+    def schedule(self) -> ScheduledBatch:
+        budget = self.config.max_num_batched_tokens
+        scheduled: dict[Sequence, int] = {}
+        preempted: list[Sequence] = []
+        self.running.sort(key=lambda s: s.order_key)
+        decodes = [s for s in self.running if s.num_uncomputed_tokens == 1]
+        prefills = [s for s in self.running if s.num_uncomputed_tokens > 1]
+        for seq in decodes + prefills:
+            if budget == 0:
+                break
+            if seq.status is not SequenceStatus.RUNNING:  # preempted earlier in this step
+                continue
+            n = min(seq.num_uncomputed_tokens, budget)
+            while not self.block_manager.allocate_slots(seq, n):
+                victim = max(self.running, key=lambda s: s.order_key)
+                self._preempt(victim)
+                preempted.append(victim)
+                budget += scheduled.pop(victim, 0)
+                if victim is seq:
+                    break
+            else:
+                scheduled[seq] = n
+                budget -= n
+        # Admitting while preempting would only evict the newcomer again next step.
+        while not preempted and self.waiting and budget > 0:
+            if len(self.running) >= self.config.max_num_seqs:
+                break
+            seq = self.waiting[0]
+            hits = self.block_manager.lookup_prefix(seq)
+            num_cached = len(hits) * self.block_manager.block_size
+            n = min(seq.num_tokens - num_cached, budget)
+            if not self.block_manager.admit(seq, hits, n, reserve=self.watermark_blocks):
+                break
+            self.waiting.pop(0)
+            if seq.num_preemptions == 0:
+                seq.num_cached_prompt_tokens = num_cached
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            scheduled[seq] = n
+            budget -= n
+        return ScheduledBatch(list(scheduled), list(scheduled.values()), preempted)
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        self.block_manager.free_seq(seq)
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.add(seq)
+
+    def finish_step(self, batch: ScheduledBatch) -> list[bool]:
+        """Record the step's computed tokens; returns, per slice, whether it needs a sample."""
+        needs_sample = [batch.completes(i) for i in range(len(batch))]
+        for seq, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
+            seq.num_computed_tokens += n
+            self.block_manager.cache_full_blocks(seq)
+        return needs_sample

@@ -1,0 +1,109 @@
+"""A request's state inside the engine: its tokens, KV blocks and sampling settings.
+
+One `Sequence` per generated choice. The prompt and the generated tokens live in one list
+(`token_ids`), and `num_computed_tokens` says how many of them already have K/V in the
+cache: a prefill chunk, a decode and a recompute after preemption are then the same thing
+— compute `token_ids[num_computed_tokens:]`, as much as the step's budget allows.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SamplingParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 (or -1) keeps the whole vocabulary
+    min_p: float = 0.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    # None: no logprobs; N >= 0: the sampled token's logprob plus the N most likely tokens.
+    logprobs: int | None = None
+    skip_special_tokens: bool = True
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @property
+    def has_penalties(self) -> bool:
+        return (
+            self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+            or self.repetition_penalty != 1.0
+        )
+
+
+class SequenceStatus(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+# Arrival order breaks priority ties; a global counter keeps it strict even when two
+# requests share a clock tick.
+_arrival_counter = itertools.count()
+
+
+@dataclass(slots=True, eq=False)
+class Sequence:
+    request_id: str
+    prompt_token_ids: list[int]
+    params: SamplingParams
+    priority: int = 0  # lower is more urgent (vLLM's convention)
+    # Part of every block hash: sequences with different salts (tenants, LoRA adapters)
+    # never share KV blocks even when their tokens agree.
+    cache_salt: str = ""
+    arrival_time: float = field(default_factory=time.monotonic)
+    arrival_index: int = field(default_factory=lambda: next(_arrival_counter))
+    token_ids: list[int] = field(init=False)
+    num_computed_tokens: int = 0
+    block_table: list[int] = field(default_factory=list)
+    block_hashes: list[bytes] = field(default_factory=list)  # one per cached full block
+    num_cached_prompt_tokens: int = 0  # prefix-cache hit at first admission
+    status: SequenceStatus = SequenceStatus.WAITING
+    finish_reason: str | None = None
+    num_preemptions: int = 0
+
+    def __post_init__(self) -> None:
+        self.token_ids = list(self.prompt_token_ids)
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.prompt_token_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - len(self.prompt_token_ids)
+
+    @property
+    def output_token_ids(self) -> list[int]:
+        return self.token_ids[len(self.prompt_token_ids) :]
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        return len(self.token_ids) - self.num_computed_tokens
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is SequenceStatus.FINISHED
+
+    @property
+    def order_key(self) -> tuple[int, int]:
+        """Smaller is served first and preempted last."""
+        return (self.priority, self.arrival_index)
