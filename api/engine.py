@@ -1,0 +1,111 @@
+"""The engine that serves the model in each replica and how it is configured."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from infleet.api.base import CrdModel, Quantity, Rule, field
+
+EngineKind = Literal["infleet", "vllm", "sglang", "tgi"]
+
+
+class EnvVar(CrdModel):
+    """An environment variable for the engine container (core/v1 EnvVar)."""
+
+    name: str = field(description="Variable name.", min_length=1)
+    value: str | None = field(None, description="Literal value.")
+    value_from: dict[str, Any] | None = field(
+        None, description="A core/v1 EnvVarSource (secretKeyRef, configMapKeyRef, ...)."
+    )
+
+
+class Parallelism(CrdModel):
+    """How one replica splits the model over its GPUs."""
+
+    tensor: int = field(1, ge=1, description="Tensor-parallel degree.")
+    pipeline: int = field(1, ge=1, description="Pipeline-parallel degree.")
+    expert: int = field(1, ge=1, description="Expert-parallel degree (MoE models).")
+
+
+class KVCacheSpec(CrdModel):
+    """The KV cache: its dtype and the tiers below GPU memory."""
+
+    dtype: Literal["auto", "fp8"] = field(
+        "auto", description="auto (the model dtype) or fp8 (e4m3)."
+    )
+    dram: Quantity | None = field(None, description="Host-memory KV tier size, e.g. 32Gi.")
+    nvme: Quantity | None = field(None, description="Local NVMe KV tier size, e.g. 200Gi.")
+
+
+class SpeculativeSpec(CrdModel):
+    """Speculative decoding."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!(self.method in ['eagle', 'draft']) || has(self.draftModel)",
+            "engine.speculative.draftModel is required for methods eagle and draft",
+            lambda s: s.method not in ("eagle", "draft") or s.draft_model is not None,
+        ),
+    )
+
+    method: Literal["none", "ngram", "eagle", "draft"] = field(
+        "none", description="none, ngram (prompt lookup), eagle, or draft (a small model)."
+    )
+    draft_model: str | None = field(
+        None, description="The draft / EAGLE head model (an HF repo id or a path)."
+    )
+    num_tokens: int = field(4, ge=1, le=16, description="Tokens proposed per step.")
+
+
+class LoRASpec(CrdModel):
+    """LoRA adapter slots (adapters themselves are LoRAAdapter objects)."""
+
+    max_adapters: int = field(0, ge=0, description="Adapters resident at once; 0 disables LoRA.")
+    max_rank: int = field(16, ge=1, le=512, description="Largest adapter rank accepted.")
+
+
+class EngineSpec(CrdModel):
+    """Which engine runs the model and its settings."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "self.kind != 'tgi' || (self.parallelism.pipeline == 1 && self.parallelism.expert == 1)",
+            "engine.kind tgi supports tensor parallelism only: set engine.parallelism.pipeline "
+            "and engine.parallelism.expert to 1",
+            lambda s: (
+                s.kind != "tgi" or (s.parallelism.pipeline == 1 and s.parallelism.expert == 1)
+            ),
+        ),
+    )
+
+    kind: EngineKind = field(
+        "infleet",
+        description="infleet (the bundled engine), vllm, sglang or tgi.",
+    )
+    image: str | None = field(
+        None, description="Container image; unset uses the operator's default for the kind."
+    )
+    args: list[str] = field(
+        default_factory=list, description="Extra engine flags, appended last (they win)."
+    )
+    env: list[EnvVar] = field(
+        default_factory=list, description="Extra environment variables for the engine."
+    )
+    parallelism: Parallelism = field(
+        default_factory=Parallelism, description="Tensor / pipeline / expert parallelism."
+    )
+    quantization: Literal["none", "fp8", "fp4"] = field(
+        "none", description="Weight quantization: none, fp8 or fp4."
+    )
+    kv_cache: KVCacheSpec = field(default_factory=KVCacheSpec, description="The KV cache.")
+    speculative: SpeculativeSpec = field(
+        default_factory=SpeculativeSpec, description="Speculative decoding."
+    )
+    lora: LoRASpec = field(default_factory=LoRASpec, description="LoRA adapter slots.")
+    shutdown_grace_seconds: int = field(
+        30,
+        ge=0,
+        le=3600,
+        description="On SIGTERM, seconds the engine keeps finishing in-flight requests; "
+        "the pod's terminationGracePeriodSeconds is set above it.",
+    )

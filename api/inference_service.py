@@ -1,0 +1,129 @@
+"""InferenceService: one model served by a fleet of engine replicas."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from infleet.api.base import CrdModel, Quantity, Rule, field
+from infleet.api.engine import EngineSpec
+from infleet.api.placement import CapacitySpec
+from infleet.api.scaling import ScalingSpec, SloSpec
+from infleet.api.status import InferenceServiceStatus
+
+GROUP = "infleet.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "InferenceService"
+PLURAL = "inferenceservices"
+SHORT_NAMES = ["infsvc", "infs"]
+MODEL_URI_PATTERN = r"^((pvc|hf|s3|https)://.+|builtin:[a-z0-9][a-z0-9.-]*)$"
+
+
+class ModelSpec(CrdModel):
+    """The model to serve (KServe's storageUri, split into uri/name/revision)."""
+
+    uri: str = field(
+        description="Where the weights are: pvc://CLAIM/path, hf://org/model, "
+        "s3://bucket/path, https://host/file, or builtin:smollm2-135m-instruct "
+        "(the bundled engine's embedded model).",
+        pattern=MODEL_URI_PATTERN,
+    )
+    name: str | None = field(
+        None,
+        description="The model name clients send; unset uses the engine's default.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$",
+        max_length=253,
+    )
+    revision: str | None = field(
+        None, description="Revision (branch, tag or commit) for hf:// models.", max_length=253
+    )
+
+
+class ResourcesSpec(CrdModel):
+    """What one replica needs."""
+
+    gpus: int = field(1, ge=0, le=64, description="GPUs per replica (nvidia.com/gpu).")
+    gpu_product: str | None = field(
+        None,
+        description="GPU model the node must have, matched against its GPU label "
+        "(GKE: cloud.google.com/gke-accelerator; else nvidia.com/gpu.product), "
+        "e.g. nvidia-l4 or NVIDIA-H100-80GB-HBM3.",
+    )
+    cpu: Quantity = field("2", description="CPU request and limit per replica.")
+    memory: Quantity = field("8Gi", description="Memory request and limit per replica.")
+
+
+class InferenceServiceSpec(CrdModel):
+    """The desired state of an InferenceService."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "self.capacity.dedicated.min <= self.scaling.maxReplicas",
+            "capacity.dedicated.min must be less than or equal to scaling.maxReplicas",
+            lambda s: s.capacity.dedicated.min <= s.scaling.max_replicas,
+        ),
+        Rule(
+            "self.engine.parallelism.tensor * self.engine.parallelism.pipeline <= "
+            "(self.resources.gpus > 0 ? self.resources.gpus : 1)",
+            "engine.parallelism.tensor * engine.parallelism.pipeline must not exceed "
+            "resources.gpus (GPUs per replica)",
+            lambda s: (
+                s.engine.parallelism.tensor * s.engine.parallelism.pipeline
+                <= max(s.resources.gpus, 1)
+            ),
+        ),
+        Rule(
+            "self.capacity.spot.enabled || self.capacity.dedicated.min > 0 || "
+            "self.scaling.minReplicas == 0",
+            "capacity.dedicated.min is 0 and spot is off: enable capacity.spot or "
+            "raise capacity.dedicated.min",
+            lambda s: (
+                s.capacity.spot.enabled
+                or s.capacity.dedicated.min > 0
+                or s.scaling.min_replicas == 0
+            ),
+        ),
+    )
+
+    model: ModelSpec = field(description="The model to serve.")
+    engine: EngineSpec = field(default_factory=EngineSpec, description="The serving engine.")
+    resources: ResourcesSpec = field(
+        default_factory=ResourcesSpec, description="Per-replica resources."
+    )
+    scaling: ScalingSpec = field(default_factory=ScalingSpec, description="Replica bounds.")
+    capacity: CapacitySpec = field(
+        default_factory=CapacitySpec, description="Dedicated and spot capacity."
+    )
+    slo: SloSpec = field(default_factory=SloSpec, description="Service-level objectives.")
+    replicas: int | None = field(
+        None,
+        ge=0,
+        description="Manual override of the total replica count (the scale subresource: "
+        "kubectl scale). Unset lets the autoscaler decide; when set, the autoscaler holds "
+        "this total, clamped to scaling.minReplicas..maxReplicas, and only splits it "
+        "between the pools.",
+    )
+
+
+class InferenceService(CrdModel):
+    """A whole InferenceService object as the API server returns it."""
+
+    model_config = CrdModel.model_config | {"extra": "ignore"}
+
+    api_version: Literal["infleet.io/v1alpha1"] = field(
+        API_VERSION, description="infleet.io/v1alpha1.", alias="apiVersion"
+    )
+    kind: Literal["InferenceService"] = field(KIND, description="InferenceService.")
+    metadata: dict[str, Any] = field(default_factory=dict, description="Object metadata.")
+    spec: InferenceServiceSpec = field(description="The desired state.")
+    status: InferenceServiceStatus = field(
+        default_factory=InferenceServiceStatus, description="The observed state."
+    )
+
+    @property
+    def name(self) -> str:
+        return self.metadata["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.get("namespace") or "default"
