@@ -1,0 +1,153 @@
+"""Versioned object storage with a watch history: the emulator's etcd.
+
+Every write gets the next global resourceVersion and one watch event; the newest
+`history` events stay replayable, and a watch from an older version gets 410 Gone,
+as the real watch cache does. Objects are stored as plain dicts and never handed out
+for mutation: readers get deep copies, watch listeners share read-only snapshots.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from infleet.localplane.errors import ApiError
+
+Key = tuple[str, str]  # (group, plural)
+Obj = dict[str, Any]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    rv: int
+    key: Key
+    type: str  # ADDED | MODIFIED | DELETED
+    obj: Obj  # read-only snapshot
+    old: Obj | None  # the previous version, for selector transitions
+
+
+Listener = Callable[[WatchEvent], None]
+
+
+class Store:
+    def __init__(self, history: int = 20000) -> None:
+        self.rv = 1000
+        self._objects: dict[Key, dict[tuple[str, str], Obj]] = {}
+        self._by_uid: dict[str, tuple[Key, str, str]] = {}
+        self._history: deque[WatchEvent] = deque(maxlen=history)
+        self.compacted = self.rv  # events at or below this version are gone
+        self._listeners: list[Listener] = []
+
+    # -- reads ---------------------------------------------------------------
+    def get(self, key: Key, ns: str, name: str) -> Obj | None:
+        obj = self._objects.get(key, {}).get((ns, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def peek(self, key: Key, ns: str, name: str) -> Obj | None:
+        """The stored object itself, for read-only use by in-process controllers."""
+        return self._objects.get(key, {}).get((ns, name))
+
+    def items(self, key: Key, ns: str | None = None) -> Iterator[Obj]:
+        """Read-only stored objects of a type, optionally in one namespace, name-sorted."""
+        bucket = self._objects.get(key, {})
+        for (ons, _), obj in sorted(bucket.items()):
+            if ns is None or ons == ns:
+                yield obj
+
+    def by_uid(self, uid: str) -> tuple[Key, Obj] | None:
+        loc = self._by_uid.get(uid)
+        if loc is None:
+            return None
+        return loc[0], self._objects[loc[0]][(loc[1], loc[2])]
+
+    def keys(self) -> list[Key]:
+        return list(self._objects)
+
+    # -- writes --------------------------------------------------------------
+    def insert(self, key: Key, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        bucket = self._objects.setdefault(key, {})
+        if (ns, name) in bucket:
+            raise ApiError(409, "already exists")  # callers check first; this guards races
+        meta["uid"] = meta.get("uid") or str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        bucket[(ns, name)] = obj
+        self._by_uid[meta["uid"]] = (key, ns, name)
+        self._emit(WatchEvent(self.rv, key, "ADDED", obj, None))
+        return copy.deepcopy(obj)
+
+    def replace(self, key: Key, obj: Obj) -> Obj:
+        """Store a new version; an unchanged object keeps its version and emits nothing."""
+        meta = obj["metadata"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        old = self._objects[key][(ns, name)]
+        if _same(old, obj):
+            return copy.deepcopy(old)
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        self._objects[key][(ns, name)] = obj
+        self._emit(WatchEvent(self.rv, key, "MODIFIED", obj, old))
+        return copy.deepcopy(obj)
+
+    def remove(self, key: Key, ns: str, name: str) -> Obj:
+        old = self._objects[key].pop((ns, name))
+        self._by_uid.pop(old["metadata"]["uid"], None)
+        self.rv += 1
+        gone = copy.deepcopy(old)
+        gone["metadata"]["resourceVersion"] = str(self.rv)
+        self._emit(WatchEvent(self.rv, key, "DELETED", gone, old))
+        return copy.deepcopy(gone)
+
+    # -- watching ------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def events_since(self, rv: int, key: Key) -> list[WatchEvent]:
+        """Events of one type after `rv`; raises 410 when they were compacted away."""
+        if rv < self.compacted:
+            raise ApiError(
+                410, f"too old resource version: {rv} ({self.compacted})", reason="Expired"
+            )
+        return [e for e in self._history if e.rv > rv and e.key == key]
+
+    def _emit(self, event: WatchEvent) -> None:
+        if len(self._history) == self._history.maxlen:
+            self.compacted = self._history[0].rv
+        self._history.append(event)
+        for listener in list(self._listeners):
+            listener(event)
+
+    def compact(self) -> None:
+        """Forget the whole history (tests use it to provoke 410 Gone)."""
+        self._history.clear()
+        self.compacted = self.rv
+
+
+def _same(a: Obj, b: Obj) -> bool:
+    """Equal apart from the version and managedFields timestamps."""
+
+    def strip(o: Obj) -> Obj:
+        meta = dict(o.get("metadata", {}))
+        meta.pop("resourceVersion", None)
+        meta["managedFields"] = [
+            {k: v for k, v in m.items() if k != "time"} for m in meta.get("managedFields", [])
+        ]
+        return {**o, "metadata": meta}
+
+    return strip(a) == strip(b)
