@@ -1,0 +1,41 @@
+"""Paged KV cache helpers shared by the torch attention backends.
+
+A layer's cache is `[num_blocks, block_size, num_kv_heads, head_dim]`; flattening the
+first two dims turns a slot (`block_id * block_size + offset`) into a row index.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def store_kv(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Write this step's keys/values `[T, Hkv, D]` into their cache slots."""
+    k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slot_mapping, k.to(k_cache.dtype))
+    v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slot_mapping, v.to(v_cache.dtype))
+
+
+def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, context_len: int) -> torch.Tensor:
+    """One sequence's first `context_len` cached rows, `[context_len, Hkv, D]`, in order."""
+    block_size = cache.shape[1]
+    num_blocks = -(-context_len // block_size)
+    return cache[block_table[:num_blocks]].flatten(0, 1)[:context_len]
+
+
+def visible_keys(
+    query_positions: torch.Tensor, num_keys: int, sliding_window: int | None
+) -> torch.Tensor:
+    """Bool `[q, num_keys]`: key j is visible to a query at position p iff j <= p and,
+    with a sliding window W, p - j < W (the transformers convention)."""
+    keys = torch.arange(num_keys, device=query_positions.device)
+    diff = query_positions[:, None] - keys[None, :]
+    visible = diff >= 0
+    if sliding_window is not None:
+        visible &= diff < sliding_window
+    return visible

@@ -1,0 +1,79 @@
+"""`load_model(uri)`: an HF directory, a .gguf file or `builtin:NAME` -> a ready model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from infleet.engine.loader import hf_dir
+from infleet.engine.loader.builtin import BUILTINS, DEFAULT_MODEL, resolve_builtin
+from infleet.engine.loader.gguf_format import read_gguf
+from infleet.engine.loader.gguf_model import iter_gguf_weights, read_gguf_config
+from infleet.engine.model_config import ModelConfig, ModelLoadError
+from infleet.engine.models import CausalLM, build_model, load_weights
+from infleet.engine.tokenizer import Tokenizer
+from infleet.engine.tokenizer.from_gguf import tokenizer_from_gguf
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    model: CausalLM
+    config: ModelConfig
+    tokenizer: Tokenizer
+    served_name: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":  # bf16 where the hardware is built for it, fp32 on CPU
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+@torch.inference_mode()
+def load_model(uri: str, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    if uri.startswith("builtin:"):
+        name = uri.removeprefix("builtin:")
+        path, served = resolve_builtin(name), name
+    else:
+        path = Path(uri).expanduser()
+        served = path.stem if path.suffix == ".gguf" else path.resolve().name
+    if path.is_dir():
+        config = hf_dir.read_config(path)
+        tokenizer = hf_dir.read_tokenizer(path)
+        model = build_model(config, dev, torch_dtype)
+        load_weights(model, hf_dir.iter_weights(hf_dir.weight_files(path)))
+    elif path.is_file() and path.suffix == ".gguf":
+        gguf = read_gguf(path)
+        config = read_gguf_config(gguf)
+        tokenizer = tokenizer_from_gguf(gguf.metadata)
+        model = build_model(config, dev, torch_dtype)
+        load_weights(model, iter_gguf_weights(gguf, config))
+    else:
+        raise ModelLoadError(
+            f"model {uri!r} not found: give an HF model directory, a .gguf file, or "
+            f"builtin:NAME ({', '.join(BUILTINS)})"
+        )
+    return LoadedModel(model, config, tokenizer, served, dev, torch_dtype)
+
+
+__all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_model"]
