@@ -1,0 +1,72 @@
+"""How many KV blocks the pool gets, and the context limit that pool can honour."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from infleet.engine.args import EngineArgs
+from infleet.engine.loader import LoadedModel
+from infleet.engine.runner import ModelRunner
+
+log = logging.getLogger("infleet.engine")
+
+CPU_KV_MEMORY = 1 << 30
+# On CUDA the pool takes this share of what is free after the weights load; the rest is
+# left for activations and the allocator's slack.
+CUDA_FREE_FRACTION = 0.85
+
+
+@dataclass(slots=True)
+class KVPool:
+    num_blocks: int
+    bytes_per_block: int
+    max_model_len: int
+
+
+def kv_torch_dtype(kv_cache_dtype: str, model_dtype: torch.dtype) -> torch.dtype:
+    return torch.float8_e4m3fn if kv_cache_dtype == "fp8" else model_dtype
+
+
+def default_kv_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * CUDA_FREE_FRACTION)
+    return CPU_KV_MEMORY
+
+
+def resolve_kv_pool(args: EngineArgs, loaded: LoadedModel) -> KVPool:
+    """Raises ValueError (naming the flag) when the settings cannot work together."""
+    dtype = kv_torch_dtype(args.kv_cache_dtype, loaded.dtype)
+    per_block = ModelRunner.kv_bytes_per_block(loaded.config, args.block_size, dtype)
+    if args.num_kv_blocks is not None:
+        num_blocks = args.num_kv_blocks
+    else:
+        memory = args.kv_cache_memory or default_kv_memory(loaded.device)
+        num_blocks = memory // per_block
+        if num_blocks < 1:
+            raise ValueError(
+                f"--kv-cache-memory {memory} bytes holds no KV block ({per_block} bytes each)"
+            )
+    capacity = num_blocks * args.block_size
+    model_max = loaded.config.max_position_embeddings
+    if args.max_model_len is not None:
+        if args.max_model_len > model_max:
+            raise ValueError(
+                f"--max-model-len {args.max_model_len} exceeds the model's {model_max}"
+            )
+        if args.max_model_len > capacity:
+            raise ValueError(
+                f"--max-model-len {args.max_model_len} does not fit the KV pool ({capacity} tokens); "
+                "raise --kv-cache-memory or lower --max-model-len"
+            )
+        max_len = args.max_model_len
+    else:
+        max_len = min(model_max, capacity)
+        if max_len < model_max:
+            log.warning(
+                "context limited to %d tokens by the KV pool (model allows %d)", max_len, model_max
+            )
+    return KVPool(num_blocks, per_block, max_len)

@@ -1,0 +1,164 @@
+"""OpenAI request bodies, validated strictly: a wrong type is a 400 naming the field.
+
+Unknown fields are ignored (clients send `user`, `metadata`, ...); fields we know but do
+not implement (`echo`, `suffix`, `best_of`, tools) are rejected rather than silently
+dropped, so a client never believes it got what it did not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from infleet.engine.errors import InvalidRequest
+from infleet.engine.sequence import SamplingParams
+
+MAX_N = 16
+MAX_TOP_LOGPROBS = 20
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class _Common(_Strict):
+    model: str
+    n: int = Field(1, ge=1, le=MAX_N)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(-1, ge=-1)
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int | None = None
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    ignore_eos: bool = False
+    skip_special_tokens: bool = True
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    priority: int = 0
+    cache_salt: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) > 16:
+            raise ValueError("at most 16 stop strings")
+        return v
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def sampling_params(self, max_tokens: int, logprobs: int | None) -> list[SamplingParams]:
+        """One SamplingParams per choice; seeded choices get distinct seeds (seed + i)."""
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return [
+            SamplingParams(
+                max_tokens=max_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                top_k=max(self.top_k, 0),
+                min_p=self.min_p,
+                seed=None if self.seed is None else self.seed + i,
+                presence_penalty=self.presence_penalty,
+                frequency_penalty=self.frequency_penalty,
+                repetition_penalty=self.repetition_penalty,
+                stop=stop,
+                stop_token_ids=tuple(self.stop_token_ids or ()),
+                ignore_eos=self.ignore_eos,
+                logprobs=logprobs,
+                skip_special_tokens=self.skip_special_tokens,
+            )
+            for i in range(self.n)
+        ]
+
+
+class CompletionRequest(_Common):
+    prompt: Any
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+
+    def prompt_input(self) -> str | list[int]:
+        """The one prompt: a string or a list of token ids (a batch of one is unwrapped)."""
+        p = self.prompt
+        if isinstance(p, list) and len(p) == 1 and isinstance(p[0], (str, list)):
+            p = p[0]
+        if isinstance(p, str):
+            return p
+        if isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
+            return p
+        if isinstance(p, list) and p and all(isinstance(x, (str, list)) for x in p):
+            raise InvalidRequest(
+                "batched prompts are not supported: send one prompt per request", "prompt"
+            )
+        raise InvalidRequest("prompt must be a string or a list of token ids", "prompt")
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ChatCompletionRequest(_Common):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[Any] | None = None
+    add_generation_prompt: bool = True
+
+    def logprobs_count(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequest("top_logprobs requires logprobs: true", "top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+
+def parse_request(model: type[_Strict], body: object) -> Any:
+    """Validate a JSON body; the first problem becomes an InvalidRequest naming its field."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object", None)
+    try:
+        req = model.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        param = _param(first["loc"])
+        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param) from None
+    for name in ("echo", "suffix", "best_of", "tools"):
+        value = getattr(req, name, None)
+        if value not in (None, False, 1, []):
+            raise InvalidRequest(f"{name} is not supported by this server", name)
+    return req
+
+
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    # Union members appear in `loc` as type tags ("str", "list[int]"): keep field names
+    # and list indices only.
+    parts = [
+        str(p) for p in loc if isinstance(p, int) or (p.isidentifier() and p not in _TYPE_TAGS)
+    ]
+    return ".".join(parts) or None
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
