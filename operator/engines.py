@@ -1,0 +1,244 @@
+"""The engine table: one entry per engine kind, and the flags each gets from a spec.
+
+Every kind turns the spec into one mapping of its own flag names (`settings`): the
+infleet engine reads it as its --config file; the other engines get it as command-line
+flags. A spec field an engine cannot honour is an error naming the field (never ignored).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from infleet import __version__
+from infleet.api import InferenceServiceSpec
+from infleet.operator.errors import SpecError, unsupported
+from infleet.operator.model_source import ModelSource
+from infleet.operator.quantity import to_gib
+
+Settings = dict[str, Any]  # flag name (without --) -> value; True means a bare flag
+CONFIG_PATH = "/etc/infleet/engine.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProfile:
+    kind: str
+    image: str
+    command: tuple[str, ...]
+    port: int
+    host_flag: str  # rendered as --FLAG=$(POD_IP)
+    readiness_path: str
+    liveness_path: str
+    metric_prefix: str
+    # The engine's names for what the alerts and the autoscaler read (None: not exported).
+    ttft_histogram: str | None
+    itl_histogram: str | None
+    queue_gauge: str
+    # Whether the engine itself drains in-flight requests on SIGTERM for the grace period.
+    drains_on_sigterm: bool
+    settings: Callable[[InferenceServiceSpec, ModelSource, int], Settings]
+    positional_model: bool = False  # `vllm serve MODEL`
+    reads_config_file: bool = False
+
+
+def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: bool) -> None:
+    kv = spec.engine.kv_cache
+    if kv.dram is not None and not dram:
+        raise unsupported(kind, "engine.kvCache.dram", "a host-memory KV tier")
+    if kv.nvme is not None and not nvme:
+        raise unsupported(kind, "engine.kvCache.nvme", "an NVMe KV tier")
+
+
+def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
+    engine, kind = spec.engine, "infleet"
+    p = engine.parallelism
+    if (p.tensor, p.pipeline, p.expert) != (1, 1, 1):
+        raise unsupported(kind, "engine.parallelism", "parallelism above 1")
+    if engine.quantization != "none":
+        raise unsupported(kind, "engine.quantization", f"quantization {engine.quantization}")
+    if engine.speculative.method != "none":
+        raise unsupported(kind, "engine.speculative.method", "speculative decoding")
+    if engine.lora.max_adapters:
+        raise unsupported(kind, "engine.lora.maxAdapters", "a fixed LoRA slot count")
+    _require_plain(spec, kind, dram=False, nvme=False)
+    return {
+        "model": model.path,
+        "served-model-name": model.served_name,
+        "port": port,
+        "device": "auto" if spec.resources.gpus else "cpu",
+        "kv-cache-dtype": engine.kv_cache.dtype,
+        "shutdown-grace-seconds": engine.shutdown_grace_seconds,
+    }
+
+
+def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
+    engine, kind = spec.engine, "vllm"
+    p = engine.parallelism
+    _require_plain(spec, kind, dram=False, nvme=False)
+    out: Settings = {"port": port, "served-model-name": model.served_name}
+    out["tensor-parallel-size"] = p.tensor
+    out["pipeline-parallel-size"] = p.pipeline
+    if p.expert > 1:
+        if p.expert != p.tensor:
+            raise SpecError(
+                "engine.parallelism.expert",
+                "vllm's expert-parallel degree is the tensor-parallel degree: set it to "
+                f"engine.parallelism.tensor ({p.tensor})",
+            )
+        out["enable-expert-parallel"] = True
+    if engine.quantization != "none":
+        out["quantization"] = {"fp8": "fp8", "fp4": "modelopt_fp4"}[engine.quantization]
+    if engine.kv_cache.dtype == "fp8":
+        out["kv-cache-dtype"] = "fp8"
+    if engine.lora.max_adapters:
+        out["enable-lora"] = True
+        out["max-loras"] = engine.lora.max_adapters
+        out["max-lora-rank"] = engine.lora.max_rank
+    spec_dec = engine.speculative
+    if spec_dec.method != "none":
+        config: dict[str, Any] = {"num_speculative_tokens": spec_dec.num_tokens}
+        if spec_dec.method == "ngram":
+            config |= {"method": "ngram", "prompt_lookup_max": 4}
+        else:
+            config |= {"method": spec_dec.method, "model": spec_dec.draft_model}
+            if spec_dec.method == "draft":
+                config["method"] = "draft_model"
+        out["speculative-config"] = json.dumps(config, sort_keys=True)
+    return out
+
+
+def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
+    engine, kind = spec.engine, "sglang"
+    p = engine.parallelism
+    _require_plain(spec, kind, dram=True, nvme=False)
+    out: Settings = {"model-path": model.path, "served-model-name": model.served_name}
+    out["enable-metrics"] = True  # SGLang exports /metrics only when asked
+    out |= {"port": port, "tp-size": p.tensor, "pp-size": p.pipeline, "ep-size": p.expert}
+    if engine.quantization != "none":
+        out["quantization"] = {"fp8": "fp8", "fp4": "modelopt_fp4"}[engine.quantization]
+    if engine.kv_cache.dtype == "fp8":
+        out["kv-cache-dtype"] = "fp8_e4m3"
+    if engine.kv_cache.dram is not None:
+        out["enable-hierarchical-cache"] = True
+        out["hicache-size"] = to_gib(engine.kv_cache.dram)
+    if engine.lora.max_adapters:
+        out["enable-lora"] = True
+        out["max-loras-per-batch"] = engine.lora.max_adapters
+        out["max-lora-rank"] = engine.lora.max_rank
+    spec_dec = engine.speculative
+    if spec_dec.method != "none":
+        algorithm = {"ngram": "NGRAM", "eagle": "EAGLE", "draft": "STANDALONE"}[spec_dec.method]
+        out["speculative-algorithm"] = algorithm
+        if spec_dec.draft_model:
+            out["speculative-draft-model-path"] = spec_dec.draft_model
+        out["speculative-num-draft-tokens"] = spec_dec.num_tokens
+    return out
+
+
+def _tgi(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
+    engine, kind = spec.engine, "tgi"
+    _require_plain(spec, kind, dram=False, nvme=False)
+    if engine.quantization == "fp4":
+        raise unsupported(kind, "engine.quantization", "quantization fp4")
+    if engine.lora.max_adapters:
+        raise unsupported(kind, "engine.lora.maxAdapters", "dynamic LoRA slots")
+    if engine.speculative.method not in ("none", "ngram"):
+        raise unsupported(kind, "engine.speculative.method", engine.speculative.method)
+    out: Settings = {"model-id": model.path, "port": port, "num-shard": engine.parallelism.tensor}
+    if engine.quantization == "fp8":
+        out["quantize"] = "fp8"
+    if engine.kv_cache.dtype == "fp8":
+        out["kv-cache-dtype"] = "fp8_e4m3fn"
+    if engine.speculative.method == "ngram":
+        out["speculate"] = engine.speculative.num_tokens
+    return out
+
+
+ENGINES: dict[str, EngineProfile] = {
+    "infleet": EngineProfile(
+        kind="infleet",
+        image=f"ghcr.io/infleet/infleet:{__version__}",
+        command=("infleet", "serve"),
+        port=8000,
+        host_flag="host",
+        readiness_path="/health",
+        liveness_path="/health",
+        metric_prefix="infleet:",
+        ttft_histogram="infleet:time_to_first_token_seconds",
+        itl_histogram="infleet:inter_token_latency_seconds",
+        queue_gauge="infleet:num_requests_waiting",
+        drains_on_sigterm=True,
+        settings=_infleet,
+        reads_config_file=True,
+    ),
+    "vllm": EngineProfile(
+        kind="vllm",
+        image="vllm/vllm-openai:v0.11.0",
+        command=("vllm", "serve"),
+        port=8000,
+        host_flag="host",
+        readiness_path="/health",
+        liveness_path="/health",
+        metric_prefix="vllm:",
+        ttft_histogram="vllm:time_to_first_token_seconds",
+        itl_histogram="vllm:inter_token_latency_seconds",
+        queue_gauge="vllm:num_requests_waiting",
+        drains_on_sigterm=False,
+        settings=_vllm,
+        positional_model=True,
+    ),
+    "sglang": EngineProfile(
+        kind="sglang",
+        image="lmsysorg/sglang:v0.5.3",
+        command=("python3", "-m", "sglang.launch_server"),
+        port=30000,
+        host_flag="host",
+        readiness_path="/health",
+        liveness_path="/health",
+        metric_prefix="sglang:",
+        ttft_histogram="sglang:time_to_first_token_seconds",
+        itl_histogram="sglang:inter_token_latency_seconds",
+        queue_gauge="sglang:num_queue_reqs",
+        drains_on_sigterm=False,
+        settings=_sglang,
+    ),
+    "tgi": EngineProfile(
+        kind="tgi",
+        image="ghcr.io/huggingface/text-generation-inference:3.3.5",
+        command=("text-generation-launcher",),
+        port=8080,
+        host_flag="hostname",
+        readiness_path="/health",
+        liveness_path="/health",
+        metric_prefix="tgi_",
+        ttft_histogram=None,
+        itl_histogram="tgi_request_mean_time_per_token_duration",
+        queue_gauge="tgi_queue_size",
+        drains_on_sigterm=False,
+        settings=_tgi,
+    ),
+}
+
+
+def to_flags(settings: Settings) -> list[str]:
+    """`{"tp-size": 2, "enable-lora": True}` -> `["--tp-size=2", "--enable-lora"]`."""
+    return [f"--{k}" if v is True else f"--{k}={v}" for k, v in settings.items()]
+
+
+def engine_command(
+    spec: InferenceServiceSpec, model: ModelSource, profile: EngineProfile
+) -> tuple[Settings, list[str], list[str]]:
+    """(settings for the ConfigMap, container command, container args)."""
+    if model.builtin and profile.kind != "infleet":
+        raise SpecError(
+            "model.uri", f"builtin models run on engine kind infleet, not {profile.kind}"
+        )
+    settings = profile.settings(spec, model, profile.port)
+    host = f"--{profile.host_flag}=$(POD_IP)"
+    if profile.reads_config_file:
+        args = [f"--config={CONFIG_PATH}", host]
+    else:
+        args = ([model.path] if profile.positional_model else []) + [host, *to_flags(settings)]
+    return settings, list(profile.command), [*args, *spec.engine.args]

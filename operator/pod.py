@@ -1,0 +1,130 @@
+"""The pod template of one pool: engine container, model fetch, placement, draining."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infleet.api import InferenceServiceSpec
+from infleet.operator.engines import CONFIG_PATH, EngineProfile
+from infleet.operator.model_source import ModelSource
+from infleet.operator.names import CONFIG_HASH, Pool, config_map_name, pool_labels
+from infleet.operator.presets import placement
+from infleet.operator.quantity import as_string
+
+# Seconds for the endpoints controller and kube-proxy to stop sending new requests to a
+# terminating pod before the engine sees SIGTERM.
+ENDPOINT_DRAIN_SECONDS = 5
+# Slack after the drain before the kubelet's SIGKILL.
+KILL_MARGIN_SECONDS = 10
+# Model loading can take many minutes; the startup probe allows 30 before a restart.
+STARTUP_PERIOD_SECONDS, STARTUP_FAILURES = 10, 180
+
+
+@dataclass(frozen=True, slots=True)
+class PodInputs:
+    name: str
+    spec: InferenceServiceSpec
+    profile: EngineProfile
+    model: ModelSource
+    image: str
+    command: list[str]
+    args: list[str]
+    config_hash: str
+
+
+def grace_timing(spec: InferenceServiceSpec, profile: EngineProfile) -> tuple[int, int]:
+    """(preStop sleep, terminationGracePeriodSeconds).
+
+    An engine that drains on SIGTERM gets it right after the endpoint drain and finishes
+    in-flight requests itself; one that does not keeps serving them during a longer
+    preStop sleep, so in both cases in-flight requests get shutdownGraceSeconds.
+    """
+    grace = spec.engine.shutdown_grace_seconds
+    pre_stop = ENDPOINT_DRAIN_SECONDS + (0 if profile.drains_on_sigterm else grace)
+    return pre_stop, ENDPOINT_DRAIN_SECONDS + grace + KILL_MARGIN_SECONDS
+
+
+def _resources(spec: InferenceServiceSpec) -> dict[str, Any]:
+    amounts = {"cpu": as_string(spec.resources.cpu), "memory": as_string(spec.resources.memory)}
+    if spec.resources.gpus:
+        amounts["nvidia.com/gpu"] = str(spec.resources.gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def _engine_container(p: PodInputs, pre_stop: int) -> dict[str, Any]:
+    env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    env += [e.to_wire() for e in p.spec.engine.env]
+    mounts = list(p.model.mounts)
+    if p.profile.reads_config_file:
+        mounts.append({"name": "engine-config", "mountPath": CONFIG_PATH.rsplit("/", 1)[0]})
+    if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})  # NCCL between GPUs
+    return {
+        "name": "engine",
+        "image": p.image,
+        "command": p.command,
+        "args": p.args,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": p.profile.port, "protocol": "TCP"}],
+        "resources": _resources(p.spec),
+        "volumeMounts": mounts,
+        "startupProbe": _probe(p.profile.readiness_path, STARTUP_PERIOD_SECONDS, STARTUP_FAILURES),
+        "readinessProbe": _probe(p.profile.readiness_path, 5, 3),
+        "livenessProbe": _probe(p.profile.liveness_path, 15, 4),
+        "lifecycle": {"preStop": {"sleep": {"seconds": pre_stop}}},
+    }
+
+
+def _volumes(p: PodInputs) -> list[dict[str, Any]]:
+    volumes = list(p.model.volumes)
+    if p.profile.reads_config_file:
+        volumes.append({"name": "engine-config", "configMap": {"name": config_map_name(p.name)}})
+    if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    return volumes
+
+
+def _spread(labels: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": labels},
+            "matchLabelKeys": ["pod-template-hash"],
+        }
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+
+
+def render_pod_template(p: PodInputs, pool: Pool) -> dict[str, Any]:
+    labels = pool_labels(p.name, pool)
+    pre_stop, termination_grace = grace_timing(p.spec, p.profile)
+    where = placement(p.spec, pool)
+    pod: dict[str, Any] = {
+        "terminationGracePeriodSeconds": termination_grace,
+        "containers": [_engine_container(p, pre_stop)],
+        "volumes": _volumes(p),
+        "tolerations": where.tolerations,
+        "topologySpreadConstraints": _spread(labels),
+    }
+    if p.model.init_containers:
+        pod["initContainers"] = p.model.init_containers
+    if where.node_selector:
+        pod["nodeSelector"] = where.node_selector
+    if where.affinity:
+        pod["affinity"] = where.affinity
+    return {
+        "metadata": {"labels": labels, "annotations": {CONFIG_HASH: p.config_hash}},
+        "spec": pod,
+    }

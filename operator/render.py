@@ -1,0 +1,153 @@
+"""Spec -> desired children: pure functions, no I/O. `render_children` is the entry point."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from infleet.api import InferenceService
+from infleet.operator.engines import ENGINES, EngineProfile, Settings, engine_command
+from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE, ModelSource, resolve_model
+from infleet.operator.monitoring import render_prometheus_rule, render_service_monitor
+from infleet.operator.names import (
+    POOLS,
+    child_labels,
+    config_map_name,
+    pool_deployment_names,
+    pool_labels,
+)
+from infleet.operator.pod import PodInputs, render_pod_template
+from infleet.operator.replicas import PoolReplicas, plan_replicas
+
+SERVICE_PORT = 8000  # one port for every engine kind, so the URL does not depend on it
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    prometheus_operator: bool = False  # ServiceMonitor/PrometheusRule CRDs exist
+    fetcher_image: str = DEFAULT_FETCHER_IMAGE
+    engine_images: dict[str, str] = field(default_factory=dict)  # kind -> default image
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What every child is built from; building it raises SpecError for bad specs."""
+
+    isvc: InferenceService
+    profile: EngineProfile
+    model: ModelSource
+    settings: Settings
+    pod: PodInputs
+
+
+def prepare(isvc: InferenceService, options: RenderOptions) -> Prepared:
+    spec = isvc.spec
+    profile = ENGINES[spec.engine.kind]
+    model = resolve_model(spec.model, options.fetcher_image)
+    settings, command, args = engine_command(spec, model, profile)
+    image = spec.engine.image or options.engine_images.get(profile.kind, profile.image)
+    config_hash = hashlib.sha256(yaml.safe_dump(settings).encode()).hexdigest()[:16]
+    pod = PodInputs(isvc.name, spec, profile, model, image, command, args, config_hash)
+    return Prepared(isvc, profile, model, settings, pod)
+
+
+def _meta(isvc: InferenceService, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": isvc.namespace, "labels": labels}
+    uid = isvc.metadata.get("uid")
+    if uid:  # `infleet render` has no live object to own the children
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": isvc.api_version,
+                "kind": isvc.kind,
+                "name": isvc.name,
+                "uid": uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+def render_config_map(p: Prepared) -> dict[str, Any]:
+    name = config_map_name(p.isvc.name)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(p.isvc, name, child_labels(p.isvc.name)),
+        "data": {"engine.yaml": yaml.safe_dump(p.settings, sort_keys=False)},
+    }
+
+
+def render_deployments(p: Prepared, replicas: PoolReplicas) -> list[dict[str, Any]]:
+    names = pool_deployment_names(p.isvc.name)
+    out = []
+    for pool in POOLS:
+        labels = pool_labels(p.isvc.name, pool)
+        out.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": _meta(p.isvc, names[pool], labels),
+                "spec": {
+                    "replicas": getattr(replicas, pool),
+                    "selector": {"matchLabels": labels},
+                    "template": render_pod_template(p.pod, pool),
+                    # Never below the current capacity during a rollout: one extra pod.
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                    },
+                    "revisionHistoryLimit": 3,
+                    "progressDeadlineSeconds": 1800,
+                },
+            }
+        )
+    return out
+
+
+def render_service(p: Prepared) -> dict[str, Any]:
+    name = p.isvc.name
+    port = {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(p.isvc, name, child_labels(name)),
+        "spec": {"selector": child_labels(name), "ports": [port]},
+    }
+
+
+def render_pdb(p: Prepared) -> dict[str, Any]:
+    name = p.isvc.name
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(p.isvc, name, child_labels(name)),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": child_labels(name)},
+            # A pod that never became ready must not block a node drain.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def render_monitoring(p: Prepared) -> list[dict[str, Any]]:
+    name, namespace = p.isvc.name, p.isvc.namespace
+    meta = _meta(p.isvc, name, child_labels(name))
+    return [
+        render_service_monitor(meta, name),
+        render_prometheus_rule(meta, namespace, name, p.profile),
+    ]
+
+
+def render_children(isvc: InferenceService, options: RenderOptions | None = None) -> list[dict]:
+    """Every child of `isvc`, in apply order. Raises SpecError for a spec it cannot honour."""
+    p = prepare(isvc, options or RenderOptions())
+    children = [render_config_map(p), *render_deployments(p, plan_replicas(isvc))]
+    children += [render_service(p), render_pdb(p)]
+    if (options or RenderOptions()).prometheus_operator:
+        children += render_monitoring(p)
+    return children
