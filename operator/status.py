@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infleet.api import InferenceService
 from infleet.operator.names import POOLS, Pool, pod_selector
 from infleet.operator.render import SERVICE_PORT
 from infleet.operator.replicas import PoolReplicas
@@ -58,7 +57,7 @@ def pool_state(deployment: Obj | None, desired: int | None) -> PoolState:
     return PoolState(want, current, status.get("readyReplicas", 0), rolled_out, failure)
 
 
-def service_url(isvc: InferenceService, service: Obj | None) -> str | None:
+def service_url(name: str, namespace: str, service: Obj | None) -> str | None:
     """The Service's load-balancer (or loopback) address when it has one, else cluster DNS."""
     if service is None:
         return None
@@ -67,7 +66,7 @@ def service_url(isvc: InferenceService, service: Obj | None) -> str | None:
         if host:
             port = (ingress.get("ports") or [{}])[0].get("port", SERVICE_PORT)
             return f"http://{host}:{port}/v1"
-    return f"http://{isvc.name}.{isvc.namespace}.svc.cluster.local:{SERVICE_PORT}/v1"
+    return f"http://{name}.{namespace}.svc.cluster.local:{SERVICE_PORT}/v1"
 
 
 def set_condition(
@@ -124,20 +123,25 @@ def _conditions(pools: dict[Pool, PoolState], problem: Problem | None) -> list[t
 
 
 def compute_status(
-    isvc: InferenceService,
+    body: Obj,
     deployments: dict[Pool, Obj | None],
     service: Obj | None,
     plan: PoolReplicas | None,
     now: str,
     problem: Problem | None = None,
 ) -> Obj:
-    """The status patch (wire form). Leaves lastScalingDecision to the autoscaler."""
+    """The status patch (wire form) from the raw object `body`, valid spec or not.
+
+    Leaves lastScalingDecision to the autoscaler.
+    """
+    meta = body.get("metadata", {})
+    name, namespace = meta["name"], meta.get("namespace") or "default"
     pools = {
         pool: pool_state(deployments.get(pool), None if plan is None else getattr(plan, pool))
         for pool in POOLS
     }
-    generation = isvc.metadata.get("generation")
-    old = [c.to_wire() for c in isvc.status.conditions]
+    generation = meta.get("generation")
+    old = (body.get("status") or {}).get("conditions") or []
     conditions = [
         set_condition(old, type_, *rest, generation=generation, now=now)
         for type_, *rest in _conditions(pools, problem)
@@ -147,9 +151,9 @@ def compute_status(
         "conditions": conditions,
         "replicas": sum(p.current for p in pools.values()),
         "readyReplicas": sum(p.ready for p in pools.values()),
-        "selector": pod_selector(isvc.name),
+        "selector": pod_selector(name),
         "pools": {name: {"desired": p.desired, "ready": p.ready} for name, p in pools.items()},
-        "url": service_url(isvc, service),
+        "url": service_url(name, namespace, service),
     }
     return {k: v for k, v in status.items() if v is not None}
 

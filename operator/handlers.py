@@ -1,0 +1,8 @@
+"""The handler registry: importing this module registers every kopf handler.
+
+One import per handler module. The autoscaler's timer module adds its import here.
+"""
+
+from infleet.operator import on_children, on_service, settings
+
+__all__ = ["on_children", "on_service", "settings"]

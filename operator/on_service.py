@@ -1,0 +1,55 @@
+"""kopf handlers for InferenceService: thin shells over `reconcile`.
+
+Replica counts come from status (the autoscaler) or the capacity split; nothing here
+writes spec. Children carry owner references, so deletion is the garbage collector's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from infleet.api import GROUP, PLURAL, VERSION
+from infleet.operator.metrics import RECONCILE_DURATION, RECONCILE_ERRORS, RECONCILES
+from infleet.operator.reconcile import reconcile
+from infleet.operator.runtime import Runtime
+
+RETRY_SECONDS = 10
+
+
+def run_reconcile(body: Any, runtime: Runtime, logger: logging.Logger | Any) -> None:
+    started = time.perf_counter()
+    outcome = reconcile(dict(body), runtime.kube, runtime.options())
+    RECONCILE_DURATION.observe(time.perf_counter() - started)
+    RECONCILES.labels(outcome.result).inc()
+    for type_, reason, message in outcome.events:
+        kopf.event(body, type=type_, reason=reason, message=message)
+    if outcome.error is not None:
+        RECONCILE_ERRORS.inc()
+        raise kopf.TemporaryError(
+            str(outcome.status["conditions"][-1]["message"]), delay=RETRY_SECONDS
+        )
+    if outcome.result == "invalid":
+        logger.warning("invalid spec: %s", outcome.status["conditions"][-1]["message"])
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def inference_services(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    """(namespace, name) -> the latest body, so the child watch needs no extra GET."""
+    return {(namespace, name): dict(body)}
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def on_change(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    run_reconcile(body, memo.runtime, logger)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def on_delete(name: str, namespace: str, logger: logging.Logger, **_: Any) -> None:
+    # optional: no finalizer; owner references let the garbage collector remove children.
+    logger.info("InferenceService %s/%s deleted; children go with it", namespace, name)
