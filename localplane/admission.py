@@ -36,6 +36,18 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
         c.setdefault("resources", {})
         for p in c.get("ports") or []:
             p.setdefault("protocol", "TCP")
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            probe = c.get(kind)
+            if probe is not None:
+                for key, value in (
+                    ("timeoutSeconds", 1),
+                    ("periodSeconds", 10),
+                    ("successThreshold", 1),
+                    ("failureThreshold", 3),
+                ):
+                    probe.setdefault(key, value)
+                if "httpGet" in probe:
+                    probe["httpGet"].setdefault("scheme", "HTTP")
 
 
 class Admission:

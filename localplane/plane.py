@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ class PlaneConfig:
     restart_backoff: float = 10.0  # first CrashLoopBackOff delay, doubling to 5 min
     node_pool: Any = None  # a NodePool; the default pool when None
     workloads: bool = True  # run the scheduler, kubelet, workload controllers and proxy
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalPlane:
@@ -53,6 +53,9 @@ class LocalPlane:
             NamespaceController(self.api),
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.kubelet: Any = None
+        self.nodes: Any = None
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.store.subscribe(self._dispatch)
@@ -72,16 +75,16 @@ class LocalPlane:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="infleet-localplane-")
             self.workdir = Path(self._tmp.name)
-        if self.config.workloads:
-            from infleet.localplane.workloads import add_workloads
-
-            await add_workloads(self)
         self._runner = web.AppRunner(self.server.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://{self.config.host}:{port}"
+        if self.config.workloads:
+            from infleet.localplane.workloads import add_workloads
+
+            add_workloads(self)
         self._tasks = [asyncio.create_task(c.run()) for c in self.controllers]
         return self.url
 
@@ -91,7 +94,7 @@ class LocalPlane:
             self._tasks.append(asyncio.create_task(controller.run()))
 
     async def stop(self) -> None:
-        for hook in self.config.extra.get("on_stop", []):
+        for hook in self.on_stop:
             await hook()
         for t in self._tasks:
             t.cancel()

@@ -68,11 +68,13 @@ def prune(value: Any, schema: Schema, path: str = "", root: bool = True) -> list
     if isinstance(value, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
         props, extra = _props(schema), schema.get("additionalProperties")
         for key in list(value):
+            if root and key in _ROOT_KEEP:
+                continue  # apiVersion/kind/metadata are the apiserver's, never pruned
             if key in props:
                 unknown += prune(value[key], props[key], f"{path}.{key}".lstrip("."), False)
             elif isinstance(extra, dict):
                 unknown += prune(value[key], extra, f"{path}.{key}".lstrip("."), False)
-            elif extra is True or (root and key in _ROOT_KEEP):
+            elif extra is True:
                 continue
             else:
                 unknown.append(f"{path}.{key}".lstrip("."))
@@ -96,7 +98,7 @@ def validate(
                 errors.append(field_error(_join(path, key), "Required value", "FieldValueRequired"))
         for key, sub in value.items():
             sch = props.get(key) or (extra if isinstance(extra, dict) else None)
-            if sch is None or (not path and key in _ROOT_KEEP and key not in props):
+            if sch is None or (not path and key in _ROOT_KEEP):
                 continue
             o_has = has_old and isinstance(old, dict) and key in old
             errors += validate(

@@ -1,0 +1,233 @@
+"""The scheduler: binds pending Pods to Nodes.
+
+Filters as kube-scheduler does for what our operator renders: unschedulable nodes,
+NoSchedule/NoExecute taints vs tolerations, nodeSelector, required node affinity,
+resources (cpu, memory, pods, `nvidia.com/gpu`) against allocatable, and topology
+spread with `whenUnsatisfiable: DoNotSchedule`. Scores least-allocated, then preferred
+affinity, then spread. No preemption, no inter-pod affinity (docs/localplane.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from infleet.localplane.controller import Controller
+from infleet.localplane.events import record
+from infleet.localplane.quantity import parse, pod_requests
+from infleet.localplane.selectors import selects
+from infleet.localplane.store import WatchEvent, now_rfc3339
+
+Obj = dict[str, Any]
+
+
+def tolerates(tolerations: list[Obj], taint: Obj) -> bool:
+    for t in tolerations:
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists":
+            if not t.get("key") or t["key"] == taint["key"]:
+                return True
+        elif t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def _term_matches(term: Obj, node: Obj) -> bool:
+    labels = node["metadata"].get("labels") or {}
+    for e in term.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        have = labels.get(key)
+        ok = {
+            "In": have in values,
+            "NotIn": have not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+            "Gt": have is not None and values and int(have) > int(values[0]),
+            "Lt": have is not None and values and int(have) < int(values[0]),
+        }[op]
+        if not ok:
+            return False
+    for f in term.get("matchFields") or []:
+        if f["key"] == "metadata.name":
+            inside = node["metadata"]["name"] in (f.get("values") or [])
+            if inside != (f["operator"] == "In"):
+                return False
+    return True
+
+
+def unfit_reason(pod: Obj, node: Obj, used: dict[str, float]) -> str | None:
+    """Why `pod` cannot go to `node` (the scheduler's wording), or None if it fits."""
+    spec = pod["spec"]
+    if node.get("spec", {}).get("unschedulable"):
+        return "node(s) were unschedulable"
+    for taint in node.get("spec", {}).get("taints") or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(
+            spec.get("tolerations") or [], taint
+        ):
+            return f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"
+    labels = node["metadata"].get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return "node(s) didn't match Pod's node affinity/selector"
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if terms and not any(_term_matches(t, node) for t in terms):
+        return "node(s) didn't match Pod's node affinity/selector"
+    alloc = node.get("status", {}).get("allocatable") or {}
+    for res, amount in pod_requests(pod).items():
+        if amount > 0 and used.get(res, 0.0) + amount > parse(alloc.get(res, 0)):
+            return "Too many pods" if res == "pods" else f"Insufficient {res}"
+    return None
+
+
+class Scheduler(Controller):
+    manager = "default-scheduler"
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(api)
+        self.pods = api.registry.get("", "v1", "pods")
+        self.nodes = api.registry.get("", "v1", "nodes")
+
+    def _pending_pods(self) -> list[Obj]:
+        return [
+            p
+            for p in self.api.store.items(self.pods.key)
+            if not p["spec"].get("nodeName")
+            and not p["metadata"].get("deletionTimestamp")
+            and p["spec"].get("schedulerName", "default-scheduler") == "default-scheduler"
+        ]
+
+    def on_event(self, event: WatchEvent) -> None:
+        if event.key == ("", "nodes") or (event.key == ("", "pods") and event.type == "DELETED"):
+            for p in self._pending_pods():
+                self.enqueue((p["metadata"]["namespace"], p["metadata"]["name"]))
+        elif event.key == ("", "pods") and not event.obj["spec"].get("nodeName"):
+            self.enqueue((event.obj["metadata"]["namespace"], event.obj["metadata"]["name"]))
+
+    def resync_items(self) -> list[Any]:
+        return [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self._pending_pods()]
+
+    def _usage(self) -> dict[str, dict[str, float]]:
+        used: dict[str, dict[str, float]] = {}
+        for p in self.api.store.items(self.pods.key):
+            node = p["spec"].get("nodeName")
+            if node and p.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+                for res, amount in pod_requests(p).items():
+                    used.setdefault(node, {})[res] = (
+                        used.setdefault(node, {}).get(res, 0.0) + amount
+                    )
+        return used
+
+    async def reconcile(self, item: Any) -> None:
+        ns, name = item
+        pod = self.api.store.get(self.pods.key, ns, name)
+        if pod is None or pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+            return
+        nodes = list(self.api.store.items(self.nodes.key))
+        used = self._usage()
+        reasons: Counter[str] = Counter()
+        fits = []
+        for node in nodes:
+            why = unfit_reason(pod, node, used.get(node["metadata"]["name"], {}))
+            if why is None:
+                fits.append(node)
+            else:
+                reasons[why] += 1
+        fits, spread_reasons = self._spread(pod, fits)
+        reasons.update(spread_reasons)
+        if not fits:
+            self._unschedulable(pod, len(nodes), reasons)
+            return
+        best = min(fits, key=lambda n: self._score(pod, n, used.get(n["metadata"]["name"], {})))
+        pod["spec"]["nodeName"] = best["metadata"]["name"]
+        bound = self.api.update(self.pods, ns, name, pod, self.manager)
+        self._set_condition(bound, "True", None, None)
+        record(
+            self.api,
+            bound,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {ns}/{name} to {best['metadata']['name']}",
+            self.manager,
+        )
+
+    def _spread(self, pod: Obj, nodes: list[Obj]) -> tuple[list[Obj], Counter[str]]:
+        reasons: Counter[str] = Counter()
+        for c in pod["spec"].get("topologySpreadConstraints") or []:
+            if c.get("whenUnsatisfiable", "DoNotSchedule") != "DoNotSchedule":
+                continue
+            key, skew = c["topologyKey"], int(c.get("maxSkew", 1))
+            counts = self._domain_counts(pod, c)
+            domains = {n["metadata"].get("labels", {}).get(key) for n in nodes} - {None}
+            low = min((counts.get(d, 0) for d in domains), default=0)
+            kept = []
+            for n in nodes:
+                d = n["metadata"].get("labels", {}).get(key)
+                if d is not None and counts.get(d, 0) + 1 - low <= skew:
+                    kept.append(n)
+                else:
+                    reasons["node(s) didn't match pod topology spread constraints"] += 1
+            nodes = kept
+        return nodes, reasons
+
+    def _domain_counts(self, pod: Obj, constraint: Obj) -> Counter[str]:
+        node_labels = {
+            n["metadata"]["name"]: n["metadata"].get("labels", {})
+            for n in self.api.store.items(self.nodes.key)
+        }
+        counts: Counter[str] = Counter()
+        for p in self.api.store.items(self.pods.key, pod["metadata"]["namespace"]):
+            node = p["spec"].get("nodeName")
+            if (
+                node
+                and not p["metadata"].get("deletionTimestamp")
+                and selects(constraint.get("labelSelector"), p["metadata"].get("labels"))
+            ):
+                domain = node_labels.get(node, {}).get(constraint["topologyKey"])
+                if domain is not None:
+                    counts[domain] += 1
+        return counts
+
+    def _score(self, pod: Obj, node: Obj, used: dict[str, float]) -> tuple[float, int, str]:
+        alloc = node.get("status", {}).get("allocatable") or {}
+        share = max(
+            (
+                used.get(r, 0.0) / parse(alloc[r])
+                for r in ("nvidia.com/gpu", "cpu")
+                if parse(alloc.get(r, 0)) > 0
+            ),
+            default=0.0,
+        )
+        preferred = ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ) or []
+        weight = sum(p.get("weight", 1) for p in preferred if _term_matches(p["preference"], node))
+        return (share, -weight, node["metadata"]["name"])
+
+    def _unschedulable(self, pod: Obj, total: int, reasons: Counter[str]) -> None:
+        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        message = (
+            f"0/{total} nodes are available: {detail}. preemption: not attempted "
+            "(the local control plane does not preempt)"
+        )
+        if self._set_condition(pod, "False", "Unschedulable", message):
+            record(self.api, pod, "Warning", "FailedScheduling", message, self.manager)
+
+    def _set_condition(
+        self, pod: Obj, status: str, reason: str | None, message: str | None
+    ) -> bool:
+        conds = pod.setdefault("status", {}).setdefault("conditions", [])
+        old = next((c for c in conds if c["type"] == "PodScheduled"), None)
+        if old and old["status"] == status and old.get("message") == message:
+            return False
+        cond: Obj = {"type": "PodScheduled", "status": status, "lastTransitionTime": now_rfc3339()}
+        if reason:
+            cond.update(reason=reason, message=message)
+        pod["status"]["conditions"] = [c for c in conds if c["type"] != "PodScheduled"] + [cond]
+        meta = pod["metadata"]
+        self.api.update(
+            self.pods, meta["namespace"], meta["name"], pod, self.manager, subresource="status"
+        )
+        return True

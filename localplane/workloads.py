@@ -1,0 +1,40 @@
+"""Wires the workload machinery into a LocalPlane: nodes, scheduler, controllers,
+process kubelet and service proxy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from infleet.localplane.deployments import DeploymentController
+from infleet.localplane.endpoints import EndpointsController
+from infleet.localplane.kubelet import Kubelet
+from infleet.localplane.nodes import NodeManager, default_pool
+from infleet.localplane.proxy import ServiceProxy
+from infleet.localplane.replicasets import ReplicaSetController
+from infleet.localplane.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from infleet.localplane.plane import LocalPlane
+
+
+def add_workloads(plane: LocalPlane) -> None:
+    api = plane.api
+    assert plane.workdir is not None
+    nodes = NodeManager(api, plane.config.node_pool or default_pool())
+    kubelet = Kubelet(api, plane.workdir, plane.url, plane.config.restart_backoff)
+    proxy = ServiceProxy(api)
+    for c in (
+        nodes,
+        Scheduler(api),
+        ReplicaSetController(api),
+        DeploymentController(api),
+        EndpointsController(api),
+        kubelet,
+        proxy,
+    ):
+        plane.add_controller(c)
+    plane.server.sub_handlers[("", "pods", "log", "GET")] = kubelet.logs
+    nodes.create_pool()
+    plane.on_stop.append(kubelet.shutdown)
+    plane.on_stop.append(proxy.shutdown)
+    plane.kubelet, plane.nodes = kubelet, nodes
