@@ -149,3 +149,89 @@ def runner_greedy(
                 s.generated.append(token)
                 s.done = len(s.generated) == max_new or token in stop_ids
     return [s.generated for s in seqs]
+
+
+# transformers module name -> llama.cpp tensor name (written out here, independently of the
+# loader's own table, so a wrong mapping there cannot pass by agreeing with itself).
+_GGUF_NAMES = {
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "self_attn.q_norm": "attn_q_norm",
+    "self_attn.k_norm": "attn_k_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+
+
+def _gguf_name(name: str) -> str:
+    top = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+    }
+    if name in top or name == "lm_head.weight":
+        return top.get(name, "output.weight")
+    _, _, layer, rest = name.split(".", 3)
+    module, kind = rest.rsplit(".", 1)
+    return f"blk.{layer}.{_GGUF_NAMES[module]}.{kind}"
+
+
+def _interleave_rope_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """What llama.cpp's converter does to llama Q/K rows (rotate-half -> interleaved pairs)."""
+    return (
+        w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+    )
+
+
+def write_gguf(hf_path: Path, out: Path) -> Path:
+    """Convert a tiny checkpoint from `build_checkpoint` into an F32 GGUF file."""
+    import json
+
+    import gguf
+    from safetensors.torch import load_file
+
+    cfg = json.loads((hf_path / "config.json").read_text())
+    tok = json.loads((hf_path / "tokenizer.json").read_text())
+    arch, heads, kv_heads = (
+        cfg["model_type"],
+        cfg["num_attention_heads"],
+        cfg["num_key_value_heads"],
+    )
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    w = gguf.GGUFWriter(str(out), arch)
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+    special = {t["content"] for t in tok["added_tokens"] if t["special"]}
+    pad = [f"[PAD{i}]" for i in range(len(vocab), cfg["vocab_size"])]  # llama.cpp's padding
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([t for t, _ in vocab] + pad)
+    w.add_token_types([3 if t in special else 1 for t, _ in vocab] + [5] * len(pad))
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    w.add_bos_token_id(tok["model"]["vocab"]["<s>"])
+    w.add_eos_token_id(tok["model"]["vocab"]["</s>"])
+    w.add_add_bos_token(True)
+    w.add_chat_template((hf_path / "chat_template.jinja").read_text())
+    for name, tensor in sorted(load_file(hf_path / "model.safetensors").items()):
+        if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+            tensor = _interleave_rope_rows(tensor, heads if "q_proj" in name else kv_heads)
+        w.add_tensor(_gguf_name(name), tensor.float().numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
