@@ -1,1 +1,42 @@
 """CRD models: the contract between tenants, the operator and the autoscaler."""
+
+from infleet.api.engine import EngineSpec
+from infleet.api.inference_service import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    InferenceService,
+    InferenceServiceSpec,
+    ModelSpec,
+    ResourcesSpec,
+)
+from infleet.api.lora_adapter import LoRAAdapter, LoRAAdapterSpec
+from infleet.api.placement import CapacitySpec, DedicatedPool, SpotPool, Toleration
+from infleet.api.scaling import ScalingSpec, SloSpec
+from infleet.api.status import Condition, InferenceServiceStatus, ScalingDecision
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "CapacitySpec",
+    "Condition",
+    "DedicatedPool",
+    "EngineSpec",
+    "InferenceService",
+    "InferenceServiceSpec",
+    "InferenceServiceStatus",
+    "LoRAAdapter",
+    "LoRAAdapterSpec",
+    "ModelSpec",
+    "ResourcesSpec",
+    "ScalingDecision",
+    "ScalingSpec",
+    "SloSpec",
+    "SpotPool",
+    "Toleration",
+]

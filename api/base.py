@@ -8,20 +8,36 @@ message, so a user sees the same sentence wherever the rule catches them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 # Kubernetes resource.Quantity, as a string: "500m", "16Gi", "1.5", "2e3".
 QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 16Gi)")
+    return value
+
+
 # An int or a quantity string; the CRD schema renders it as x-kubernetes-int-or-string.
 Quantity = Annotated[
-    int | Annotated[str, Field(pattern=QUANTITY_PATTERN)],
-    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}],
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
 ]
 
 
