@@ -140,17 +140,19 @@ class AsyncEngine:
         assert self._loop is not None
         while not self._stopping:
             outputs = self._drain_commands()
-            if not outputs and not self.engine.has_unfinished():
-                self._wake.wait()
-                self._wake.clear()
-                continue
-            try:
-                outputs += self.engine.step()
-            except Exception:
-                log.exception("engine step failed; failing its in-flight requests")
-                outputs += self.engine.fail_all("the engine step failed")
+            idle = not self.engine.has_unfinished()
+            if not idle:
+                try:
+                    outputs += self.engine.step()
+                except Exception:
+                    log.exception("engine step failed; failing its in-flight requests")
+                    outputs += self.engine.fail_all("the engine step failed")
             if outputs:
                 self._loop.call_soon_threadsafe(self._deliver, outputs)
+            if idle:
+                self.engine.record_metrics()  # aborts may have freed blocks since the last step
+                self._wake.wait()
+                self._wake.clear()
 
     def _drain_commands(self) -> list[RequestOutput]:
         outputs: list[RequestOutput] = []

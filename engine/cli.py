@@ -26,14 +26,14 @@ def serve_main(argv: list[str]) -> int:
     except (ModelLoadError, ValueError) as err:
         print(f"infleet serve: {err}", file=sys.stderr)
         return 2
-        log.info(
-            "model %s (served as %r) on %s, dtype %s, attention %s",
-            args.model,
-            engine.model_name,
-            engine.loaded.device,
-            str(engine.loaded.dtype).removeprefix("torch."),
-            engine.runner.backend.name,
-        )
+    log.info(
+        "model %s (served as %r) on %s, dtype %s, attention %s",
+        args.model,
+        engine.model_name,
+        engine.loaded.device,
+        str(engine.loaded.dtype).removeprefix("torch."),
+        engine.runner.backend.name,
+    )
     log.info(
         "KV cache: %d blocks of %d tokens (%.0f MiB, %d tokens); max model len %d",
         engine.num_blocks,

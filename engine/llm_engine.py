@@ -144,7 +144,7 @@ class LLMEngine:
                 outputs += self._sample_and_emit(
                     [batch.seqs[i] for i in to_sample], logits[to_sample]
                 )
-        self._record_step()
+        self.record_metrics()
         return outputs
 
     def _forward(self, batch: ScheduledBatch) -> tuple[torch.Tensor, set[int]]:
@@ -227,7 +227,7 @@ class LLMEngine:
         self.scheduler.finish(state.seq, reason)
         self.metrics.record_finish(reason, time.monotonic() - state.seq.arrival_time)
 
-    def _record_step(self) -> None:
+    def record_metrics(self) -> None:
         bm = self.block_manager
         self.metrics.record_step(
             waiting=self.scheduler.num_waiting,

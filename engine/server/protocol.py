@@ -145,9 +145,14 @@ def parse_request(model: type[_Strict], body: object) -> Any:
         first = err.errors()[0]
         param = _param(first["loc"])
         raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param) from None
-    for name in ("echo", "suffix", "best_of", "tools"):
-        value = getattr(req, name, None)
-        if value not in (None, False, 1, []):
+    unsupported = {
+        "echo": getattr(req, "echo", False) is True,
+        "suffix": getattr(req, "suffix", None) is not None,
+        "best_of": getattr(req, "best_of", None) not in (None, 1),
+        "tools": bool(getattr(req, "tools", None)),
+    }
+    for name, used in unsupported.items():
+        if used:
             raise InvalidRequest(f"{name} is not supported by this server", name)
     return req
 
