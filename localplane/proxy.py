@@ -95,6 +95,31 @@ class ServiceProxy(Controller):
                 except OSError as err:
                     log.warning("service %s/%s: cannot listen on %s:%s: %s", ns, name, *addr, err)
         self.owners[item] = set(wanted)
+        if svc is not None and ip and ip != "None":
+            self._publish_address(svc, ip)
+
+    def _publish_address(self, svc: dict[str, Any], ip: str) -> None:
+        """Every Service gets its ClusterIP as load-balancer ingress: on this machine the
+        proxy is the load balancer, and clients (status.url) find the address there."""
+        ports = [
+            {"port": p["port"], "protocol": p.get("protocol", "TCP")}
+            for p in svc["spec"].get("ports") or []
+        ]
+        ingress = [{"ip": ip, "ipMode": "Proxy", "ports": ports}]
+        if (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") == ingress:
+            return
+        fresh = self.api.store.get(
+            self.svc.key, svc["metadata"]["namespace"], svc["metadata"]["name"]
+        )
+        fresh.setdefault("status", {})["loadBalancer"] = {"ingress": ingress}
+        self.api.update(
+            self.svc,
+            fresh["metadata"]["namespace"],
+            fresh["metadata"]["name"],
+            fresh,
+            "service-controller",
+            subresource="status",
+        )
 
     async def _close(self, addr: Addr) -> None:
         server = self.servers.pop(addr, None)
