@@ -31,7 +31,7 @@ def _paged_attention_kernel(
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     PAGE: tl.constexpr, WINDOW: tl.constexpr, NUM_SPLITS: tl.constexpr,
-    HAS_SCALES: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    HAS_SCALES: tl.constexpr, DOT_PRECISION: tl.constexpr, DECODE_ONLY: tl.constexpr,
 ):  # fmt: skip
     BLOCK_M: tl.constexpr = BLOCK_Q * GROUP_PAD
     tile = tl.program_id(0)
@@ -39,19 +39,23 @@ def _paged_attention_kernel(
     split = tl.program_id(2)
     num_q_heads = tl.num_programs(1) * GROUP
 
-    # Sequence s owns tiles [cu[s] // BLOCK_Q + s, cu[s+1] // BLOCK_Q + s + 1): enough for
-    # its ceil(q_len / BLOCK_Q) tiles, computable without a host pass. Binary search.
-    lo = tl.full((), 0, tl.int32)
-    hi = tl.full((), 0, tl.int32) + num_seqs
-    for _ in range(search_steps):
-        mid = (lo + hi) // 2
-        go_right = tl.load(cu_seqlens_q_ptr + mid) // BLOCK_Q + mid <= tile
-        lo = tl.where(go_right, mid, lo)
-        hi = tl.where(go_right, hi, mid)
-    seq = lo
+    if DECODE_ONLY:  # one query per sequence: tile i is sequence i
+        seq = tile
+        q_block = 0
+    else:
+        # Sequence s owns tiles [cu[s] // BLOCK_Q + s, cu[s+1] // BLOCK_Q + s + 1): enough
+        # for its ceil(q_len / BLOCK_Q) tiles, computable without a host pass. Binary search.
+        lo = tl.full((), 0, tl.int32)
+        hi = tl.full((), 0, tl.int32) + num_seqs
+        for _ in range(search_steps):
+            mid = (lo + hi) // 2
+            go_right = tl.load(cu_seqlens_q_ptr + mid) // BLOCK_Q + mid <= tile
+            lo = tl.where(go_right, mid, lo)
+            hi = tl.where(go_right, hi, mid)
+        seq = lo
+        q_block = tile - (tl.load(cu_seqlens_q_ptr + seq) // BLOCK_Q + seq)
     q_begin = tl.load(cu_seqlens_q_ptr + seq)
     q_len = tl.load(cu_seqlens_q_ptr + seq + 1) - q_begin
-    q_block = tile - (q_begin // BLOCK_Q + seq)
     if q_block * BLOCK_Q >= q_len:
         return
     context_len = tl.load(context_lens_ptr + seq)
@@ -204,7 +208,8 @@ def paged_attention(
         raise ValueError("an fp8 KV cache needs k_scale and v_scale")
     out = torch.empty_like(q) if out is None else out
     group = num_q_heads // num_kv_heads
-    if num_tokens == num_seqs:  # decode only: one query per tile, its group as the rows
+    decode_only = num_tokens == num_seqs
+    if decode_only:  # one query per tile, its group of heads as the rows
         block_q, group_pad, block_n = 1, max(16, triton.next_power_of_2(group)), 64
     else:  # prefill chunks (and any decodes beside them): 64 rows of tokens x heads
         group_pad = triton.next_power_of_2(group)
@@ -215,7 +220,8 @@ def paged_attention(
         part_ml = q.new_empty(num_tokens, num_q_heads, num_splits, 2, dtype=torch.float32)
     scales = (k_scale, v_scale) if is_fp8 else (q, q)  # pointers unused without HAS_SCALES
     block_d = max(16, triton.next_power_of_2(head_dim))
-    grid = (num_tokens // block_q + num_seqs, num_kv_heads, num_splits)
+    num_tiles = num_seqs if decode_only else num_tokens // block_q + num_seqs
+    grid = (num_tiles, num_kv_heads, num_splits)
     _paged_attention_kernel[grid](
         q, k_cache, v_cache, out, part_acc, part_ml,
         cu_seqlens_q, context_lens, block_tables, scales[0], scales[1],
@@ -225,7 +231,7 @@ def paged_attention(
         *[int(is_fp8 and s.numel() > 1) for s in (k_scale, v_scale)],
         GROUP=group, GROUP_PAD=group_pad, BLOCK_Q=block_q, BLOCK_N=block_n,
         HEAD_DIM=head_dim, BLOCK_D=block_d, PAGE=page, WINDOW=sliding_window or 0,
-        NUM_SPLITS=num_splits, HAS_SCALES=is_fp8,
+        NUM_SPLITS=num_splits, HAS_SCALES=is_fp8, DECODE_ONLY=decode_only,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=4, num_stages=2,
     )  # fmt: skip
