@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -129,8 +128,6 @@ def operator_main(argv: list[str] | None = None) -> int:
     from infleet.operator.kube import Kube, load_config
     from infleet.operator.runtime import Runtime
 
-    if args.kubeconfig:  # kopf's own login reads the same file
-        os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())
     runtime = Runtime(
         Kube(load_config(args.kubeconfig)), args.fetcher_image, dict(args.engine_image)
     )

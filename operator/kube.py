@@ -41,6 +41,7 @@ def _json(response: Any) -> Obj:
 
 class Kube:
     def __init__(self, api: client.ApiClient, discovery_ttl: float = 300.0) -> None:
+        self.configuration = api.configuration
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.policy = client.PolicyV1Api(api)
@@ -94,19 +95,31 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, namespace: str, name: str, status: Obj) -> None:
-        """Merge-patch the status subresource (never spec)."""
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"status": status},
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE,
-            _preload_content=False,
-        )
+    def patch_status(
+        self, namespace: str, name: str, status: Obj, resource_version: str | None = None
+    ) -> bool:
+        """Merge-patch the status subresource (never spec). With `resource_version`, the
+        patch applies only to that version: False means another writer got there first."""
+        patch: Obj = {"status": status}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE,
+                _preload_content=False,
+            )
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
 
     def prometheus_operator(self) -> bool:
         """Whether ServiceMonitor and PrometheusRule exist (discovery, cached for a while)."""

@@ -23,15 +23,11 @@ CHILD_KINDS = (
 
 
 def on_child_event(
-    namespace: str,
-    labels: kopf.Labels,
-    memo: kopf.Memo,
-    logger: logging.Logger,
-    inference_services: kopf.Index,
-    **_: Any,
+    namespace: str, labels: kopf.Labels, memo: kopf.Memo, logger: logging.Logger, **_: Any
 ) -> None:
-    parents = inference_services.get((namespace, labels[SERVICE_LABEL]), [])
-    for parent in parents:  # none: the parent is gone and GC removes the child
+    # A fresh read, not a cached copy: its status is what this reconcile compares against.
+    parent = memo.runtime.kube.get_inference_service(namespace, labels[SERVICE_LABEL])
+    if parent is not None:  # None: the parent is gone and the garbage collector acts
         run_reconcile(parent, memo.runtime, logger)
 
 

@@ -36,12 +36,6 @@ def run_reconcile(body: Any, runtime: Runtime, logger: logging.Logger | Any) -> 
         logger.warning("invalid spec: %s", outcome.status["conditions"][-1]["message"])
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-def inference_services(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-    """(namespace, name) -> the latest body, so the child watch needs no extra GET."""
-    return {(namespace, name): dict(body)}
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)

@@ -21,13 +21,17 @@ from infleet.operator.replicas import PoolReplicas, plan_replicas
 from infleet.operator.status import Problem, compute_status, decision_events
 
 Obj = dict[str, Any]
+STATUS_CONFLICT_RETRIES = 3
 
 
 class KubeApi(Protocol):
     def apply(self, obj: Obj) -> Obj: ...
     def get_deployment(self, namespace: str, name: str) -> Obj | None: ...
     def get_service(self, namespace: str, name: str) -> Obj | None: ...
-    def patch_status(self, namespace: str, name: str, status: Obj) -> None: ...
+    def get_inference_service(self, namespace: str, name: str) -> Obj | None: ...
+    def patch_status(
+        self, namespace: str, name: str, status: Obj, resource_version: str | None = None
+    ) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +91,22 @@ def reconcile(body: Obj, kube: KubeApi, options: RenderOptions, now: str | None 
         names = pool_deployment_names(name)
         deployments = {pool: kube.get_deployment(namespace, names[pool]) for pool in POOLS}
         service = kube.get_service(namespace, name)
-    old = body.get("status") or {}
-    status = compute_status(body, deployments, service, p.replicas, now or now_rfc3339(), problem)
-    if status_changed(old, status):
-        kube.patch_status(namespace, name, status)
+    now = now or now_rfc3339()
+    events: list[tuple[str, str, str]] = []
+    # Only the writer whose patch lands on the version it read reports the change, so
+    # concurrent reconciles of one service do not repeat its Events; a loser re-reads
+    # the object and writes what it observed on top of the winner's status.
+    for _attempt in range(STATUS_CONFLICT_RETRIES):
+        old = body.get("status") or {}
+        status = compute_status(body, deployments, service, p.replicas, now, problem)
+        if not status_changed(old, status):
+            break
+        if kube.patch_status(namespace, name, status, body["metadata"].get("resourceVersion")):
+            events = decision_events(old, status)
+            break
+        fresh = kube.get_inference_service(namespace, name)
+        if fresh is None or fresh["metadata"].get("generation") != meta.get("generation"):
+            break  # gone, or a newer spec whose own reconcile will write the status
+        body = fresh
     result = "error" if error else ("invalid" if problem else "applied")
-    return Outcome(status, decision_events(old, status), result, error)
+    return Outcome(status, events, result, error)
