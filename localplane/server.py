@@ -35,12 +35,12 @@ class ApiServer:
         self.sub_handlers: dict[tuple[str, str, str, str], SubHandler] = {}
         self.app = web.Application(middlewares=[self._errors], client_max_size=64 * 2**20)
         r = self.app.router
-        r.add_get("/version", lambda _: _json(discovery.VERSION))
+        r.add_get("/version", self._version)
         for path in ("/healthz", "/livez", "/readyz"):
-            r.add_get(path, lambda _: web.Response(text="ok"))
-        r.add_get("/api", lambda req: _json(discovery.core_versions(req.host)))
-        r.add_get("/apis", lambda _: _json(discovery.group_list(api.registry)))
-        r.add_get("/openapi/v3", lambda _: _json(openapi.index(api.registry)))
+            r.add_get(path, self._health)
+        r.add_get("/api", self._core)
+        r.add_get("/apis", self._groups)
+        r.add_get("/openapi/v3", self._openapi_index)
         r.add_get("/openapi/v3/{path:.*}", self._openapi)
         r.add_route("*", "/api/{version}", self._core_version)
         r.add_route("*", "/api/{version}/{tail:.*}", self._resource)
@@ -56,6 +56,21 @@ class ApiServer:
             return _json(err.status(), status=err.code)
         except web.HTTPException as err:
             return _json(ApiError(err.status, err.reason).status(), status=err.status)
+
+    async def _version(self, _: web.Request) -> web.Response:
+        return _json(discovery.VERSION)
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _core(self, request: web.Request) -> web.Response:
+        return _json(discovery.core_versions(request.host))
+
+    async def _groups(self, _: web.Request) -> web.Response:
+        return _json(discovery.group_list(self.api.registry))
+
+    async def _openapi_index(self, _: web.Request) -> web.Response:
+        return _json(openapi.index(self.api.registry))
 
     async def _openapi(self, request: web.Request) -> web.Response:
         parts = request.match_info["path"].split("/")

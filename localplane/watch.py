@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from infleet.localplane.errors import ApiError
 from infleet.localplane.resources import ResourceType
@@ -80,6 +80,8 @@ class WatchStream:
         self.store.subscribe(self._listener)
         try:
             return await self._serve(request)
+        except (ConnectionResetError, ClientConnectionResetError):
+            return web.Response(status=499)  # the client went away; nobody reads this
         finally:
             self.store.unsubscribe(self._listener)
 
