@@ -1,0 +1,47 @@
+{{/*
+The operator's permissions, one list for both RBAC modes, and no more than its code uses:
+tests/charts/test_rbac.py derives the needs from the operator (kopf handlers, applied
+children, client calls) and fails on a missing or a spare permission.
+*/}}
+
+{{/* Namespaced resources: granted cluster-wide (mode cluster) or per watched namespace. */}}
+{{- define "infleet-operator.namespacedRules" -}}
+# InferenceServices: watched and indexed by kopf, which patches its progress annotations.
+- apiGroups: [infleet.io]
+  resources: [inferenceservices]
+  verbs: [get, list, watch, patch]
+# Status (conditions, replica counts, URL): the only part the operator writes. Never spec.
+- apiGroups: [infleet.io]
+  resources: [inferenceservices/status]
+  verbs: [patch]
+# Children: server-side applied under one field manager (apply creates a missing object, so
+# create too); watched so that a hand edit is put back. Owner references delete them.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [list, watch, create, patch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [list, watch, create, patch]
+# Monitoring children, applied only where the Prometheus Operator's CRDs exist.
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors, prometheusrules]
+  verbs: [create, patch]
+# Events for decisions and handler outcomes (kopf posts core/v1 Events).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{/* Cluster-scoped reads, needed in both modes. */}}
+{{- define "infleet-operator.clusterRules" -}}
+# kopf watches CRDs to notice resources appearing or going.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end -}}
