@@ -1,0 +1,177 @@
+"""The engine table: each kind's real command line, and fields it cannot honour."""
+
+import json
+
+import pytest
+
+from infleet.operator.errors import SpecError
+from infleet.operator.render import render_children
+from tests.operator.samples import engine_isvc
+
+
+def container(isvc):
+    deployment = next(c for c in render_children(isvc) if c["kind"] == "Deployment")
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_vllm_command_line():
+    c = container(
+        engine_isvc(
+            "vllm",
+            "mixed",
+            model={"name": "llama"},
+            resources={"gpus": 2},
+            engine={
+                "parallelism": {"tensor": 2, "expert": 2},
+                "quantization": "fp8",
+                "kvCache": {"dtype": "fp8"},
+                "lora": {"maxAdapters": 8, "maxRank": 32},
+                "speculative": {"method": "eagle", "draftModel": "org/eagle", "numTokens": 3},
+                "args": ["--max-model-len=8192"],
+            },
+        )
+    )
+    assert c["image"].startswith("vllm/vllm-openai:")
+    assert c["command"] == ["vllm", "serve"]
+    speculative = json.dumps(
+        {"method": "eagle", "model": "org/eagle", "num_speculative_tokens": 3}, sort_keys=True
+    )
+    assert c["args"] == [
+        "/mnt/models",
+        "--host=$(POD_IP)",
+        "--port=8000",
+        "--served-model-name=llama",
+        "--tensor-parallel-size=2",
+        "--pipeline-parallel-size=1",
+        "--enable-expert-parallel",
+        "--quantization=fp8",
+        "--kv-cache-dtype=fp8",
+        "--enable-lora",
+        "--max-loras=8",
+        "--max-lora-rank=32",
+        f"--speculative-config={speculative}",
+        "--max-model-len=8192",  # the user's flags come last and win
+    ]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+def test_sglang_command_line():
+    c = container(
+        engine_isvc(
+            "sglang",
+            "mixed",
+            resources={"gpus": 4},
+            engine={
+                "parallelism": {"tensor": 2, "pipeline": 2, "expert": 2},
+                "quantization": "fp4",
+                "kvCache": {"dtype": "fp8", "dram": "64Gi"},
+                "speculative": {"method": "ngram", "numTokens": 5},
+            },
+        )
+    )
+    assert c["command"] == ["python3", "-m", "sglang.launch_server"]
+    assert c["args"] == [
+        "--host=$(POD_IP)",
+        "--model-path=/mnt/models",
+        "--served-model-name=qwen2.5-7b",
+        "--enable-metrics",
+        "--port=30000",
+        "--tp-size=2",
+        "--pp-size=2",
+        "--ep-size=2",
+        "--quantization=modelopt_fp4",
+        "--kv-cache-dtype=fp8_e4m3",
+        "--enable-hierarchical-cache",
+        "--hicache-size=64",
+        "--speculative-algorithm=NGRAM",
+        "--speculative-num-draft-tokens=5",
+    ]
+
+
+def test_tgi_command_line_from_a_pvc():
+    isvc = engine_isvc(
+        "tgi",
+        "dedicated-only",
+        resources={"gpus": 2},
+        engine={
+            "parallelism": {"tensor": 2},
+            "quantization": "fp8",
+            "speculative": {"method": "ngram"},
+        },
+    )
+    c = container(isvc)
+    assert c["command"] == ["text-generation-launcher"]
+    assert c["args"] == [
+        "--hostname=$(POD_IP)",
+        "--model-id=/mnt/models/mistral-7b",
+        "--port=8080",
+        "--num-shard=2",
+        "--quantize=fp8",
+        "--speculate=4",
+    ]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+
+
+def test_user_env_follows_pod_ip_and_image_override_wins():
+    c = container(
+        engine_isvc(
+            "vllm",
+            "mixed",
+            engine={
+                "image": "registry.local/vllm:patched",
+                "env": [
+                    {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "t"}}}
+                ],
+            },
+        )
+    )
+    assert c["image"] == "registry.local/vllm:patched"
+    assert [e["name"] for e in c["env"]] == ["POD_IP", "HF_TOKEN"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "field", "message"),
+    [
+        (
+            "infleet",
+            {"engine": {"parallelism": {"tensor": 2}}, "resources": {"gpus": 2}},
+            "engine.parallelism",
+            "parallelism above 1 is not supported by engine infleet",
+        ),
+        (
+            "infleet",
+            {"engine": {"quantization": "fp8"}},
+            "engine.quantization",
+            "quantization fp8 is not supported by engine infleet",
+        ),
+        (
+            "tgi",
+            {"engine": {"quantization": "fp4"}},
+            "engine.quantization",
+            "quantization fp4 is not supported by engine tgi",
+        ),
+        (
+            "vllm",
+            {"engine": {"kvCache": {"nvme": "200Gi"}}},
+            "engine.kvCache.nvme",
+            "an NVMe KV tier is not supported by engine vllm",
+        ),
+        (
+            "tgi",
+            {"engine": {"lora": {"maxAdapters": 4}}},
+            "engine.lora.maxAdapters",
+            "dynamic LoRA slots is not supported by engine tgi",
+        ),
+        (
+            "vllm",
+            {"model": {"uri": "builtin:smollm2-135m-instruct"}},
+            "model.uri",
+            "builtin models run on engine kind infleet, not vllm",
+        ),
+    ],
+)
+def test_fields_an_engine_cannot_honour_are_named(kind, extra, field, message):
+    with pytest.raises(SpecError) as err:
+        render_children(engine_isvc(kind, "mixed", **extra))
+    assert str(err.value) == f"{field}: {message}"
+    assert err.value.field == field

@@ -1,0 +1,63 @@
+"""`infleet render -f FILE`: multi-document YAML in and out, clear errors with exit code 1."""
+
+import subprocess
+import sys
+
+import kubernetes_validate
+import yaml
+
+from tests.conftest import REPO
+
+
+def render(*args, stdin=None):
+    return subprocess.run(
+        [sys.executable, "-m", "infleet", "render", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        cwd=REPO,
+    )
+
+
+def test_every_example_renders_to_valid_objects():
+    examples = sorted((REPO / "examples").glob("*.yaml"))
+    text = "\n---\n".join(p.read_text() for p in examples) + "\n---\nkind: ConfigMap\n"
+    out = render("-f", "-", stdin=text)
+    assert out.returncode == 0, out.stderr
+    objects = list(yaml.safe_load_all(out.stdout))
+    assert len(objects) == 5 * len(examples)  # ConfigMap, 2 Deployments, Service, PDB each
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.32", strict=True)
+        assert "ownerReferences" not in obj["metadata"]  # no live owner at review time
+    assert "&id" not in out.stdout  # no YAML anchors for a reviewer to decode
+    chat = next(o for o in objects if o["metadata"]["name"] == "chat-spot")
+    assert chat["metadata"]["namespace"] == "default"
+
+
+def test_bad_field_is_named_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: infleet.io/v1alpha1\nkind: InferenceService\nmetadata: {name: x}\n"
+        "spec: {model: {uri: 'hf://a/b'}, capacity: {spot: {max: -1}}}\n"
+    )
+    out = render("-f", str(bad))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == (
+        f"infleet render: {bad}: document 1 (InferenceService x): "
+        "spec.capacity.spot.max: Input should be greater than or equal to 0"
+    )
+
+
+def test_unreadable_or_empty_input_exits_1(tmp_path):
+    out = render("-f", str(tmp_path / "missing.yaml"))
+    assert out.returncode == 1 and "No such file" in out.stderr
+    out = render("-f", "-", stdin="kind: ConfigMap\n")
+    assert out.returncode == 1 and "no InferenceService found" in out.stderr
+    out = render("-f", "-", stdin="kind: [unclosed\n")
+    assert out.returncode == 1 and out.stderr.startswith("infleet render: -: ")
+
+
+def test_prometheus_operator_flag_adds_monitoring():
+    out = render("-f", str(REPO / "examples" / "chat-local.yaml"), "--prometheus-operator")
+    kinds = [o["kind"] for o in yaml.safe_load_all(out.stdout)]
+    assert kinds[-2:] == ["ServiceMonitor", "PrometheusRule"]
