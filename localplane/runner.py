@@ -161,7 +161,7 @@ class ContainerRunner:
             delay = 0.0 if crashes <= 1 else min(300.0, self.w.kubelet.backoff * 2 ** (crashes - 2))
             if code is not None:
                 self.last_state, self.restart_count = self.state, self.restart_count + 1
-            if delay:
+            if delay and code is not None:  # start errors keep their own reason
                 self.state = {
                     "waiting": {
                         "reason": "CrashLoopBackOff",
@@ -170,7 +170,7 @@ class ContainerRunner:
                     }
                 }
                 self.w.publish()
-                await asyncio.sleep(delay)
+            await asyncio.sleep(delay)
         return None
 
     async def _probe_loop(self) -> None:
