@@ -154,7 +154,7 @@ specs = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(specs)
 def test_cel_and_python_twins_agree(spec):
     """Across random specs, the API server and the operator accept exactly the same ones."""

@@ -1,11 +1,13 @@
 """`infleet render -f FILE`: multi-document YAML in and out, clear errors with exit code 1."""
 
+import io
 import subprocess
 import sys
 
 import kubernetes_validate
 import yaml
 
+from infleet.operator.cli import render_main
 from tests.conftest import REPO
 
 
@@ -34,30 +36,38 @@ def test_every_example_renders_to_valid_objects():
     assert chat["metadata"]["namespace"] == "default"
 
 
-def test_bad_field_is_named_and_exits_1(tmp_path):
+def test_bad_field_is_named_and_exits_1(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "apiVersion: infleet.io/v1alpha1\nkind: InferenceService\nmetadata: {name: x}\n"
         "spec: {model: {uri: 'hf://a/b'}, capacity: {spot: {max: -1}}}\n"
     )
-    out = render("-f", str(bad))
-    assert out.returncode == 1 and out.stdout == ""
-    assert out.stderr.strip() == (
+    assert render_main(["-f", str(bad)]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.strip() == (
         f"infleet render: {bad}: document 1 (InferenceService x): "
         "spec.capacity.spot.max: Input should be greater than or equal to 0"
     )
 
 
-def test_unreadable_or_empty_input_exits_1(tmp_path):
-    out = render("-f", str(tmp_path / "missing.yaml"))
-    assert out.returncode == 1 and "No such file" in out.stderr
-    out = render("-f", "-", stdin="kind: ConfigMap\n")
-    assert out.returncode == 1 and "no InferenceService found" in out.stderr
-    out = render("-f", "-", stdin="kind: [unclosed\n")
-    assert out.returncode == 1 and out.stderr.startswith("infleet render: -: ")
+def test_unreadable_or_empty_input_exits_1(tmp_path, capsys, monkeypatch):
+    assert render_main(["-f", str(tmp_path / "missing.yaml")]) == 1
+    assert "No such file" in capsys.readouterr().err
+    for text, message in [
+        ("kind: ConfigMap\n", "no InferenceService found"),
+        ("kind: [unclosed\n", "infleet render: -: "),
+        ("kind: InferenceService\nspec: {}\n", "metadata.name: Field required"),
+    ]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+        assert render_main(["-f", "-"]) == 1
+        assert message in capsys.readouterr().err
 
 
-def test_prometheus_operator_flag_adds_monitoring():
-    out = render("-f", str(REPO / "examples" / "chat-local.yaml"), "--prometheus-operator")
-    kinds = [o["kind"] for o in yaml.safe_load_all(out.stdout)]
+def test_prometheus_operator_flag_adds_monitoring(capsys):
+    assert (
+        render_main(["-f", str(REPO / "examples" / "chat-local.yaml"), "--prometheus-operator"])
+        == 0
+    )
+    kinds = [o["kind"] for o in yaml.safe_load_all(capsys.readouterr().out)]
     assert kinds[-2:] == ["ServiceMonitor", "PrometheusRule"]
