@@ -7,6 +7,7 @@ own I/O: server-side apply, owner references, status, the child watch, Events, m
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -116,10 +117,13 @@ def test_operator_process_follows_the_cluster(api, tmp_path):
     from kubernetes import client
 
     kubeconfig, api_client = api
+    with socket.socket() as sock:  # a free port for /metrics
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     log = (tmp_path / "operator.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "infleet", "operator", "--kubeconfig", str(kubeconfig),
-         "--standalone", "--metrics-port", "18391", "--liveness-port", "0"],
+         "--standalone", "--metrics-port", str(port), "--liveness-port", "0"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     apps = client.AppsV1Api(api_client)
@@ -146,7 +150,7 @@ def test_operator_process_follows_the_cluster(api, tmp_path):
         wait_for(
             lambda: apps.read_namespaced_deployment("live-dedicated", "default").spec.replicas == 1
         )
-        metrics = urllib.request.urlopen("http://127.0.0.1:18391/metrics").read().decode()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert 'infleet_operator_reconciles_total{result="applied"}' in metrics
         assert "infleet_operator_reconcile_duration_seconds_count" in metrics
     finally:
