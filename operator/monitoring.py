@@ -6,16 +6,22 @@ name per service, so the chart's static alerts serve every engine kind alike.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from infleet.operator.engines import EngineProfile
-from infleet.operator.names import SERVICE_LABEL
+from infleet.operator.names import POOL_LABEL, SERVICE_LABEL
 
 MONITORING_API = "monitoring.coreos.com/v1"
 # Recorded series (labels: namespace, inferenceservice).
 TTFT_P95 = "infleet:time_to_first_token_seconds:p95_5m"
 ITL_P95 = "infleet:inter_token_latency_seconds:p95_5m"
 QUEUE = "infleet:num_requests_waiting:sum"
+
+
+def _meta(label: str) -> str:
+    """A pod label as Prometheus' Kubernetes discovery names it (non-word chars -> _)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", label)
 
 
 def render_service_monitor(meta: dict[str, Any], name: str) -> dict[str, Any]:
@@ -25,13 +31,30 @@ def render_service_monitor(meta: dict[str, Any], name: str) -> dict[str, Any]:
         "metadata": meta,
         "spec": {
             "selector": {"matchLabels": {SERVICE_LABEL: name}},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": "15s",
+                    # Every engine series carries its service and pool, whatever the engine.
+                    "relabelings": [
+                        {
+                            "sourceLabels": [f"__meta_kubernetes_pod_label_{_meta(label)}"],
+                            "targetLabel": target,
+                        }
+                        for label, target in (
+                            (SERVICE_LABEL, "inferenceservice"),
+                            (POOL_LABEL, "pool"),
+                        )
+                    ],
+                }
+            ],
         },
     }
 
 
 def recording_rules(namespace: str, name: str, profile: EngineProfile) -> list[dict[str, Any]]:
-    match = f'{{namespace="{namespace}", service="{name}"}}'
+    match = f'{{namespace="{namespace}", inferenceservice="{name}"}}'
     labels = {"inferenceservice": name}
     rules = []
     for record, histogram in ((TTFT_P95, profile.ttft_histogram), (ITL_P95, profile.itl_histogram)):

@@ -29,7 +29,7 @@ def test_each_engine_maps_its_own_series_onto_one_name():
     vllm = {r["record"]: r for r in rule_of("vllm")["spec"]["groups"][0]["rules"]}
     assert set(vllm) == {TTFT_P95, ITL_P95, QUEUE}
     assert "vllm:time_to_first_token_seconds_bucket" in vllm[TTFT_P95]["expr"]
-    assert 'namespace="team-a", service="chat"' in vllm[TTFT_P95]["expr"]
+    assert 'namespace="team-a", inferenceservice="chat"' in vllm[TTFT_P95]["expr"]
     assert vllm[QUEUE]["labels"] == {"inferenceservice": "chat"}
     tgi = {r["record"] for r in rule_of("tgi")["spec"]["groups"][0]["rules"]}
     assert TTFT_P95 not in tgi  # TGI exports no time-to-first-token histogram

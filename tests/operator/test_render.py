@@ -122,7 +122,15 @@ def test_monitoring_children_only_with_the_prometheus_operator():
     assert "ServiceMonitor" not in by_kind(render_children(isvc))
     children = by_kind(render_children(isvc, RenderOptions(prometheus_operator=True)))
     monitor = children["ServiceMonitor"][0]
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert endpoint["relabelings"] == [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_infleet_io_inferenceservice"],
+            "targetLabel": "inferenceservice",
+        },
+        {"sourceLabels": ["__meta_kubernetes_pod_label_infleet_io_pool"], "targetLabel": "pool"},
+    ]
     assert children["PrometheusRule"][0]["spec"]["groups"][0]["rules"]
 
 
