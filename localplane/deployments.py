@@ -40,7 +40,9 @@ def _spec_n(rs: Obj) -> int:
 
 
 def _avail(rs: Obj) -> int:
-    return rs.get("status", {}).get("availableReplicas", 0)
+    """Available pods, never more than the spec now asks for: the status lags a
+    scale-down, and counting pods about to go would take too many down at once."""
+    return min(rs.get("status", {}).get("availableReplicas", 0), _spec_n(rs))
 
 
 class DeploymentController(Controller):

@@ -33,20 +33,28 @@ def tolerates(tolerations: list[Obj], taint: Obj) -> bool:
     return False
 
 
+def _expression_holds(op: str, key: str, values: list[str], labels: dict[str, str]) -> bool:
+    have = labels.get(key)
+    if op == "In":
+        return have in values
+    if op == "NotIn":
+        return have not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    if op in ("Gt", "Lt") and have is not None and values:
+        try:
+            return int(have) > int(values[0]) if op == "Gt" else int(have) < int(values[0])
+        except ValueError:
+            return False
+    return False
+
+
 def _term_matches(term: Obj, node: Obj) -> bool:
     labels = node["metadata"].get("labels") or {}
     for e in term.get("matchExpressions") or []:
-        key, op, values = e["key"], e["operator"], e.get("values") or []
-        have = labels.get(key)
-        ok = {
-            "In": have in values,
-            "NotIn": have not in values,
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-            "Gt": have is not None and values and int(have) > int(values[0]),
-            "Lt": have is not None and values and int(have) < int(values[0]),
-        }[op]
-        if not ok:
+        if not _expression_holds(e["operator"], e["key"], e.get("values") or [], labels):
             return False
     for f in term.get("matchFields") or []:
         if f["key"] == "metadata.name":
