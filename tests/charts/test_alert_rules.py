@@ -34,6 +34,7 @@ def test_promtool_check_rules_passes():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass():
     assert PROMTOOL_TESTS, "no promtool unit tests found"
     out = subprocess.run(
