@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from infleet.localplane.nodes import default_pool, load_pool
-from infleet.localplane.plane import LocalPlane, PlaneConfig
+
+if TYPE_CHECKING:
+    from infleet.localplane.plane import LocalPlane
 
 SAMPLE = Path(__file__).with_name("sample.yaml")
 
@@ -162,6 +164,8 @@ def _banner(kubeconfig: Path, plane: LocalPlane, sample: dict[str, Any] | None) 
 
 
 async def run(args: argparse.Namespace) -> int:
+    from infleet.localplane.plane import LocalPlane, PlaneConfig  # the heavy imports
+
     pool = (
         load_pool(args.node_pool)
         if args.node_pool
