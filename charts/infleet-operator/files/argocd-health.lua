@@ -28,23 +28,18 @@ local function describe(c)
   return reason
 end
 
--- Why the service runs zero replicas by choice, or nil: a manual `kubectl scale --replicas=0`
--- (spec.replicas: 0) or an idle scale-to-zero the autoscaler decided. Only once status shows
--- zero replicas; while replicas are still draining the service is Progressing.
-local function suspended_reason(spec, status)
-  if (status.replicas or 0) ~= 0 then
+-- Why the service runs zero replicas by choice, or nil. The operator says so with
+-- Ready=True, reason ScaledToZero (no replica desired: spec.replicas 0, or scaling.minReplicas 0
+-- and the autoscaler wants none); only once status shows zero replicas, as while they drain
+-- the service is Progressing.
+local function suspended_reason(spec, status, ready)
+  if ready == nil or ready.reason ~= "ScaledToZero" or (status.replicas or 0) ~= 0 then
     return nil
   end
   if spec.replicas == 0 then
     return "Scaled to zero by spec.replicas: 0 (kubectl scale); scale up to resume"
   end
-  local scaling = spec.scaling or {}
-  local to_zero = scaling.scaleToZero or {}
-  local decision = status.lastScalingDecision
-  if to_zero.enabled and decision ~= nil and (decision.dedicated or 0) + (decision.spot or 0) == 0 then
-    return "Scaled to zero after idling (scaling.scaleToZero); requests bring it back"
-  end
-  return nil
+  return describe(ready)
 end
 
 local function health(obj)
@@ -62,7 +57,8 @@ local function health(obj)
   if degraded ~= nil and degraded.status == "True" then
     return "Degraded", describe(degraded)
   end
-  local why_zero = suspended_reason(obj.spec or {}, status)
+  local ready = condition(status, "Ready")
+  local why_zero = suspended_reason(obj.spec or {}, status, ready)
   if why_zero ~= nil then
     return "Suspended", why_zero
   end
@@ -70,7 +66,6 @@ local function health(obj)
   if progressing ~= nil and progressing.status == "True" then
     return "Progressing", describe(progressing)
   end
-  local ready = condition(status, "Ready")
   if ready == nil then
     return "Progressing", "Waiting for the Ready condition"
   end
