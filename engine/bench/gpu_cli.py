@@ -134,3 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(report))
     print(f"\nwrote {opts.out}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
