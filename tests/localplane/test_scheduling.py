@@ -3,6 +3,8 @@ affinity), unschedulable pods, and Deployment rolling updates."""
 
 import time
 
+import pytest
+
 from infleet.localplane.nodes import default_pool, node_object
 from infleet.localplane.scheduler import tolerates, unfit_reason
 from tests.localplane.harness import RunningPlane
@@ -65,6 +67,7 @@ def _nodes_of(plane: RunningPlane, app: str) -> list[str | None]:
     return sorted(p["spec"].get("nodeName") or "" for p in pods)
 
 
+@pytest.mark.slow
 def test_gpu_placement_spot_needs_toleration_and_unschedulable(plane: RunningPlane) -> None:
     plane.apply([namespace(NS), deployment("ded", NS, 3, SLEEPER)])
     plane.wait_for(
@@ -113,6 +116,7 @@ def test_gpu_placement_spot_needs_toleration_and_unschedulable(plane: RunningPla
     plane.kubectl("delete", "pod", "late", "-n", NS)
 
 
+@pytest.mark.slow
 def test_rolling_update_honours_surge_and_unavailable(plane: RunningPlane) -> None:
     plane.apply(namespace(NS))
     roll = deployment(

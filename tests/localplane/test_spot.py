@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from infleet.localplane.nodes import INTERRUPT_ANNOTATION
 from tests.localplane.harness import RunningPlane
@@ -15,6 +16,7 @@ from tests.localplane.pods import SPOT, deployment, server_container
 NS = "spot"
 
 
+@pytest.mark.slow
 def test_spot_interruption_drains_and_replaces(plane: RunningPlane) -> None:
     plane.apply(
         [
