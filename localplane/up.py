@@ -1,7 +1,7 @@
 """`infleet up`: a local fleet on this machine.
 
 Starts the emulated control plane with a node pool, installs the CRDs, runs the
-operator (`infleet operator` as a subprocess against the generated kubeconfig), applies
+operator (`infleet operator` as a Deployment in `infleet-system`, like the chart), applies
 a sample InferenceService (SmolLM2 on CPU), waits until it is Ready, prints how to use
 it, and on Ctrl-C/SIGTERM stops everything: operator, engine processes, control plane.
 """
@@ -12,9 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from infleet.localplane.nodes import default_pool, load_pool
+from infleet.localplane.operator_pod import NAME, NAMESPACE, operator_manifests
 
 if TYPE_CHECKING:
     from infleet.localplane.plane import LocalPlane
@@ -74,38 +73,11 @@ def install_crds(plane: LocalPlane) -> None:
         plane.api.create(rt, "", crd, "infleet-up")
 
 
-def start_operator(kubeconfig: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps it open)
-    cmd = [
-        sys.executable,
-        "-m",
-        "infleet",
-        "operator",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--standalone",
-        "--metrics-port",
-        "0",
-        "--liveness-port",
-        "0",
-    ]
-    # KUBECONFIG too: kopf's own login reads the kubernetes client's default location,
-    # which that library fixes from the environment when it is imported.
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig.resolve())}
-    return subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-    )
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def install_operator(plane: LocalPlane, kubeconfig: Path) -> None:
+    for obj in operator_manifests(kubeconfig.read_text()):
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        rt = plane.registry.by_kind(api_version, kind)
+        plane.api.create(rt, obj["metadata"].get("namespace", ""), obj, "infleet-up")
 
 
 def _ready(obj: dict[str, Any]) -> tuple[bool, str]:
@@ -181,9 +153,8 @@ async def run(args: argparse.Namespace) -> int:
     await plane.start()
     install_crds(plane)
     kubeconfig = plane.write_kubeconfig(args.kubeconfig)
-    operator = (
-        None if args.no_operator else start_operator(kubeconfig, kubeconfig.parent / "operator.log")
-    )
+    if not args.no_operator:
+        install_operator(plane, kubeconfig)
     code = 0
     try:
         sample = None
@@ -194,7 +165,8 @@ async def run(args: argparse.Namespace) -> int:
             plane.api.create(rt, ns, doc, "infleet-up")
             print(
                 f"applied {doc['kind']} {ns}/{doc['metadata']['name']}; waiting until Ready "
-                f"(operator log: {kubeconfig.parent / 'operator.log'})",
+                f"(operator log: kubectl --kubeconfig {kubeconfig} logs -n {NAMESPACE} "
+                f"deploy/{NAME})",
                 flush=True,
             )
             sample = await wait_ready(plane, ns, doc["metadata"]["name"], args.timeout, stop)
@@ -203,21 +175,10 @@ async def run(args: argparse.Namespace) -> int:
                 code = 1
         if code == 0 and not stop.is_set():
             print(_banner(kubeconfig, plane, sample), flush=True)
-        while not stop.is_set() and code == 0:
-            if operator is not None and operator.poll() is not None:
-                print(
-                    f"infleet up: the operator exited ({operator.returncode}); see "
-                    f"{kubeconfig.parent / 'operator.log'}",
-                    file=sys.stderr,
-                )
-                code = 1
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+        if code == 0:
+            await stop.wait()
     finally:
         print("stopping: operator, pods, control plane", flush=True)
-        if operator is not None:
-            await asyncio.to_thread(stop_process, operator)
         await plane.stop()
     return code
 
