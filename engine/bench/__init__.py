@@ -65,6 +65,10 @@ def _device_name(device: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["gpu"]:  # GPU workloads vs transformers' continuous batching (docs/gpu.md)
+        from infleet.engine.bench.gpu_cli import main as gpu_main
+
+        return gpu_main(argv[1:])
     opts = build_parser().parse_args(argv)
     import torch
 

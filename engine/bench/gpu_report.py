@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from infleet.engine.bench.stats import percentile
+
 
 @dataclass(slots=True)
 class RequestTrace:
@@ -18,19 +20,9 @@ class RequestTrace:
     token_times: list[float] = field(default_factory=list)  # each output token's time
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default), None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def summarize(traces: list[RequestTrace], wall: float) -> dict:
-    """Throughput over the whole run and latency per request, in seconds and tok/s."""
+    """Throughput over the whole run and latency per request, in seconds and tok/s (as
+    engine/bench/stats.py, plus arrival times: TTFT counts from each request's own)."""
     ttft = [t.token_times[0] - t.arrival for t in traces if t.token_times]
     itl = [b - a for t in traces for a, b in zip(t.token_times, t.token_times[1:], strict=False)]
     e2e = [t.token_times[-1] - t.arrival for t in traces if t.token_times]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from infleet.engine.kernels.interpreter import enable_interpreter, fix_interpreter_rounding
+from infleet.engine.kernels.interpreter import enable_interpreter, match_gpu_semantics
 
 if not torch.cuda.is_available():
     enable_interpreter()  # before `import triton`
@@ -21,4 +21,4 @@ import triton
 
 INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
 if INTERPRETED:
-    fix_interpreter_rounding()
+    match_gpu_semantics()

@@ -21,7 +21,8 @@ import triton.language as tl
 from infleet.engine.kernels.fp8 import FP8_DTYPE
 
 
-@triton.jit
+# Batch-size ints are not specialized (on ==1 or %16): a new batch size must not recompile.
+@triton.jit(do_not_specialize=["num_seqs", "search_steps"])
 def _paged_attention_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, part_acc_ptr, part_ml_ptr,
     cu_seqlens_q_ptr, context_lens_ptr, block_tables_ptr, k_scale_ptr, v_scale_ptr,
