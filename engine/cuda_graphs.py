@@ -123,8 +123,10 @@ class DecodeGraphs:
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}
 
-    def fits(self, batch: int) -> bool:
-        return bool(self.graphs) and batch <= self.sizes[-1]
+    def fits(self, batch: int, table_width: int) -> bool:
+        """Whether a decode batch of this size and block-table width has a graph."""
+        width = self.inputs.block_tables.shape[1]
+        return bool(self.graphs) and batch <= self.sizes[-1] and table_width <= width
 
     @torch.inference_mode()
     def capture(self) -> None:

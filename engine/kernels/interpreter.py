@@ -35,10 +35,12 @@ def enable_interpreter() -> None:
 
 
 def match_gpu_semantics() -> None:
+    """Called by each kernel module after `import triton`; a no-op unless interpreting."""
+    import triton
     import triton.language as tl
     from triton.runtime import interpreter
 
-    if getattr(interpreter, "_infleet_fixed", False):
+    if not triton.knobs.runtime.interpret or getattr(interpreter, "_infleet_fixed", False):
         return
     torch_dtypes = {
         tl.float32: torch.float32,

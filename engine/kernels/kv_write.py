@@ -12,6 +12,9 @@ import triton
 import triton.language as tl
 
 from infleet.engine.kernels.fp8 import FP8_DTYPE, FP8_MAX
+from infleet.engine.kernels.interpreter import match_gpu_semantics
+
+match_gpu_semantics()  # the interpreter (CPU only) rounds as the GPU does
 
 
 @triton.jit

@@ -19,6 +19,9 @@ import triton
 import triton.language as tl
 
 from infleet.engine.kernels.fp8 import FP8_DTYPE
+from infleet.engine.kernels.interpreter import match_gpu_semantics
+
+match_gpu_semantics()  # the interpreter (CPU only) rounds as the GPU does
 
 
 # Batch-size ints are not specialized (on ==1 or %16): a new batch size must not recompile.

@@ -13,6 +13,10 @@ import torch
 import triton
 import triton.language as tl
 
+from infleet.engine.kernels.interpreter import match_gpu_semantics
+
+match_gpu_semantics()  # the interpreter (CPU only) rounds as the GPU does
+
 
 @triton.jit
 def _rotate_heads(x_ptr, stride_t, stride_h, token, c, s,

@@ -11,6 +11,10 @@ import torch
 import triton
 import triton.language as tl
 
+from infleet.engine.kernels.interpreter import match_gpu_semantics
+
+match_gpu_semantics()  # the interpreter (CPU only) rounds as the GPU does
+
 
 @triton.jit
 def _silu_mul_kernel(x_ptr, out_ptr, stride_x, stride_o, INTER: tl.constexpr, BLOCK: tl.constexpr):
