@@ -74,9 +74,10 @@ def _decode(
     num_blocks = -(-max(lens) // block_size)
     index = torch.tensor(seqs, device=device)
     # -1 padding points at block 0; the length mask hides whatever it holds.
-    tables = ctx.block_tables.index_select(0, index)[:, :num_blocks].clamp_min(0)
-    keys = k_cache[tables].flatten(1, 2).transpose(1, 2)  # [B, Hkv, L, D]
-    values = v_cache[tables].flatten(1, 2).transpose(1, 2)
+    tables = ctx.block_tables.index_select(0, index)[:, :num_blocks].clamp_min(0).flatten()
+    shape = (len(seqs), num_blocks * block_size, *k_cache.shape[2:])
+    keys = k_cache.index_select(0, tables).view(shape).transpose(1, 2)  # [B, Hkv, L, D]
+    values = v_cache.index_select(0, tables).view(shape).transpose(1, 2)
     key_pos = torch.arange(num_blocks * block_size, device=device)[None, :]
     seq_lens = torch.tensor(lens, device=device)[:, None]
     mask = key_pos < seq_lens
