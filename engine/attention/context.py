@@ -27,10 +27,6 @@ class AttentionContext:
     def num_seqs(self) -> int:
         return len(self.query_lens_host)
 
-    @property
-    def is_decode_only(self) -> bool:
-        return all(n == 1 for n in self.query_lens_host)
-
 
 _current: AttentionContext | None = None
 
