@@ -110,3 +110,12 @@ def test_bfloat16_smoke(tmp_path):
 
     got = ModelRunner(loaded, num_blocks=8).forward([SeqSlice(prompts[1], 0, [0, 1])])[0]
     assert (got - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_transformers(case):
+    path, _, prompts, expected = case
+    loaded = load_model(str(path), device="cuda", dtype="float32")
+    runner = ModelRunner(loaded, num_blocks=64, block_size=4)
+    assert runner_greedy(runner, prompts, MAX_NEW, prefill_chunk=5) == expected
