@@ -27,9 +27,11 @@ def _manager(model, requests: list[Request], *, cpu_blocks: int):
     generation = GenerationConfig(do_sample=False, eos_token_id=-1, pad_token_id=0)
     batching = ContinuousBatchingConfig()  # on CUDA: sized from free memory, CUDA graphs
     if next(model.parameters()).device.type != "cuda":
-        # On CPU nothing can be sized from device memory: an explicit, small cache.
-        batching = ContinuousBatchingConfig(num_blocks=cpu_blocks, max_batch_tokens=256,
-                                            page_size=16)  # fmt: skip
+        # On CPU nothing can be sized from device memory: an explicit, small cache. (The
+        # tokens-per-page field is `page_size` after transformers 5.17, `block_size` up to it.)
+        fields = ContinuousBatchingConfig.__dataclass_fields__
+        page = {"page_size" if "page_size" in fields else "block_size": 16}
+        batching = ContinuousBatchingConfig(num_blocks=cpu_blocks, max_batch_tokens=256, **page)
     hints = WorkloadHints(  # what generate_batch passes: lets it size batches and graphs
         max_prompt_length=max(len(r.prompt) for r in requests),
         max_generated_length=max(r.max_tokens for r in requests),
