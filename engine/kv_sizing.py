@@ -14,9 +14,6 @@ from infleet.engine.runner import ModelRunner
 log = logging.getLogger("infleet.engine")
 
 CPU_KV_MEMORY = 1 << 30
-# On CUDA the pool takes this share of what is free after the weights load; the rest is
-# left for activations and the allocator's slack.
-CUDA_FREE_FRACTION = 0.85
 
 
 @dataclass(slots=True)
@@ -30,21 +27,30 @@ def kv_torch_dtype(kv_cache_dtype: str, model_dtype: torch.dtype) -> torch.dtype
     return torch.float8_e4m3fn if kv_cache_dtype == "fp8" else model_dtype
 
 
-def default_kv_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * CUDA_FREE_FRACTION)
-    return CPU_KV_MEMORY
-
-
 def resolve_kv_pool(args: EngineArgs, loaded: LoadedModel) -> KVPool:
     """Raises ValueError (naming the flag) when the settings cannot work together."""
     dtype = kv_torch_dtype(args.kv_cache_dtype, loaded.dtype)
     per_block = ModelRunner.kv_bytes_per_block(loaded.config, args.block_size, dtype)
     if args.num_kv_blocks is not None:
         num_blocks = args.num_kv_blocks
+    elif args.kv_cache_memory is None and loaded.device.type == "cuda":
+        # What is left after weights and the peak of the largest step (measured).
+        from infleet.engine.gpu_memory import kv_blocks_from_profile
+
+        num_blocks = kv_blocks_from_profile(
+            loaded,
+            block_size=args.block_size,
+            kv_cache_dtype=args.kv_cache_dtype,
+            attention_backend=args.attention_backend,
+            max_num_batched_tokens=args.max_num_batched_tokens,
+            max_num_seqs=args.max_num_seqs,
+        )
+        if num_blocks < 1:
+            raise ValueError(
+                "no GPU memory is left for the KV cache after the weights and activations"
+            )
     else:
-        memory = args.kv_cache_memory or default_kv_memory(loaded.device)
+        memory = args.kv_cache_memory or CPU_KV_MEMORY
         num_blocks = memory // per_block
         if num_blocks < 1:
             raise ValueError(
