@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from infleet.localplane.crud import Api
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-SERVICE_CIDR = ipaddress.ip_network("127.2.0.0/16")
 
 
 def default_pod_spec(spec: dict[str, Any]) -> None:
@@ -54,7 +53,7 @@ class Admission:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.released: set[str] = set()  # uids whose graceful termination has finished
-        self._service_ips = (str(ip) for ip in SERVICE_CIDR.hosts())
+        self.service_ips = (str(ip) for ip in ipaddress.ip_network("127.2.0.0/16").hosts())
 
     def admit(
         self,
@@ -177,7 +176,7 @@ class Admission:
         if old is not None:
             spec["clusterIP"] = old["spec"].get("clusterIP")
         elif spec.get("clusterIP") != "None":
-            spec["clusterIP"] = next(self._service_ips)
+            spec["clusterIP"] = next(self.service_ips)
         if spec.get("clusterIP") and spec["clusterIP"] != "None":
             spec["clusterIPs"] = [spec["clusterIP"]]
         spec.setdefault("ipFamilies", ["IPv4"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -176,20 +177,27 @@ async def _until_stopped(coro: Any, stop: asyncio.Event) -> Any:
 class Kubelet(Controller):
     manager = "kubelet"
 
-    def __init__(self, api: Any, workdir: Path, api_url: str, backoff: float = 10.0) -> None:
+    def __init__(
+        self,
+        api: Any,
+        workdir: Path,
+        api_url: str,
+        backoff: float = 10.0,
+        pod_network: str = "127.1.0.0/16",
+    ) -> None:
         super().__init__(api)
         self.workdir, self.api_url, self.backoff = workdir, api_url, backoff
         self.pods = api.registry.get("", "v1", "pods")
         self.workers: dict[str, PodWorker] = {}
         self._free: deque[str] = deque()
-        self._next_ip = 2
+        self._hosts = ipaddress.ip_network(pod_network).hosts()
+        next(self._hosts)  # .1 is the "gateway" on real pod networks; keep it free
         self.session: aiohttp.ClientSession | None = None
 
     def _allocate_ip(self) -> str:
         if len(self._free) > 256:  # reuse addresses only long after they were freed
             return self._free.popleft()
-        n, self._next_ip = self._next_ip, self._next_ip + 1
-        return f"127.1.{n // 256}.{n % 256}"
+        return str(next(self._hosts))
 
     def on_event(self, event: WatchEvent) -> None:
         if event.key == self.pods.key and (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,10 @@ class PlaneConfig:
     restart_backoff: float = 10.0  # first CrashLoopBackOff delay, doubling to 5 min
     node_pool: Any = None  # a NodePool; the default pool when None
     workloads: bool = True  # run the scheduler, kubelet, workload controllers and proxy
+    # Loopback networks for pod IPs and Service ClusterIPs; planes running side by side
+    # on one machine need different ones (the tests pick random ones).
+    pod_network: str = "127.1.0.0/16"
+    service_network: str = "127.2.0.0/16"
 
 
 class LocalPlane:
@@ -44,6 +49,9 @@ class LocalPlane:
         self.store = Store(history=self.config.history)
         self.registry = Registry()
         self.api = Api(self.store, self.registry)
+        self.api.admission.service_ips = (
+            str(ip) for ip in ipaddress.ip_network(self.config.service_network).hosts()
+        )
         self.server = ApiServer(self.api, bookmark_interval=self.config.bookmark_interval)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = self.config.workdir

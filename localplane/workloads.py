@@ -21,7 +21,9 @@ def add_workloads(plane: LocalPlane) -> None:
     api = plane.api
     assert plane.workdir is not None
     nodes = NodeManager(api, plane.config.node_pool or default_pool())
-    kubelet = Kubelet(api, plane.workdir, plane.url, plane.config.restart_backoff)
+    kubelet = Kubelet(
+        api, plane.workdir, plane.url, plane.config.restart_backoff, plane.config.pod_network
+    )
     proxy = ServiceProxy(api)
     for c in (
         nodes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import tempfile
 import threading
@@ -98,5 +99,13 @@ class RunningPlane:
 
 
 def fast_config(**kw: Any) -> PlaneConfig:
-    """Quick bookmarks and restarts so lifecycle tests finish in seconds."""
-    return PlaneConfig(bookmark_interval=0.5, restart_backoff=0.5, **kw)
+    """Quick bookmarks and restarts so lifecycle tests finish in seconds, and loopback
+    networks of its own so it never collides with another plane on this machine."""
+    octet = random.randrange(16, 120) * 2
+    return PlaneConfig(
+        bookmark_interval=0.5,
+        restart_backoff=0.5,
+        pod_network=f"127.{octet}.0.0/16",
+        service_network=f"127.{octet + 1}.0.0/16",
+        **kw,
+    )

@@ -1,6 +1,7 @@
 """The process kubelet: probes -> Ready, env and volumes, logs, services, graceful
 termination (preStop, SIGTERM drain, SIGKILL after the grace period), restarts."""
 
+import ipaddress
 import threading
 import time
 
@@ -12,6 +13,10 @@ from tests.localplane.manifests import namespace
 from tests.localplane.pods import deployment, pod, server_container, service
 
 NS = "kubelet"
+
+
+def _within(ip: str, network: str) -> bool:
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(network)
 
 
 def _ready(plane: RunningPlane, name: str) -> dict:
@@ -58,7 +63,9 @@ def test_probe_ready_env_config_volume_and_logs(plane: RunningPlane) -> None:
         ]
     )
     p = _ready(plane, "web")
-    assert p["status"]["phase"] == "Running" and p["status"]["podIP"].startswith("127.1.")
+    assert p["status"]["phase"] == "Running" and _within(
+        p["status"]["podIP"], plane.plane.config.pod_network
+    )
     assert p["spec"]["nodeName"].startswith("dedicated-")  # no spot toleration
     status = p["status"]["containerStatuses"][0]
     assert status["ready"] and status["restartCount"] == 0 and "running" in status["state"]
@@ -72,7 +79,7 @@ def test_service_proxy_spreads_over_ready_endpoints(plane: RunningPlane) -> None
     plane.kubectl("rollout", "status", "deployment/spread", "-n", NS, "--timeout=60s")
     svc = plane.get("service", "spread", "-n", NS)
     ip = svc["spec"]["clusterIP"]
-    assert ip.startswith("127.2.")
+    assert _within(ip, plane.plane.config.service_network)
     assert svc["status"]["loadBalancer"]["ingress"][0]["ip"] == ip
     plane.wait_for(
         lambda: (
