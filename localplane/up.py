@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import sys
@@ -54,7 +55,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="pod logs and volumes (default: a temporary directory)",
     )
+    p.add_argument(
+        "--pod-network",
+        default="127.1.0.0/16",
+        help="loopback network for pod IPs (default 127.1.0.0/16)",
+    )
+    p.add_argument(
+        "--service-network",
+        default="127.2.0.0/16",
+        help="loopback network for Service IPs (default 127.2.0.0/16)",
+    )
     args = p.parse_args(argv)
+    for flag in ("pod_network", "service_network"):
+        try:
+            net = ipaddress.ip_network(getattr(args, flag))
+        except ValueError as err:
+            p.error(f"--{flag.replace('_', '-')}: {err}")
+        if not net.is_loopback or net.num_addresses < 256:
+            p.error(
+                f"--{flag.replace('_', '-')}: needs a loopback network of /24 or larger "
+                "(inside 127.0.0.0/8)"
+            )
     for name in ("dedicated_nodes", "spot_nodes"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0")
@@ -145,7 +166,15 @@ async def run(args: argparse.Namespace) -> int:
     )
     if args.node_pool is None:
         pool.notice_seconds = args.notice_seconds
-    plane = LocalPlane(PlaneConfig(port=args.port, node_pool=pool, workdir=args.state_dir))
+    plane = LocalPlane(
+        PlaneConfig(
+            port=args.port,
+            node_pool=pool,
+            workdir=args.state_dir,
+            pod_network=args.pod_network,
+            service_network=args.service_network,
+        )
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

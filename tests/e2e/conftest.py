@@ -6,6 +6,7 @@ infleet-system/infleet-operator)."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -47,8 +48,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         return
     kubeconfig = tmp / "kubeconfig"
     log = open(tmp / "up.log", "w")  # noqa: SIM115
+    octet = random.randrange(16, 120) * 2  # loopback networks no other plane here uses
     up = subprocess.Popen(
-        [sys.executable, "-m", "infleet", "up", "--no-sample", "--kubeconfig", str(kubeconfig)],
+        [
+            sys.executable,
+            "-m",
+            "infleet",
+            "up",
+            "--no-sample",
+            "--kubeconfig",
+            str(kubeconfig),
+            f"--pod-network=127.{octet}.0.0/16",
+            f"--service-network=127.{octet + 1}.0.0/16",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
