@@ -23,6 +23,20 @@ log = logging.getLogger(__name__)
 SubHandler = Callable[[web.Request, ResourceType, str, str], Awaitable[web.StreamResponse]]
 
 
+async def read_body(request: web.Request) -> Any:
+    """A request body as JSON/YAML, or the protobuf kubectl sends for a few kinds."""
+    ctype = request.headers.get("Content-Type", "")
+    raw = await request.read()
+    if not raw:
+        return {}
+    if "protobuf" in ctype:
+        return protobuf.decode(raw)
+    try:
+        return yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
+    except (ValueError, yaml.YAMLError) as err:
+        raise ApiError(400, f"couldn't parse the request body: {err}") from err
+
+
 def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
     return web.json_response(body, status=status, headers=headers)
@@ -155,12 +169,12 @@ class ApiServer:
         if method == "GET":
             return self._render(request, rt, self.api.get(rt, ns or "", name))
         if method == "POST" and not name:
-            body = await self._body(request)
+            body = await read_body(request)
             return _json(
                 self.api.create(rt, ns or "", body, self._manager(request), **common), 201, warnings
             )
         if method == "PUT" and name:
-            body = await self._body(request)
+            body = await read_body(request)
             return _json(
                 self.api.update(
                     rt,
@@ -182,7 +196,7 @@ class ApiServer:
                     f"the body of the request was in an unknown format - "
                     f"accepted media types include: {', '.join(PATCH_TYPES)}",
                 )
-            body = await self._body(request)
+            body = await read_body(request)
             out = self.api.patch(
                 rt,
                 ns or "",
@@ -196,7 +210,7 @@ class ApiServer:
             )
             return _json(out, 200, warnings)
         if method == "DELETE" and name:
-            opts = await self._body(request) if request.can_read_body else {}
+            opts = await read_body(request) if request.can_read_body else {}
             grace = q.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
             out = self.api.delete(
                 rt,
@@ -266,18 +280,3 @@ class ApiServer:
         if request.query.get("fieldManager"):
             return request.query["fieldManager"]
         return request.headers.get("User-Agent", "unknown").split("/")[0] or "unknown"
-
-    @staticmethod
-    async def _body(request: web.Request) -> Any:
-        ctype = request.headers.get("Content-Type", "")
-        raw = await request.read()
-        if not raw:
-            return {}
-        if "protobuf" in ctype:
-            return protobuf.decode(raw)
-        try:
-            if "yaml" in request.headers.get("Content-Type", ""):
-                return yaml.safe_load(raw)
-            return json.loads(raw)
-        except (ValueError, yaml.YAMLError) as err:
-            raise ApiError(400, f"couldn't parse the request body: {err}") from err

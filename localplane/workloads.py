@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from infleet.localplane.deployments import DeploymentController
+from infleet.localplane.disruption import DisruptionController
 from infleet.localplane.endpoints import EndpointsController
 from infleet.localplane.kubelet import Kubelet
 from infleet.localplane.nodes import NodeManager, default_pool
@@ -25,6 +26,7 @@ def add_workloads(plane: LocalPlane) -> None:
         api, plane.workdir, plane.url, plane.config.restart_backoff, plane.config.pod_network
     )
     proxy = ServiceProxy(api)
+    disruption = DisruptionController(api)
     for c in (
         nodes,
         Scheduler(api),
@@ -33,9 +35,11 @@ def add_workloads(plane: LocalPlane) -> None:
         EndpointsController(api),
         kubelet,
         proxy,
+        disruption,
     ):
         plane.add_controller(c)
     plane.server.sub_handlers[("", "pods", "log", "GET")] = kubelet.logs
+    plane.server.sub_handlers[("", "pods", "eviction", "POST")] = disruption.evict
     nodes.create_pool()
     plane.on_stop.append(kubelet.shutdown)
     plane.on_stop.append(proxy.shutdown)

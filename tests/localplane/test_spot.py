@@ -80,3 +80,45 @@ def test_spot_interruption_drains_and_replaces(plane: RunningPlane) -> None:
     assert fresh["spec"]["taints"] == [
         {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}
     ]
+
+
+@pytest.mark.slow
+def test_kubectl_drain_honours_the_disruption_budget(plane: RunningPlane) -> None:
+    ns = "drain"
+    plane.apply(
+        [
+            namespace(ns),
+            deployment(
+                "db",
+                ns,
+                2,
+                server_container(),
+                pod={"nodeSelector": {"localplane.infleet.io/node-group": "dedicated"}},
+            ),
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": "db", "namespace": ns},
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}},
+            },
+        ]
+    )
+    plane.kubectl("rollout", "status", "deployment/db", "-n", ns, "--timeout=60s")
+    plane.wait_for(
+        lambda: plane.get("pdb", "db", "-n", ns).get("status", {}).get("disruptionsAllowed") == 1,
+        what="PDB status",
+    )
+    node = plane.get("pods", "-n", ns)["items"][0]["spec"]["nodeName"]
+    out = plane.kubectl("drain", node, "--ignore-daemonsets", "--timeout=60s", timeout=90)
+    assert f"node/{node} drained" in out.stdout
+    assert plane.get("node", node)["spec"]["unschedulable"] is True
+    plane.kubectl("rollout", "status", "deployment/db", "-n", ns, "--timeout=60s")
+    pods = plane.get("pods", "-n", ns)["items"]
+    assert all(p["spec"]["nodeName"] != node for p in pods)
+    # the budget now blocks a second eviction while only one pod is healthy elsewhere
+    other = pods[0]
+    plane.kubectl("cordon", other["spec"]["nodeName"])
+    blocked = plane.kubectl("drain", other["spec"]["nodeName"], "--timeout=3s", check=False)
+    assert "Cannot evict pod as it would violate the pod's disruption budget" in blocked.stderr
+    plane.kubectl("uncordon", node)
+    plane.kubectl("uncordon", other["spec"]["nodeName"])

@@ -1,0 +1,150 @@
+"""PodDisruptionBudget status and the Eviction API, so `kubectl drain` works: an
+eviction that would leave fewer healthy pods than a budget allows answers 429."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+
+from infleet.localplane.controller import Controller
+from infleet.localplane.errors import ApiError
+from infleet.localplane.replicasets import is_active, is_ready
+from infleet.localplane.selectors import selects
+from infleet.localplane.server import read_body
+from infleet.localplane.store import WatchEvent, now_rfc3339
+
+Obj = dict[str, Any]
+
+
+def _scaled(value: int | str, total: int) -> int:
+    if isinstance(value, int):
+        return value
+    return math.ceil(float(str(value).rstrip("%")) * total / 100)
+
+
+def budget_status(pdb: Obj, pods: list[Obj]) -> Obj:
+    """The PDB's status over the pods it selects (those not being deleted)."""
+    spec = pdb.get("spec") or {}
+    selected = [
+        p
+        for p in pods
+        if is_active(p) and selects(spec.get("selector"), p["metadata"].get("labels"))
+    ]
+    expected, healthy = len(selected), sum(1 for p in selected if is_ready(p))
+    if "minAvailable" in spec:
+        desired = _scaled(spec["minAvailable"], expected)
+    else:
+        desired = expected - _scaled(spec.get("maxUnavailable", 0), expected)
+    allowed = max(0, healthy - max(0, desired))
+    return {
+        "observedGeneration": pdb["metadata"].get("generation", 1),
+        "currentHealthy": healthy,
+        "desiredHealthy": max(0, desired),
+        "expectedPods": expected,
+        "disruptionsAllowed": allowed,
+        "conditions": [
+            {
+                "type": "DisruptionAllowed",
+                "status": "True" if allowed else "False",
+                "reason": "SufficientPods" if allowed else "InsufficientPods",
+                "message": "",
+                "observedGeneration": pdb["metadata"].get("generation", 1),
+                "lastTransitionTime": now_rfc3339(),
+            }
+        ],
+    }
+
+
+class DisruptionController(Controller):
+    manager = "disruption-controller"
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(api)
+        self.pdbs = api.registry.get("policy", "v1", "poddisruptionbudgets")
+        self.pods = api.registry.get("", "v1", "pods")
+
+    def on_event(self, event: WatchEvent) -> None:
+        if event.key in (self.pdbs.key, self.pods.key):
+            self.enqueue(event.obj["metadata"].get("namespace", ""))
+
+    async def reconcile(self, ns: Any) -> None:
+        pods = list(self.api.store.items(self.pods.key, ns))
+        for pdb in list(self.api.store.items(self.pdbs.key, ns)):
+            status = budget_status(pdb, pods)
+            old = dict(pdb.get("status") or {})
+            if {k: v for k, v in old.items() if k != "conditions"} != {
+                k: v for k, v in status.items() if k != "conditions"
+            }:
+                fresh = self.api.store.get(self.pdbs.key, ns, pdb["metadata"]["name"])
+                fresh["status"] = status
+                self.api.update(
+                    self.pdbs,
+                    ns,
+                    pdb["metadata"]["name"],
+                    fresh,
+                    self.manager,
+                    subresource="status",
+                )
+
+    async def evict(self, request: web.Request, rt: Any, ns: str, name: str) -> web.Response:
+        body = await read_body(request)
+        pod = self.api.get(rt, ns, name)
+        pods = list(self.api.store.items(self.pods.key, ns))
+        for pdb in self.api.store.items(self.pdbs.key, ns):
+            if not selects(pdb["spec"].get("selector"), pod["metadata"].get("labels")):
+                continue
+            status = budget_status(pdb, pods)
+            if is_ready(pod) and status["disruptionsAllowed"] < 1:
+                raise ApiError(
+                    429,
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    reason="TooManyRequests",
+                    details={
+                        "causes": [
+                            {
+                                "reason": "DisruptionBudget",
+                                "message": f"The disruption budget {pdb['metadata']['name']} needs "
+                                f"{status['desiredHealthy']} healthy pods and has "
+                                f"{status['currentHealthy']} currently",
+                            }
+                        ]
+                    },
+                )
+        conds = [
+            c for c in pod["status"].get("conditions") or [] if c["type"] != "DisruptionTarget"
+        ]
+        conds.append(
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "EvictionByEvictionAPI",
+                "message": "Eviction API: evicting",
+                "lastTransitionTime": now_rfc3339(),
+            }
+        )
+        pod["status"]["conditions"] = conds
+        self.api.update(rt, ns, name, pod, self.manager, subresource="status")
+        opts = (body or {}).get("deleteOptions") or {}
+        self.api.delete(
+            rt,
+            ns,
+            name,
+            grace=opts.get("gracePeriodSeconds"),
+            preconditions=opts.get("preconditions"),
+        )
+        return web.Response(
+            status=201,
+            content_type="application/json",
+            text=json.dumps(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "code": 201,
+                }
+            ),
+        )
