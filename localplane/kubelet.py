@@ -56,6 +56,9 @@ class PodWorker:
 
     async def run(self) -> None:
         await self._write_status()  # podIP first: env (POD_IP) and probes read it
+        if self.kubelet.hollow:
+            await self._run_hollow()
+            return
         while not self.stop_event.is_set():
             try:
                 self.volumes = prepare_volumes(self.kubelet.api, self.pod(), self.root / "volumes")
@@ -83,6 +86,22 @@ class PodWorker:
                     t.cancel()
         await self.stop_event.wait()
         await asyncio.gather(*(c.stop(self.grace) for c in self.inits + self.containers))
+        await self._write_status()
+        pod = self.kubelet.api.store.peek(("", "pods"), self.ns, self.name)
+        if pod is not None and pod["metadata"]["uid"] == self.uid:
+            self.kubelet.api.finish_delete(self.kubelet.pods, pod)
+
+    async def _run_hollow(self) -> None:
+        for c in self.containers:
+            c.state, c.started, c.ready = {"running": {"startedAt": now_rfc3339()}}, True, True
+        self.initialized = True
+        await self._write_status()
+        await self.stop_event.wait()
+        for c in self.containers:
+            c.ready = False
+            c.state = {
+                "terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now_rfc3339()}
+            }
         await self._write_status()
         pod = self.kubelet.api.store.peek(("", "pods"), self.ns, self.name)
         if pod is not None and pod["metadata"]["uid"] == self.uid:
@@ -184,9 +203,12 @@ class Kubelet(Controller):
         api_url: str,
         backoff: float = 10.0,
         pod_network: str = "127.1.0.0/16",
+        hollow: bool = False,
     ) -> None:
         super().__init__(api)
         self.workdir, self.api_url, self.backoff = workdir, api_url, backoff
+        # Hollow pods run no process: Running and Ready at once (scale tests of controllers).
+        self.hollow = hollow
         self.pods = api.registry.get("", "v1", "pods")
         self.workers: dict[str, PodWorker] = {}
         self._free: deque[str] = deque()

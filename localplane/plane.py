@@ -41,6 +41,7 @@ class PlaneConfig:
     # on one machine need different ones (the tests pick random ones).
     pod_network: str = "127.1.0.0/16"
     service_network: str = "127.2.0.0/16"
+    hollow_pods: bool = False  # pods run no process, Running+Ready at once (scale tests)
 
 
 class LocalPlane:

@@ -23,7 +23,12 @@ def add_workloads(plane: LocalPlane) -> None:
     assert plane.workdir is not None
     nodes = NodeManager(api, plane.config.node_pool or default_pool())
     kubelet = Kubelet(
-        api, plane.workdir, plane.url, plane.config.restart_backoff, plane.config.pod_network
+        api,
+        plane.workdir,
+        plane.url,
+        plane.config.restart_backoff,
+        plane.config.pod_network,
+        hollow=plane.config.hollow_pods,
     )
     proxy = ServiceProxy(api)
     disruption = DisruptionController(api)
