@@ -45,7 +45,6 @@ class ModelConfig:
     qk_norm: bool = False
     # Per layer: attend only to the last N keys (None = full attention).
     sliding_windows: tuple[int | None, ...] = ()
-    checkpoint_dtype: str | None = None  # the dtype the weights were saved in, if stated
 
     def __post_init__(self) -> None:
         if not self.sliding_windows:
@@ -167,5 +166,4 @@ def config_from_hf(cfg: dict[str, Any]) -> ModelConfig:
         mlp_bias=arch == "llama" and bool(cfg.get("mlp_bias", False)),
         qk_norm=arch == "qwen3",
         sliding_windows=_sliding_windows(cfg, arch, layers),
-        checkpoint_dtype=cfg.get("dtype") or cfg.get("torch_dtype"),
     )
