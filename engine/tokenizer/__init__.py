@@ -33,6 +33,10 @@ class Tokenizer:
         self.eos_token_ids = set(eos_token_ids) | ({eos_id} if eos_id is not None else set())
         self.chat_template = chat_template
 
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
 
