@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cluster import Cluster
+from tests.localplane.procs import processes_with
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,6 +61,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             str(kubeconfig),
             f"--pod-network=127.{octet}.0.0/16",
             f"--service-network=127.{octet + 1}.0.0/16",
+            "--state-dir",
+            str(tmp / "state"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -93,6 +96,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         finally:
             log.close()
         assert up.returncode == 0, (tmp / "up.log").read_text()[-3000:]
+        assert processes_with("", tmp / "state") == [], "pod processes outlived infleet up"
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,13 @@ def test_hollow_pods_roll_out_without_processes(hollow: RunningPlane) -> None:
             for i in range(10)
         ]
     )
-    hollow.wait_for(lambda: all(d["status"].get("availableReplicas") == 10
-                                for d in hollow.get("deployments", "-n", "h")["items"]),
-                    what="100 hollow pods available")
+    hollow.wait_for(
+        lambda: all(
+            d["status"].get("availableReplicas") == 10
+            for d in hollow.get("deployments", "-n", "h")["items"]
+        ),
+        what="100 hollow pods available",
+    )
     elapsed = time.monotonic() - start
     pods = hollow.get("pods", "-n", "h")["items"]
     assert len(pods) == 100 and elapsed < 20

@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.localplane.harness import RunningPlane
 from tests.localplane.pods import pod
-
-
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+from tests.localplane.procs import processes_with
 
 
 def test_bad_arguments_name_the_flag(tmp_path: Path) -> None:
@@ -39,7 +29,7 @@ def test_bad_arguments_name_the_flag(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_up_serves_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kc"
-    pool = tmp_path / "pool.yaml"
+    pool, state = tmp_path / "pool.yaml", tmp_path / "state"
     pool.write_text(yaml.safe_dump({"groups": [{"name": "gpu", "count": 2, "gpus": 2}]}))
     up = subprocess.Popen(
         [
@@ -53,6 +43,8 @@ def test_up_serves_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
             str(kubeconfig),
             "--node-pool",
             str(pool),
+            "--state-dir",
+            str(state),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,12 +86,23 @@ def test_up_serves_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
             text=True,
         )
         deadline = time.monotonic() + 30
-        while not _processes_with(marker) and time.monotonic() < deadline:
+        while not processes_with(marker, state) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _processes_with(marker), "the pod's process never started"
+        assert processes_with(marker, state), "the pod's process never started"
     finally:
         up.send_signal(signal.SIGINT)
         rest = up.communicate(timeout=60)[0]
     assert up.returncode == 0, rest
     assert "stopping: operator, pods, control plane" in rest
-    assert _processes_with(marker) == []
+    assert processes_with(marker, state) == []  # nothing by command line, nothing by cwd
+
+
+def test_the_sample_is_a_valid_inference_service(plane: RunningPlane) -> None:
+    from infleet.api.crds import all_crds
+    from infleet.localplane.up import SAMPLE
+
+    plane.apply(list(all_crds()))
+    plane.kubectl("wait", "--for=condition=Established", "crd/inferenceservices.infleet.io")
+    out = plane.kubectl("apply", "--dry-run=server", "-f", str(SAMPLE))
+    assert out.stdout.strip() == "inferenceservice.infleet.io/chat created (server dry run)"
+    assert plane.kubectl("get", "infsvc", "chat", check=False).returncode == 1
