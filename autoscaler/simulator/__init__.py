@@ -1,0 +1,1 @@
+"""A seeded fleet simulator that runs the same policy code the operator runs."""

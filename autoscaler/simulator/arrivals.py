@@ -1,0 +1,119 @@
+"""Where requests come from: rate curves (Poisson, diurnal, bursty) or a CSV trace.
+
+Both kinds hand the fleet, per tick and per routing target, a cohort: how many requests
+arrived and their summed prompt and output tokens. Routing is random (what a Kubernetes
+Service does), so a Poisson stream splits into independent Poisson streams per replica
+and one draw per replica per tick replaces one draw per request.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_left
+from collections.abc import Callable
+from pathlib import Path
+
+from infleet.autoscaler.simulator.randoms import poisson_many
+
+Cohort = tuple[int, float, float]  # requests, prompt tokens, output tokens
+
+
+class TokenShape:
+    """Lognormal prompt and output lengths, given by their means (the Azure trace's shape:
+    long-tailed prompts, shorter outputs)."""
+
+    __slots__ = ("_cv", "output_mean", "prompt_mean", "sigma")
+
+    def __init__(
+        self, prompt_mean: float = 1024.0, output_mean: float = 256.0, sigma: float = 0.8
+    ) -> None:
+        if prompt_mean < 1 or output_mean < 1 or sigma < 0:
+            raise ValueError("token shape: means must be >= 1 and sigma >= 0")
+        self.prompt_mean, self.output_mean, self.sigma = prompt_mean, output_mean, sigma
+        self._cv = math.sqrt(math.exp(sigma**2) - 1.0)  # lognormal std / mean
+
+    def sums(self, n: int, rng: random.Random) -> tuple[float, float]:
+        """Summed prompt and output tokens of n requests (normal approximation of the sum,
+        floored at one token per request)."""
+        if n == 0:
+            return 0.0, 0.0
+        spread = math.sqrt(n) * self._cv
+        prompt = self.prompt_mean * (n + spread * rng.gauss(0.0, 1.0))
+        output = self.output_mean * (n + spread * rng.gauss(0.0, 1.0))
+        return (prompt if prompt > n else float(n)), (output if output > n else float(n))
+
+
+class RateArrivals:
+    """Poisson arrivals with a time-varying rate `rate(t)` (requests per second).
+    Before t=0 (the simulator's warm-up) the rate holds at rate(0)."""
+
+    def __init__(self, rate: Callable[[float], float], tokens: TokenShape) -> None:
+        self.rate = rate
+        self.tokens = tokens
+
+    def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Cohort]:
+        mean = self.rate(max(t + dt / 2, 0.0)) * dt / targets
+        sums = self.tokens.sums
+        return [(n, *sums(n, rng)) for n in poisson_many(mean, targets, rng)]
+
+    def mean_rate(self, duration_s: float) -> float:
+        steps = 1000
+        return sum(self.rate(duration_s * (i + 0.5) / steps) for i in range(steps)) / steps
+
+
+def diurnal_rate(
+    peak_rps: float,
+    peak_to_trough: float = 4.0,
+    period_s: float = 86_400.0,
+    peak_at_s: float = 14 * 3600.0,
+    bursts: tuple[tuple[float, float, float], ...] = (),
+) -> Callable[[float], float]:
+    """A cosine day between peak/peak_to_trough and peak, plus bursts
+    (start_s, duration_s, multiplier) that multiply the rate while they last."""
+    trough = peak_rps / peak_to_trough
+    mid, amp = (peak_rps + trough) / 2, (peak_rps - trough) / 2
+
+    def rate(t: float) -> float:
+        base = mid + amp * math.cos(2 * math.pi * (t - peak_at_s) / period_s)
+        for start, length, mult in bursts:
+            if start <= t < start + length:
+                base *= mult
+        return base
+
+    return rate
+
+
+class TraceArrivals:
+    """Requests replayed from a CSV trace with columns timestamp, input tokens, output
+    tokens (the Azure LLM inference trace's shape). Timestamps are seconds (or ISO
+    datetimes) and are shifted so the first request arrives at t=0."""
+
+    def __init__(self, times: list[float], prompts: list[int], outputs: list[int]) -> None:
+        self.times, self.prompts, self.outputs = times, prompts, outputs
+
+    @classmethod
+    def from_csv(cls, path: str | Path, speedup: float = 1.0) -> TraceArrivals:
+        from infleet.autoscaler.simulator.trace_csv import read_trace
+
+        times, prompts, outputs = read_trace(Path(path))
+        return cls([t / speedup for t in times], prompts, outputs)
+
+    @property
+    def duration_s(self) -> float:
+        return self.times[-1] if self.times else 0.0
+
+    def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Cohort]:
+        lo, hi = bisect_left(self.times, t), bisect_left(self.times, t + dt)
+        counts = [0] * targets
+        prompts = [0.0] * targets
+        outputs = [0.0] * targets
+        for i in range(lo, hi):
+            k = rng.randrange(targets)
+            counts[k] += 1
+            prompts[k] += self.prompts[i]
+            outputs[k] += self.outputs[i]
+        return list(zip(counts, prompts, outputs, strict=True))
+
+    def mean_rate(self, duration_s: float) -> float:
+        return len(self.times) / max(duration_s, 1.0)

@@ -1,0 +1,74 @@
+"""Pods of the two pool Deployments, and the capacity they land on.
+
+Lifecycle: pending (waiting for a node) -> starting (scheduled: the GPU is paid for, the
+model loads) -> ready (serving); a pod may then be leaving (a scale-down drains it for the
+grace period; a spot interruption gives its notice period) and is gone when that ends
+(whatever it still holds is retried by its clients).
+
+Scale-down picks pods the way a ReplicaSet does: unscheduled first, then not-ready, then
+the most recently ready.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from infleet.autoscaler.simulator.replica import SimReplica
+from infleet.autoscaler.view import PENDING, READY, STARTING, PodState
+
+
+@dataclass(slots=True)
+class Pod:
+    name: str
+    pool: str
+    phase: str
+    since: float
+    schedulable_at: float  # earliest time a node can take it (provisioning delay)
+    ready_at: float = 0.0
+    leave_at: float = float("inf")  # set when the pod starts leaving
+    leaving: bool = False
+    interrupt_at: float = float("inf")
+    notice: bool = False  # leaving because its spot node is reclaimed
+    replica: SimReplica | None = None
+
+    def state(self) -> PodState:
+        return PodState(self.name, self.pool, self.phase, self.since, notice=self.notice)
+
+
+@dataclass(slots=True)
+class SpotMarket:
+    """Spot capacity: interruptions at a rate per replica-hour, and capacity that a
+    reclaim takes away for a while (so replacements can hang pending)."""
+
+    interruptions_per_hour: float = 0.0
+    notice_s: float = 30.0
+    reclaim_mean_s: float = 0.0  # how long a reclaimed node's capacity stays gone
+    capacity: int = 1_000_000
+    reclaimed_until: list[float] = field(default_factory=list)
+
+    def available(self, now: float, in_use: int) -> int:
+        self.reclaimed_until = [t for t in self.reclaimed_until if t > now]
+        return self.capacity - in_use - len(self.reclaimed_until)
+
+    def interrupt_time(self, now: float, rng: random.Random) -> float:
+        rate = self.interruptions_per_hour / 3600.0
+        return now + rng.expovariate(rate) if rate > 0 else float("inf")
+
+    def reclaim(self, now: float, rng: random.Random) -> None:
+        if self.reclaim_mean_s > 0:
+            self.reclaimed_until.append(now + rng.expovariate(1.0 / self.reclaim_mean_s))
+
+
+@dataclass(slots=True)
+class PodTimings:
+    provision_s: float = 60.0  # node and image ready for a new pod
+    startup_s: float = 120.0  # engine start and model load to readiness
+    grace_s: float = 30.0  # drain on scale-down (the engine's --shutdown-grace-seconds)
+
+
+def pick_victims(pods: list[Pod], count: int) -> list[Pod]:
+    """ReplicaSet order: pending first, then starting, then the newest ready."""
+    rank = {PENDING: 0, STARTING: 1, READY: 2}
+    ordered = sorted(pods, key=lambda p: (rank[p.phase], -p.since))
+    return ordered[:count]

@@ -1,0 +1,98 @@
+"""Runs one scenario under one policy: the clock, the decisions, the accounting."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from infleet.autoscaler.simulator.fleet import Fleet
+from infleet.autoscaler.simulator.pods import SpotMarket
+from infleet.autoscaler.simulator.policies import make_policy
+from infleet.autoscaler.simulator.recorder import LatencyRecorder
+from infleet.autoscaler.simulator.scenarios import Scenario
+from infleet.autoscaler.view import POOLS
+
+TIMELINE_S = 60.0
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Per-minute samples for the plot."""
+
+    t: list[float] = field(default_factory=list)
+    load_rps: list[float] = field(default_factory=list)
+    ready: dict[str, list[int]] = field(default_factory=lambda: {p: [] for p in POOLS})
+    desired: dict[str, list[int]] = field(default_factory=lambda: {p: [] for p in POOLS})
+    attainment: list[float | None] = field(default_factory=list)
+    ttft_p95_s: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    scenario: Scenario
+    policy: str
+    seed: int
+    rec: LatencyRecorder
+    fleet: Fleet
+    timeline: Timeline
+    replica_seconds: float
+    peak_replicas: int
+    engine_preemptions: int
+
+
+def simulate(scenario: Scenario, policy_name: str, seed: int) -> RunOutcome:
+    rng = random.Random(seed)
+    target = scenario.spec.slo.ttft_p95_s or 1.0
+    m = scenario.market
+    market = SpotMarket(m.interruptions_per_hour, m.notice_s, m.reclaim_mean_s, m.capacity)
+    fleet = Fleet(scenario.model, scenario.timings, market, LatencyRecorder(target), rng)
+    policy = make_policy(policy_name, scenario.spec, scenario.peak_replicas)
+    arrivals, dt = scenario.arrivals, scenario.tick_s
+    timeline = Timeline()
+    step = -int(scenario.warmup_s / dt)
+    end_step = int(scenario.duration_s / dt)
+    next_decision = step * dt
+    next_sample = TIMELINE_S
+    arrived_at_sample = 0
+    opening = arrivals.cohorts(0.0, 60.0, 1, random.Random(seed))[0][0] / 60.0
+    fleet.warm_start("dedicated", math.ceil(opening / scenario.replica_rps), step * dt)
+    replica_seconds, peak = 0.0, 0
+    while step < end_step:
+        now = step * dt
+        if step == 0:  # the warm-up is over: measure from here
+            fleet.reset_accounting(LatencyRecorder(target, start_s=0.0))
+        if now >= next_decision:
+            obs = fleet.observe(now)
+            dedicated, spot = policy.decide(obs, fleet.utilization())
+            fleet.scale("dedicated", dedicated, now)
+            fleet.scale("spot", spot, now)
+            next_decision += policy.period_s
+        fleet.advance(now, dt, arrivals)
+        if now >= 0:
+            serving = fleet.serving("dedicated") + fleet.serving("spot")
+            replica_seconds += serving * dt
+            peak = max(peak, serving)
+        if now + dt >= next_sample:
+            timeline.t.append(next_sample)
+            timeline.load_rps.append((fleet.arrived - arrived_at_sample) / TIMELINE_S)
+            arrived_at_sample = fleet.arrived
+            for pool in POOLS:
+                timeline.ready[pool].append(fleet.serving(pool))
+                timeline.desired[pool].append(fleet.desired[pool])
+            attained, p95 = fleet.rec.take_minute()
+            timeline.attainment.append(attained)
+            timeline.ttft_p95_s.append(p95)
+            next_sample += TIMELINE_S
+        step += 1
+    return RunOutcome(
+        scenario,
+        policy_name,
+        seed,
+        fleet.rec,
+        fleet,
+        timeline,
+        replica_seconds,
+        peak,
+        fleet.engine_preemptions(),
+    )
