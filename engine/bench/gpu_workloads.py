@@ -42,8 +42,8 @@ SCALES = {
         online_rates=(2.0, 4.0, 8.0, 16.0),
     ),
     "tiny": Scale(
-        decode_prompt=8, decode_tokens=6, mixed_count=6, mixed_range=(4, 16),
-        fixed_count=6, fixed_len=6, online_count=6, online_range=(4, 12),
+        decode_prompt=8, decode_tokens=4, mixed_count=4, mixed_range=(4, 12),
+        fixed_count=4, fixed_len=4, online_count=4, online_range=(4, 8),
         online_rates=(20.0, 200.0),
     ),
 }  # fmt: skip
