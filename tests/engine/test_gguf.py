@@ -110,14 +110,16 @@ def test_reader_matches_smollm2_file():
     assert len(gguf.tensors) == 30 * 9 + 2
     for name in ("token_embd.weight", "blk.0.attn_q.weight"):  # Q8_0, Q4_1
         t = gguf.tensors[name]
-        want = gguf_dequantize(np.asarray(t.raw).reshape(t.shape[0], -1), t.qtype)
-        assert torch.equal(dequantize(t.raw, t.qtype, t.shape), torch.from_numpy(want))
+        rows = np.asarray(t.raw).reshape(t.shape[0], -1)[:128]  # enough blocks, less time
+        want = gguf_dequantize(rows, t.qtype)
+        got = dequantize(rows.reshape(-1), t.qtype, (128, t.shape[1]))
+        assert torch.equal(got, torch.from_numpy(want))
 
 
 @pytest.mark.parametrize(
     "arch,overrides",
-    [("llama", {}), ("llama", {"tie_word_embeddings": True}), ("qwen3", {"head_dim": 32})],
-    ids=["llama", "llama-tied", "qwen3"],
+    [("llama", {}), ("qwen3", {"head_dim": 32, "tie_word_embeddings": True})],
+    ids=["llama", "qwen3-tied"],
 )
 def test_tiny_gguf_matches_transformers(tmp_path, arch, overrides):
     hf_dir = build_checkpoint(tmp_path / "hf", arch, **overrides)
