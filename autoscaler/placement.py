@@ -144,22 +144,24 @@ def place(
 
 def next_shift(
     shift: float,
-    burn_long: float | None,
-    burn_short: float | None,
+    burns: tuple[float, float, float] | None,
     elapsed_s: float,
     up_per_min: float = 0.25,
     down_per_min: float = 0.05,
 ) -> float:
     """Move the dedicated share of the total while spot interruptions burn the budget.
 
-    Burning (both windows over budget, the SRE multi-window rule) moves a quarter of the
-    fleet per minute to dedicated; recovery (the long window back under budget) returns a
-    twentieth per minute, so a storm that comes back does not find the fleet on spot.
+    `burns` are the burn rates over 5 minutes, 1 hour and 6 hours. Burning (the hour and
+    the last 5 minutes over budget: the SRE multi-window rule) moves a quarter of the
+    fleet per minute to dedicated. Recovery needs the hour and the 6 hours back under
+    budget, then returns a twentieth per minute: storms come in waves, and a fleet that
+    went back to spot after one quiet hour would meet the next wave on spot.
     """
-    if burn_long is None or burn_short is None:
+    if burns is None:
         return max(0.0, shift - down_per_min * elapsed_s / 60.0)
-    if burn_long > 1.0 and burn_short > 1.0:
+    short, hour, six_hours = burns
+    if hour > 1.0 and short > 1.0:
         return min(1.0, shift + up_per_min * elapsed_s / 60.0)
-    if burn_long <= 1.0:
+    if hour <= 1.0 and six_hours <= 1.0:
         return max(0.0, shift - down_per_min * elapsed_s / 60.0)
     return shift

@@ -15,8 +15,9 @@ from infleet.autoscaler.sizing import RATE_LIMIT_WINDOW_S, Load, size_total
 from infleet.autoscaler.spec import PolicySpec
 from infleet.autoscaler.view import POOLS, Observation
 
-BURN_LONG_S = 3600.0
 BURN_SHORT_S = 300.0
+BURN_LONG_S = 3600.0
+BURN_RECOVERY_S = 6 * 3600.0
 
 
 @dataclass(slots=True)
@@ -82,22 +83,21 @@ def _learn_capacity(previous: float | None, full_rates: list[float]) -> float | 
 
 def _burn(
     budget: float | None, interruptions: list[float], exposure: list, now: float
-) -> tuple[float | None, float | None]:
-    """Spot interruption burn rates over the last hour and five minutes.
+) -> tuple[float, float, float] | None:
+    """Spot interruption burn rates over 5 minutes, 1 hour and 6 hours.
 
-    Exposure floors: the long window needs the exposure in which the budget allows
-    three interruptions, so one unlucky interruption does not read as a storm; the short
-    window only confirms the burn is still going on. A zero budget burns on any
-    interruption.
+    Exposure floors: the long windows need the exposure in which the budget allows three
+    interruptions, so one unlucky interruption does not read as a storm; the short window
+    only confirms the burn is still going on. A zero budget burns on any interruption.
     """
     if budget is None:
-        return None, None
+        return None
     burns = []
-    for window, allowed in ((BURN_LONG_S, 3.0), (BURN_SHORT_S, 0.5)):
+    for window, allowed in ((BURN_SHORT_S, 0.5), (BURN_LONG_S, 3.0), (BURN_RECOVERY_S, 3.0)):
         floor = allowed / budget if budget > 0 else 1.0
         rate = signals.interruption_rate(interruptions, exposure, now, window, floor)
         burns.append(rate / budget if budget > 0 else (math.inf if rate > 0 else 0.0))
-    return burns[0], burns[1]
+    return burns[0], burns[1], burns[2]
 
 
 def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
@@ -125,8 +125,13 @@ def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
     preemptions = signals.roll(state.preemptions, now - keep, (now, preempted))
     finished = signals.roll(state.finished, now - keep, (now, served))
     exposure_now = signals.spot_ready(obs) * elapsed
-    exposure = signals.roll(state.spot_exposure, now - BURN_LONG_S, (now, exposure_now))
-    interruptions = [t for t in state.interruptions if t > now - BURN_LONG_S]
+    # Spot exposure, in one-minute buckets (six hours of it is kept).
+    exposure = signals.since(state.spot_exposure, now - BURN_RECOVERY_S)
+    if exposure and exposure[-1][0] > now - 60.0:
+        exposure[-1] = (exposure[-1][0], exposure[-1][1] + exposure_now)
+    else:
+        exposure.append((now, exposure_now))
+    interruptions = [t for t in state.interruptions if t > now - BURN_RECOVERY_S]
     interruptions += list(obs.interruptions)
     # What this observation teaches about capacity is used from the next decision on, so
     # a longer queue can never lower the replicas it asks for (monotone in queue depth).
@@ -165,8 +170,9 @@ def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
     )
 
     budget = slo.spot_preemptions_per_replica_hour
-    burn_long, burn_short = _burn(budget, interruptions, exposure, now)
-    shift = next_shift(state.shift, burn_long, burn_short, elapsed)
+    burns = _burn(budget, interruptions, exposure, now)
+    burn_long = None if burns is None else burns[1]
+    shift = next_shift(state.shift, burns, elapsed)
     rate = signals.interruption_rate(interruptions, exposure, now, BURN_LONG_S, 1.0)
     recent = sum(1 for t in interruptions if t > now - spec.capacity.spot.pending_timeout_s)
     previous = (state.dedicated, state.spot)

@@ -93,14 +93,16 @@ class Fleet:
     # -- one tick --------------------------------------------------------------------
     def advance(self, now: float, dt: float, arrivals: RateArrivals | TraceArrivals) -> None:
         self._lifecycle(now)
-        gpu_seconds, targets, replicas = self.gpu_seconds, [], []
+        targets, replicas, scheduled = [], [], {"dedicated": 0, "spot": 0}
         for pod in self.pods:
             if pod.phase != PENDING:
-                gpu_seconds[pod.pool] += dt
+                scheduled[pod.pool] += 1
             if pod.replica is not None:
                 replicas.append(pod.replica)
                 if not pod.leaving:
                     targets.append(pod.replica)
+        for pool, count in scheduled.items():
+            self.gpu_seconds[pool] += count * dt
         fresh = arrivals.cohorts(now, dt, max(len(targets), 1), self.rng)
         for replica, (n, prompt, output) in zip(targets or [None], fresh, strict=True):
             if n:
@@ -125,7 +127,11 @@ class Fleet:
                 spot_in_use += 1
         gone: list[Pod] = []
         interrupted = False
+        wave = market.wave_due(now, self.rng)
         for pod in self.pods:
+            hit = wave and pod.pool == "spot" and pod.phase != PENDING and not pod.notice
+            if hit and self.rng.random() < market.wave_fraction:
+                pod.interrupt_at = now
             if pod.phase == PENDING and now >= pod.schedulable_at and not pod.leaving:
                 if pod.pool == "spot":
                     if market.available(now, spot_in_use) <= 0:

@@ -38,13 +38,17 @@ class Pod:
 
 @dataclass(slots=True)
 class SpotMarket:
-    """Spot capacity: interruptions at a rate per replica-hour, and capacity that a
-    reclaim takes away for a while (so replacements can hang pending)."""
+    """Spot capacity. Nodes are reclaimed one by one (a rate per replica-hour) and in
+    waves (a zone running short takes a fraction of the spot nodes at once); a reclaimed
+    node's capacity stays gone for a while, so replacements can hang pending."""
 
     interruptions_per_hour: float = 0.0
     notice_s: float = 30.0
     reclaim_mean_s: float = 0.0  # how long a reclaimed node's capacity stays gone
     capacity: int = 1_000_000
+    waves_per_hour: float = 0.0
+    wave_fraction: float = 0.0  # of the spot nodes each wave reclaims
+    next_wave: float = float("inf")
     reclaimed_until: list[float] = field(default_factory=list)
 
     def available(self, now: float, in_use: int) -> int:
@@ -54,6 +58,15 @@ class SpotMarket:
     def interrupt_time(self, now: float, rng: random.Random) -> float:
         rate = self.interruptions_per_hour / 3600.0
         return now + rng.expovariate(rate) if rate > 0 else float("inf")
+
+    def wave_due(self, now: float, rng: random.Random) -> bool:
+        """Whether a wave strikes now (the first call only schedules the first wave)."""
+        if self.waves_per_hour <= 0:
+            return False
+        due = now >= self.next_wave
+        if due or self.next_wave == float("inf"):
+            self.next_wave = now + rng.expovariate(self.waves_per_hour / 3600.0)
+        return due
 
     def reclaim(self, now: float, rng: random.Random) -> None:
         if self.reclaim_mean_s > 0:

@@ -45,7 +45,14 @@ def simulate(scenario: Scenario, policy_name: str, seed: int) -> RunOutcome:
     rng = random.Random(seed)
     target = scenario.spec.slo.ttft_p95_s or 1.0
     m = scenario.market
-    market = SpotMarket(m.interruptions_per_hour, m.notice_s, m.reclaim_mean_s, m.capacity)
+    market = SpotMarket(
+        m.interruptions_per_hour,
+        m.notice_s,
+        m.reclaim_mean_s,
+        m.capacity,
+        m.waves_per_hour,
+        m.wave_fraction,
+    )
     fleet = Fleet(scenario.model, scenario.timings, market, LatencyRecorder(target), rng)
     policy = make_policy(policy_name, scenario.spec, scenario.peak_replicas)
     arrivals, dt = scenario.arrivals, scenario.tick_s
