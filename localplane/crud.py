@@ -3,7 +3,6 @@ admission, managedFields; shared by the HTTP handlers and the built-in controlle
 
 from __future__ import annotations
 
-import copy
 import random
 import string
 from datetime import datetime, timedelta, timezone
@@ -11,6 +10,7 @@ from typing import Any
 
 from infleet.localplane import errors
 from infleet.localplane.admission import Admission
+from infleet.localplane.clone import clone
 from infleet.localplane.errors import ApiError
 from infleet.localplane.fieldmanager import ManagedFields
 from infleet.localplane.patches import json_patch, merge_patch, strategic_merge
@@ -57,7 +57,7 @@ class Api:
         out = []
         for obj in self.store.items(rt.key, ns if rt.namespaced else None):
             if matches(labels, obj["metadata"].get("labels")) and fields(obj):
-                item = copy.deepcopy(obj)
+                item = clone(obj)
                 item["apiVersion"] = rt.api_version
                 out.append(item)
         return out, str(self.store.rv)
@@ -74,7 +74,7 @@ class Api:
         validation: str = "Warn",
         warnings: list[str] | None = None,
     ) -> Obj:
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + _suffix()
@@ -144,7 +144,7 @@ class Api:
         if want_rv and want_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.plural, rt.group, name)
         return self._commit(
-            rt, old, copy.deepcopy(body), manager, subresource, dry_run, validation, warnings
+            rt, old, clone(body), manager, subresource, dry_run, validation, warnings
         )
 
     def patch(
@@ -211,7 +211,7 @@ class Api:
             raise ApiError(400, "PATCH, fieldManager: Required value: is required for apply patch")
         if not isinstance(config, dict) or config.get("kind") != rt.kind:
             raise ApiError(400, f"apply config must be a {rt.kind} object")
-        config = copy.deepcopy(config)
+        config = clone(config)
         config.setdefault("metadata", {})["name"] = name
         current = self.store.get(rt.key, ns if rt.namespaced else "", name)
         if current is None:
@@ -307,14 +307,14 @@ class Api:
     ) -> Obj:
         if subresource == "status":
             status = new.get("status")
-            new = copy.deepcopy(old)
+            new = clone(old)
             if status is None:
                 new.pop("status", None)
             else:
                 new["status"] = status
         elif rt.status_subresource and subresource is None:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = clone(old["status"])
             else:
                 new.pop("status", None)
         meta, old_meta = new.setdefault("metadata", {}), old["metadata"]

@@ -7,12 +7,12 @@ the old ReplicaSets first. Old ReplicaSets beyond revisionHistoryLimit are delet
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 from typing import Any
 
+from infleet.localplane.clone import clone
 from infleet.localplane.controller import Controller
 from infleet.localplane.events import record
 from infleet.localplane.replicasets import controller_of
@@ -76,7 +76,7 @@ class DeploymentController(Controller):
         uid = d["metadata"]["uid"]
         owned = [
             r
-            for r in self.api.store.items(self.rs.key, ns)
+            for r in self.api.store.owned_by(uid, self.rs.key)
             if (controller_of(r) or {}).get("uid") == uid
         ]
         template = d["spec"].get("template") or {}
@@ -89,15 +89,15 @@ class DeploymentController(Controller):
             (r for r in owned if r is not new), key=lambda r: r["metadata"]["creationTimestamp"]
         )
         if not d["spec"].get("paused"):
-            new = self._create_rs(d, h, olds) if new is None else copy.deepcopy(new)
-            self._scale(d, new, [copy.deepcopy(o) for o in olds])
+            new = self._create_rs(d, h, olds) if new is None else clone(new)
+            self._scale(d, new, [clone(o) for o in olds])
             self._cleanup(d, olds)
         self._status(d, new, olds)
 
     def _create_rs(self, d: Obj, h: str, olds: list[Obj]) -> Obj:
-        template = copy.deepcopy(d["spec"]["template"])
+        template = clone(d["spec"]["template"])
         template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
-        selector = copy.deepcopy(d["spec"].get("selector") or {})
+        selector = clone(d["spec"].get("selector") or {})
         selector.setdefault("matchLabels", {})["pod-template-hash"] = h
         revision = 1 + max(
             (int(o["metadata"].get("annotations", {}).get(REVISION, 0)) for o in olds), default=0

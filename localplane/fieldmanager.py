@@ -9,10 +9,10 @@ set` (or merged primitive lists like finalizers), otherwise atomic (one leaf).
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
+from infleet.localplane.clone import clone
 from infleet.localplane.errors import ApiError
 from infleet.localplane.patches import merge_key
 from infleet.localplane.store import now_rfc3339
@@ -172,7 +172,7 @@ def decode(tree: dict[str, Any], prefix: Path = ()) -> set[Path]:
 class ManagedFields:
     def __init__(self, entries: list[dict[str, Any]] | None) -> None:
         self.entries = [
-            {**e, "_set": decode(e.get("fieldsV1") or {})} for e in copy.deepcopy(entries or [])
+            {**e, "_set": decode(e.get("fieldsV1") or {})} for e in clone(entries or [])
         ]
 
     def _entry(self, manager: str, operation: str, api_version: str, sub: str | None) -> dict:
@@ -232,7 +232,7 @@ class ManagedFields:
             e["_set"].discard(p)
         mine = self._entry(manager, "Apply", api_version, None)
         others = set().union(*(e["_set"] for e in self.entries if e is not mine))
-        merged = copy.deepcopy(current)
+        merged = clone(current)
         for p in sorted(mine["_set"] - wanted - others, key=len, reverse=True):
             remove_at(merged, p)
         merged = _apply_merge(merged, config, schema, "")
@@ -254,7 +254,7 @@ class ManagedFields:
 
 def _apply_merge(cur: Any, cfg: Any, schema: dict | None, parent: str) -> Any:
     if not isinstance(cfg, dict) or not isinstance(cur, dict):
-        return copy.deepcopy(cfg)
+        return clone(cfg)
     out = dict(cur)
     for k, v in cfg.items():
         sub = _child(schema, k)
@@ -273,14 +273,14 @@ def _apply_merge(cur: Any, cfg: Any, schema: dict | None, parent: str) -> Any:
                         None,
                     )
                     if idx is None:
-                        items.append(copy.deepcopy(item))
+                        items.append(clone(item))
                     else:
                         items[idx] = _apply_merge(items[idx], item, _child(sub, None), k)
                 out[k] = items
             elif kind == "set":
                 out[k] = out[k] + [i for i in v if i not in out[k]]
             else:
-                out[k] = copy.deepcopy(v)
+                out[k] = clone(v)
         else:
             out[k] = _apply_merge(out.get(k), v, sub, k)
     return out

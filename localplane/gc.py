@@ -7,38 +7,29 @@ import asyncio
 from typing import Any
 
 from infleet.localplane.controller import Controller
-from infleet.localplane.store import Key, WatchEvent
-
-Ref = tuple[Key, str, str]
+from infleet.localplane.store import WatchEvent
 
 
 class GarbageCollector(Controller):
     manager = "garbage-collector"
     resync_seconds = 10.0
 
-    def __init__(self, api: Any) -> None:
-        super().__init__(api)
-        self.dependents: dict[str, set[Ref]] = {}
-
     def on_event(self, event: WatchEvent) -> None:
         meta = event.obj["metadata"]
         ref = (event.key, meta.get("namespace", ""), meta["name"])
-        for o in (event.old or {}).get("metadata", {}).get("ownerReferences") or []:
-            self.dependents.get(o["uid"], set()).discard(ref)
         if event.type != "DELETED":
-            for o in meta.get("ownerReferences") or []:
-                self.dependents.setdefault(o["uid"], set()).add(ref)
             if meta.get("ownerReferences") and event.type == "ADDED":
                 self.enqueue(("check", *ref))
             fins = meta.get("finalizers") or []
             if meta.get("deletionTimestamp") and ("foregroundDeletion" in fins or "orphan" in fins):
                 self.enqueue(("finalize", *ref))
         else:
-            for dep in self.dependents.pop(meta["uid"], set()):
+            for dep in self.api.store.dependents(meta["uid"]):
                 self.enqueue(("check", *dep))
 
     def resync_items(self) -> list[Any]:
-        return [("check", *dep) for deps in self.dependents.values() for dep in deps]
+        store = self.api.store
+        return [("check", *dep) for uid in store.owner_uids() for dep in store.dependents(uid)]
 
     async def reconcile(self, item: Any) -> None:
         action, key, ns, name = item
@@ -54,7 +45,7 @@ class GarbageCollector(Controller):
             return
         uid = obj["metadata"]["uid"]
         fins = list(obj["metadata"].get("finalizers") or [])
-        deps = [d for d in self.dependents.get(uid, set()) if self.api.store.peek(*d) is not None]
+        deps = [d for d in self.api.store.dependents(uid) if self.api.store.peek(*d) is not None]
         if "orphan" in fins:
             for dkey, dns, dname in deps:
                 drt = self.api.registry.for_key(dkey)

@@ -6,9 +6,9 @@ struct tags. `merge_key` holds the ones kubectl apply meets on the objects we se
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from infleet.localplane.clone import clone
 from infleet.localplane.errors import ApiError
 
 # (parent field, list field) -> merge key; "" parent matches any. None = merge primitives.
@@ -43,8 +43,8 @@ def merge_key(parent: str, field: str) -> tuple[bool, str | None]:
 
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    out = clone(target) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if v is None:
             out.pop(k, None)
@@ -112,7 +112,7 @@ def _remove(doc: Any, parts: list[str], path: str) -> Any:
 def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
     if not isinstance(ops, list):
         raise ApiError(400, "a JSON patch must be a list of operations")
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     for op in ops:
         kind, path = op.get("op"), op.get("path", "")
         parts = _pointer(path)
@@ -120,14 +120,14 @@ def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
             if _walk(doc, parts, path) != op.get("value"):
                 raise ApiError(422, f"the server rejected our request: test failed at {path}")
         elif kind == "add":
-            doc = _set(doc, parts, copy.deepcopy(op.get("value")), path, insert=True)
+            doc = _set(doc, parts, clone(op.get("value")), path, insert=True)
         elif kind == "replace":
-            doc = _set(doc, parts, copy.deepcopy(op.get("value")), path, insert=False)
+            doc = _set(doc, parts, clone(op.get("value")), path, insert=False)
         elif kind == "remove":
             _remove(doc, parts, path)
         elif kind in ("move", "copy"):
             src = _pointer(op.get("from", ""))
-            value = copy.deepcopy(_walk(doc, src, op.get("from", "")))
+            value = clone(_walk(doc, src, op.get("from", "")))
             if kind == "move":
                 _remove(doc, src, op["from"])
             doc = _set(doc, parts, value, path, insert=True)
@@ -139,12 +139,12 @@ def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
 # -- strategic merge patch ----------------------------------------------------
 def strategic_merge(target: Any, patch: Any, parent: str = "") -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if patch.get("$patch") == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":
         return None
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    out = clone(target) if isinstance(target, dict) else {}
     orders: dict[str, list[Any]] = {}
     retain = patch.get("$retainKeys")
     for k, v in patch.items():
@@ -159,7 +159,7 @@ def strategic_merge(target: Any, patch: Any, parent: str = "") -> Any:
             out.pop(k, None)
         elif isinstance(v, list):
             merged, key = merge_key(parent, k)
-            out[k] = _merge_list(out.get(k), v, key, k) if merged else copy.deepcopy(v)
+            out[k] = _merge_list(out.get(k), v, key, k) if merged else clone(v)
         else:
             result = strategic_merge(out.get(k), v, k)
             if result is None:
@@ -177,11 +177,11 @@ def strategic_merge(target: Any, patch: Any, parent: str = "") -> Any:
 def _merge_list(
     current: list[Any] | None, patch: list[Any], key: str | None, field: str
 ) -> list[Any]:
-    current = copy.deepcopy(current or [])
+    current = clone(current or [])
     if key is None:  # merged list of primitives: union, keep order
         return current + [x for x in patch if x not in current]
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return [p for p in copy.deepcopy(patch) if p.get("$patch") != "replace"]
+        return [p for p in clone(patch) if p.get("$patch") != "replace"]
     for item in patch:
         idx = next((i for i, c in enumerate(current) if c.get(key) == item.get(key)), None)
         if item.get("$patch") == "delete":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from datetime import datetime, timezone
 from typing import Any
 
+from infleet.localplane.clone import clone
 from infleet.localplane.controller import Controller
 from infleet.localplane.events import record
 from infleet.localplane.store import WatchEvent
@@ -79,7 +79,7 @@ class ReplicaSetController(Controller):
         uid = rs["metadata"]["uid"]
         return [
             p
-            for p in self.api.store.items(self.pods.key, rs["metadata"]["namespace"])
+            for p in self.api.store.owned_by(uid, self.pods.key)
             if (controller_of(p) or {}).get("uid") == uid
         ]
 
@@ -108,7 +108,7 @@ class ReplicaSetController(Controller):
         self._update_status(rs, [p for p in self._owned(rs) if is_active(p)])
 
     def _create_pod(self, rs: Obj) -> None:
-        template = copy.deepcopy(rs["spec"].get("template") or {})
+        template = clone(rs["spec"].get("template") or {})
         meta = template.get("metadata") or {}
         pod = {
             "metadata": {

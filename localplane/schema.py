@@ -8,12 +8,12 @@ user sees here what a cluster would print, e.g.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import re
 from typing import Any
 
 from infleet.localplane.cel import CelError, evaluate
+from infleet.localplane.clone import clone
 from infleet.localplane.errors import field_error
 
 Schema = dict[str, Any]
@@ -49,7 +49,7 @@ def apply_defaults(value: Any, schema: Schema) -> Any:
             if "default" in sub and (
                 key not in value or (value[key] is None and not sub.get("nullable"))
             ):
-                value[key] = copy.deepcopy(sub["default"])
+                value[key] = clone(sub["default"])
             if key in value:
                 value[key] = apply_defaults(value[key], sub)
         extra = schema.get("additionalProperties")

@@ -8,7 +8,6 @@ for mutation: readers get deep copies, watch listeners share read-only snapshots
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from infleet.localplane.clone import clone
 from infleet.localplane.errors import ApiError
 
 Key = tuple[str, str]  # (group, plural)
@@ -46,11 +46,12 @@ class Store:
         self._history: deque[WatchEvent] = deque(maxlen=history)
         self.compacted = self.rv  # events at or below this version are gone
         self._listeners: list[Listener] = []
+        self._owned: dict[str, set[tuple[Key, str, str]]] = {}  # owner uid -> dependents
 
     # -- reads ---------------------------------------------------------------
     def get(self, key: Key, ns: str, name: str) -> Obj | None:
         obj = self._objects.get(key, {}).get((ns, name))
-        return copy.deepcopy(obj) if obj is not None else None
+        return clone(obj) if obj is not None else None
 
     def peek(self, key: Key, ns: str, name: str) -> Obj | None:
         """The stored object itself, for read-only use by in-process controllers."""
@@ -85,8 +86,9 @@ class Store:
         meta["resourceVersion"] = str(self.rv)
         bucket[(ns, name)] = obj
         self._by_uid[meta["uid"]] = (key, ns, name)
+        self._index_owners(key, None, obj)
         self._emit(WatchEvent(self.rv, key, "ADDED", obj, None))
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def replace(self, key: Key, obj: Obj) -> Obj:
         """Store a new version; an unchanged object keeps its version and emits nothing."""
@@ -94,21 +96,53 @@ class Store:
         ns, name = meta.get("namespace", ""), meta["name"]
         old = self._objects[key][(ns, name)]
         if _same(old, obj):
-            return copy.deepcopy(old)
+            return clone(old)
         self.rv += 1
         meta["resourceVersion"] = str(self.rv)
         self._objects[key][(ns, name)] = obj
+        self._index_owners(key, old, obj)
         self._emit(WatchEvent(self.rv, key, "MODIFIED", obj, old))
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def remove(self, key: Key, ns: str, name: str) -> Obj:
         old = self._objects[key].pop((ns, name))
         self._by_uid.pop(old["metadata"]["uid"], None)
+        self._index_owners(key, old, None)
         self.rv += 1
-        gone = copy.deepcopy(old)
+        gone = clone(old)
         gone["metadata"]["resourceVersion"] = str(self.rv)
         self._emit(WatchEvent(self.rv, key, "DELETED", gone, old))
-        return copy.deepcopy(gone)
+        return clone(gone)
+
+    def owned_by(self, uid: str, key: Key) -> list[Obj]:
+        """Read-only objects of one type that list `uid` among their ownerReferences."""
+        found = []
+        for k, ns, name in self._owned.get(uid, ()):
+            if k == key and (obj := self._objects.get(k, {}).get((ns, name))) is not None:
+                found.append(obj)
+        return sorted(found, key=lambda o: o["metadata"]["name"])
+
+    def dependents(self, uid: str) -> list[tuple[Key, str, str]]:
+        """(key, namespace, name) of every object whose ownerReferences list `uid`."""
+        return sorted(self._owned.get(uid, ()))
+
+    def owner_uids(self) -> list[str]:
+        return list(self._owned)
+
+    def _index_owners(self, key: Key, old: Obj | None, new: Obj | None) -> None:
+        def uids(obj: Obj | None) -> set[str]:
+            refs = (obj or {}).get("metadata", {}).get("ownerReferences") or []
+            return {r["uid"] for r in refs if "uid" in r}
+
+        meta = (new or old or {})["metadata"]
+        ref = (key, meta.get("namespace", ""), meta["name"])
+        before, after = uids(old), uids(new)
+        for uid in before - after:
+            self._owned.get(uid, set()).discard(ref)
+            if not self._owned.get(uid, True):
+                del self._owned[uid]
+        for uid in after - before:
+            self._owned.setdefault(uid, set()).add(ref)
 
     # -- watching ------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
