@@ -124,6 +124,10 @@ def bench_model(name: str, opts: argparse.Namespace, device: torch.device) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv and argv[0] == "kernels":  # `infleet bench gpu kernels`: the kernel sweep
+        from infleet.engine.bench.gpu_kernels import main as kernels_main
+
+        return kernels_main(argv[1:])
     opts = build_parser().parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     models = _choices(opts.models, list(SHAPES), "--models")

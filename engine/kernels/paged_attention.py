@@ -1,173 +1,34 @@
-"""Triton paged attention: one kernel for prefill chunks and decodes over block tables.
+"""The paged-attention launcher: tile shapes, the split-KV choice, argument checks.
 
-Each program owns a tile of `BLOCK_Q` query tokens of one sequence times the `GROUP`
-query heads that share one KV head (GQA packing: K/V are read once per group, and a
-decode's group fills the matrix rows a single query cannot). It walks the sequence's
-keys `BLOCK_N` at a time, gathering rows from the pages its block table names, with an
-online softmax in base 2. Split-KV (flash-decoding) divides a tile's keys among
-`NUM_SPLITS` programs, each leaving an unnormalized partial result that
-`_combine_splits_kernel` merges: decodes of long contexts then fill the GPU even at
-batch 1. FP8 caches are read as e4m3 and converted to the query dtype; the K scale
-folds into the score scale and the V scale into the output, so dequantizing costs one
-multiply per tile row.
+The kernels themselves, and how they walk the block tables, are in
+paged_attention_kernels.py.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
-import triton.language as tl
 
 from infleet.engine.kernels.fp8 import FP8_DTYPE
-from infleet.engine.kernels.interpreter import match_gpu_semantics
-
-match_gpu_semantics()  # the interpreter (CPU only) rounds as the GPU does
-
-
-# Batch-size ints are not specialized (on ==1 or %16): a new batch size must not recompile.
-@triton.jit(do_not_specialize=["num_seqs", "search_steps"])
-def _paged_attention_kernel(
-    q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, part_acc_ptr, part_ml_ptr,
-    cu_seqlens_q_ptr, context_lens_ptr, block_tables_ptr, k_scale_ptr, v_scale_ptr,
-    qk_scale, num_seqs, search_steps,
-    stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
-    stride_ot, stride_oh, stride_bt, k_scale_stride, v_scale_stride,
-    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, BLOCK_Q: tl.constexpr,
-    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    PAGE: tl.constexpr, WINDOW: tl.constexpr, NUM_SPLITS: tl.constexpr,
-    HAS_SCALES: tl.constexpr, DOT_PRECISION: tl.constexpr, DECODE_ONLY: tl.constexpr,
-):  # fmt: skip
-    BLOCK_M: tl.constexpr = BLOCK_Q * GROUP_PAD
-    tile = tl.program_id(0)
-    kv_head = tl.program_id(1)
-    split = tl.program_id(2)
-    num_q_heads = tl.num_programs(1) * GROUP
-
-    if DECODE_ONLY:  # one query per sequence: tile i is sequence i
-        seq = tile
-        q_block = 0
-    else:
-        # Sequence s owns tiles [cu[s] // BLOCK_Q + s, cu[s+1] // BLOCK_Q + s + 1): enough
-        # for its ceil(q_len / BLOCK_Q) tiles, computable without a host pass. Binary search.
-        lo = tl.full((), 0, tl.int32)
-        hi = tl.full((), 0, tl.int32) + num_seqs
-        for _ in range(search_steps):
-            mid = (lo + hi) // 2
-            go_right = tl.load(cu_seqlens_q_ptr + mid) // BLOCK_Q + mid <= tile
-            lo = tl.where(go_right, mid, lo)
-            hi = tl.where(go_right, hi, mid)
-        seq = lo
-        q_block = tile - (tl.load(cu_seqlens_q_ptr + seq) // BLOCK_Q + seq)
-    q_begin = tl.load(cu_seqlens_q_ptr + seq)
-    q_len = tl.load(cu_seqlens_q_ptr + seq + 1) - q_begin
-    if q_block * BLOCK_Q >= q_len:
-        return
-    context_len = tl.load(context_lens_ptr + seq)
-    prefix = context_len - q_len  # keys cached before this step's queries
-
-    rows = tl.arange(0, BLOCK_M)
-    q_idx = q_block * BLOCK_Q + rows // GROUP_PAD
-    head = kv_head * GROUP + rows % GROUP_PAD
-    row_ok = (q_idx < q_len) & (rows % GROUP_PAD < GROUP)
-    dims = tl.arange(0, BLOCK_D)
-    dim_ok = dims < HEAD_DIM
-    token = (q_begin + q_idx).to(tl.int64)
-    q = tl.load(
-        q_ptr + token[:, None] * stride_qt + head[:, None] * stride_qh + dims[None, :],
-        mask=row_ok[:, None] & dim_ok[None, :],
-        other=0.0,
-    )
-    q_pos = prefix + q_idx
-
-    # Keys this tile can see: [kv_begin, kv_end), split evenly (in BLOCK_N tiles).
-    kv_end = prefix + tl.minimum((q_block + 1) * BLOCK_Q, q_len)
-    kv_begin = 0
-    if WINDOW > 0:
-        kv_begin = tl.maximum(prefix + q_block * BLOCK_Q - WINDOW + 1, 0)
-    first_tile = kv_begin // BLOCK_N
-    num_tiles = tl.cdiv(kv_end, BLOCK_N) - first_tile
-    per_split = tl.cdiv(num_tiles, NUM_SPLITS)
-    tile_lo = first_tile + split * per_split
-    tile_hi = tl.minimum(tile_lo + per_split, first_tile + num_tiles)
-
-    v_scale = 1.0
-    if HAS_SCALES:
-        qk_scale = qk_scale * tl.load(k_scale_ptr + kv_head * k_scale_stride)
-        v_scale = tl.load(v_scale_ptr + kv_head * v_scale_stride)
-
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for t in range(tile_lo, tile_hi):
-        keys = t * BLOCK_N + tl.arange(0, BLOCK_N)
-        key_ok = keys < kv_end
-        page = tl.load(block_tables_ptr + seq * stride_bt + keys // PAGE, mask=key_ok, other=0)
-        page = page.to(tl.int64)
-        in_page = keys % PAGE
-        kv_mask = key_ok[:, None] & dim_ok[None, :]
-        k_rows = page * stride_kb + in_page * stride_ks + kv_head * stride_kh
-        k = tl.load(k_cache_ptr + k_rows[:, None] + dims[None, :], mask=kv_mask, other=0.0)
-        k = k.to(q.dtype)
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
-        s = s * qk_scale
-        visible = key_ok[None, :] & (keys[None, :] <= q_pos[:, None])
-        if WINDOW > 0:
-            visible = visible & (q_pos[:, None] - keys[None, :] < WINDOW)
-        s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet
-        p = tl.exp2(s - m_safe[:, None])
-        alpha = tl.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v_rows = page * stride_vb + in_page * stride_vs + kv_head * stride_vh
-        v = tl.load(v_cache_ptr + v_rows[:, None] + dims[None, :], mask=kv_mask, other=0.0)
-        v = v.to(q.dtype)
-        p = p.to(q.dtype)  # the P operand is rounded to the query dtype, as in flash attention
-        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=DOT_PRECISION)
-        m_i = m_new
-    acc = acc * v_scale
-
-    out_mask = row_ok[:, None] & dim_ok[None, :]
-    if NUM_SPLITS == 1:
-        out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # l is 0 only for an empty context
-        out_ptrs = out_ptr + token[:, None] * stride_ot + head[:, None] * stride_oh
-        tl.store(out_ptrs + dims[None, :], out.to(out_ptr.dtype.element_ty), mask=out_mask)
-    else:
-        part = (token * num_q_heads + head) * NUM_SPLITS + split
-        tl.store(part_acc_ptr + part[:, None] * HEAD_DIM + dims[None, :], acc, mask=out_mask)
-        tl.store(part_ml_ptr + part * 2, m_i, mask=row_ok)
-        tl.store(part_ml_ptr + part * 2 + 1, l_i, mask=row_ok)
-
-
-@triton.jit
-def _combine_splits_kernel(
-    part_acc_ptr, part_ml_ptr, out_ptr, stride_ot, stride_oh,
-    NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-):  # fmt: skip
-    """One (token, head): out = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s."""
-    token = tl.program_id(0).to(tl.int64)
-    head = tl.program_id(1)
-    base = (token * tl.num_programs(1) + head) * NUM_SPLITS
-    splits = tl.arange(0, NUM_SPLITS)
-    m = tl.load(part_ml_ptr + (base + splits) * 2)
-    l_sum = tl.load(part_ml_ptr + (base + splits) * 2 + 1)
-    m_max = tl.max(m, 0)
-    weight = tl.exp2(m - tl.where(m_max == float("-inf"), 0.0, m_max))  # empty splits -> 0
-    denom = tl.sum(weight * l_sum, 0)
-    dims = tl.arange(0, BLOCK_D)
-    dim_ok = dims < HEAD_DIM
-    acc = tl.load(
-        part_acc_ptr + (base + splits)[:, None] * HEAD_DIM + dims[None, :],
-        mask=dim_ok[None, :],
-        other=0.0,
-    )
-    out = tl.sum(acc * weight[:, None], 0) / tl.where(denom > 0, denom, 1.0)
-    out_ptrs = out_ptr + token * stride_ot + head * stride_oh + dims
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=dim_ok)
-
+from infleet.engine.kernels.paged_attention_kernels import (
+    combine_splits_kernel,
+    paged_attention_kernel,
+)
 
 LOG2_E = 1.4426950408889634
 MAX_SPLITS = 16
+
+
+@dataclass(slots=True, frozen=True)
+class LaunchConfig:
+    """Keys per tile and the launch shape. Defaults are first guesses for Hopper, to be
+    swept on the device (docs/gpu.md)."""
+
+    block_n: int = 64
+    num_warps: int = 4
+    num_stages: int = 2
 
 
 def choose_num_splits(num_programs: int, max_context_len: int, num_sms: int) -> int:
@@ -194,10 +55,12 @@ def paged_attention(
     sliding_window: int | None = None,
     num_splits: int = 1,
     out: torch.Tensor | None = None,
+    launch: LaunchConfig | None = None,
 ) -> torch.Tensor:
     """Attention of every query in the flat batch over its sequence's paged context
     (layout and causality as pinned in docs/contracts.md). No host sync: safe to capture
-    in a CUDA graph. `num_splits` (a power of two) splits each tile's keys."""
+    in a CUDA graph. `num_splits` (a power of two) splits each tile's keys; `launch`
+    overrides the tile and launch shape (engine/bench/gpu_kernels.py sweeps it)."""
     num_tokens, num_q_heads, head_dim = q.shape
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     num_seqs = cu_seqlens_q.shape[0] - 1
@@ -214,10 +77,11 @@ def paged_attention(
     group = num_q_heads // num_kv_heads
     decode_only = num_tokens == num_seqs
     if decode_only:  # one query per tile, its group of heads as the rows
-        block_q, group_pad, block_n = 1, max(16, triton.next_power_of_2(group)), 64
+        block_q, group_pad = 1, max(16, triton.next_power_of_2(group))
     else:  # prefill chunks (and any decodes beside them): 64 rows of tokens x heads
         group_pad = triton.next_power_of_2(group)
-        block_q, block_n = max(1, 64 // group_pad), 64
+        block_q = max(1, 64 // group_pad)
+    launch = launch or LaunchConfig()
     part_acc = part_ml = out  # unused unless split
     if num_splits > 1:
         part_acc = q.new_empty(num_tokens, num_q_heads, num_splits, head_dim, dtype=torch.float32)
@@ -226,21 +90,21 @@ def paged_attention(
     block_d = max(16, triton.next_power_of_2(head_dim))
     num_tiles = num_seqs if decode_only else num_tokens // block_q + num_seqs
     grid = (num_tiles, num_kv_heads, num_splits)
-    _paged_attention_kernel[grid](
+    paged_attention_kernel[grid](
         q, k_cache, v_cache, out, part_acc, part_ml,
         cu_seqlens_q, context_lens, block_tables, scales[0], scales[1],
         scale * LOG2_E, num_seqs, max(num_seqs - 1, 1).bit_length() + 1,
         q.stride(0), q.stride(1), *k_cache.stride()[:3], *v_cache.stride()[:3],
         out.stride(0), out.stride(1), block_tables.stride(0),
         *[int(is_fp8 and s.numel() > 1) for s in (k_scale, v_scale)],
-        GROUP=group, GROUP_PAD=group_pad, BLOCK_Q=block_q, BLOCK_N=block_n,
+        GROUP=group, GROUP_PAD=group_pad, BLOCK_Q=block_q, BLOCK_N=launch.block_n,
         HEAD_DIM=head_dim, BLOCK_D=block_d, PAGE=page, WINDOW=sliding_window or 0,
         NUM_SPLITS=num_splits, HAS_SCALES=is_fp8, DECODE_ONLY=decode_only,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        num_warps=4, num_stages=2,
+        num_warps=launch.num_warps, num_stages=launch.num_stages,
     )  # fmt: skip
     if num_splits > 1:
-        _combine_splits_kernel[(num_tokens, num_q_heads)](
+        combine_splits_kernel[(num_tokens, num_q_heads)](
             part_acc, part_ml, out, out.stride(0), out.stride(1),
             NUM_SPLITS=num_splits, HEAD_DIM=head_dim, BLOCK_D=block_d,
         )  # fmt: skip

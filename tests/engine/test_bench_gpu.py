@@ -93,3 +93,13 @@ def test_figures_from_traces():
     )  # fmt: skip
     assert fig["decode_tok_s"] == pytest.approx(100.0)
     assert fig["roofline_share"] == pytest.approx(100.0 * fig["bytes_per_step"] / 3.0e12)
+
+
+@pytest.mark.slow
+def test_kernel_sweep_checks_then_times_each_variant(tmp_path, capsys):
+    out = tmp_path / "kernels.json"
+    assert main(["gpu", "kernels", "--scale", "tiny", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["case"] for r in rows} == {"decode", "mixed"}
+    assert all(r["rel_error"] < 1e-5 and r["us"] > 0 and r["GB_s"] > 0 for r in rows)
+    assert "copy bandwidth" in capsys.readouterr().out
