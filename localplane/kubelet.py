@@ -256,9 +256,14 @@ class Kubelet(Controller):
             worker.terminate(float(pod["metadata"].get("deletionGracePeriodSeconds") or 0))
 
     async def shutdown(self, grace: float = 5.0) -> None:
+        tasks = [w.task for w in self.workers.values() if w.task is not None]
+        if self.hollow:  # no process to stop: just drop the workers
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            tasks = []
         for w in self.workers.values():
             w.terminate(grace)
-        tasks = [w.task for w in self.workers.values() if w.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=grace + 5)
         if self.session is not None:
