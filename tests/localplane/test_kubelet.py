@@ -225,3 +225,26 @@ def test_missing_command_is_reported(plane: RunningPlane) -> None:
         )
     )
     assert "runs only containers with a command" in waiting
+
+
+def test_logs_follow_ends_with_the_container(plane: RunningPlane) -> None:
+    script = "import time\nprint('one', flush=True)\ntime.sleep(1)\nprint('two', flush=True)"
+    plane.apply(
+        pod(
+            "talker",
+            NS,
+            {"name": "c", "image": "x", "command": ["python", "-c", script]},
+            restartPolicy="Never",
+        )
+    )
+    plane.wait_for(
+        lambda: (
+            plane.get("pod", "talker", "-n", NS)["status"]
+            .get("containerStatuses", [{}])[0]
+            .get("started")
+        ),
+        what="talker started",
+    )
+    start = time.monotonic()
+    out = plane.kubectl("logs", "-f", "talker", "-n", NS, timeout=20)
+    assert out.stdout.split() == ["one", "two"] and time.monotonic() - start < 10
