@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import random
 import string
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from infleet.localplane import errors
+from infleet.localplane import deletion, errors
 from infleet.localplane.admission import Admission
 from infleet.localplane.clone import clone
 from infleet.localplane.errors import ApiError
@@ -238,60 +237,13 @@ class Api:
         merged["metadata"]["managedFields"] = fm.dump()
         return self._commit(rt, current, merged, "", subresource, dry_run, validation, warnings)
 
-    def delete(
-        self,
-        rt: ResourceType,
-        ns: str,
-        name: str,
-        *,
-        grace: int | None = None,
-        propagation: str | None = None,
-        preconditions: dict | None = None,
-        dry_run: bool = False,
-    ) -> Obj:
-        obj = self.get(rt, ns, name)
-        meta = obj["metadata"]
-        pre = preconditions or {}
-        if pre.get("uid") and pre["uid"] != meta["uid"]:
-            raise errors.conflict(rt.plural, rt.group, name)
-        if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
-            raise errors.conflict(rt.plural, rt.group, name)
-        if dry_run:
-            return obj
-        finalizers = list(meta.get("finalizers") or [])
-        if propagation == "Foreground" and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
-        if propagation == "Orphan" and "orphan" not in finalizers:
-            finalizers.append("orphan")
-        graceful = self.admission.grace_period(rt, obj, grace)
-        if not finalizers and graceful is None:
-            self.admission.on_delete(rt, obj)
-            return self._out(rt, self.store.remove(rt.key, meta.get("namespace", ""), name))
-        if meta.get("deletionTimestamp"):
-            # Already terminating: a shorter grace period may still shorten it.
-            if graceful is not None and graceful < (meta.get("deletionGracePeriodSeconds") or 0):
-                meta["deletionGracePeriodSeconds"] = graceful
-                meta["deletionTimestamp"] = _after(graceful)
-            meta["finalizers"] = finalizers
-            return self._out(rt, self.store.replace(rt.key, obj))
-        meta["deletionTimestamp"] = _after(graceful or 0)
-        meta["deletionGracePeriodSeconds"] = graceful or 0
-        meta["finalizers"] = finalizers
-        self.admission.on_terminate(rt, obj)
-        if rt.has_generation:
-            meta["generation"] = meta.get("generation", 1) + 1
-        return self._out(rt, self.store.replace(rt.key, obj))
+    def delete(self, rt: ResourceType, ns: str, name: str, **options: Any) -> Obj:
+        """Delete now, or start graceful/finalizer-held termination (see deletion.py)."""
+        return deletion.delete(self, rt, ns, name, **options)
 
     def finish_delete(self, rt: ResourceType, obj: Obj) -> None:
         """Remove a terminating object now (the kubelet after its pod stopped)."""
-        meta = obj["metadata"]
-        live = self.store.peek(rt.key, meta.get("namespace", ""), meta["name"])
-        if live is not None and live["metadata"]["uid"] == meta["uid"]:
-            self.admission.released.add(meta["uid"])
-            if live["metadata"].get("finalizers"):
-                return
-            self.admission.on_delete(rt, live)
-            self.store.remove(rt.key, meta.get("namespace", ""), meta["name"])
+        deletion.finish_delete(self, rt, obj)
 
     # -- shared commit path ---------------------------------------------------
     def _commit(
@@ -375,8 +327,3 @@ class Api:
     def _out(self, rt: ResourceType, obj: Obj) -> Obj:
         obj["apiVersion"] = rt.api_version
         return obj
-
-
-def _after(seconds: int) -> str:
-    at = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
