@@ -26,7 +26,7 @@ from infleet.localplane.probes import ProbeSpec, probe_once
 from infleet.localplane.store import now_rfc3339
 
 if TYPE_CHECKING:
-    from infleet.localplane.kubelet import PodWorker
+    from infleet.localplane.podworker import PodWorker
 
 Obj = dict[str, Any]
 
