@@ -3,6 +3,6 @@
 One import per handler module. The autoscaler's timer module adds its import here.
 """
 
-from infleet.operator import login, on_children, on_service, settings
+from infleet.operator import autoscale_timer, login, on_children, on_service, settings  # noqa: F401
 
 __all__ = ["login", "on_children", "on_service", "settings"]

@@ -162,7 +162,7 @@ def with_trace(scenario: Scenario, trace: TraceArrivals) -> Scenario:
         scenario,
         name=f"{scenario.name}+trace",
         description=f"{len(trace.times)} requests replayed from a trace",
-        duration_s=max(trace.duration_s, 60.0),
+        duration_s=trace.duration_s + 60.0,  # the last requests arrive and finish
         arrivals=trace,
         peak_rps=peak,
         warmup_s=0.0,

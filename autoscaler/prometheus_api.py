@@ -1,0 +1,78 @@
+"""Metrics source: a Prometheus HTTP API (`/api/v1/query`) instead of scraping pods.
+
+The engines' series carry `namespace`, `inferenceservice` and `pool` labels (the operator's
+ServiceMonitor relabels them so, docs/contracts.md) plus the pod's name (`pod`, as the
+Prometheus Operator's Kubernetes discovery names it). One instant query per signal sums
+each pod's series over their other labels; where an engine has had two names for a
+signal, PromQL `or` takes the first that exists. A name with a colon is also tried with
+underscores: prometheus_client 0.26 writes `vllm:x` as `vllm_x` when Prometheus asks for
+OpenMetrics (content negotiation), so a vLLM or SGLang pod scraped that way stores it so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from infleet.autoscaler.engines import names_for
+from infleet.autoscaler.view import ReplicaMetrics
+
+FIELDS = ("waiting", "running", "kv_usage", "preemptions_total", "requests_total")
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusSource:
+    url: str  # e.g. http://prometheus-operated.monitoring:9090
+    pod_label: str = "pod"
+    timeout_s: float = 5.0
+
+    def query_for(self, kind: str, field: str, namespace: str, service: str) -> str | None:
+        names = getattr(names_for(kind), field)
+        if not names:
+            return None
+        selector = (
+            f'namespace="{_label_value(namespace)}",inferenceservice="{_label_value(service)}"'
+        )
+        by = f"{self.pod_label}, pool"
+        spelled = [n for name in names for n in dict.fromkeys((name, name.replace(":", "_")))]
+        return " or ".join(f"sum by ({by}) ({name}{{{selector}}})" for name in spelled)
+
+    def fetch(self, kind: str, namespace: str, service: str) -> list[ReplicaMetrics]:
+        """One view per pod that reports a waiting or running series."""
+        values: dict[tuple[str, str], dict[str, float]] = {}
+        with httpx.Client(base_url=self.url, timeout=self.timeout_s) as client:
+            for field in FIELDS:
+                query = self.query_for(kind, field, namespace, service)
+                if query is None:
+                    continue
+                for series in self._query(client, query):
+                    labels = series["metric"]
+                    key = (labels.get(self.pod_label, ""), labels.get("pool", ""))
+                    values.setdefault(key, {})[field] = float(series["value"][1])
+        return [
+            ReplicaMetrics(
+                pod=pod,
+                pool=pool,
+                waiting=v.get("waiting", 0.0),
+                running=v.get("running", 0.0),
+                kv_usage=v.get("kv_usage"),
+                preemptions_total=v.get("preemptions_total"),
+                requests_total=v.get("requests_total"),
+            )
+            for (pod, pool), v in sorted(values.items())
+            if pod and ("waiting" in v or "running" in v)
+        ]
+
+    @staticmethod
+    def _query(client: httpx.Client, query: str) -> list[dict]:
+        response = client.get("/api/v1/query", params={"query": query})
+        body = response.json() if response.content else {}
+        if response.status_code != 200 or body.get("status") != "success":
+            error = body.get("error") or response.text[:200]
+            raise ValueError(f"Prometheus query {query!r} failed: {error}")
+        return body["data"]["result"]

@@ -1,0 +1,120 @@
+"""The autoscaler in the operator: a kopf timer per InferenceService.
+
+Every PERIOD_S seconds: list the service's pods, scrape the ready ones' /metrics (the
+engine kind's own names), run `infleet.autoscaler.policy.decide` (the function the
+simulator runs), and when the per-pool counts change record them in
+`status.lastScalingDecision` with an Event, then run the operator's reconcile at once: it
+sizes the pool Deployments from that status (`infleet.operator.replicas.plan_replicas`)
+with the server-side apply that owns their `replicas`. One writer for a Deployment's
+replicas: a scale-subresource write of ours would be taken back by its next apply.
+
+The policy's memory (windows, learned capacity, interruption history) lives in kopf's
+per-object memo: an operator restart starts it afresh, and the policy then holds the
+fleet until it has seen a full window. `spec.replicas` (kubectl scale) pins the total;
+the timer still splits it between the pools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from infleet.api import GROUP, PLURAL, VERSION, InferenceService
+from infleet.autoscaler.adapter import policy_spec
+from infleet.autoscaler.exporter import AutoscalerMetrics
+from infleet.autoscaler.kube_view import new_interruptions, pod_states, scrape_targets
+from infleet.autoscaler.policy import Decision, PolicyState, decide
+from infleet.autoscaler.scrape import scrape
+from infleet.autoscaler.view import Observation, ReplicaMetrics
+from infleet.operator.names import pod_selector
+from infleet.operator.on_service import run_reconcile
+
+PERIOD_S = 10.0
+METRICS = AutoscalerMetrics()
+
+
+@dataclass(slots=True)
+class Memory:
+    """What the timer keeps per InferenceService between ticks."""
+
+    state: PolicyState = field(default_factory=PolicyState)
+    counted: set[str] = field(default_factory=set)  # uids of interrupted pods counted
+
+
+@dataclass(slots=True)
+class Step:
+    decision: Decision
+    observation: Observation
+    memory: Memory
+    status: dict[str, Any] | None  # lastScalingDecision to write, None: unchanged
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def step(
+    isvc: InferenceService,
+    pods: list[dict],
+    metrics: list[ReplicaMetrics],
+    memory: Memory,
+    now: float,
+) -> Step:
+    """One autoscaling decision, pure: what to write given what was read."""
+    times, counted = new_interruptions(pods, memory.counted, now)
+    obs = Observation(now, metrics, pod_states(pods, now), times, activator_waiting=None)
+    decision = decide(policy_spec(isvc.spec), obs, memory.state)
+    last = isvc.status.last_scaling_decision
+    status = None
+    if last is None or (last.dedicated, last.spot) != (decision.dedicated, decision.spot):
+        status = {
+            "time": rfc3339(now),
+            "dedicated": decision.dedicated,
+            "spot": decision.spot,
+            "reason": decision.reason,
+            "message": decision.message()[:1024],
+        }
+    return Step(decision, obs, Memory(decision.state, counted), status)
+
+
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=PERIOD_S, initial_delay=PERIOD_S)
+def autoscale(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    try:
+        isvc = InferenceService.model_validate(dict(body))
+    except ValidationError:
+        return  # the reconcile reports InvalidSpec; nothing to scale
+    kube, ns, name = memo.runtime.kube, isvc.namespace, isvc.name
+    pods = _json(
+        kube.core.list_namespaced_pod(ns, label_selector=pod_selector(name), _preload_content=False)
+    )["items"]
+    metrics, errors = scrape(scrape_targets(pods), isvc.spec.engine.kind)
+    for error in errors:
+        logger.warning("metrics: %s", error)
+    memory = memo.get("autoscaler") or Memory()
+    result = step(isvc, pods, metrics, memory, time.time())
+    memo["autoscaler"] = result.memory
+    METRICS.record(ns, name, policy_spec(isvc.spec), result.observation, result.decision)
+    if result.status is not None:
+        kube.patch_status(ns, name, {"lastScalingDecision": result.status})
+        kopf.event(
+            body, type="Normal", reason=result.decision.reason, message=result.status["message"]
+        )
+        fresh = kube.get_inference_service(ns, name)
+        if fresh is not None:  # resize the pools now: status writes trigger no handler
+            run_reconcile(fresh, memo.runtime, logger)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def forget(namespace: str, name: str, **_: Any) -> None:
+    METRICS.forget(namespace, name)

@@ -1,0 +1,167 @@
+"""Metrics collection against real servers: prometheus_client's exposition server, our
+engine serving a tiny random model, and a real Prometheus scraping both."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from infleet.autoscaler.engines import replica_metrics
+from infleet.autoscaler.prometheus_api import PrometheusSource
+from infleet.autoscaler.scrape import ScrapeTarget, samples, scrape
+from tests.autoscaler.live_servers import free_port, infleet_serve, prometheus, scraped, wait_until
+
+# What each engine prints (names from their sources; labels trimmed), one replica each.
+ENGINE_TEXT = {
+    "vllm": """# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="m"} 3.0
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="m"} 17.0
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{model_name="m"} 0.42
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{model_name="m"} 5.0
+# TYPE vllm:request_success_total counter
+vllm:request_success_total{finished_reason="stop",model_name="m"} 100.0
+vllm:request_success_total{finished_reason="length",model_name="m"} 20.0
+""",
+    "sglang": """# TYPE sglang:num_queue_reqs gauge
+sglang:num_queue_reqs{model_name="m"} 3.0
+# TYPE sglang:num_running_reqs gauge
+sglang:num_running_reqs{model_name="m"} 17.0
+# TYPE sglang:token_usage gauge
+sglang:token_usage{model_name="m"} 0.42
+# TYPE sglang:num_retracted_requests_total counter
+sglang:num_retracted_requests_total{model_name="m"} 5.0
+# TYPE sglang:num_requests_total counter
+sglang:num_requests_total{model_name="m"} 120.0
+""",
+    "tgi": """# TYPE tgi_queue_size gauge
+tgi_queue_size 3
+# TYPE tgi_batch_current_size gauge
+tgi_batch_current_size 17
+# TYPE tgi_request_success counter
+tgi_request_success{stop_reason="eos"} 120
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ENGINE_TEXT))
+def test_each_engine_kind_maps_onto_one_view(kind):
+    view = replica_metrics(kind, "p0", "spot", samples(ENGINE_TEXT[kind]))
+    assert (view.waiting, view.running, view.requests_total) == (3.0, 17.0, 120.0)
+    if kind == "tgi":  # TGI exports neither KV usage nor preemptions
+        assert view.kv_usage is None and view.preemptions_total is None
+    else:
+        assert (view.kv_usage, view.preemptions_total) == (0.42, 5.0)
+
+
+def test_a_replica_without_queue_metrics_is_an_error_naming_them():
+    with pytest.raises(ValueError, match="vllm:num_requests_waiting"):
+        replica_metrics("vllm", "p0", "spot", samples(ENGINE_TEXT["tgi"]))
+    with pytest.raises(ValueError, match=r"engine\.kind 'llamacpp'"):
+        replica_metrics("llamacpp", "p0", "spot", {})
+
+
+@pytest.fixture(scope="module")
+def vllm_like():
+    """A live exposition server with vLLM's series (prometheus_client's own server)."""
+    registry = CollectorRegistry()
+    labels = ["model_name"]
+    waiting = Gauge("vllm:num_requests_waiting", "w", labels, registry=registry)
+    running = Gauge("vllm:num_requests_running", "r", labels, registry=registry)
+    kv = Gauge("vllm:kv_cache_usage_perc", "kv", labels, registry=registry)
+    preempt = Counter("vllm:num_preemptions", "p", labels, registry=registry)
+    success = Counter("vllm:request_success", "s", [*labels, "finished_reason"], registry=registry)
+    waiting.labels("m").set(4)
+    running.labels("m").set(12)
+    kv.labels("m").set(0.25)
+    preempt.labels("m").inc(2)
+    success.labels("m", "stop").inc(30)
+    success.labels("m", "length").inc(7)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    yield f"127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_scrape_reads_a_live_exposition_server_and_reports_a_dead_one(vllm_like):
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
+    views, errors = scrape(
+        [
+            ScrapeTarget("chat-spot-a", "spot", f"http://{vllm_like}/metrics"),
+            ScrapeTarget("chat-spot-b", "spot", dead),
+        ],
+        "vllm",
+        timeout_s=1.0,
+    )
+    assert len(views) == 1 and len(errors) == 1 and errors[0].startswith("chat-spot-b: ")
+    v = views[0]
+    assert (v.pod, v.pool, v.waiting, v.running, v.kv_usage) == ("chat-spot-a", "spot", 4, 12, 0.25)
+    assert (v.preemptions_total, v.requests_total) == (2.0, 37.0)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    pytest.importorskip("torch")
+    from tests.engine.tiny_models import build_checkpoint
+
+    model = build_checkpoint(tmp_path_factory.mktemp("tiny-llama"), "llama", seed=5)
+    with infleet_serve(model) as url:
+        for _ in range(3):
+            body = {"model": "tiny-llama0", "prompt": "The quick brown fox", "max_tokens": 4}
+            body["model"] = httpx.get(url + "/v1/models").json()["data"][0]["id"]
+            response = httpx.post(url + "/v1/completions", json=body, timeout=120)
+            assert response.status_code == 200, response.text
+        yield url
+
+
+@pytest.mark.slow
+def test_scrape_reads_our_engine_serving_a_tiny_model(engine):
+    views, errors = scrape(
+        [ScrapeTarget("chat-dedicated-a", "dedicated", engine + "/metrics")], "infleet"
+    )
+    assert errors == []
+    (v,) = views
+    assert v.waiting == 0 and v.running == 0  # idle between requests
+    assert v.requests_total == 3.0  # the three completions above
+    assert v.preemptions_total == 0.0
+    assert v.kv_usage is not None and 0.0 <= v.kv_usage <= 1.0
+
+
+@pytest.mark.slow
+def test_prometheus_api_source_reads_a_live_prometheus(engine, vllm_like):
+    service = {"namespace": "team-a", "inferenceservice": "chat"}
+    engine_address = engine.removeprefix("http://")
+    targets = [
+        (engine_address, {**service, "pool": "dedicated", "pod": "chat-dedicated-a"}),
+        (vllm_like, {**service, "pool": "spot", "pod": "chat-spot-a"}),
+        (
+            vllm_like,
+            {"namespace": "team-b", "inferenceservice": "chat", "pool": "spot", "pod": "x"},
+        ),
+    ]
+    with prometheus(targets) as url:
+        wait_until(lambda: scraped(url, "infleet:num_requests_waiting", 1), 60, "the engine")
+        # prometheus_client's own server answers Prometheus in OpenMetrics, which (0.26)
+        # spells `vllm:` as `vllm_`: the source reads either spelling.
+        vllm = "{__name__=~'vllm[:_]num_requests_waiting'}"
+        wait_until(lambda: scraped(url, vllm, 2), 60, "the vLLM series")
+        source = PrometheusSource(url)
+        (ours,) = source.fetch("infleet", "team-a", "chat")
+        assert (ours.pod, ours.pool, ours.waiting, ours.running) == (
+            "chat-dedicated-a",
+            "dedicated",
+            0,
+            0,
+        )
+        assert ours.requests_total == 3.0 and ours.kv_usage is not None
+        (theirs,) = source.fetch("vllm", "team-a", "chat")  # team-b's replica is not ours
+        assert (theirs.pod, theirs.waiting, theirs.running, theirs.requests_total) == (
+            "chat-spot-a", 4.0, 12.0, 37.0,
+        )  # fmt: skip
+        assert source.fetch("sglang", "team-a", "chat") == []
+        with pytest.raises(ValueError, match="Prometheus query"):
+            PrometheusSource._query(httpx.Client(base_url=url), "sum by (")
