@@ -113,3 +113,57 @@ def resource_list(registry: Registry, group_name: str, version: str) -> dict[str
         "groupVersion": gv,
         "resources": resources,
     }
+
+
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    return "as=APIGroupDiscoveryList" in accept and "v=v2;" in accept.replace(" ", "") + ";"
+
+
+def aggregated(registry: Registry, core: bool) -> dict[str, Any]:
+    """apidiscovery.k8s.io/v2 for /api (core) or /apis: every group, version and resource
+    in one document, built from the same lists the legacy endpoints serve."""
+    groups = [("", ["v1"])] if core else sorted(registry.groups().items())
+    items = []
+    for group_name, versions in groups:
+        out_versions = []
+        for version in versions:
+            listed = resource_list(registry, group_name, version)
+            if listed is None:
+                continue
+            top: dict[str, dict[str, Any]] = {}
+            for r in listed["resources"]:
+                parent, _, sub = r["name"].partition("/")
+                kind = {
+                    "group": r.get("group", group_name),
+                    "version": r.get("version", version),
+                    "kind": r["kind"],
+                }
+                if not sub:
+                    entry = {
+                        "resource": parent,
+                        "responseKind": kind,
+                        "scope": "Namespaced" if r["namespaced"] else "Cluster",
+                        "singularResource": r["singularName"],
+                        "verbs": r["verbs"],
+                    }
+                    for key in ("shortNames", "categories"):
+                        if key in r:
+                            entry[key] = r[key]
+                    top[parent] = entry
+                else:
+                    top[parent].setdefault("subresources", []).append(
+                        {"subresource": sub, "responseKind": kind, "verbs": r["verbs"]}
+                    )
+            out_versions.append(
+                {"version": version, "resources": list(top.values()), "freshness": "Current"}
+            )
+        items.append({"metadata": {"name": group_name}, "versions": out_versions})
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    }

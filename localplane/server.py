@@ -78,10 +78,18 @@ class ApiServer:
         return web.Response(text="ok")
 
     async def _core(self, request: web.Request) -> web.Response:
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            return self._aggregated(core=True)
         return _json(discovery.core_versions(request.host))
 
-    async def _groups(self, _: web.Request) -> web.Response:
+    async def _groups(self, request: web.Request) -> web.Response:
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            return self._aggregated(core=False)
         return _json(discovery.group_list(self.api.registry))
+
+    def _aggregated(self, core: bool) -> web.Response:
+        body = json.dumps(discovery.aggregated(self.api.registry, core))
+        return web.Response(text=body, headers={"Content-Type": discovery.AGGREGATED})
 
     async def _openapi_index(self, _: web.Request) -> web.Response:
         return _json(openapi.index(self.api.registry))

@@ -26,6 +26,12 @@ def test_discovery_version_and_builtin_objects(plane: RunningPlane) -> None:
         "events.events.k8s.io",
     } <= set(resources)
     assert "v1.32" in plane.kubectl("version").stdout
+    # kubectl 1.32 reads aggregated discovery: two documents, no per-group-version fetches
+    fresh = plane.kubectl("api-resources", "-v=6", f"--cache-dir={plane.dir / 'fresh-cache'}")
+    fetched = [
+        line.split("GET ")[1].split("?")[0] for line in fresh.stderr.splitlines() if "GET " in line
+    ]
+    assert [u.rsplit("/", 1)[1] for u in fetched] == ["api", "apis"]
     # `kubectl create namespace|configmap` send protobuf bodies: decoded, not refused.
     plane.kubectl("create", "namespace", "disc")
     plane.kubectl("create", "configmap", "cfg", "-n", "disc", "--from-literal=a=b")
