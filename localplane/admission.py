@@ -49,6 +49,21 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
                     probe["httpGet"].setdefault("scheme", "HTTP")
 
 
+def qos_class(spec: dict[str, Any]) -> str:
+    """Guaranteed: every container limits cpu and memory, with requests equal; BestEffort:
+    nobody asks for anything; Burstable otherwise."""
+    containers = spec.get("containers", []) + spec.get("initContainers", [])
+    res = [c.get("resources") or {} for c in containers]
+    if not any(r.get("requests") or r.get("limits") for r in res):
+        return "BestEffort"
+    for r in res:
+        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name, limits[name]) != limits[name]:
+                return "Burstable"
+    return "Guaranteed"
+
+
 class Admission:
     def __init__(self, api: Api) -> None:
         self.api = api
@@ -164,7 +179,7 @@ class Admission:
     def _core_pods(self, obj: Obj, old: Obj | None) -> None:
         default_pod_spec(obj.setdefault("spec", {}))
         if old is None:
-            obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+            obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj["spec"])}
 
     def _core_services(self, obj: Obj, old: Obj | None) -> None:
         spec = obj.setdefault("spec", {})

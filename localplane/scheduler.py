@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from aiohttp import web
+
 from infleet.localplane.controller import Controller
+from infleet.localplane.errors import ApiError
 from infleet.localplane.events import record
 from infleet.localplane.quantity import parse, pod_requests
 from infleet.localplane.selectors import selects
+from infleet.localplane.server import read_body
 from infleet.localplane.store import WatchEvent, now_rfc3339
 
 Obj = dict[str, Any]
@@ -133,6 +137,8 @@ class Scheduler(Controller):
         pod = self.api.store.get(self.pods.key, ns, name)
         if pod is None or pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
             return
+        if pod["spec"].get("schedulerName", "default-scheduler") != "default-scheduler":
+            return  # another scheduler's pod
         nodes = list(self.api.store.items(self.nodes.key))
         used = self._usage()
         reasons: Counter[str] = Counter()
@@ -213,6 +219,36 @@ class Scheduler(Controller):
         ) or []
         weight = sum(p.get("weight", 1) for p in preferred if _term_matches(p["preference"], node))
         return (share, -weight, node["metadata"]["name"])
+
+    async def bind(self, request: web.Request, rt: Any, ns: str, name: str) -> web.Response:
+        """POST pods/NAME/binding: what a custom scheduler sends to place a pod."""
+        body = await read_body(request)
+        node = ((body or {}).get("target") or {}).get("name")
+        pod = self.api.get(rt, ns, name)
+        if not node or pod["spec"].get("nodeName"):
+            raise ApiError(
+                409,
+                f'pods "{name}" is already assigned to node "{pod["spec"].get("nodeName")}"'
+                if node
+                else "binding needs target.name",
+            )
+        pod["spec"]["nodeName"] = node
+        bound = self.api.update(rt, ns, name, pod, self._manager_of(request))
+        self._set_condition(bound, "True", None, None)
+        return web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            },
+            status=201,
+        )
+
+    @staticmethod
+    def _manager_of(request: web.Request) -> str:
+        return request.headers.get("User-Agent", "scheduler").split("/")[0] or "scheduler"
 
     def _unschedulable(self, pod: Obj, total: int, reasons: Counter[str]) -> None:
         detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))

@@ -32,9 +32,10 @@ def add_workloads(plane: LocalPlane) -> None:
     )
     proxy = ServiceProxy(api)
     disruption = DisruptionController(api)
+    scheduler = Scheduler(api)
     for c in (
         nodes,
-        Scheduler(api),
+        scheduler,
         ReplicaSetController(api),
         DeploymentController(api),
         EndpointsController(api),
@@ -45,6 +46,7 @@ def add_workloads(plane: LocalPlane) -> None:
         plane.add_controller(c)
     plane.server.sub_handlers[("", "pods", "log", "GET")] = kubelet.logs
     plane.server.sub_handlers[("", "pods", "eviction", "POST")] = disruption.evict
+    plane.server.sub_handlers[("", "pods", "binding", "POST")] = scheduler.bind
     nodes.create_pool()
     plane.on_stop.append(kubelet.shutdown)
     plane.on_stop.append(proxy.shutdown)

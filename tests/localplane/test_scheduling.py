@@ -1,6 +1,7 @@
 """Scheduler placement (GPU capacity, spot taints need tolerations, nodeSelector,
 affinity), unschedulable pods, and Deployment rolling updates."""
 
+import json
 import time
 
 import pytest
@@ -166,3 +167,50 @@ def test_rolling_update_honours_surge_and_unavailable(plane: RunningPlane) -> No
     assert new["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
     history = plane.kubectl("rollout", "history", "deployment/roll", "-n", NS).stdout
     assert "1 " in history and "2 " in history
+
+
+def test_custom_scheduler_binds_through_the_binding_subresource(plane: RunningPlane) -> None:
+    plane.apply(
+        [
+            namespace(NS),
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "custom", "namespace": NS},
+                "spec": {
+                    "schedulerName": "my-scheduler",
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "x",
+                            "command": ["sleep", "60"],
+                            "resources": {
+                                "requests": {"cpu": "1", "memory": "1Gi"},
+                                "limits": {"cpu": "1", "memory": "1Gi"},
+                            },
+                        }
+                    ],
+                },
+            },
+        ]
+    )
+    time.sleep(0.3)
+    pending = plane.get("pod", "custom", "-n", NS)
+    assert not pending["spec"].get("nodeName") and pending["status"]["qosClass"] == "Guaranteed"
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "custom"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "spot-2"},
+    }
+    path = plane.dir / "binding.json"
+    path.write_text(json.dumps(binding))
+    plane.kubectl(
+        "create", "--raw", f"/api/v1/namespaces/{NS}/pods/custom/binding", "-f", str(path)
+    )
+    plane.wait_for(
+        lambda: plane.get("pod", "custom", "-n", NS)["status"].get("phase") == "Running",
+        what="bound pod running",
+    )
+    assert plane.get("pod", "custom", "-n", NS)["spec"]["nodeName"] == "spot-2"
+    plane.kubectl("delete", "pod", "custom", "-n", NS)
