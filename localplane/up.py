@@ -118,11 +118,30 @@ async def wait_ready(
         ok, why = _ready(obj or {})
         if ok:
             return obj
+        why = _operator_trouble(plane) or why
         if why != last:
             print(f"  {name}: {why}", flush=True)
             last = why
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
+    return None
+
+
+def _operator_trouble(plane: LocalPlane) -> str | None:
+    """Why the operator pod is not running, if it is stuck (a crash loop, a start error)."""
+    for pod in plane.store.items(("", "pods"), NAMESPACE):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in (
+                "CrashLoopBackOff",
+                "RunContainerError",
+                "CreateContainerConfigError",
+            ):
+                return (
+                    f"the operator is in {waiting['reason']} (restarts: "
+                    f"{cs.get('restartCount', 0)}): kubectl logs -n {NAMESPACE} "
+                    f"deploy/{NAME} --previous"
+                )
     return None
 
 
