@@ -37,7 +37,3 @@ def evaluate(rule: str, value: Any, old_value: Any = None, *, has_old: bool = Fa
     if isinstance(result, celpy.CELEvalError):
         raise CelError(str(result.args[0] if result.args else result))
     return result
-
-
-def uses_old_self(rule: str) -> bool:
-    return "oldSelf" in rule

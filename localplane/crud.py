@@ -22,7 +22,6 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/strategic-merge-patch+json": "strategic",
     "application/apply-patch+yaml": "apply",
-    "application/apply-patch+cbor": "apply",
 }
 
 

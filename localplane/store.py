@@ -70,9 +70,6 @@ class Store:
             return None
         return loc[0], self._objects[loc[0]][(loc[1], loc[2])]
 
-    def keys(self) -> list[Key]:
-        return list(self._objects)
-
     # -- writes --------------------------------------------------------------
     def insert(self, key: Key, obj: Obj) -> Obj:
         meta = obj["metadata"]
