@@ -2,7 +2,8 @@
 
 Requests go to ready pods at random (a Kubernetes Service). While no pod serves, and for
 requests whose pod vanished, a gateway holds them (the activator's job) until a pod is
-ready, giving up after `request_timeout_s`; clients retry a request cut by a spot
+ready. A client gives up on a request that has not started after `request_timeout_s`
+(at the gateway or in an engine's queue), and retries a request cut by a spot
 interruption up to `max_retries` times.
 """
 
@@ -45,7 +46,7 @@ class Fleet:
         self.gateway: deque[Cohort] = deque()
         self.gpu_seconds = dict.fromkeys(POOLS, 0.0)
         self.new_interruptions: list[float] = []
-        self.interruptions = self.arrived = self.failed = self.retried = 0
+        self.interruptions = self.arrived = self.retried = 0
         self.preemptions_gone = 0  # engine preemptions of replicas that have left
         self._names = 0
 
@@ -53,7 +54,7 @@ class Fleet:
         """Start measuring afresh (after the warm-up); the fleet itself carries on."""
         self.rec = rec
         self.gpu_seconds = dict.fromkeys(POOLS, 0.0)
-        self.interruptions = self.arrived = self.failed = self.retried = 0
+        self.interruptions = self.arrived = self.retried = 0
         self.preemptions_gone = -sum(p.replica.preemptions for p in self.pods if p.replica)
 
     def engine_preemptions(self) -> int:
@@ -64,7 +65,7 @@ class Fleet:
         for _ in range(replicas):
             self._names += 1
             pod = Pod(f"{pool}-{self._names}", pool, READY, now, now, ready_at=now)
-            pod.replica = SimReplica(self.model)
+            pod.replica = SimReplica(self.model, self.request_timeout_s)
             if pool == "spot":
                 pod.interrupt_at = self.market.interrupt_time(now, self.rng)
             self.pods.append(pod)
@@ -140,7 +141,8 @@ class Fleet:
                     pod.interrupt_at = market.interrupt_time(now, self.rng)
                 pod.phase, pod.since, pod.ready_at = STARTING, now, now + t.startup_s
             elif pod.phase == STARTING and now >= pod.ready_at:
-                pod.phase, pod.since, pod.replica = READY, now, SimReplica(self.model)
+                pod.phase, pod.since = READY, now
+                pod.replica = SimReplica(self.model, self.request_timeout_s)
             if now >= pod.interrupt_at and not pod.notice:
                 self.interruptions += 1
                 self.new_interruptions.append(now)
@@ -161,8 +163,7 @@ class Fleet:
     def _retry(self, cohorts: list[Cohort]) -> None:
         for c in cohorts:
             if c.attempts > self.max_retries:
-                if self.rec.failed(c.a, c.n):
-                    self.failed += c.n
+                self.rec.failed(c.a, c.n)
             else:
                 self.retried += c.n
                 self.gateway.append(c)
@@ -182,8 +183,7 @@ class Fleet:
         for c in self.gateway:
             if c.n and c.a < deadline:
                 late = c.n if c.g <= 0 else min(c.n, math.floor((deadline - c.a) / c.g) + 1)
-                if self.rec.failed(c.a, late):
-                    self.failed += late
+                self.rec.failed(c.a, late)
                 c.split(late)
         self.gateway = deque(c for c in self.gateway if c.n)
 

@@ -51,11 +51,13 @@ class HpaPolicy:
         self.metric, self.target = metric, target_per_replica
         self.min, self.max, self.period_s = min_replicas, max_replicas, period_s
         self.stabilization_s = stabilization_s
-        self.current = min_replicas
+        self.current: int | None = None  # the Deployment's replicas, once seen
         self.recommendations: list[tuple[float, int]] = []
 
     def decide(self, obs: Observation, utilization: float) -> tuple[int, int]:
         ready = obs.ready()
+        if self.current is None:
+            self.current = max(self.min, len(obs.pods))
         rec = self.current
         if ready:
             ratio = self.metric(obs, utilization) / ready / self.target

@@ -59,6 +59,7 @@ class LatencyRecorder:
         "_ttft",
         "attained",
         "e2e",
+        "failures",
         "minute_attained",
         "minute_count",
         "minute_ttft",
@@ -73,6 +74,7 @@ class LatencyRecorder:
         self.minute_ttft = Histogram()
         self.e2e = Histogram()
         self.attained = 0.0
+        self.failures = 0  # requests given up on (timed out, or out of retries)
         self.minute_attained = 0.0
         self.minute_count = 0.0
 
@@ -112,12 +114,11 @@ class LatencyRecorder:
         self.minute_attained += good
         self.minute_count += weight
 
-    def failed(self, arrived: float, weight: float) -> bool:
-        """Requests given up on miss the SLO. False if they predate the measurement."""
-        if arrived < self.start_s:
-            return False
-        self.minute_count += weight
-        return True
+    def failed(self, arrived: float, weight: int) -> None:
+        """Requests given up on: they miss the SLO (unless they predate the measurement)."""
+        if arrived >= self.start_s:
+            self.failures += weight
+            self.minute_count += weight
 
     def take_minute(self) -> tuple[float | None, float]:
         """TTFT attainment (None when nothing finished or failed) and p95 TTFT of the

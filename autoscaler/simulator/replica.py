@@ -37,12 +37,14 @@ class SimReplica:
         "s0",
         "seq",
         "server_free",
+        "timeout_s",
         "v",
         "waiting",
     )
 
-    def __init__(self, model: ReplicaModel) -> None:
+    def __init__(self, model: ReplicaModel, timeout_s: float = 60.0) -> None:
         self.model = model
+        self.timeout_s = timeout_s  # clients give up on a request not started by then
         self.queue: deque[Cohort] = deque()
         self.heap: list[tuple[float, int, Cohort]] = []  # (decode clock at finish, seq, cohort)
         self.order: list[Cohort] = []  # running cohorts, oldest first (preemption takes the last)
@@ -80,6 +82,8 @@ class SimReplica:
         kv_free = m.kv_capacity_tokens - self.s0 - batch * self.v
         prefill_s = 0.0
         joined: list[Cohort] = []
+        if self.queue and self.queue[0].a < t - self.timeout_s:
+            self._abandon(t, rec)
         queue = self.queue
         while queue and seats > 0 and tau < end:
             c = queue[0]
@@ -159,6 +163,25 @@ class SimReplica:
             self._retire(end, decode_step, rec)
         if self.s0 + self.run_n * v > m.kv_capacity_tokens:
             self._preempt(end)
+
+    def _abandon(self, now: float, rec: LatencyRecorder) -> None:
+        """Clients whose request has waited past the timeout without a first token
+        disconnect (an engine aborts a request whose client is gone)."""
+        deadline = now - self.timeout_s
+        kept: deque[Cohort] = deque()
+        for c in self.queue:
+            late = 0
+            if not c.ttft_done and c.a < deadline:
+                late = c.n if c.g <= 0 else min(c.n, math.floor((deadline - c.a) / c.g) + 1)
+            if late:
+                rec.failed(c.a, late)
+                self.waiting -= late
+                if late < c.n:
+                    c.split(late)
+                    kept.append(c)
+            else:
+                kept.append(c)
+        self.queue = kept
 
     def _retire(self, end: float, decode_step: float, rec: LatencyRecorder) -> None:
         heap, v = self.heap, self.v

@@ -18,7 +18,7 @@ def summary(run: RunOutcome) -> dict[str, Any]:
     `requests_failed`, and more. Deterministic for a seed (no wall-clock values)."""
     s, rec, fleet = run.scenario, run.rec, run.fleet
     completed = rec.ttft.total
-    judged = completed + fleet.failed
+    judged = completed + rec.failures
     gpu_hours = {pool: fleet.gpu_seconds[pool] / 3600.0 for pool in POOLS}
     prices = {"dedicated": s.price_dedicated, "spot": s.price_spot}
     cost_by_pool = {pool: gpu_hours[pool] * prices[pool] for pool in POOLS}
@@ -29,7 +29,7 @@ def summary(run: RunOutcome) -> dict[str, Any]:
         "duration_h": _r(s.duration_s / 3600.0),
         "requests": fleet.arrived,
         "requests_completed": round(completed),
-        "requests_failed": fleet.failed,
+        "requests_failed": rec.failures,
         "requests_retried": fleet.retried,
         "slo_ttft_s": s.spec.slo.ttft_p95_s,
         "slo_attainment": _r(rec.attained / judged if judged else 1.0, 5),
