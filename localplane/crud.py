@@ -11,6 +11,7 @@ from infleet.localplane import deletion, errors
 from infleet.localplane.admission import Admission
 from infleet.localplane.clone import clone
 from infleet.localplane.errors import ApiError
+from infleet.localplane.eventsv1 import from_view, is_view, to_view
 from infleet.localplane.fieldmanager import ManagedFields
 from infleet.localplane.patches import json_patch, merge_patch, strategic_merge
 from infleet.localplane.resources import Registry, ResourceType
@@ -45,7 +46,7 @@ class Api:
         if obj is None:
             raise errors.not_found(rt.plural, rt.group, name)
         obj["apiVersion"] = rt.api_version  # one storage, every served version
-        return obj
+        return to_view(rt, obj)
 
     def list(
         self, rt: ResourceType, ns: str | None, label_selector: str = "", field_selector: str = ""
@@ -54,8 +55,9 @@ class Api:
         fields = parse_field_selector(field_selector, rt.plural)
         out = []
         for obj in self.store.items(rt.key, ns if rt.namespaced else None):
-            if matches(labels, obj["metadata"].get("labels")) and fields(obj):
-                item = clone(obj)
+            view = to_view(rt, obj)
+            if matches(labels, obj["metadata"].get("labels")) and fields(view):
+                item = clone(view)
                 item["apiVersion"] = rt.api_version
                 out.append(item)
         return out, str(self.store.rv)
@@ -72,6 +74,17 @@ class Api:
         validation: str = "Warn",
         warnings: list[str] | None = None,
     ) -> Obj:
+        if is_view(rt):
+            created = self.create(
+                self._core_events(),
+                ns,
+                from_view(rt, body),
+                manager,
+                dry_run=dry_run,
+                validation=validation,
+                warnings=warnings,
+            )
+            return to_view(rt, created)
         obj = clone(body)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -205,6 +218,20 @@ class Api:
         validation: str = "Warn",
         warnings: list[str] | None = None,
     ) -> Obj:
+        if is_view(rt):
+            applied = self.apply(
+                self._core_events(),
+                ns,
+                name,
+                from_view(rt, config),
+                manager,
+                force=force,
+                subresource=subresource,
+                dry_run=dry_run,
+                validation=validation,
+                warnings=warnings,
+            )
+            return to_view(rt, applied)
         if not manager:
             raise ApiError(400, "PATCH, fieldManager: Required value: is required for apply patch")
         if not isinstance(config, dict) or config.get("kind") != rt.kind:
@@ -238,6 +265,8 @@ class Api:
 
     def delete(self, rt: ResourceType, ns: str, name: str, **options: Any) -> Obj:
         """Delete now, or start graceful/finalizer-held termination (see deletion.py)."""
+        if is_view(rt):
+            return to_view(rt, deletion.delete(self, self._core_events(), ns, name, **options))
         return deletion.delete(self, rt, ns, name, **options)
 
     def finish_delete(self, rt: ResourceType, obj: Obj) -> None:
@@ -256,6 +285,19 @@ class Api:
         validation: str,
         warnings: list[str] | None,
     ) -> Obj:
+        if is_view(rt):
+            core = self._core_events()
+            done = self._commit(
+                core,
+                from_view(rt, old),
+                from_view(rt, new),
+                manager,
+                subresource,
+                dry_run,
+                validation,
+                warnings,
+            )
+            return to_view(rt, done)
         if subresource == "status":
             status = new.get("status")
             new = clone(old)
@@ -322,6 +364,11 @@ class Api:
             self.admission.on_delete(rt, new)
             return self._out(rt, self.store.remove(rt.key, ns, meta["name"]))
         return self._out(rt, self.store.replace(rt.key, new))
+
+    def _core_events(self) -> ResourceType:
+        rt = self.registry.get("", "v1", "events")
+        assert rt is not None
+        return rt
 
     def _out(self, rt: ResourceType, obj: Obj) -> Obj:
         obj["apiVersion"] = rt.api_version

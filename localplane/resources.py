@@ -45,7 +45,10 @@ class ResourceType:
 
     @property
     def key(self) -> tuple[str, str]:
-        """Storage identity: every version of a group/plural shares one set of objects."""
+        """Storage identity: every version of a group/plural shares one set of objects;
+        events.k8s.io Events are stored as core Events (eventsv1.py converts)."""
+        if self.group == "events.k8s.io":
+            return ("", "events")
         return (self.group, self.plural)
 
 

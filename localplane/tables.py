@@ -86,6 +86,11 @@ def _st(o: Obj, field: str) -> Any:
     return o.get("status", {}).get(field) or 0
 
 
+def _event_object(o: Obj) -> str:
+    ref = o.get("involvedObject") or o.get("regarding") or {}
+    return f"{ref.get('kind', '').lower()}/{ref.get('name', '')}"
+
+
 BUILTIN_COLUMNS: dict[tuple[str, str], list[Column]] = {
     ("", "pods"): [
         ("Ready", "string", 0, _pod_ready),
@@ -141,19 +146,22 @@ BUILTIN_COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Status", "string", 0, lambda o: o.get("status", {}).get("phase", "Active")),
         ("Age", "date", 0, _age),
     ],
-    ("", "events"): [
-        ("Last Seen", "date", 0, lambda o: o.get("lastTimestamp") or o.get("eventTime") or _age(o)),
-        ("Type", "string", 0, lambda o: o.get("type", "")),
-        ("Reason", "string", 0, lambda o: o.get("reason", "")),
+    ("", "events"): [  # both APIs: core names, else the events.k8s.io ones
         (
-            "Object",
-            "string",
+            "Last Seen",
+            "date",
             0,
             lambda o: (
-                f"{o.get('involvedObject', {}).get('kind', '').lower()}/{o.get('involvedObject', {}).get('name', '')}"
+                o.get("lastTimestamp")
+                or o.get("deprecatedLastTimestamp")
+                or o.get("eventTime")
+                or _age(o)
             ),
         ),
-        ("Message", "string", 0, lambda o: o.get("message", "")),
+        ("Type", "string", 0, lambda o: o.get("type", "")),
+        ("Reason", "string", 0, lambda o: o.get("reason", "")),
+        ("Object", "string", 0, _event_object),
+        ("Message", "string", 0, lambda o: o.get("message") or o.get("note") or ""),
     ],
     ("policy", "poddisruptionbudgets"): [
         ("Min Available", "string", 0, lambda o: o["spec"].get("minAvailable", "N/A")),

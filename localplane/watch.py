@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import ClientConnectionResetError, web
 
 from infleet.localplane.errors import ApiError
+from infleet.localplane.eventsv1 import to_view
 from infleet.localplane.resources import ResourceType
 from infleet.localplane.selectors import matches, parse_field_selector, parse_label_selector
 from infleet.localplane.store import Store, WatchEvent
@@ -58,6 +59,8 @@ class WatchStream:
         return (json.dumps({"type": etype, "object": obj}) + "\n").encode()
 
     def _translate(self, ev: WatchEvent) -> bytes | None:
+        obj, old = to_view(self.rt, ev.obj), ev.old and to_view(self.rt, ev.old)
+        ev = WatchEvent(ev.rv, ev.key, ev.type, obj, old)
         now, before = self._match(ev.obj), self._match(ev.old)
         if ev.type == "DELETED":
             return self._frame("DELETED", ev.obj) if before or now else None
@@ -92,7 +95,9 @@ class WatchStream:
         error: ApiError | None = None
         if send_initial or rv in ("", "0"):
             frames = [
-                self._frame("ADDED", o) for o in self.store.items(self.rt.key) if self._match(o)
+                self._frame("ADDED", o)
+                for o in (to_view(self.rt, x) for x in self.store.items(self.rt.key))
+                if self._match(o)
             ]
         else:
             try:

@@ -395,7 +395,7 @@ def test_namespace_deletion_empties_it(plane: RunningPlane) -> None:
     assert not plane.call(lambda: list(plane.plane.store.items(("", "configmaps"), "gone")))
 
 
-def test_events_both_apis(plane: RunningPlane) -> None:
+def test_events_both_apis_share_one_storage(plane: RunningPlane) -> None:
     plane.apply(
         [
             namespace("ev"),
@@ -415,5 +415,14 @@ def test_events_both_apis(plane: RunningPlane) -> None:
         ]
     )
     assert plane.get("events.events.k8s.io", "e1", "-n", "ev")["note"] == "hello"
-    plane.kubectl("create", "configmap", "c", "-n", "ev")
-    assert plane.get("events", "-n", "ev")["kind"] == "List"
+    core = plane.get("events.v1.", "e1", "-n", "ev")  # the core/v1 view of the same object
+    assert core["message"] == "hello" and core["involvedObject"]["name"] == "p"
+    assert core["source"] == {"component": "tests"}
+    selected = plane.get("events", "-n", "ev", "--field-selector", "involvedObject.name=p")
+    assert [e["metadata"]["name"] for e in selected["items"]] == ["e1"]
+    plane.kubectl(
+        "patch", "events.events.k8s.io/e1", "-n", "ev", "--type=merge", "-p", '{"note": "changed"}'
+    )
+    assert plane.get("events.v1.", "e1", "-n", "ev")["message"] == "changed"
+    table = plane.kubectl("get", "events", "-n", "ev").stdout
+    assert "pod/p" in table and "changed" in table
