@@ -7,6 +7,7 @@ custom resources get the full structural-schema + CEL treatment.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,44 @@ def qos_class(spec: dict[str, Any]) -> str:
             if name not in limits or requests.get(name, limits[name]) != limits[name]:
                 return "Burstable"
     return "Guaranteed"
+
+
+def _pod_spec_fixed(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """True when an update changes a pod spec field Kubernetes does not let change."""
+
+    def fixed(spec: dict[str, Any], node: Any) -> dict[str, Any]:
+        out = {
+            k: v
+            for k, v in spec.items()
+            if k not in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+        }
+        for field in ("containers", "initContainers"):
+            out[field] = [
+                {k: v for k, v in c.items() if k != "image"} for c in spec.get(field) or []
+            ]
+        out["nodeName"] = node
+        return out
+
+    # The scheduler (binding) may set nodeName once.
+    node = old.get("nodeName") or new.get("nodeName")
+    return fixed(new, node) != fixed(old, node) or (
+        bool(old.get("nodeName")) and new.get("nodeName") != old.get("nodeName")
+    )
+
+
+def _selector_immutable(kind: str, obj: Obj, old: Obj | None) -> None:
+    if old is not None and obj.get("spec", {}).get("selector") != old["spec"].get("selector"):
+        raise errors.invalid(
+            kind,
+            "apps",
+            obj["metadata"]["name"],
+            [
+                errors.field_error(
+                    "spec.selector",
+                    f"Invalid value: {json.dumps(obj['spec'].get('selector'))}: field is immutable",
+                )
+            ],
+        )
 
 
 class Admission:
@@ -180,6 +219,22 @@ class Admission:
         default_pod_spec(obj.setdefault("spec", {}))
         if old is None:
             obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj["spec"])}
+        elif _pod_spec_fixed(obj["spec"], old["spec"]):
+            raise errors.invalid(
+                "Pod",
+                "",
+                obj["metadata"]["name"],
+                [
+                    errors.field_error(
+                        "spec",
+                        "Forbidden: pod updates may not change fields other than "
+                        "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                        "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
+                        "tolerations) or `spec.terminationGracePeriodSeconds`",
+                        "FieldValueForbidden",
+                    )
+                ],
+            )
 
     def _core_services(self, obj: Obj, old: Obj | None) -> None:
         spec = obj.setdefault("spec", {})
@@ -198,6 +253,7 @@ class Admission:
         obj.setdefault("status", {}).setdefault("loadBalancer", {})
 
     def _apps_deployments(self, obj: Obj, old: Obj | None) -> None:
+        _selector_immutable("Deployment", obj, old)
         spec = obj.setdefault("spec", {})
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
@@ -211,5 +267,6 @@ class Admission:
         default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
 
     def _apps_replicasets(self, obj: Obj, old: Obj | None) -> None:
+        _selector_immutable("ReplicaSet", obj, old)
         obj.setdefault("spec", {}).setdefault("replicas", 1)
         default_pod_spec(obj["spec"].setdefault("template", {}).setdefault("spec", {}))

@@ -426,3 +426,52 @@ def test_events_both_apis_share_one_storage(plane: RunningPlane) -> None:
     assert plane.get("events.v1.", "e1", "-n", "ev")["message"] == "changed"
     table = plane.kubectl("get", "events", "-n", "ev").stdout
     assert "pod/p" in table and "changed" in table
+
+
+def test_immutable_fields_of_pods_and_selectors(plane: RunningPlane) -> None:
+    ns = "immutable"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": ns},
+        "spec": {
+            "nodeSelector": {"no": "such-node"},
+            "containers": [{"name": "c", "image": "a", "command": ["true"]}],
+        },
+    }
+    plane.apply([namespace(ns), pod])
+    plane.kubectl(
+        "patch", "pod/p", "-n", ns, "-p", '{"spec": {"containers": [{"name": "c", "image": "b"}]}}'
+    )  # image may change
+    out = plane.kubectl(
+        "patch",
+        "pod/p",
+        "-n",
+        ns,
+        "-p",
+        '{"spec": {"containers": [{"name": "c", "command": ["false"]}]}}',
+        check=False,
+    )
+    assert (
+        'The Pod "p" is invalid: spec: Forbidden: pod updates may not change fields' in out.stderr
+    )
+    d = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": ns},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {
+                "metadata": {"labels": {"app": "d", "v": "2"}},
+                "spec": {"containers": [{"name": "c", "image": "x", "command": ["true"]}]},
+            },
+        },
+    }
+    plane.apply(d)
+    d["spec"]["selector"] = {"matchLabels": {"app": "d", "v": "2"}}
+    out = plane.kubectl("replace", "-f", "-", input=json.dumps(d), check=False)
+    assert (
+        'spec.selector: Invalid value: {"matchLabels": {"app": "d", "v": "2"}}: field is immutable'
+        in out.stderr
+    )
