@@ -246,7 +246,9 @@ def _human_age(stamp: Any) -> Any:
     if not isinstance(stamp, str):
         return stamp
     try:
-        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # kopf adds micros
+        if then.tzinfo is None:
+            then = then.replace(tzinfo=timezone.utc)
     except ValueError:
         return stamp
     secs = max(0, int((datetime.now(timezone.utc) - then).total_seconds()))
