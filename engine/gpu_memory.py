@@ -73,7 +73,7 @@ def kv_blocks_from_profile(
     blocks = sum(len(s.block_table) for s in batch)
     runner = ModelRunner(
         loaded, num_blocks=blocks, block_size=block_size, kv_cache_dtype=kv_cache_dtype,
-        attention_backend=attention_backend,
+        attention_backend=attention_backend, cuda_graph_max_batch=0,
     )  # fmt: skip
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()

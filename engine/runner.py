@@ -17,6 +17,8 @@ from infleet.engine.attention import (
     select_backend,
     set_context,
 )
+from infleet.engine.cuda_graphs import DecodeGraphs
+from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
 
@@ -31,11 +33,7 @@ class SeqSlice:
 
 
 def resolve_kv_dtype(kv_cache_dtype: str, model_dtype: torch.dtype) -> torch.dtype:
-    if kv_cache_dtype == "auto":
-        return model_dtype
-    raise ValueError(
-        f"kv cache dtype {kv_cache_dtype!r} is not supported yet; use 'auto' (the model dtype)"
-    )
+    return kv_cache_torch_dtype(kv_cache_dtype, model_dtype)
 
 
 class ModelRunner:
@@ -47,6 +45,7 @@ class ModelRunner:
         block_size: int = 16,
         kv_cache_dtype: str = "auto",
         attention_backend: str = "auto",
+        cuda_graph_max_batch: int = 256,
     ) -> None:
         if num_blocks < 1 or block_size < 1:
             raise ValueError(
@@ -59,7 +58,9 @@ class ModelRunner:
         self.block_size = block_size
         self.max_model_len = loaded.config.max_position_embeddings
         self.kv_dtype = resolve_kv_dtype(kv_cache_dtype, loaded.dtype)
-        self.backend = select_backend(attention_backend, loaded.device)
+        self.backend = select_backend(
+            attention_backend, loaded.device, block_size=block_size, kv_dtype=self.kv_dtype
+        )
         c = loaded.config
         # One allocation for every layer's K and V; zeroed so that padded reads of unused
         # slots are finite (a masked-out NaN would still poison the softmax-weighted sum).
@@ -67,10 +68,26 @@ class ModelRunner:
             2, c.num_layers, num_blocks, block_size, c.num_kv_heads, c.head_dim,
             dtype=self.kv_dtype, device=self.device,
         )  # fmt: skip
+        # fp8 caches: per-layer, per-tensor scales, 1.0 until calibrated (docs/gpu.md).
+        self.kv_scales = None
+        if self.kv_dtype == FP8_DTYPE:
+            self.kv_scales = torch.ones(2, c.num_layers, 1, device=self.device)
         layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         for i, attn in enumerate(layers):
             attn.k_cache, attn.v_cache = self.kv_cache[0, i], self.kv_cache[1, i]
             attn.backend = self.backend
+            scales = self.kv_scales
+            attn.k_scale, attn.v_scale = (None, None) if scales is None else scales[:, i]
+        # Decode steps replay CUDA graphs where the backend never syncs with the host.
+        self.graphs = None
+        graphable = self.backend.name in ("triton", "flash-attn")
+        if self.device.type == "cuda" and graphable and cuda_graph_max_batch > 0:
+            self.graphs = DecodeGraphs(
+                self.model, max_batch=cuda_graph_max_batch, block_size=block_size,
+                max_blocks_per_seq=-(-self.max_model_len // block_size),
+                max_context_len=self.max_model_len, device=self.device,
+            )  # fmt: skip
+            self.graphs.capture()
 
     @staticmethod
     def kv_bytes_per_block(
@@ -134,6 +151,14 @@ class ModelRunner:
         if not batch:
             raise ValueError("empty batch")
         input_ids, ctx = self._context(batch)
+        decodes_only = len(input_ids) == len(batch)
+        graphs = self.graphs
+        if (
+            decodes_only
+            and graphs is not None
+            and graphs.fits(len(batch), ctx.block_tables.shape[1])
+        ):
+            return self.model.compute_logits(graphs.run(input_ids, ctx)).float()
         set_context(ctx)
         try:
             hidden = self.model(input_ids, ctx.positions)

@@ -22,6 +22,9 @@ class PagedAttention(nn.Module):
         self.sliding_window = sliding_window
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)
+        # fp8 caches only: float32 scales `[1]` or `[num_kv_heads]` (engine/kernels/fp8.py).
+        self.k_scale: torch.Tensor | None = None
+        self.v_scale: torch.Tensor | None = None
         self.backend: AttentionBackend | None = None
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -37,5 +40,7 @@ class PagedAttention(nn.Module):
             self.v_cache,
             scale=self.scale,
             sliding_window=self.sliding_window,
+            k_scale=self.k_scale,
+            v_scale=self.v_scale,
         )
         return out.reshape(t, self.num_heads * self.head_dim)

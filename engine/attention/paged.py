@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from infleet.engine.kernels.fp8 import FP8_DTYPE, dequantize_fp8, quantize_fp8
+
 
 def store_kv(
     k: torch.Tensor,
@@ -15,10 +17,23 @@ def store_kv(
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
 ) -> None:
-    """Write this step's keys/values `[T, Hkv, D]` into their cache slots."""
-    k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slot_mapping, k.to(k_cache.dtype))
-    v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slot_mapping, v.to(v_cache.dtype))
+    """Write this step's keys/values `[T, Hkv, D]` into their cache slots; an fp8 cache
+    stores `x / scale` as e4m3."""
+    for new, cache, scale in ((k, k_cache, k_scale), (v, v_cache, v_scale)):
+        rows = cache.view(-1, *cache.shape[2:])
+        if cache.dtype == FP8_DTYPE:  # index_copy_ has no fp8 kernel on CPU: copy the bytes
+            quantized = quantize_fp8(new, scale).view(torch.uint8)
+            rows.view(torch.uint8).index_copy_(0, slot_mapping, quantized)
+        else:
+            rows.index_copy_(0, slot_mapping, new.to(cache.dtype))
+
+
+def dequantized(rows: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """Cached rows `[..., Hkv, D]` as read by attention: fp8 ones times their scale."""
+    return dequantize_fp8(rows, scale, dtype) if rows.dtype == FP8_DTYPE else rows
 
 
 def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, context_len: int) -> torch.Tensor:

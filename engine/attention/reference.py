@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from infleet.engine.attention.context import get_context
-from infleet.engine.attention.paged import gather_kv, store_kv, visible_keys
+from infleet.engine.attention.paged import dequantized, gather_kv, store_kv, visible_keys
 
 
 class ReferenceBackend:
@@ -24,9 +24,11 @@ class ReferenceBackend:
         *,
         scale: float,
         sliding_window: int | None,
+        k_scale: torch.Tensor | None = None,
+        v_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         ctx = get_context()
-        store_kv(k, v, k_cache, v_cache, ctx.slot_mapping)
+        store_kv(k, v, k_cache, v_cache, ctx.slot_mapping, k_scale, v_scale)
         out = torch.empty_like(q)
         group = q.shape[1] // k.shape[1]
         start = 0
@@ -34,8 +36,9 @@ class ReferenceBackend:
             zip(ctx.query_lens_host, ctx.context_lens_host, strict=True)
         ):
             qi = q[start : start + q_len].float()
-            ki = gather_kv(k_cache, ctx.block_tables[i], kv_len).float()
-            vi = gather_kv(v_cache, ctx.block_tables[i], kv_len).float()
+            ki = dequantized(gather_kv(k_cache, ctx.block_tables[i], kv_len), k_scale, qi.dtype)
+            vi = dequantized(gather_kv(v_cache, ctx.block_tables[i], kv_len), v_scale, qi.dtype)
+            ki, vi = ki.float(), vi.float()
             ki = ki.repeat_interleave(group, dim=1)
             vi = vi.repeat_interleave(group, dim=1)
             scores = torch.einsum("qhd,khd->hqk", qi, ki) * scale

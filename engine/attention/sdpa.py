@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from infleet.engine.attention.context import AttentionContext, get_context
-from infleet.engine.attention.paged import gather_kv, store_kv, visible_keys
+from infleet.engine.attention.paged import dequantized, gather_kv, store_kv, visible_keys
 
 
 class SdpaBackend:
@@ -27,9 +27,12 @@ class SdpaBackend:
         *,
         scale: float,
         sliding_window: int | None,
+        k_scale: torch.Tensor | None = None,
+        v_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         ctx = get_context()
-        store_kv(k, v, k_cache, v_cache, ctx.slot_mapping)
+        store_kv(k, v, k_cache, v_cache, ctx.slot_mapping, k_scale, v_scale)
+        scales = (k_scale, v_scale)
         out = torch.empty_like(q)
         starts, decodes, start = [], [], 0
         for i, q_len in enumerate(ctx.query_lens_host):
@@ -38,12 +41,12 @@ class SdpaBackend:
                 decodes.append(i)
             start += q_len
         if decodes:
-            _decode(q, out, k_cache, v_cache, ctx, decodes, starts, scale, sliding_window)
+            _decode(q, out, k_cache, v_cache, ctx, decodes, starts, scale, sliding_window, scales)
         for i, q_len in enumerate(ctx.query_lens_host):
             if q_len > 1:
                 s = starts[i]
                 out[s : s + q_len] = _prefill(
-                    q[s : s + q_len], k_cache, v_cache, ctx, i, scale, sliding_window
+                    q[s : s + q_len], k_cache, v_cache, ctx, i, scale, sliding_window, scales
                 )
         return out
 
@@ -58,13 +61,15 @@ def _decode(
     starts: list[int],
     scale: float,
     window: int | None,
+    scales: tuple[torch.Tensor | None, torch.Tensor | None],
 ) -> None:
     rows = [starts[i] for i in seqs]
     lens = [ctx.context_lens_host[i] for i in seqs]
     if len(seqs) == 1 and window is None:  # batch-1 decode: exact length, no mask needed
         i = seqs[0]
-        keys = gather_kv(k_cache, ctx.block_tables[i], lens[0]).transpose(0, 1)[None]
-        values = gather_kv(v_cache, ctx.block_tables[i], lens[0]).transpose(0, 1)[None]
+        keys = dequantized(gather_kv(k_cache, ctx.block_tables[i], lens[0]), scales[0], q.dtype)
+        values = dequantized(gather_kv(v_cache, ctx.block_tables[i], lens[0]), scales[1], q.dtype)
+        keys, values = keys.transpose(0, 1)[None], values.transpose(0, 1)[None]
         query = q[rows[0]][None, :, None]  # [1, H, 1, D]
         res = F.scaled_dot_product_attention(query, keys, values, scale=scale, enable_gqa=True)
         out[rows[0]] = res[0, :, 0]
@@ -76,8 +81,9 @@ def _decode(
     # -1 padding points at block 0; the length mask hides whatever it holds.
     tables = ctx.block_tables.index_select(0, index)[:, :num_blocks].clamp_min(0).flatten()
     shape = (len(seqs), num_blocks * block_size, *k_cache.shape[2:])
-    keys = k_cache.index_select(0, tables).view(shape).transpose(1, 2)  # [B, Hkv, L, D]
-    values = v_cache.index_select(0, tables).view(shape).transpose(1, 2)
+    keys = dequantized(k_cache.index_select(0, tables).view(shape), scales[0], q.dtype)
+    values = dequantized(v_cache.index_select(0, tables).view(shape), scales[1], q.dtype)
+    keys, values = keys.transpose(1, 2), values.transpose(1, 2)  # [B, Hkv, L, D]
     key_pos = torch.arange(num_blocks * block_size, device=device)[None, :]
     seq_lens = torch.tensor(lens, device=device)[:, None]
     mask = key_pos < seq_lens
@@ -99,10 +105,12 @@ def _prefill(
     i: int,
     scale: float,
     window: int | None,
+    scales: tuple[torch.Tensor | None, torch.Tensor | None],
 ) -> torch.Tensor:
     q_len, kv_len = q.shape[0], ctx.context_lens_host[i]
-    keys = gather_kv(k_cache, ctx.block_tables[i], kv_len).transpose(0, 1)[None]
-    values = gather_kv(v_cache, ctx.block_tables[i], kv_len).transpose(0, 1)[None]
+    keys = dequantized(gather_kv(k_cache, ctx.block_tables[i], kv_len), scales[0], q.dtype)
+    values = dequantized(gather_kv(v_cache, ctx.block_tables[i], kv_len), scales[1], q.dtype)
+    keys, values = keys.transpose(0, 1)[None], values.transpose(0, 1)[None]
     query = q.transpose(0, 1)[None]
     if kv_len == q_len and window is None:  # no earlier context: plain causal
         res = F.scaled_dot_product_attention(

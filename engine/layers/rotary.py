@@ -51,3 +51,15 @@ class RotaryEmbedding(nn.Module):
         sin = self.sin[positions].unsqueeze(1)
         first, second = x.chunk(2, dim=-1)
         return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
+
+    def rotate_qk(
+        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate q and k; on CUDA in place, both in one Triton launch with the same
+        rounding (engine/kernels/rope.py)."""
+        if q.is_cuda:
+            from infleet.engine.kernels.rope import apply_rope
+
+            apply_rope(positions, q, k, self.cos, self.sin)
+            return q, k
+        return self(positions, q), self(positions, k)

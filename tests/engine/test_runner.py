@@ -63,8 +63,8 @@ def test_bad_slices_are_rejected(tiny, batch, message):
 
 
 def test_bad_runner_options(tiny):
-    with pytest.raises(ValueError, match="kv cache dtype 'fp8' is not supported yet"):
-        ModelRunner(tiny, num_blocks=4, kv_cache_dtype="fp8")
+    with pytest.raises(ValueError, match="--kv-cache-dtype: 'int4' is not one of auto, fp8"):
+        ModelRunner(tiny, num_blocks=4, kv_cache_dtype="int4")
     with pytest.raises(ValueError, match="unknown attention backend 'flash'"):
         ModelRunner(tiny, num_blocks=4, attention_backend="flash")
     with pytest.raises(ValueError, match="num_blocks >= 1"):

@@ -4,9 +4,12 @@ Triton's interpreter here, and compiled on CUDA where there is a GPU."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
+from infleet.engine.attention import select_backend
 from infleet.engine.attention.triton_backend import TritonBackend
 from infleet.engine.loader import load_model
 from infleet.engine.runner import ModelRunner
@@ -17,10 +20,15 @@ from tests.engine.tiny_models import PROMPTS, build_checkpoint, runner_greedy
 
 def _tokens(loaded, prompts, max_new: int, triton: bool, chunk: int = 5) -> list[list[int]]:
     # 4-token blocks and short prefill chunks: many pages per sequence, and steps that
-    # mix prefill chunks (with cached context before them) and decodes.
-    runner = ModelRunner(loaded, num_blocks=64, block_size=4, attention_backend="sdpa")
-    if triton:
+    # mix prefill chunks (with cached context before them) and decodes. On CUDA the
+    # runner picks triton itself and replays decode steps from CUDA graphs; on CPU the
+    # kernels (interpreted) are put in place of the torch backend by hand.
+    on_cuda = loaded.device.type == "cuda"
+    backend = "triton" if triton and on_cuda else "sdpa"
+    runner = ModelRunner(loaded, num_blocks=64, block_size=4, attention_backend=backend)
+    if triton and not on_cuda:
         use_backend(runner, TritonBackend())
+    assert (runner.graphs is not None) == (triton and on_cuda)
     return runner_greedy(runner, prompts, max_new, prefill_chunk=chunk)
 
 
@@ -48,3 +56,22 @@ def test_cuda_triton_path_gives_the_cpu_paths_tokens(case, tmp_path):
     gpu = load_model(path, device="cuda", dtype="float32")
     prompts = [cpu.tokenizer.encode(p) for p in PROMPTS]
     assert _tokens(gpu, prompts, 24, triton=True) == _tokens(cpu, prompts, 24, triton=False)
+
+
+def test_backend_choice():
+    """`auto` is torch on CPU; on CUDA flash-attn only where it imports and suits the
+    configuration (block size a multiple of 256, no fp8 cache), else triton."""
+    cpu = torch.device("cpu")
+    assert select_backend("auto", cpu).name == "sdpa"
+    for name in ("triton", "flash-attn"):
+        with pytest.raises(ValueError, match=f"'{name}' needs a CUDA device; on cpu use torch"):
+            select_backend(name, cpu)
+    if torch.cuda.is_available():
+        cuda = torch.device("cuda")
+        flash = importlib.util.find_spec("flash_attn") is not None
+        assert select_backend("auto", cuda, block_size=256).name == (
+            "flash-attn" if flash else "triton"
+        )
+        assert select_backend("auto", cuda, block_size=16).name == "triton"
+        with pytest.raises(ValueError, match="flash-attn"):
+            select_backend("flash-attn", cuda, block_size=16)
