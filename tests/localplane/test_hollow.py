@@ -17,6 +17,7 @@ def hollow() -> Iterator[RunningPlane]:
     running.stop()
 
 
+@pytest.mark.slow
 def test_hollow_pods_roll_out_without_processes(hollow: RunningPlane) -> None:
     hollow.apply(namespace("h"))
     start = time.monotonic()

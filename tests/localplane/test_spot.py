@@ -118,7 +118,7 @@ def test_kubectl_drain_honours_the_disruption_budget(plane: RunningPlane) -> Non
     # the budget now blocks a second eviction while only one pod is healthy elsewhere
     other = pods[0]
     plane.kubectl("cordon", other["spec"]["nodeName"])
-    blocked = plane.kubectl("drain", other["spec"]["nodeName"], "--timeout=3s", check=False)
+    blocked = plane.kubectl("drain", other["spec"]["nodeName"], "--timeout=1s", check=False)
     assert "Cannot evict pod as it would violate the pod's disruption budget" in blocked.stderr
     plane.kubectl("uncordon", node)
     plane.kubectl("uncordon", other["spec"]["nodeName"])
