@@ -136,17 +136,22 @@ class AsyncEngine:
 
     # -- engine thread ------------------------------------------------------------------
 
+    @property
+    def healthy(self) -> bool:
+        return self._thread.is_alive() and not self._stopping
+
     def _run(self) -> None:
         assert self._loop is not None
         while not self._stopping:
-            outputs = self._drain_commands()
-            idle = not self.engine.has_unfinished()
-            if not idle:
-                try:
+            try:
+                outputs = self._drain_commands()
+                idle = not self.engine.has_unfinished()
+                if not idle:
                     outputs += self.engine.step()
-                except Exception:
-                    log.exception("engine step failed; failing its in-flight requests")
-                    outputs += self.engine.fail_all("the engine step failed")
+            except Exception:
+                # A bug, not a request's fault: end what is in flight, keep the thread.
+                log.exception("engine step failed; failing its in-flight requests")
+                outputs, idle = self.engine.fail_all("the engine step failed"), False
             if outputs:
                 self._loop.call_soon_threadsafe(self._deliver, outputs)
             if idle:

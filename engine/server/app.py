@@ -85,6 +85,8 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
 async def health(request: web.Request) -> web.Response:
     if request.app[STATE].draining:
         return web.json_response({"status": "draining"}, status=503)
+    if not request.app[ENGINE].healthy:
+        return web.json_response({"status": "engine stopped"}, status=503)
     return web.json_response({"status": "ok"})
 
 

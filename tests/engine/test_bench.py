@@ -15,27 +15,9 @@ pytestmark = pytest.mark.slow
 def test_bench_reports_both_engines_and_the_ratio(tmp_path, capsys):
     model = build_checkpoint(tmp_path / "tiny", "llama", seed=1)
     out = tmp_path / "report.json"
-    argv = [
-        "bench",
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--num-prompts",
-        "6",
-        "--input-len",
-        "4:30",
-    ]
-    argv += [
-        "--output-len",
-        "2:9",
-        "--hf-batch-size",
-        "4",
-        "--kv-cache-memory",
-        "8MiB",
-        "--out",
-        str(out),
-    ]
+    argv = ["bench", "--model", str(model), "--device", "cpu", "--num-prompts", "6"]
+    argv += ["--input-len", "4:30", "--output-len", "2:9", "--hf-batch-size", "4", "--repeat", "2"]
+    argv += ["--kv-cache-memory", "8MiB", "--out", str(out)]
     assert infleet_main(argv) == 0
     report = json.loads(out.read_text())
     assert "ratio (output tok/s, infleet / hf)" in capsys.readouterr().out
@@ -49,6 +31,8 @@ def test_bench_reports_both_engines_and_the_ratio(tmp_path, capsys):
         assert s["output_tok_s"] > 0 and s["total_tok_s"] > s["output_tok_s"]
         assert 0 < s["ttft_p50_s"] <= s["ttft_p99_s"] and 0 < s["itl_p50_s"] <= s["itl_p99_s"]
     assert report["ratio_output_tok_s"] == round(eng["output_tok_s"] / hf["output_tok_s"], 2)
+    assert len(report["engine_runs_output_tok_s"]) == len(report["hf_runs_output_tok_s"]) == 2
+    assert eng["output_tok_s"] == max(report["engine_runs_output_tok_s"])
     assert report["device"].startswith("cpu") and report["torch"] and report["commit"]
     assert report["workload"] == {
         "name": "mixed",
