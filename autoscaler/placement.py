@@ -153,15 +153,17 @@ def next_shift(
 
     `burns` are the burn rates over 5 minutes, 1 hour and 6 hours. Burning (the hour and
     the last 5 minutes over budget: the SRE multi-window rule) moves a quarter of the
-    fleet per minute to dedicated. Recovery needs the hour and the 6 hours back under
-    budget, then returns a twentieth per minute: storms come in waves, and a fleet that
-    went back to spot after one quiet hour would meet the next wave on spot.
+    fleet per minute to dedicated. Recovery needs the hour at half the budget and the 6
+    hours under it, then returns a twentieth per minute: storms come in waves, and a fleet
+    that went back to spot after one quiet hour would meet the next wave on spot (the
+    half is hysteresis: an hour hovering at the budget must not flip the fleet back and
+    forth).
     """
     if burns is None:
         return max(0.0, shift - down_per_min * elapsed_s / 60.0)
     short, hour, six_hours = burns
     if hour > 1.0 and short > 1.0:
         return min(1.0, shift + up_per_min * elapsed_s / 60.0)
-    if hour <= 1.0 and six_hours <= 1.0:
+    if hour <= 0.5 and six_hours <= 1.0:
         return max(0.0, shift - down_per_min * elapsed_s / 60.0)
     return shift

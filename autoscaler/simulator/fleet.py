@@ -66,8 +66,6 @@ class Fleet:
             self._names += 1
             pod = Pod(f"{pool}-{self._names}", pool, READY, now, now, ready_at=now)
             pod.replica = SimReplica(self.model, self.request_timeout_s)
-            if pool == "spot":
-                pod.interrupt_at = self.market.interrupt_time(now, self.rng)
             self.pods.append(pod)
         self.desired[pool] += replicas
 
@@ -93,7 +91,7 @@ class Fleet:
 
     # -- one tick --------------------------------------------------------------------
     def advance(self, now: float, dt: float, arrivals: RateArrivals | TraceArrivals) -> None:
-        self._lifecycle(now)
+        self._lifecycle(now, dt)
         targets, replicas, scheduled = [], [], {"dedicated": 0, "spot": 0}
         for pod in self.pods:
             if pod.phase != PENDING:
@@ -121,33 +119,31 @@ class Fleet:
         for replica in replicas:
             replica.tick(now, dt, rec)
 
-    def _lifecycle(self, now: float) -> None:
-        t, market, spot_in_use = self.timings, self.market, 0
+    def _lifecycle(self, now: float, dt: float) -> None:
+        t, market, spot_in_use, rng = self.timings, self.market, 0, self.rng
         for pod in self.pods:
             if pod.pool == "spot" and pod.phase != PENDING:
                 spot_in_use += 1
         gone: list[Pod] = []
         interrupted = False
-        wave = market.wave_due(now, self.rng)
+        hazard = market.hazard(now, dt)
+        wave = market.wave_fraction if market.wave_due(now, rng) else 0.0
         for pod in self.pods:
-            hit = wave and pod.pool == "spot" and pod.phase != PENDING and not pod.notice
-            if hit and self.rng.random() < market.wave_fraction:
-                pod.interrupt_at = now
             if pod.phase == PENDING and now >= pod.schedulable_at and not pod.leaving:
                 if pod.pool == "spot":
                     if market.available(now, spot_in_use) <= 0:
                         continue
                     spot_in_use += 1
-                    pod.interrupt_at = market.interrupt_time(now, self.rng)
                 pod.phase, pod.since, pod.ready_at = STARTING, now, now + t.startup_s
             elif pod.phase == STARTING and now >= pod.ready_at:
                 pod.phase, pod.since = READY, now
                 pod.replica = SimReplica(self.model, self.request_timeout_s)
-            if now >= pod.interrupt_at and not pod.notice:
+            exposed = pod.pool == "spot" and pod.phase != PENDING and not pod.notice
+            if exposed and (rng.random() < hazard or (wave and rng.random() < wave)):
                 self.interruptions += 1
                 self.new_interruptions.append(now)
                 interrupted = True
-                market.reclaim(now, self.rng)
+                market.reclaim(now, rng)
                 self._leave(pod, now, market.notice_s, notice=True)
             if now >= pod.leave_at:
                 gone.append(pod)

@@ -28,7 +28,6 @@ class Pod:
     ready_at: float = 0.0
     leave_at: float = float("inf")  # set when the pod starts leaving
     leaving: bool = False
-    interrupt_at: float = float("inf")
     notice: bool = False  # leaving because its spot node is reclaimed
     replica: SimReplica | None = None
 
@@ -38,15 +37,19 @@ class Pod:
 
 @dataclass(slots=True)
 class SpotMarket:
-    """Spot capacity. Nodes are reclaimed one by one (a rate per replica-hour) and in
-    waves (a zone running short takes a fraction of the spot nodes at once); a reclaimed
-    node's capacity stays gone for a while, so replacements can hang pending."""
+    """Spot capacity. Nodes are reclaimed one by one (a rate per replica-hour) and, during
+    a storm, faster and in waves (a zone running short takes a fraction of the spot nodes
+    at once); a reclaimed node's capacity stays gone for a while, so replacements can hang
+    pending."""
 
     interruptions_per_hour: float = 0.0
     notice_s: float = 30.0
     reclaim_mean_s: float = 0.0  # how long a reclaimed node's capacity stays gone
     capacity: int = 1_000_000
-    waves_per_hour: float = 0.0
+    storm_start_s: float = float("inf")
+    storm_end_s: float = float("inf")
+    storm_interruptions_per_hour: float = 0.0
+    waves_per_hour: float = 0.0  # during the storm
     wave_fraction: float = 0.0  # of the spot nodes each wave reclaims
     next_wave: float = float("inf")
     reclaimed_until: list[float] = field(default_factory=list)
@@ -55,16 +58,22 @@ class SpotMarket:
         self.reclaimed_until = [t for t in self.reclaimed_until if t > now]
         return self.capacity - in_use - len(self.reclaimed_until)
 
-    def interrupt_time(self, now: float, rng: random.Random) -> float:
-        rate = self.interruptions_per_hour / 3600.0
-        return now + rng.expovariate(rate) if rate > 0 else float("inf")
+    def in_storm(self, now: float) -> bool:
+        return self.storm_start_s <= now < self.storm_end_s
+
+    def hazard(self, now: float, dt: float) -> float:
+        """Probability that one spot node is reclaimed one by one within [now, now+dt)."""
+        rate = self.storm_interruptions_per_hour if self.in_storm(now) else 0.0
+        return (rate or self.interruptions_per_hour) * dt / 3600.0
 
     def wave_due(self, now: float, rng: random.Random) -> bool:
-        """Whether a wave strikes now (the first call only schedules the first wave)."""
-        if self.waves_per_hour <= 0:
+        """Whether a wave strikes now (waves come as a Poisson process during the storm)."""
+        if self.waves_per_hour <= 0 or not self.in_storm(now):
             return False
+        if self.next_wave == float("inf") or self.next_wave < self.storm_start_s:
+            self.next_wave = now + rng.expovariate(self.waves_per_hour / 3600.0)
         due = now >= self.next_wave
-        if due or self.next_wave == float("inf"):
+        if due:
             self.next_wave = now + rng.expovariate(self.waves_per_hour / 3600.0)
         return due
 

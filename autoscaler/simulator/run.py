@@ -46,12 +46,15 @@ def simulate(scenario: Scenario, policy_name: str, seed: int) -> RunOutcome:
     target = scenario.spec.slo.ttft_p95_s or 1.0
     m = scenario.market
     market = SpotMarket(
-        m.interruptions_per_hour,
-        m.notice_s,
-        m.reclaim_mean_s,
-        m.capacity,
-        m.waves_per_hour,
-        m.wave_fraction,
+        interruptions_per_hour=m.interruptions_per_hour,
+        notice_s=m.notice_s,
+        reclaim_mean_s=m.reclaim_mean_s,
+        capacity=m.capacity,
+        storm_start_s=m.storm_start_s,
+        storm_end_s=m.storm_end_s,
+        storm_interruptions_per_hour=m.storm_interruptions_per_hour,
+        waves_per_hour=m.waves_per_hour,
+        wave_fraction=m.wave_fraction,
     )
     fleet = Fleet(scenario.model, scenario.timings, market, LatencyRecorder(target), rng)
     policy = make_policy(policy_name, scenario.spec, scenario.peak_replicas)

@@ -33,6 +33,9 @@ class MarketSpec:
     notice_s: float = 30.0  # GKE's spot preemption notice
     reclaim_mean_s: float = 0.0
     capacity: int = 1_000_000
+    storm_start_s: float = float("inf")
+    storm_end_s: float = float("inf")
+    storm_interruptions_per_hour: float = 0.0
     waves_per_hour: float = 0.0
     wave_fraction: float = 0.0
 
@@ -120,15 +123,17 @@ def bursty(seed: int = 7) -> Scenario:
 def spot_storm() -> Scenario:
     return Scenario(
         "spot-storm",
-        "6 h at 360 req/s while spot nodes are reclaimed at 50% per replica-hour: 0.1 "
-        "one by one, 0.4 in waves (1 an hour on average, each taking 40% of spot nodes); "
-        "reclaimed capacity is gone for ~30 min and the zone has 32 spot GPUs",
+        "6 h at 360 req/s; from hour 1 to hour 5 spot nodes are reclaimed at 50% per "
+        "replica-hour: 0.1 one by one, 0.4 in waves (one an hour on average, each taking "
+        "40% of spot nodes); reclaimed capacity is gone ~30 min; the zone has 32 spot GPUs",
         6 * HOUR,
         RateArrivals(diurnal_rate(360.0, peak_to_trough=1.0), TokenShape()),
         360.0,
         default_spec(),
         market=MarketSpec(
-            interruptions_per_hour=0.1,
+            storm_start_s=1 * HOUR,
+            storm_end_s=5 * HOUR,
+            storm_interruptions_per_hour=0.1,
             waves_per_hour=1.0,
             wave_fraction=0.4,
             reclaim_mean_s=1800.0,
