@@ -155,8 +155,9 @@ def size_total(
         desired = current
     panic = now < panic_until
     # Scale-up stabilization: only what every recommendation in the window asked for
-    # (a burst that triggers panic mode goes straight through).
-    if desired > current and not panic:
+    # (a burst that triggers panic mode, and requests waiting on a fleet at zero, go
+    # straight through).
+    if desired > current and current and not panic:
         window = [r for t, r in recommendations if t > now - spec.scale_up_stabilization_s]
         held = max(current, min([rec, *window]))
         if held < desired:
@@ -201,12 +202,12 @@ def size_total(
                     reasons.append(f"idle for {load.idle_s:.0f}s: scaling to zero")
         else:
             reasons.append("idle, but no activator holds requests at zero: keeping 1")
-    if current == 0 and desired > 0:
-        code = "ActivatedFromZero"
     if desired < floor:
         reasons.append(f"raised to minReplicas {floor}")
         desired, code = floor, "AtMinReplicas"
     if desired > spec.max_replicas:
         reasons.append(f"capped at maxReplicas {spec.max_replicas}")
         desired, code = spec.max_replicas, "AtMaxReplicas"
+    if current == 0 and desired > 0 and load.depth > 0:
+        code = "ActivatedFromZero"
     return Sizing(desired, code, reasons, panic_until, rec)

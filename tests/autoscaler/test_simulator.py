@@ -133,3 +133,15 @@ def test_plot_writes_a_png(tmp_path):
 def test_bad_input_is_a_clear_error(args, message, capsys):
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_without_matplotlib_plot_is_a_clear_error_before_simulating(tmp_path):
+    script = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from infleet.autoscaler.simulate_cli import main\n"
+        f"sys.exit(main(['--scenario', 'diurnal', '--plot', {str(tmp_path / 'x.png')!r}]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "--plot needs matplotlib" in out.stderr
+    assert "simulated in" not in out.stderr  # refused before the 24-hour run
