@@ -53,8 +53,5 @@ class Observation:
     # of the service, so scaling to zero would drop requests.
     activator_waiting: float | None = None
 
-    def pods_in(self, pool: str) -> list[PodState]:
-        return [p for p in self.pods if p.pool == pool]
-
     def ready(self, pool: str | None = None) -> int:
         return sum(1 for p in self.pods if p.phase == READY and (pool is None or p.pool == pool))

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infleet.autoscaler.simulator.randoms import poisson_many
+from infleet.autoscaler.simulator.trace_csv import read_trace
 
-Cohort = tuple[int, float, float]  # requests, prompt tokens, output tokens
+Arrived = tuple[int, float, float]  # requests, their prompt tokens, their output tokens
 _TWO_PI = 2.0 * math.pi
 
 
@@ -56,14 +57,10 @@ class RateArrivals:
         self.rate = rate
         self.tokens = tokens
 
-    def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Cohort]:
+    def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Arrived]:
         mean = self.rate(max(t + dt / 2, 0.0)) * dt / targets
         sums = self.tokens.sums
         return [(n, *sums(n, rng)) for n in poisson_many(mean, targets, rng)]
-
-    def mean_rate(self, duration_s: float) -> float:
-        steps = 1000
-        return sum(self.rate(duration_s * (i + 0.5) / steps) for i in range(steps)) / steps
 
 
 def diurnal_rate(
@@ -98,8 +95,6 @@ class TraceArrivals:
 
     @classmethod
     def from_csv(cls, path: str | Path, speedup: float = 1.0) -> TraceArrivals:
-        from infleet.autoscaler.simulator.trace_csv import read_trace
-
         times, prompts, outputs = read_trace(Path(path))
         return cls([t / speedup for t in times], prompts, outputs)
 
@@ -107,7 +102,7 @@ class TraceArrivals:
     def duration_s(self) -> float:
         return self.times[-1] if self.times else 0.0
 
-    def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Cohort]:
+    def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Arrived]:
         lo, hi = bisect_left(self.times, t), bisect_left(self.times, t + dt)
         counts = [0] * targets
         prompts = [0.0] * targets
@@ -118,6 +113,3 @@ class TraceArrivals:
             prompts[k] += self.prompts[i]
             outputs[k] += self.outputs[i]
         return list(zip(counts, prompts, outputs, strict=True))
-
-    def mean_rate(self, duration_s: float) -> float:
-        return len(self.times) / max(duration_s, 1.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infleet.autoscaler.simulator.arrivals import (
@@ -74,7 +75,7 @@ def default_spec() -> PolicySpec:
     )
 
 
-def _peak(rate, duration_s: float) -> float:
+def _peak(rate: Callable[[float], float], duration_s: float) -> float:
     return max(rate(t) for t in range(0, int(duration_s), 30))
 
 
