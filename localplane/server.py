@@ -19,6 +19,7 @@ from infleet.localplane.tables import table, wants_table
 from infleet.localplane.watch import WatchStream
 
 log = logging.getLogger(__name__)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
 # (group, plural, subresource, method) -> handler for what is not plain storage (pods/log ...)
 SubHandler = Callable[[web.Request, ResourceType, str, str], Awaitable[web.StreamResponse]]
 
@@ -32,7 +33,11 @@ async def read_body(request: web.Request) -> Any:
     if "protobuf" in ctype:
         return protobuf.decode(raw)
     try:
-        return yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
+        # Clients send apply patches as JSON under the YAML type; JSON is YAML, and the
+        # json module parses it many times faster than PyYAML (the bulk of an apply's cost).
+        if "yaml" in ctype and not raw.lstrip().startswith(b"{"):
+            return yaml.load(raw, Loader=YAML_LOADER)
+        return json.loads(raw)
     except (ValueError, yaml.YAMLError) as err:
         raise ApiError(400, f"couldn't parse the request body: {err}") from err
 
