@@ -88,6 +88,11 @@ def prune(value: Any, schema: Schema, path: str = "", root: bool = True) -> list
 def validate(
     value: Any, schema: Schema, old: Any = None, *, has_old: bool = False, path: str = ""
 ) -> list[dict[str, str]]:
+    if has_old and value == old:
+        # Validation ratcheting (Kubernetes 1.33): an update does not judge a value it
+        # leaves unchanged again, except by transition rules. It also spares a status
+        # write from re-running every CEL rule of the spec.
+        return _transition_rules(value, schema, path)
     errors = _check_value(value, schema, path or "<root>")
     if errors:
         return errors
@@ -109,6 +114,18 @@ def validate(
             errors += validate(item, schema["items"], path=f"{path}[{i}]")
     if not errors:
         errors += _cel(value, schema, old, has_old, path)
+    return errors
+
+
+def _transition_rules(value: Any, schema: Schema, path: str) -> list[dict[str, str]]:
+    """The rules using oldSelf over an unchanged value (oldSelf is the value itself)."""
+    errors = _cel(value, schema, value, True, path, transition_only=True)
+    if isinstance(value, dict):
+        props, extra = _props(schema), schema.get("additionalProperties")
+        for key, sub in value.items():
+            sch = props.get(key) or (extra if isinstance(extra, dict) else None)
+            if sch is not None and (path or key not in _ROOT_KEEP):
+                errors += _transition_rules(sub, sch, _join(path, key))
     return errors
 
 
@@ -218,13 +235,17 @@ _CEL_REASONS = {
 }
 
 
-def _cel(value: Any, schema: Schema, old: Any, has_old: bool, path: str) -> list[dict[str, str]]:
+def _cel(
+    value: Any, schema: Schema, old: Any, has_old: bool, path: str, transition_only: bool = False
+) -> list[dict[str, str]]:
     errors = []
     for rule in schema.get("x-kubernetes-validations") or []:
         expr = rule["rule"]
         transition = "oldSelf" in expr
         if transition and not has_old and not rule.get("optionalOldSelf"):
             continue  # transition rules only judge updates
+        if transition_only and not transition:
+            continue
         field = path + (rule.get("fieldPath") or "")
         field = field.lstrip(".") or "<root>"
         try:
