@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--input-len", type=parse_range, default=(16, 256), metavar="LO:HI")
     add("--output-len", type=parse_range, default=(16, 256), metavar="LO:HI")
     add("--seed", type=int, default=0)
-    add("--hf-batch-size", type=int, default=16, help="static batch size of the HF baseline")
+    add("--hf-batch-size", type=int, default=32, help="static batch size of the HF baseline")
     add("--no-hf", action="store_true", help="skip the HF transformers baseline")
     add("--repeat", type=int, default=1, help="alternate both runs N times, keep the best of each")
     add("--max-num-seqs", type=int, default=256)
