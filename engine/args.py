@@ -30,7 +30,7 @@ class EngineArgs:
     dtype: str = "auto"
     max_model_len: int | None = None  # None: the model's
     block_size: int = 16
-    kv_cache_memory: int | None = None  # bytes; None: 1 GiB on CPU, measured on CUDA (gpu_memory.py)
+    kv_cache_memory: int | None = None  # bytes; None: 1 GiB on CPU, measured on CUDA
     kv_cache_dtype: str = "auto"
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
