@@ -10,14 +10,13 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent
 # folder -> import name. `operator` must never become a top-level package (stdlib clash).
+# DESIGN.md's `lora/` and `kv_tiering/` join this table when they are built.
 AREAS = {
     "infleet": "infleet",
     "api": "infleet.api",
     "operator": "infleet.operator",
     "engine": "infleet.engine",
     "autoscaler": "infleet.autoscaler",
-    "lora": "infleet.lora",
-    "kv_tiering": "infleet.kv_tiering",
     "localplane": "infleet.localplane",
 }
 

@@ -1,1 +1,0 @@
-"""KV block store across HBM, DRAM and NVMe."""

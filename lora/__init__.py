@@ -1,1 +1,0 @@
-"""LoRA adapters: format and validation (torch-free) and batched LoRA math."""
