@@ -35,6 +35,7 @@ from infleet.autoscaler.scrape import scrape
 from infleet.autoscaler.view import Observation, ReplicaMetrics
 from infleet.operator.names import pod_selector
 from infleet.operator.on_service import run_reconcile
+from infleet.operator.replicas import plan_replicas
 
 PERIOD_S = 10.0
 METRICS = AutoscalerMetrics()
@@ -110,6 +111,9 @@ def autoscale(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any
         kopf.event(
             body, type="Normal", reason=result.decision.reason, message=result.status["message"]
         )
+        running = plan_replicas(isvc)  # what the pools were last sized to
+        if (result.decision.dedicated, result.decision.spot) == (running.dedicated, running.spot):
+            return  # e.g. the first decision holding the fleet: nothing to resize
         fresh = kube.get_inference_service(ns, name)
         if fresh is not None:  # resize the pools now: status writes trigger no handler
             run_reconcile(fresh, memo.runtime, logger)

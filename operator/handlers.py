@@ -3,6 +3,13 @@
 One import per handler module. The autoscaler's timer module adds its import here.
 """
 
-from infleet.operator import autoscale_timer, login, on_children, on_service, settings  # noqa: F401
+from infleet.operator import (  # noqa: F401
+    autoscale_timer,
+    indexes,
+    login,
+    on_children,
+    on_service,
+    settings,
+)
 
-__all__ = ["login", "on_children", "on_service", "settings"]
+__all__ = ["indexes", "login", "on_children", "on_service", "settings"]

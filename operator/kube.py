@@ -20,6 +20,7 @@ from infleet.operator.names import FIELD_MANAGER
 Obj = dict[str, Any]
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
+CONNECTIONS = 32
 
 
 def load_config(kubeconfig: str | None) -> client.ApiClient:
@@ -32,6 +33,9 @@ def load_config(kubeconfig: str | None) -> client.ApiClient:
             raise
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
+    # A kept-alive connection per handler thread (kopf's workers and timers); the default
+    # (5 per CPU) made busy threads open and drop a new connection per request.
+    configuration.connection_pool_maxsize = CONNECTIONS
     return client.ApiClient(configuration)
 
 
@@ -79,6 +83,16 @@ class Kube:
             lambda: self.core.read_namespaced_service(name, namespace, _preload_content=False)
         )
 
+    def get_child(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """A child of one of the kinds the child watch follows."""
+        read = {
+            "Deployment": self.apps.read_namespaced_deployment,
+            "Service": self.core.read_namespaced_service,
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "PodDisruptionBudget": self.policy.read_namespaced_pod_disruption_budget,
+        }[kind]
+        return self._get(lambda: read(name, namespace, _preload_content=False))
+
     def get_inference_service(self, namespace: str, name: str) -> Obj | None:
         return self._get(
             lambda: self.custom.get_namespaced_custom_object(
@@ -97,29 +111,31 @@ class Kube:
 
     def patch_status(
         self, namespace: str, name: str, status: Obj, resource_version: str | None = None
-    ) -> bool:
-        """Merge-patch the status subresource (never spec). With `resource_version`, the
-        patch applies only to that version: False means another writer got there first."""
+    ) -> Obj | None:
+        """Merge-patch the status subresource (never spec); returns the object written.
+        With `resource_version`, the patch applies only to that version: None means
+        another writer got there first (or the object is gone)."""
         patch: Obj = {"status": status}
         if resource_version:
             patch["metadata"] = {"resourceVersion": resource_version}
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                field_manager=FIELD_MANAGER,
-                _content_type=MERGE,
-                _preload_content=False,
+            return _json(
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    field_manager=FIELD_MANAGER,
+                    _content_type=MERGE,
+                    _preload_content=False,
+                )
             )
         except ApiException as err:
-            if err.status == 409:
-                return False
+            if err.status in (404, 409):
+                return None
             raise
-        return True
 
     def prometheus_operator(self) -> bool:
         """Whether ServiceMonitor and PrometheusRule exist (discovery, cached for a while)."""

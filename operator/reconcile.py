@@ -31,7 +31,7 @@ class KubeApi(Protocol):
     def get_inference_service(self, namespace: str, name: str) -> Obj | None: ...
     def patch_status(
         self, namespace: str, name: str, status: Obj, resource_version: str | None = None
-    ) -> bool: ...
+    ) -> Obj | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,7 @@ class Outcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     result: str = "applied"  # applied | invalid | error
     error: ApiException | None = None
+    body: Obj | None = None  # the InferenceService as last read or written; None: gone
 
 
 def plan(body: Obj, options: RenderOptions) -> Plan:
@@ -91,6 +92,27 @@ def reconcile(body: Obj, kube: KubeApi, options: RenderOptions, now: str | None 
         names = pool_deployment_names(name)
         deployments = {pool: kube.get_deployment(namespace, names[pool]) for pool in POOLS}
         service = kube.get_service(namespace, name)
+    outcome = report(body, kube, p, deployments, service, now, problem)
+    outcome.result = "error" if error else ("invalid" if problem else "applied")
+    outcome.error = error
+    return outcome
+
+
+def report(
+    body: Obj,
+    kube: KubeApi,
+    p: Plan,
+    deployments: dict[Pool, Obj | None],
+    service: Obj | None,
+    now: str | None = None,
+    problem: Problem | None = None,
+) -> Outcome:
+    """Writes the status the children show, when it changed; with the Events to post.
+
+    The child watch calls this alone when no child needs applying again."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    problem = problem or p.problem
     now = now or now_rfc3339()
     events: list[tuple[str, str, str]] = []
     # Only the writer whose patch lands on the version it read reports the change, so
@@ -101,12 +123,13 @@ def reconcile(body: Obj, kube: KubeApi, options: RenderOptions, now: str | None 
         status = compute_status(body, deployments, service, p.replicas, now, problem)
         if not status_changed(old, status):
             break
-        if kube.patch_status(namespace, name, status, body["metadata"].get("resourceVersion")):
-            events = decision_events(old, status)
+        written = kube.patch_status(
+            namespace, name, status, body["metadata"].get("resourceVersion")
+        )
+        if written is not None:
+            events, body = decision_events(old, status), written
             break
-        fresh = kube.get_inference_service(namespace, name)
-        if fresh is None or fresh["metadata"].get("generation") != meta.get("generation"):
+        body = kube.get_inference_service(namespace, name)
+        if body is None or body["metadata"].get("generation") != meta.get("generation"):
             break  # gone, or a newer spec whose own reconcile will write the status
-        body = fresh
-    result = "error" if error else ("invalid" if problem else "applied")
-    return Outcome(status, events, result, error)
+    return Outcome(status, events, "invalid" if problem else "applied", body=body)

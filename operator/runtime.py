@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infleet.operator.kube import Kube
+from infleet.operator.parents import ParentQueue
 from infleet.operator.render import RenderOptions
 
 
@@ -13,6 +14,7 @@ class Runtime:
     kube: Kube
     fetcher_image: str
     engine_images: dict[str, str]
+    parents: ParentQueue = field(default_factory=ParentQueue)
 
     def options(self) -> RenderOptions:
         return RenderOptions(

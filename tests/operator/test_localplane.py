@@ -7,6 +7,7 @@ own I/O: server-side apply, owner references, status, the child watch, Events, m
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -121,10 +122,14 @@ def test_operator_process_follows_the_cluster(api, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = (tmp_path / "operator.log").open("w")
+    # Only --kubeconfig names the cluster: no $KUBECONFIG, no ~/.kube/config (kopf's own
+    # login would fall back to those, so this fails unless our login handler is used).
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = str(tmp_path / "home")
     proc = subprocess.Popen(
         [sys.executable, "-m", "infleet", "operator", "--kubeconfig", str(kubeconfig),
          "--standalone", "--metrics-port", str(port), "--liveness-port", "0"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     apps = client.AppsV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
