@@ -113,7 +113,9 @@ class ModelRunner:
         if min(s.token_ids) < 0 or max(s.token_ids) >= self.config.vocab_size:
             raise ValueError(f"token ids outside the vocabulary [0, {self.config.vocab_size})")
 
-    def _context(self, batch: list[SeqSlice]) -> tuple[torch.Tensor, AttentionContext]:
+    def prepare(self, batch: list[SeqSlice]) -> tuple[torch.Tensor, AttentionContext]:
+        """Validate a step's slices and build its flat inputs on the device: token ids
+        `[T]` and the attention context (docs/contracts.md)."""
         bs = self.block_size
         input_ids: list[int] = []
         positions: list[int] = []
@@ -150,7 +152,7 @@ class ModelRunner:
         """float32 logits `[len(batch), vocab]` at each slice's last token."""
         if not batch:
             raise ValueError("empty batch")
-        input_ids, ctx = self._context(batch)
+        input_ids, ctx = self.prepare(batch)
         decodes_only = len(input_ids) == len(batch)
         graphs = self.graphs
         if (

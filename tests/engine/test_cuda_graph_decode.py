@@ -39,7 +39,7 @@ def test_fill_copies_the_batch_and_pads_the_rest_out_of_the_cache():
     inputs = StaticDecodeInputs.allocate(8, 4, DEVICE)
     runner = ModelRunner(tiny_loaded(), num_blocks=16, attention_backend="reference")
     batch = [SeqSlice([11], 20, [3, 4]), SeqSlice([12], 0, [7])]
-    input_ids, ctx = runner._context(batch)
+    input_ids, ctx = runner.prepare(batch)
     inputs.fill(input_ids, ctx, bucket=4)
     assert inputs.input_ids[:2].tolist() == [11, 12]
     assert inputs.positions[:2].tolist() == [20, 0]
@@ -61,7 +61,7 @@ def _static_buffer_decode(runner: ModelRunner, bucket: int):
     inputs = StaticDecodeInputs.allocate(bucket, 8, DEVICE)
 
     def decode(batch: list[SeqSlice]) -> torch.Tensor:
-        input_ids, ctx = runner._context(batch)
+        input_ids, ctx = runner.prepare(batch)
         inputs.fill(input_ids, ctx, bucket)
         set_context(inputs.context(bucket, runner.block_size, runner.max_model_len))
         try:
@@ -102,7 +102,7 @@ def test_captured_graphs_replay_the_eager_tokens():
     assert sorted(graphs.graphs) == [1, 2, 4, 8]
 
     def decode(batch: list[SeqSlice]) -> torch.Tensor:
-        input_ids, ctx = runner._context(batch)
+        input_ids, ctx = runner.prepare(batch)
         with torch.inference_mode():
             return runner.model.compute_logits(graphs.run(input_ids, ctx)).float()
 
