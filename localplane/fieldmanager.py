@@ -195,11 +195,16 @@ class ManagedFields:
         schema: dict | None,
         sub: str | None = None,
     ) -> None:
-        new_fields = fields_of(new, schema)
         if old is None:
-            changed = new_fields
+            changed = new_fields = fields_of(new, schema)
         else:
-            old_fields = fields_of(old, schema)
+            # Only top-level fields whose values differ can hold changed paths (a status
+            # update leaves spec alone): walking just those gives the same sets faster.
+            differ = {
+                k for k in old.keys() | new.keys() if old.get(k, _MISSING) != new.get(k, _MISSING)
+            }
+            new_fields = fields_of({k: new[k] for k in differ if k in new}, schema)
+            old_fields = fields_of({k: old[k] for k in differ if k in old}, schema)
             changed = {p for p in new_fields if value_at(old, p) != value_at(new, p)}
             changed |= old_fields - new_fields
         for e in self.entries:
