@@ -34,9 +34,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from milestones import Milestones, percentile
 from operator_process import OperatorProcess, histogram, histogram_quantile
 from plane_process import PlaneProcess, proc_cpu_seconds
-from tracker import Tracker, percentile
 
 REPO = Path(__file__).resolve().parent.parent
 GVP = ("infleet.io", "v1alpha1")
@@ -65,16 +65,16 @@ def service_manifest(name: str, namespace: str, index: int) -> dict[str, Any]:
     }
 
 
-def phase_summary(tracker: Tracker, names: list[str], generation: int) -> dict[str, Any]:
-    """Latencies (s) of one phase from the tracker's per-object times."""
-    sent = [tracker.sent[(n, generation)] for n in names]
+def phase_summary(marks: Milestones, names: list[str], generation: int) -> dict[str, Any]:
+    """Latencies (s) of one phase from the per-object times."""
+    sent = [marks.sent[(n, generation)] for n in names]
     first = min(sent)
 
-    def since_sent(marks: dict[tuple[str, int], float]) -> list[float]:
-        return [marks[(n, generation)] - tracker.sent[(n, generation)] for n in names]
+    def since_sent(times: dict[tuple[str, int], float]) -> list[float]:
+        return [times[(n, generation)] - marks.sent[(n, generation)] for n in names]
 
-    reconcile, ready = since_sent(tracker.reconciled), since_sent(tracker.ready)
-    settled = [tracker.settled[(n, generation)] for n in names]
+    reconcile, ready = since_sent(marks.reconciled), since_sent(marks.ready)
+    settled = [marks.settled[(n, generation)] for n in names]
     return {
         "send_seconds": round(max(sent) - first, 3),
         "reconcile_latency_p50_s": round(percentile(reconcile, 50), 3),
@@ -82,7 +82,7 @@ def phase_summary(tracker: Tracker, names: list[str], generation: int) -> dict[s
         "reconcile_latency_max_s": round(max(reconcile), 3),
         "ready_latency_p50_s": round(percentile(ready, 50), 3),
         "ready_latency_p99_s": round(percentile(ready, 99), 3),
-        "time_to_all_ready_s": round(max(tracker.ready[(n, generation)] for n in names) - first, 3),
+        "time_to_all_ready_s": round(max(marks.ready[(n, generation)] for n in names) - first, 3),
         "time_to_all_settled_s": round(max(settled) - first, 3),
     }
 
@@ -152,8 +152,8 @@ class Bench:
         self.api = kconfig.new_client_from_config(config_file=str(self.plane.kubeconfig))
         self.api.user_agent = "bench"
         self.custom = client.CustomObjectsApi(self.api)
-        self.tracker = Tracker(self.api, *GVP, PLURAL)
-        self.tracker.start()
+        self.marks = Milestones(self.api, *GVP, PLURAL)
+        self.marks.start()
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -165,7 +165,7 @@ class Bench:
         }
 
     def wait(self, names: list[str], generation: int, timeout: float) -> None:
-        missing = self.tracker.wait_settled(names, generation, timeout)
+        missing = self.marks.wait_settled(names, generation, timeout)
         if missing:
             raise RuntimeError(
                 f"{len(missing)} of {len(names)} not settled at generation {generation} after "
@@ -174,7 +174,7 @@ class Bench:
 
     def warm_up(self) -> None:
         """One service through to Ready: the operator's watches are up before timing."""
-        self.tracker.mark_sent("warmup", 1)
+        self.marks.mark_sent("warmup", 1)
         self.custom.create_namespaced_custom_object(
             *GVP, "default", PLURAL, service_manifest("warmup", "default", 1)
         )
@@ -191,7 +191,7 @@ class Bench:
     def create(self, names: list[str]) -> None:
         ns = self.args.namespace
         for i, name in self.paced(names):
-            self.tracker.mark_sent(name, 1)
+            self.marks.mark_sent(name, 1)
             self.custom.create_namespaced_custom_object(
                 *GVP, ns, PLURAL, service_manifest(name, ns, i)
             )
@@ -199,7 +199,7 @@ class Bench:
     def change_spec(self, names: list[str]) -> None:
         patch = {"spec": {"engine": {"args": ["--max-num-seqs=128"]}}}
         for _, name in self.paced(names):
-            self.tracker.mark_sent(name, 2)
+            self.marks.mark_sent(name, 2)
             obj = self.custom.patch_namespaced_custom_object(
                 *GVP, self.args.namespace, PLURAL, name, patch
             )
@@ -215,7 +215,7 @@ class Bench:
         reconciles = sum(v - h0.get(k, 0.0) for k, v in h1.items() if k.startswith("result:"))
         requests = after["requests"] - before["requests"]
         return {
-            **phase_summary(self.tracker, names, generation),
+            **phase_summary(self.marks, names, generation),
             "operator_reconcile_p50_s": round(histogram_quantile(0.5, h0, h1), 4),
             "operator_reconcile_p99_s": round(histogram_quantile(0.99, h0, h1), 4),
             "reconciles_per_service": round(reconciles / len(names), 2),
@@ -250,7 +250,7 @@ class Bench:
             "update": update,
             "operator_rss_idle_mb": round(idle_rss, 1),
             "operator_peak_rss_mb": round(self.operator.peak_rss_mb(), 1),
-            "watch_events_seen": self.tracker.events,
+            "watch_events_seen": self.marks.events,
             "date": started,
             "commit": commit(),
             "command": " ".join(sys.argv),

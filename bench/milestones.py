@@ -29,7 +29,7 @@ def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == type_), {})
 
 
-class Tracker:
+class Milestones:
     def __init__(self, api: client.ApiClient, group: str, version: str, plural: str) -> None:
         self._custom = client.CustomObjectsApi(api)
         self._what = (group, version, plural)
