@@ -1,7 +1,8 @@
 """ModelRunner: owns the paged KV pool and turns a list of sequence slices into one forward.
 
-This is the one place where a step's tensors are prepared (token ids, positions, slot
-mapping, block tables); the attention context carries them to every layer.
+`prepare` is the one place where a step's tensors are built (token ids, positions, slot
+mapping, block tables; engine/step_inputs.py); the attention context carries them to
+every layer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from infleet.engine.cuda_graphs import DecodeGraphs
 from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
+from infleet.engine.step_inputs import StepInputBuilder
 
 
 @dataclass(slots=True)
@@ -72,6 +74,10 @@ class ModelRunner:
         self.kv_scales = None
         if self.kv_dtype == FP8_DTYPE:
             self.kv_scales = torch.ones(2, c.num_layers, 1, device=self.device)
+        self.inputs = StepInputBuilder(
+            block_size=block_size, num_blocks=num_blocks, max_model_len=self.max_model_len,
+            vocab_size=c.vocab_size, device=self.device,
+        )  # fmt: skip
         layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         for i, attn in enumerate(layers):
             attn.k_cache, attn.v_cache = self.kv_cache[0, i], self.kv_cache[1, i]
@@ -96,62 +102,15 @@ class ModelRunner:
         element = torch.empty(0, dtype=kv_cache_dtype).element_size()
         return 2 * config.num_layers * block_size * config.num_kv_heads * config.head_dim * element
 
-    def _check(self, s: SeqSlice) -> None:
-        end = s.start_pos + len(s.token_ids)
-        if not s.token_ids or s.start_pos < 0:
-            raise ValueError(f"a slice needs tokens and start_pos >= 0, got {s}")
-        if end > self.max_model_len:
-            raise ValueError(f"position {end - 1} is beyond max_model_len {self.max_model_len}")
-        needed = -(-end // self.block_size)
-        table = s.block_table[:needed]
-        if len(table) < needed:
-            raise ValueError(
-                f"block_table has {len(s.block_table)} blocks; {end} tokens need {needed}"
-            )
-        if min(table) < 0 or max(table) >= self.num_blocks:
-            raise ValueError(f"block_table {table} has ids outside [0, {self.num_blocks})")
-        if min(s.token_ids) < 0 or max(s.token_ids) >= self.config.vocab_size:
-            raise ValueError(f"token ids outside the vocabulary [0, {self.config.vocab_size})")
-
     def prepare(self, batch: list[SeqSlice]) -> tuple[torch.Tensor, AttentionContext]:
-        """Validate a step's slices and build its flat inputs on the device: token ids
-        `[T]` and the attention context (docs/contracts.md)."""
-        bs = self.block_size
-        input_ids: list[int] = []
-        positions: list[int] = []
-        slots: list[int] = []
-        cu_seqlens = [0]
-        for s in batch:
-            self._check(s)
-            end = s.start_pos + len(s.token_ids)
-            input_ids += s.token_ids
-            positions += range(s.start_pos, end)
-            slots += [s.block_table[p // bs] * bs + p % bs for p in range(s.start_pos, end)]
-            cu_seqlens.append(len(input_ids))
-        width = max(len(s.block_table) for s in batch)
-        tables = [s.block_table + [-1] * (width - len(s.block_table)) for s in batch]
-        context_lens = [s.start_pos + len(s.token_ids) for s in batch]
-
-        def tensor(values: list, dtype: torch.dtype) -> torch.Tensor:
-            return torch.tensor(values, dtype=dtype, device=self.device)
-
-        ctx = AttentionContext(
-            cu_seqlens_q=tensor(cu_seqlens, torch.int32),
-            context_lens=tensor(context_lens, torch.int32),
-            block_tables=tensor(tables, torch.int32),
-            slot_mapping=tensor(slots, torch.int64),
-            positions=tensor(positions, torch.int64),
-            block_size=bs,
-            query_lens_host=[len(s.token_ids) for s in batch],
-            context_lens_host=context_lens,
-        )
-        return tensor(input_ids, torch.int64), ctx
+        """Validate a step's slices and build its flat inputs on the device: token ids `[T]`
+        and the attention context (docs/contracts.md). A bad slice raises ValueError naming
+        what is wrong with the first one. The tensors are views into one buffer per step."""
+        return self.inputs.build(batch)
 
     @torch.inference_mode()
     def forward(self, batch: list[SeqSlice]) -> torch.Tensor:
         """float32 logits `[len(batch), vocab]` at each slice's last token."""
-        if not batch:
-            raise ValueError("empty batch")
         input_ids, ctx = self.prepare(batch)
         decodes_only = len(input_ids) == len(batch)
         graphs = self.graphs
