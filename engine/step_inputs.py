@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from infleet.engine.runner import SeqSlice
 
 _TORCH_DTYPES = {np.dtype(np.int64): torch.int64, np.dtype(np.int32): torch.int32}
+# Block-table ids packed per `struct` call: one call per row costs most at narrow tables,
+# one call for all (a 65k-element argument tuple) is slower at wide ones.
+_PACK_AT_ONCE = 4096
+
+
+def _pack(buf: np.ndarray, offset: int, code: str, values: list[int]) -> int:
+    """Write `values` as C integers of `struct` type `code` at byte `offset` of `buf`;
+    returns the offset just past them."""
+    struct.pack_into(f"{len(values)}{code}", buf, offset, *values)
+    return offset + struct.calcsize(code) * len(values)
 
 
 class StepInputBuilder:
@@ -84,22 +94,24 @@ class StepInputBuilder:
         tables_at = int32_at + 4 * (2 * num_seqs + 1)
         buf = self._staging(tables_at + 4 * num_seqs * width)
         tokens: list[int] = []
-        positions: list[int] = []
+        rows: list[int] = []  # block-table rows, padded, not yet packed
         padding = [-1] * width
-        row_format, offset = f"{width}i", tables_at
+        offset = tables_at
         try:
-            for s, start, end in zip(batch, starts, ends, strict=True):
+            for s in batch:
                 tokens += s.token_ids
-                positions += range(start, end)
-                table = s.block_table  # one C call packs the row's ids and its padding
-                struct.pack_into(row_format, buf, offset, *table, *padding[len(table) :])
-                offset += 4 * width
-            struct.pack_into(f"{2 * num_tokens}q", buf, 0, *tokens, *positions)
-            cu_seqlens = itertools.accumulate(q_lens, initial=0)
-            struct.pack_into(f"{2 * num_seqs + 1}i", buf, int32_at, *cu_seqlens, *ends)
+                table = s.block_table
+                rows += table
+                rows += padding[len(table) :]
+                if len(rows) >= _PACK_AT_ONCE:
+                    offset = _pack(buf, offset, "i", rows)
+                    rows = []
+            _pack(buf, offset, "i", rows)
+            _pack(buf, 0, "q", tokens)
+            _pack(buf, int32_at, "i", [*itertools.accumulate(q_lens, initial=0), *ends])
         except (struct.error, OverflowError, TypeError) as e:  # beyond int64/32, not an int
             raise ValueError(self._first_error(batch) or f"a slice holds a bad id: {e}") from e
-        ids, positions_np, slots = buf[:int32_at].view(np.int64).reshape(3, num_tokens)
+        ids, positions, slots = buf[:int32_at].view(np.int64).reshape(3, num_tokens)
         int32s = buf[int32_at:].view(np.int32)
         cu, context_lens = int32s[: num_seqs + 1], int32s[num_seqs + 1 : 2 * num_seqs + 1]
         tables = int32s[2 * num_seqs + 1 :].reshape(num_seqs, width)
@@ -108,11 +120,13 @@ class StepInputBuilder:
             if error is not None:
                 raise ValueError(error)
 
-        blocks = tables[np.repeat(np.arange(num_seqs), q_lens), positions_np // self.block_size]
+        # token j of slice i sits at start_i + (j - cu_i) = j + (end_i - cu_{i+1})
+        np.add(np.arange(num_tokens), np.repeat(context_lens - cu[1:], q_lens), out=positions)
+        blocks = tables[np.repeat(np.arange(num_seqs), q_lens), positions // self.block_size]
         np.multiply(blocks, self.block_size, out=slots, dtype=np.int64)
-        slots += positions_np % self.block_size
+        slots += positions % self.block_size
 
-        fields = (ids, positions_np, slots, cu, context_lens, tables)
+        fields = (ids, positions, slots, cu, context_lens, tables)
         ids_t, positions_t, slots_t, cu_t, context_lens_t, tables_t = self._to_device(buf, fields)
         ctx = AttentionContext(
             cu_seqlens_q=cu_t,
