@@ -68,7 +68,9 @@ async def _main(config: PlaneConfig, kubeconfig: Path, conn: Connection) -> None
         counts[request_key(request) + refused] += 1
         return response
 
-    plane.server.app.middlewares.append(count)  # before start(): the app is not frozen yet
+    # Outermost (before start(): the app is not frozen yet), so it sees refused requests
+    # as the error middleware answers them.
+    plane.server.app.middlewares.insert(0, count)
     await plane.start()
     install_crds(plane)
     plane.write_kubeconfig(kubeconfig)

@@ -15,6 +15,7 @@ from infleet.api import GROUP
 from infleet.operator.names import MANAGED_BY, SERVICE_LABEL
 
 MAX_SYNC_WORKERS = 16
+CONSISTENCY_TIMEOUT_S = 60.0
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -37,6 +38,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = MAX_SYNC_WORKERS
     settings.watching.server_timeout = 300
+    # After patching its annotations kopf waits for the watch to show that version before
+    # it looks at the object again; when the API server is busy and the wait (5 s by
+    # default) runs out, it runs the create/update handler a second time. At 100+
+    # services on a busy control plane a third of the reconciles were such repeats.
+    settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_S
     # Filter the child watches on the server: kopf otherwise streams every Deployment,
     # Service, ConfigMap and PDB of the cluster and drops the ones without our labels.
     for kind in CHILD_KINDS:
