@@ -2,12 +2,12 @@
 
 This runs between the scheduler and the device every step, so it is on the critical path:
 at batch 256 with 4k-token contexts the block tables alone are 65k ids. Nothing here is
-per-token Python: token ids and positions are list concatenations (pointer copies, and
-`range`s), packed by `struct` straight into one staging buffer (a C loop, 2-3x faster
-than numpy's conversion of a list); the block tables are packed row by row with their
-padding; slots are one numpy gather over the whole batch. Validation is whole-batch
-reductions; only when one fails does the per-slice check run, to raise the first bad
-slice's clear error. Measurements: docs/gpu.md, `bench/runner_prep.py`.
+per-token Python: token ids and block-table rows (with their -1 padding) are list
+concatenations (pointer copies) packed by `struct` straight into one staging buffer (a C
+loop, 2-3x faster than numpy's conversion of a list); positions and slots are numpy over
+the whole batch. Validation is whole-batch reductions; only when one fails does the
+per-slice check run, to raise the first bad slice's clear error. Measurements:
+docs/gpu.md, `bench/runner_prep.py`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class StepInputBuilder:
         self._pinned = torch.empty(0, dtype=torch.uint8)
         self._copied = torch.cuda.Event() if device.type == "cuda" else None
 
-    def slice_error(self, s: SeqSlice) -> str | None:
+    def _slice_error(self, s: SeqSlice) -> str | None:
         """Why the runner cannot compute this slice, or None if it can."""
         end = s.start_pos + len(s.token_ids)
         if not s.token_ids or s.start_pos < 0:
@@ -109,7 +109,7 @@ class StepInputBuilder:
             _pack(buf, offset, "i", rows)
             _pack(buf, 0, "q", tokens)
             _pack(buf, int32_at, "i", [*itertools.accumulate(q_lens, initial=0), *ends])
-        except (struct.error, OverflowError, TypeError) as e:  # beyond int64/32, not an int
+        except (struct.error, OverflowError) as e:  # beyond int64/int32, or not an int
             raise ValueError(self._first_error(batch) or f"a slice holds a bad id: {e}") from e
         ids, positions, slots = buf[:int32_at].view(np.int64).reshape(3, num_tokens)
         int32s = buf[int32_at:].view(np.int32)
@@ -150,7 +150,7 @@ class StepInputBuilder:
         tables: np.ndarray,
     ) -> bool:
         """Whole-batch checks (builtins over O(batch) lists, numpy over the tables): False
-        means every slice is valid; True sends the batch through `slice_error` slice by
+        means every slice is valid; True sends the batch through `_slice_error` slice by
         slice. Ids past the blocks a slice uses are not checked there, so an odd one in
         that tail raises a false alarm here, never a wrong verdict."""
         bs = self.block_size
@@ -172,7 +172,7 @@ class StepInputBuilder:
         )
 
     def _first_error(self, batch: list[SeqSlice]) -> str | None:
-        return next((e for e in map(self.slice_error, batch) if e is not None), None)
+        return next((e for e in map(self._slice_error, batch) if e is not None), None)
 
     def _staging(self, nbytes: int) -> np.ndarray:
         """A host byte buffer to write this step's inputs into."""
