@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
 from infleet.autoscaler.engines import names_for
+from infleet.autoscaler.http_client import shared_client
 from infleet.autoscaler.view import ReplicaMetrics
 
 FIELDS = ("waiting", "running", "kv_usage", "preemptions_total", "requests_total")
@@ -45,15 +44,14 @@ class PrometheusSource:
     def fetch(self, kind: str, namespace: str, service: str) -> list[ReplicaMetrics]:
         """One view per pod that reports a waiting or running series."""
         values: dict[tuple[str, str], dict[str, float]] = {}
-        with httpx.Client(base_url=self.url, timeout=self.timeout_s) as client:
-            for field in FIELDS:
-                query = self.query_for(kind, field, namespace, service)
-                if query is None:
-                    continue
-                for series in self._query(client, query):
-                    labels = series["metric"]
-                    key = (labels.get(self.pod_label, ""), labels.get("pool", ""))
-                    values.setdefault(key, {})[field] = float(series["value"][1])
+        for field in FIELDS:
+            query = self.query_for(kind, field, namespace, service)
+            if query is None:
+                continue
+            for series in self._query(query):
+                labels = series["metric"]
+                key = (labels.get(self.pod_label, ""), labels.get("pool", ""))
+                values.setdefault(key, {})[field] = float(series["value"][1])
         return [
             ReplicaMetrics(
                 pod=pod,
@@ -68,9 +66,9 @@ class PrometheusSource:
             if pod and ("waiting" in v or "running" in v)
         ]
 
-    @staticmethod
-    def _query(client: httpx.Client, query: str) -> list[dict]:
-        response = client.get("/api/v1/query", params={"query": query})
+    def _query(self, query: str) -> list[dict]:
+        url = self.url.rstrip("/") + "/api/v1/query"
+        response = shared_client().get(url, params={"query": query}, timeout=self.timeout_s)
         body = response.json() if response.content else {}
         if response.status_code != 200 or body.get("status") != "success":
             error = body.get("error") or response.text[:200]

@@ -9,13 +9,13 @@ does not answer is reported, not guessed: it simply has no metrics this round.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from infleet.autoscaler.engines import replica_metrics
+from infleet.autoscaler.http_client import scrape_pool, shared_client
 from infleet.autoscaler.view import ReplicaMetrics
 
 
@@ -38,7 +38,7 @@ def samples(text: str) -> dict[str, float]:
 
 
 def scrape(
-    targets: Iterable[ScrapeTarget], kind: str, timeout_s: float = 2.0, workers: int = 16
+    targets: Iterable[ScrapeTarget], kind: str, timeout_s: float = 2.0
 ) -> tuple[list[ReplicaMetrics], list[str]]:
     """Every target's view, and one error line per target that failed."""
     targets = list(targets)
@@ -47,14 +47,13 @@ def scrape(
 
     def one(target: ScrapeTarget) -> ReplicaMetrics | str:
         try:
-            response = client.get(target.url)
+            response = shared_client().get(target.url, timeout=timeout_s)
             response.raise_for_status()
             return replica_metrics(kind, target.pod, target.pool, samples(response.text))
         except (httpx.HTTPError, ValueError) as err:
             return f"{target.pod}: {type(err).__name__}: {err}"
 
-    with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(one, targets))
+    results = list(scrape_pool().map(one, targets))
     metrics = [r for r in results if isinstance(r, ReplicaMetrics)]
     errors = [r for r in results if isinstance(r, str)]
     return metrics, errors
