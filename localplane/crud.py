@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Iterator
 from typing import Any
 
 from infleet.localplane import deletion, errors
@@ -15,7 +16,12 @@ from infleet.localplane.eventsv1 import from_view, is_view, to_view
 from infleet.localplane.fieldmanager import ManagedFields
 from infleet.localplane.patches import json_patch, merge_patch, strategic_merge
 from infleet.localplane.resources import Registry, ResourceType
-from infleet.localplane.selectors import matches, parse_field_selector, parse_label_selector
+from infleet.localplane.selectors import (
+    Requirement,
+    matches,
+    parse_field_selector,
+    parse_label_selector,
+)
 from infleet.localplane.store import Obj, Store
 
 PATCH_TYPES = {
@@ -54,13 +60,27 @@ class Api:
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector, rt.plural)
         out = []
-        for obj in self.store.items(rt.key, ns if rt.namespaced else None):
+        for obj in self._candidates(rt, ns, labels):
             view = to_view(rt, obj)
             if matches(labels, obj["metadata"].get("labels")) and fields(view):
                 item = clone(view)
                 item["apiVersion"] = rt.api_version
                 out.append(item)
         return out, str(self.store.rv)
+
+    def _candidates(
+        self, rt: ResourceType, ns: str | None, labels: list[Requirement]
+    ) -> list[Obj] | Iterator[Obj]:
+        """Name-sorted objects that may match `labels`: within one namespace, only those
+        carrying its `k=v` terms (operators list their pods by label, and scanning every
+        pod of a namespace for each list was quadratic)."""
+        if not rt.namespaced or ns is None:
+            return self.store.items(rt.key, ns if rt.namespaced else None)
+        pairs = {k: next(iter(vs)) for k, op, vs in labels if op in ("=", "in") and len(vs) == 1}
+        if not pairs:
+            return self.store.items(rt.key, ns)
+        found = self.store.labeled(rt.key, ns, pairs)
+        return sorted(found, key=lambda o: o["metadata"]["name"])
 
     # -- writes --------------------------------------------------------------
     def create(

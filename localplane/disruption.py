@@ -12,7 +12,7 @@ from aiohttp import web
 from infleet.localplane.controller import Controller
 from infleet.localplane.errors import ApiError
 from infleet.localplane.replicasets import is_active, is_ready
-from infleet.localplane.selectors import selects
+from infleet.localplane.selectors import SelectorIndex, selects
 from infleet.localplane.server import read_body
 from infleet.localplane.store import WatchEvent, now_rfc3339
 
@@ -58,24 +58,6 @@ def budget_status(pdb: Obj, pods: list[Obj]) -> Obj:
     }
 
 
-def by_label(pods: list[Obj]) -> dict[tuple[str, str], list[Obj]]:
-    """Pods under each (label, value) they carry."""
-    index: dict[tuple[str, str], list[Obj]] = {}
-    for pod in pods:
-        for item in (pod["metadata"].get("labels") or {}).items():
-            index.setdefault(item, []).append(pod)
-    return index
-
-
-def candidates(pdb: Obj, pods: list[Obj], index: dict[tuple[str, str], list[Obj]]) -> list[Obj]:
-    """A superset of the pods `pdb` selects: those with its rarest matchLabels pair.
-    Matching every budget against every pod of a namespace was quadratic."""
-    match = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    if not match:
-        return pods
-    return min((index.get(item, []) for item in match.items()), key=len)
-
-
 class DisruptionController(Controller):
     manager = "disruption-controller"
 
@@ -83,39 +65,56 @@ class DisruptionController(Controller):
         super().__init__(api)
         self.pdbs = api.registry.get("policy", "v1", "poddisruptionbudgets")
         self.pods = api.registry.get("", "v1", "pods")
+        self.selectors = SelectorIndex()  # the budgets' selectors, from their events
+        for pdb in api.store.unordered(self.pdbs.key):
+            self._file(pdb, "ADDED")
+
+    def _file(self, pdb: Obj, event_type: str) -> None:
+        meta = pdb["metadata"]
+        if event_type == "DELETED":
+            self.selectors.drop(meta["namespace"], meta["name"])
+        else:
+            self.selectors.put(meta["namespace"], meta["name"], pdb["spec"].get("selector"))
+
+    def _budgets_of(self, ns: str, *labels: dict[str, str] | None) -> set[str]:
+        """Names of the budgets in `ns` that select any of these label sets."""
+        return set().union(*(self.selectors.matching(ns, lb) for lb in labels))
+
+    def _candidates(self, pdb: Obj) -> list[Obj]:
+        """A superset of the pods `pdb` selects: those carrying all its matchLabels."""
+        match = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return self.api.store.labeled(self.pods.key, pdb["metadata"]["namespace"], match)
 
     def on_event(self, event: WatchEvent) -> None:
-        if event.key in (self.pdbs.key, self.pods.key):
-            self.enqueue(event.obj["metadata"].get("namespace", ""))
+        meta = event.obj["metadata"]
+        if event.key == self.pdbs.key:
+            self._file(event.obj, event.type)
+            self.enqueue((meta["namespace"], meta["name"]))
+        elif event.key == self.pods.key:
+            old = (event.old or {}).get("metadata", {}).get("labels")
+            for name in self._budgets_of(meta["namespace"], meta.get("labels"), old):
+                self.enqueue((meta["namespace"], name))
 
-    async def reconcile(self, ns: Any) -> None:
-        pods = list(self.api.store.items(self.pods.key, ns))
-        index = by_label(pods)
-        for pdb in list(self.api.store.items(self.pdbs.key, ns)):
-            status = budget_status(pdb, candidates(pdb, pods, index))
-            old = dict(pdb.get("status") or {})
-            if {k: v for k, v in old.items() if k != "conditions"} != {
-                k: v for k, v in status.items() if k != "conditions"
-            }:
-                fresh = self.api.store.get(self.pdbs.key, ns, pdb["metadata"]["name"])
-                fresh["status"] = status
-                self.api.update(
-                    self.pdbs,
-                    ns,
-                    pdb["metadata"]["name"],
-                    fresh,
-                    self.manager,
-                    subresource="status",
-                )
+    async def reconcile(self, item: Any) -> None:
+        ns, name = item
+        pdb = self.api.store.peek(self.pdbs.key, ns, name)
+        if pdb is None:
+            return
+        status = budget_status(pdb, self._candidates(pdb))
+        old = dict(pdb.get("status") or {})
+        if {k: v for k, v in old.items() if k != "conditions"} != {
+            k: v for k, v in status.items() if k != "conditions"
+        }:
+            fresh = self.api.store.get(self.pdbs.key, ns, name)
+            fresh["status"] = status
+            self.api.update(self.pdbs, ns, name, fresh, self.manager, subresource="status")
 
     async def evict(self, request: web.Request, rt: Any, ns: str, name: str) -> web.Response:
         body = await read_body(request)
         pod = self.api.get(rt, ns, name)
-        pods = list(self.api.store.items(self.pods.key, ns))
-        for pdb in self.api.store.items(self.pdbs.key, ns):
-            if not selects(pdb["spec"].get("selector"), pod["metadata"].get("labels")):
-                continue
-            status = budget_status(pdb, pods)
+        for pdb_name in sorted(self._budgets_of(ns, pod["metadata"].get("labels"))):
+            pdb = self.api.store.peek(self.pdbs.key, ns, pdb_name)
+            status = budget_status(pdb, self._candidates(pdb))
             if is_ready(pod) and status["disruptionsAllowed"] < 1:
                 raise ApiError(
                     429,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from infleet.localplane.clone import clone
 from infleet.localplane.controller import Controller
 from infleet.localplane.replicasets import is_ready
-from infleet.localplane.selectors import matches, selector_requirements
+from infleet.localplane.selectors import SelectorIndex
 from infleet.localplane.store import WatchEvent
 
 Obj = dict[str, Any]
@@ -36,27 +37,34 @@ class EndpointsController(Controller):
         self.pods = api.registry.get("", "v1", "pods")
         self.slices = api.registry.get("discovery.k8s.io", "v1", "endpointslices")
         self.eps = api.registry.get("", "v1", "endpoints")
+        self.selectors = SelectorIndex()  # the Services' selectors, from their events
+        for svc in api.store.unordered(self.svc.key):
+            self._file(svc, "ADDED")
+
+    def _file(self, svc: Obj, event_type: str) -> None:
+        meta, selector = svc["metadata"], svc["spec"].get("selector")
+        if event_type == "DELETED" or not selector:  # no selector: no endpoints managed
+            self.selectors.drop(meta["namespace"], meta["name"])
+        else:
+            self.selectors.put(meta["namespace"], meta["name"], {"matchLabels": selector})
 
     def on_event(self, event: WatchEvent) -> None:
         meta = event.obj["metadata"]
         if event.key == self.svc.key:
+            self._file(event.obj, event.type)
             self.enqueue((meta["namespace"], meta["name"]))
         elif event.key == self.pods.key:
-            labels = [
-                meta.get("labels") or {},
-                ((event.old or {}).get("metadata") or {}).get("labels") or {},
-            ]
-            for svc in self.api.store.items(self.svc.key, meta["namespace"]):
-                sel = svc["spec"].get("selector")
-                if sel and any(
-                    matches(selector_requirements({"matchLabels": sel}), lb) for lb in labels
-                ):
-                    self.enqueue((meta["namespace"], svc["metadata"]["name"]))
+            ns = meta["namespace"]
+            names = self.selectors.matching(ns, meta.get("labels"))
+            if event.old is not None:
+                names |= self.selectors.matching(ns, event.old["metadata"].get("labels"))
+            for name in names:
+                self.enqueue((ns, name))
 
     def resync_items(self) -> list[Any]:
         return [
             (s["metadata"]["namespace"], s["metadata"]["name"])
-            for s in self.api.store.items(self.svc.key)
+            for s in self.api.store.unordered(self.svc.key)
         ]
 
     async def reconcile(self, item: Any) -> None:
@@ -65,14 +73,15 @@ class EndpointsController(Controller):
         slice_name = f"{name}-{hashlib.sha1(name.encode()).hexdigest()[:5]}"
         if svc is None or not svc["spec"].get("selector"):
             return  # the GC removes what the Service owned
-        reqs = selector_requirements({"matchLabels": svc["spec"]["selector"]})
-        pods = [
-            p
-            for p in self.api.store.items(self.pods.key, ns)
-            if matches(reqs, p["metadata"].get("labels"))
-            and p.get("status", {}).get("podIP")
-            and p["status"].get("phase") not in ("Succeeded", "Failed")
-        ]
+        pods = sorted(
+            (
+                p
+                for p in self.api.store.labeled(self.pods.key, ns, svc["spec"]["selector"])
+                if p.get("status", {}).get("podIP")
+                and p["status"].get("phase") not in ("Succeeded", "Failed")
+            ),
+            key=lambda p: p["metadata"]["name"],
+        )
         ports = svc["spec"].get("ports") or []
         endpoints, ready_addrs, unready_addrs = [], [], []
         for p in pods:
@@ -157,12 +166,25 @@ class EndpointsController(Controller):
         )
 
     def _put(self, rt: Any, ns: str, name: str, body: Obj) -> None:
-        current = self.api.store.get(rt.key, ns, name)
-        if current is None:
+        stored = self.api.store.peek(rt.key, ns, name)
+        if stored is None:
             self.api.create(rt, ns, body, self.manager)
             return
+        if _holds(stored, body):
+            return  # most reconciles (resyncs, unrelated pod writes) change nothing
+        current = clone(stored)
         merged = {**current, **{k: v for k, v in body.items() if k != "metadata"}}
         merged["metadata"].update(
             {k: body["metadata"][k] for k in ("labels", "ownerReferences") if k in body["metadata"]}
         )
         self.api.update(rt, ns, name, merged, self.manager)
+
+
+def _holds(stored: Obj, body: Obj) -> bool:
+    """Whether the stored object already has everything `_put` would write."""
+    meta = stored["metadata"]
+    return all(stored.get(k) == v for k, v in body.items() if k != "metadata") and all(
+        meta.get(k) == body["metadata"][k]
+        for k in ("labels", "ownerReferences")
+        if k in body["metadata"]
+    )

@@ -102,35 +102,57 @@ class Scheduler(Controller):
         self.pods = api.registry.get("", "v1", "pods")
         self.nodes = api.registry.get("", "v1", "nodes")
 
-    def _pending_pods(self) -> list[Obj]:
-        return [
-            p
-            for p in self.api.store.items(self.pods.key)
-            if not p["spec"].get("nodeName")
-            and not p["metadata"].get("deletionTimestamp")
-            and p["spec"].get("schedulerName", "default-scheduler") == "default-scheduler"
-        ]
+        # Kept from pod events so that no event or bind scans every pod of the cluster.
+        self._unbound: set[tuple[str, str]] = set()  # pods waiting for this scheduler
+        self._placed: dict[tuple[str, str], tuple[str, dict[str, float]]] = {}  # -> node, requests
+        self._used: dict[str, dict[str, float]] = {}  # node -> summed requests of its pods
+        for pod in api.store.unordered(self.pods.key):
+            self._track(pod, pod)
 
     def on_event(self, event: WatchEvent) -> None:
-        if event.key == ("", "nodes") or (event.key == ("", "pods") and event.type == "DELETED"):
-            for p in self._pending_pods():
-                self.enqueue((p["metadata"]["namespace"], p["metadata"]["name"]))
-        elif event.key == ("", "pods") and not event.obj["spec"].get("nodeName"):
+        if event.key == self.pods.key:
+            self._track(event.obj, None if event.type == "DELETED" else event.obj)
+        if event.key == ("", "nodes") or (event.key == self.pods.key and event.type == "DELETED"):
+            for key in sorted(self._unbound):  # capacity may have come free
+                self.enqueue(key)
+        elif event.key == self.pods.key and not event.obj["spec"].get("nodeName"):
             self.enqueue((event.obj["metadata"]["namespace"], event.obj["metadata"]["name"]))
 
     def resync_items(self) -> list[Any]:
-        return [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self._pending_pods()]
+        return sorted(self._unbound)
 
-    def _usage(self) -> dict[str, dict[str, float]]:
-        used: dict[str, dict[str, float]] = {}
-        for p in self.api.store.items(self.pods.key):
-            node = p["spec"].get("nodeName")
-            if node and p.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-                for res, amount in pod_requests(p).items():
-                    used.setdefault(node, {})[res] = (
-                        used.setdefault(node, {}).get(res, 0.0) + amount
-                    )
-        return used
+    def _track(self, pod: Obj, live: Obj | None) -> None:
+        """Note where `pod` now stands (`live` None: it is gone)."""
+        meta = pod["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if (
+            live is not None
+            and not live["spec"].get("nodeName")
+            and not meta.get("deletionTimestamp")
+            and live["spec"].get("schedulerName", "default-scheduler") == "default-scheduler"
+        ):
+            self._unbound.add(key)
+        else:
+            self._unbound.discard(key)
+        node = None
+        if live is not None and live.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+            node = live["spec"].get("nodeName")
+        before = self._placed.get(key)
+        if before is not None and before[0] == node:
+            return  # a pod's requests are immutable: nothing to re-add
+        if before is not None:
+            self._add(before[0], before[1], -1)
+            del self._placed[key]
+        if node:
+            requests = pod_requests(live)
+            self._placed[key] = (node, requests)
+            self._add(node, requests, 1)
+
+    def _add(self, node: str, requests: dict[str, float], sign: int) -> None:
+        used = self._used.setdefault(node, {})
+        for res, amount in requests.items():
+            # rounded to nano units so that adding and taking away leave no float dust
+            used[res] = round(used.get(res, 0.0) + sign * amount, 9)
 
     async def reconcile(self, item: Any) -> None:
         ns, name = item
@@ -140,7 +162,7 @@ class Scheduler(Controller):
         if pod["spec"].get("schedulerName", "default-scheduler") != "default-scheduler":
             return  # another scheduler's pod
         nodes = list(self.api.store.items(self.nodes.key))
-        used = self._usage()
+        used = self._used
         reasons: Counter[str] = Counter()
         fits = []
         for node in nodes:
@@ -192,12 +214,14 @@ class Scheduler(Controller):
             for n in self.api.store.items(self.nodes.key)
         }
         counts: Counter[str] = Counter()
-        for p in self.api.store.items(self.pods.key, pod["metadata"]["namespace"]):
+        selector = constraint.get("labelSelector")
+        match = (selector or {}).get("matchLabels") or {}
+        for p in self.api.store.labeled(self.pods.key, pod["metadata"]["namespace"], match):
             node = p["spec"].get("nodeName")
             if (
                 node
                 and not p["metadata"].get("deletionTimestamp")
-                and selects(constraint.get("labelSelector"), p["metadata"].get("labels"))
+                and selects(selector, p["metadata"].get("labels"))
             ):
                 domain = node_labels.get(node, {}).get(constraint["topologyKey"])
                 if domain is not None:

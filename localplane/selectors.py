@@ -84,6 +84,67 @@ def selects(selector: dict[str, Any] | None, labels: dict[str, str] | None) -> b
     return reqs is not None and matches(reqs, labels)
 
 
+class SelectorIndex:
+    """Which of many stored label selectors (per namespace) a pod's labels satisfy,
+    without testing each one: every selector is filed under one of its matchLabels
+    pairs (the one fewest other selectors share, so a pair common to all, such as
+    `app.kubernetes.io/managed-by`, is rarely picked), and only the selectors filed
+    under a pair the labels carry are tested. Testing every Service or budget of a
+    namespace on every pod event made the controllers quadratic."""
+
+    def __init__(self) -> None:
+        self._selectors: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}
+        self._filed: dict[tuple[str, Any], set[str]] = {}  # (ns, pair | None) -> names
+        self._shared: dict[tuple[str, str, str], int] = {}  # (ns, k, v) -> selectors using it
+
+    def put(self, ns: str, name: str, selector: dict[str, Any] | None) -> None:
+        """File a `metav1.LabelSelector` (None selects nothing and is not kept)."""
+        self.drop(ns, name)
+        if selector is None:
+            return
+        match = selector.get("matchLabels") or {}
+        pairs = [(k, v) for k, v in match.items() if isinstance(v, str)]
+        for k, v in pairs:
+            self._shared[(ns, k, v)] = self._shared.get((ns, k, v), 0) + 1
+        anchor = min(pairs, key=lambda p: (self._shared[(ns, *p)], p), default=None)
+        self._selectors[(ns, name)] = (selector, anchor)
+        self._filed.setdefault((ns, anchor), set()).add(name)
+
+    def drop(self, ns: str, name: str) -> None:
+        entry = self._selectors.pop((ns, name), None)
+        if entry is None:
+            return
+        selector, anchor = entry
+        for k, v in (selector.get("matchLabels") or {}).items():
+            if isinstance(v, str):
+                left = self._shared.pop((ns, k, v)) - 1
+                if left:
+                    self._shared[(ns, k, v)] = left
+        names = self._filed[(ns, anchor)]
+        names.discard(name)
+        if not names:
+            del self._filed[(ns, anchor)]
+
+    def matching(self, ns: str, labels: dict[str, str] | None) -> set[str]:
+        """Names of the selectors in `ns` that select `labels`."""
+        labels = labels or {}
+        found = set()
+        candidates = [self._filed.get((ns, None), ())]
+        candidates += [
+            self._filed.get((ns, p), ()) for p in labels.items() if isinstance(p[1], str)
+        ]
+        for names in candidates:
+            for name in names:
+                selector = self._selectors[(ns, name)][0]
+                if selector.get("matchExpressions"):
+                    ok = selects(selector, labels)
+                else:  # the common case, as a C-level subset test
+                    ok = (selector.get("matchLabels") or {}).items() <= labels.items()
+                if ok:
+                    found.add(name)
+        return found
+
+
 # Field selectors the real apiserver supports beyond metadata.name/namespace.
 FIELD_LABELS: dict[str, set[str]] = {
     "pods": {

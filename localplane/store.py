@@ -47,6 +47,10 @@ class Store:
         self.compacted = self.rv  # events at or below this version are gone
         self._listeners: list[Listener] = []
         self._owned: dict[str, set[tuple[Key, str, str]]] = {}  # owner uid -> dependents
+        # Controllers look up "objects of a namespace" and "objects carrying label k=v"
+        # on every event; scanning a whole bucket there made the plane quadratic.
+        self._in_ns: dict[Key, dict[str, dict[str, Obj]]] = {}  # key -> ns -> name -> obj
+        self._labeled: dict[tuple[Key, str, str, str], set[str]] = {}  # (key, ns, k, v) -> names
 
     # -- reads ---------------------------------------------------------------
     def get(self, key: Key, ns: str, name: str) -> Obj | None:
@@ -58,11 +62,34 @@ class Store:
         return self._objects.get(key, {}).get((ns, name))
 
     def items(self, key: Key, ns: str | None = None) -> Iterator[Obj]:
-        """Read-only stored objects of a type, optionally in one namespace, name-sorted."""
-        bucket = self._objects.get(key, {})
-        for (ons, _), obj in sorted(bucket.items()):
-            if ns is None or ons == ns:
+        """Read-only stored objects of a type, optionally in one namespace, name-sorted
+        (list responses come out in this order, as kubectl expects)."""
+        if ns is None:
+            for _, obj in sorted(self._objects.get(key, {}).items()):
                 yield obj
+        else:
+            for _, obj in sorted(self._in_ns.get(key, {}).get(ns, {}).items()):
+                yield obj
+
+    def unordered(self, key: Key, ns: str | None = None) -> list[Obj]:
+        """`items` without the sort, for controllers to whom order does not matter."""
+        if ns is None:
+            return list(self._objects.get(key, {}).values())
+        return list(self._in_ns.get(key, {}).get(ns, {}).values())
+
+    def labeled(self, key: Key, ns: str, match: dict[str, str]) -> list[Obj]:
+        """Read-only objects of a type in `ns` whose labels carry every pair of `match`
+        (a matchLabels dict; an empty one matches all), in no particular order."""
+        if not match:
+            return self.unordered(key, ns)
+        names = min((self._labeled.get((key, ns, k, v), ()) for k, v in match.items()), key=len)
+        objects = self._in_ns.get(key, {}).get(ns, {})
+        found = []
+        for name in names:
+            obj = objects[name]
+            if match.items() <= (obj["metadata"].get("labels") or {}).items():
+                found.append(obj)
+        return found
 
     def by_uid(self, uid: str) -> tuple[Key, Obj] | None:
         loc = self._by_uid.get(uid)
@@ -82,8 +109,10 @@ class Store:
         self.rv += 1
         meta["resourceVersion"] = str(self.rv)
         bucket[(ns, name)] = obj
+        self._in_ns.setdefault(key, {}).setdefault(ns, {})[name] = obj
         self._by_uid[meta["uid"]] = (key, ns, name)
         self._index_owners(key, None, obj)
+        self._index_labels(key, None, obj)
         self._emit(WatchEvent(self.rv, key, "ADDED", obj, None))
         return clone(obj)
 
@@ -97,14 +126,21 @@ class Store:
         self.rv += 1
         meta["resourceVersion"] = str(self.rv)
         self._objects[key][(ns, name)] = obj
+        self._in_ns[key][ns][name] = obj
         self._index_owners(key, old, obj)
+        self._index_labels(key, old, obj)
         self._emit(WatchEvent(self.rv, key, "MODIFIED", obj, old))
         return clone(obj)
 
     def remove(self, key: Key, ns: str, name: str) -> Obj:
         old = self._objects[key].pop((ns, name))
+        in_ns = self._in_ns[key][ns]
+        del in_ns[name]
+        if not in_ns:
+            del self._in_ns[key][ns]
         self._by_uid.pop(old["metadata"]["uid"], None)
         self._index_owners(key, old, None)
+        self._index_labels(key, old, None)
         self.rv += 1
         gone = clone(old)
         gone["metadata"]["resourceVersion"] = str(self.rv)
@@ -140,6 +176,24 @@ class Store:
                 del self._owned[uid]
         for uid in after - before:
             self._owned.setdefault(uid, set()).add(ref)
+
+    def _index_labels(self, key: Key, old: Obj | None, new: Obj | None) -> None:
+        before = (old or {}).get("metadata", {}).get("labels") or {}
+        after = (new or {}).get("metadata", {}).get("labels") or {}
+        if before == after and old is not None and new is not None:
+            return  # most writes (status, spec) leave the labels alone
+        meta = (new or old or {})["metadata"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        for k, v in before.items():
+            if after.get(k) != v and isinstance(v, str):
+                entry = (key, ns, k, v)
+                names = self._labeled[entry]
+                names.discard(name)
+                if not names:
+                    del self._labeled[entry]
+        for k, v in after.items():
+            if before.get(k) != v and isinstance(v, str):
+                self._labeled.setdefault((key, ns, k, v), set()).add(name)
 
     # -- watching ------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:

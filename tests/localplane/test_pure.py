@@ -177,24 +177,3 @@ def test_printer_column_jsonpath() -> None:
     assert jsonpath(obj, '.status.conditions[?(@.type=="Ready")].status') == ["True"]
     assert jsonpath(obj, ".l[*].x") == [1, 2] and jsonpath(obj, ".l[1].x") == [2]
     assert jsonpath(obj, ".missing.field") == []
-
-
-def test_disruption_budgets_see_the_same_pods_through_the_label_index() -> None:
-    from infleet.localplane.disruption import budget_status, by_label, candidates
-
-    def pod(name: str, **labels: str) -> dict:
-        ready = [{"type": "Ready", "status": "True"}]
-        return {"metadata": {"name": name, "labels": labels}, "status": {"conditions": ready}}
-
-    pods = [pod("a", app="x", tier="1"), pod("b", app="x"), pod("c", app="y"), pod("d")]
-    index = by_label(pods)
-    for selector in (
-        {"matchLabels": {"app": "x", "tier": "1"}},
-        {"matchLabels": {"app": "x"}},
-        {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x", "y"]}]},
-        {"matchLabels": {"app": "z"}},
-    ):
-        pdb = {"metadata": {"name": "p"}, "spec": {"maxUnavailable": 1, "selector": selector}}
-        whole, indexed = budget_status(pdb, pods), budget_status(pdb, candidates(pdb, pods, index))
-        assert {**whole, "conditions": []} == {**indexed, "conditions": []}
-    assert budget_status(pdb, candidates(pdb, pods, index))["expectedPods"] == 0
