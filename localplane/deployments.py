@@ -70,7 +70,10 @@ class DeploymentController(Controller):
 
     async def reconcile(self, item: Any) -> None:
         ns, name = item
-        d = self.api.store.get(self.deploy.key, ns, name)
+        # Read-only stored objects: every write below sends a new dict, so nothing here
+        # is cloned unless it changes (cloning each owned ReplicaSet on every resync
+        # was a fifth of the plane's CPU at 200 services).
+        d = self.api.store.peek(self.deploy.key, ns, name)
         if d is None or d["metadata"].get("deletionTimestamp"):
             return
         uid = d["metadata"]["uid"]
@@ -89,8 +92,8 @@ class DeploymentController(Controller):
             (r for r in owned if r is not new), key=lambda r: r["metadata"]["creationTimestamp"]
         )
         if not d["spec"].get("paused"):
-            new = self._create_rs(d, h, olds) if new is None else clone(new)
-            self._scale(d, new, [clone(o) for o in olds])
+            new = self._create_rs(d, h, olds) if new is None else new
+            self._scale(d, new, olds)
             self._cleanup(d, olds)
         self._status(d, new, olds)
 
@@ -144,9 +147,9 @@ class DeploymentController(Controller):
         if _spec_n(rs) == n:
             return
         verb = "up" if n > _spec_n(rs) else "down"
-        rs["spec"]["replicas"] = n
+        scaled = {**rs, "spec": {**rs["spec"], "replicas": n}}
         self.api.update(
-            self.rs, rs["metadata"]["namespace"], rs["metadata"]["name"], rs, self.manager
+            self.rs, rs["metadata"]["namespace"], rs["metadata"]["name"], scaled, self.manager
         )
         record(
             self.api,
@@ -251,12 +254,11 @@ class DeploymentController(Controller):
             ],
         }
         if d.get("status") != status:
-            d["status"] = status
             self.api.update(
                 self.deploy,
                 d["metadata"]["namespace"],
                 d["metadata"]["name"],
-                d,
+                {**d, "status": status},
                 self.manager,
                 subresource="status",
             )

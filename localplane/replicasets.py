@@ -85,7 +85,7 @@ class ReplicaSetController(Controller):
 
     async def reconcile(self, item: Any) -> None:
         ns, name = item
-        rs = self.api.store.get(self.rs.key, ns, name)
+        rs = self.api.store.peek(self.rs.key, ns, name)  # read-only: writes send new dicts
         if rs is None or rs["metadata"].get("deletionTimestamp"):
             return
         owned = self._owned(rs)
@@ -161,12 +161,11 @@ class ReplicaSetController(Controller):
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
         if rs.get("status") != status:
-            rs["status"] = status
             self.api.update(
                 self.rs,
                 rs["metadata"]["namespace"],
                 rs["metadata"]["name"],
-                rs,
+                {**rs, "status": status},
                 self.manager,
                 subresource="status",
             )

@@ -5,6 +5,7 @@ incremental node usage. Each is checked against what a plain scan would answer."
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 from typing import Any
 
@@ -210,3 +211,27 @@ def test_scheduler_usage_follows_binds_phases_and_deletes() -> None:
     api.delete(pods, "a", "waiting", grace=0)
     assert sched._used["n2"] == {"cpu": 0.1, "pods": 1.0}
     assert sched.resync_items() == []
+
+
+def test_updates_leave_the_previous_stored_version_untouched() -> None:
+    api = _api()
+    pods = api.registry.get("", "v1", "pods")
+    api.create(api.registry.get("", "v1", "namespaces"), "", {"metadata": {"name": "a"}}, "t")
+    api.create(pods, "a", _pod("p", node="n1", app="x"), "t")
+    before = copy.deepcopy(api.store.peek(PODS, "a", "p"))
+    olds: list[Any] = []
+    api.store.subscribe(lambda event: olds.append(event.old))
+    running = api.get(pods, "a", "p")
+    running["status"] = {"phase": "Running"}
+    api.update(pods, "a", "p", running, "kubelet", subresource="status")
+    relabeled = api.get(pods, "a", "p")
+    relabeled["metadata"]["labels"] = {"app": "y"}
+    api.update(pods, "a", "p", relabeled, "someone")
+    assert olds[0] == before  # the version the status write replaced, as it was
+    assert olds[1]["status"] == {"phase": "Running"} and olds[1]["metadata"]["labels"] == {
+        "app": "x"
+    }
+    now = api.get(pods, "a", "p")
+    assert now["status"] == {"phase": "Running"} and now["metadata"]["labels"] == {"app": "y"}
+    managers = {m["manager"] for m in now["metadata"]["managedFields"]}
+    assert managers == {"t", "kubelet", "someone"}
