@@ -74,7 +74,8 @@ class DisruptionController(Controller):
         if event_type == "DELETED":
             self.selectors.drop(meta["namespace"], meta["name"])
         else:
-            self.selectors.put(meta["namespace"], meta["name"], pdb["spec"].get("selector"))
+            selector = (pdb.get("spec") or {}).get("selector")
+            self.selectors.put(meta["namespace"], meta["name"], selector)
 
     def _budgets_of(self, ns: str, *labels: dict[str, str] | None) -> set[str]:
         """Names of the budgets in `ns` that select any of these label sets."""

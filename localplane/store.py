@@ -82,8 +82,9 @@ class Store:
         (a matchLabels dict; an empty one matches all), in no particular order."""
         if not match:
             return self.unordered(key, ns)
-        names = min((self._labeled.get((key, ns, k, v), ()) for k, v in match.items()), key=len)
         objects = self._in_ns.get(key, {}).get(ns, {})
+        indexed = [(key, ns, k, v) for k, v in match.items() if isinstance(v, str)]
+        names = min((self._labeled.get(e, ()) for e in indexed), key=len, default=objects.keys())
         found = []
         for name in names:
             obj = objects[name]

@@ -45,6 +45,7 @@ def test_store_labeled_follows_label_changes_and_namespaces() -> None:
     assert _names(store.labeled(PODS, "a", {})) == ["p1", "p2"]  # {} selects all
     assert store.labeled(PODS, "a", {"app": "y"}) == []
     assert store.labeled(PODS, "c", {"app": "x"}) == []
+    assert store.labeled(PODS, "a", {"app": "x", "n": ["1"]}) == []  # not a label value
 
     relabeled = store.get(PODS, "a", "p2")
     relabeled["metadata"]["labels"] = {"app": "y", "tier": "web"}
