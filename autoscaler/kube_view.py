@@ -1,7 +1,8 @@
 """Pods as the policy sees them, from the Pod objects of one InferenceService.
 
-Pure functions over the API's JSON (no client): the operator's timer lists the pods by
-`infleet.io/inferenceservice=NAME` and hands them here.
+Pure functions over the API's JSON (no client): the operator keeps every pod labelled
+`infleet.io/inferenceservice` in a watch-fed index, trimmed by `pod_view` to what these
+functions read, and its timer hands one service's pods here (no list call per tick).
 
 - pending: not bound to a node; starting: bound, not Ready; ready: the Ready condition.
 - A spot pod with the `DisruptionTarget` condition (the kubelet sets it on a graceful
@@ -81,6 +82,33 @@ def new_interruptions(
             when = _conditions(pod)["DisruptionTarget"].get("lastTransitionTime")
             times.append(seconds(when, now))
     return times, listed
+
+
+def pod_view(pod: Pod) -> Pod:
+    """The fields of a Pod the functions here read, nothing else: the operator keeps one
+    per pod of every InferenceService in memory (a full Pod with managedFields is ~50x)."""
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    kept = ("name", "uid", "creationTimestamp", "deletionTimestamp")
+    kept_meta = {k: meta[k] for k in kept if meta.get(k) is not None}
+    pool = (meta.get("labels") or {}).get(POOL_LABEL)
+    ports = [
+        {"name": p.get("name"), "containerPort": p.get("containerPort")}
+        for c in spec.get("containers") or []
+        for p in c.get("ports") or []
+        if p.get("name") == "http"
+    ]
+    return {
+        "metadata": {**kept_meta, "labels": {POOL_LABEL: pool} if pool else {}},
+        "spec": {"nodeName": spec.get("nodeName"), "containers": [{"ports": ports}]},
+        "status": {
+            "phase": status.get("phase"),
+            "podIP": status.get("podIP"),
+            "conditions": [
+                {k: c.get(k) for k in ("type", "status", "lastTransitionTime")}
+                for c in status.get("conditions") or []
+            ],
+        },
+    }
 
 
 def scrape_targets(pods: Iterable[Pod]) -> list[ScrapeTarget]:

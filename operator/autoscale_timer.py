@@ -1,6 +1,6 @@
 """The autoscaler in the operator: a kopf timer per InferenceService.
 
-Every PERIOD_S seconds: list the service's pods, scrape the ready ones' /metrics (the
+Every PERIOD_S seconds: take the service's pods from the watch-fed index, scrape the ready ones' /metrics (the
 engine kind's own names), run `infleet.autoscaler.policy.decide` (the function the
 simulator runs), and when the per-pool counts change record them in
 `status.lastScalingDecision` with an Event, then run the operator's reconcile at once: it
@@ -16,7 +16,6 @@ the timer still splits it between the pools.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from infleet.autoscaler.kube_view import new_interruptions, pod_states, scrape_t
 from infleet.autoscaler.policy import Decision, PolicyState, decide
 from infleet.autoscaler.scrape import scrape
 from infleet.autoscaler.view import Observation, ReplicaMetrics
-from infleet.operator.names import pod_selector
+from infleet.operator.indexes import snapshot
 from infleet.operator.on_service import run_reconcile
 from infleet.operator.replicas import plan_replicas
 
@@ -85,20 +84,20 @@ def step(
     return Step(decision, obs, Memory(decision.state, counted), status)
 
 
-def _json(response: Any) -> Any:
-    return json.loads(response.data)
-
-
 @kopf.timer(GROUP, VERSION, PLURAL, interval=PERIOD_S, initial_delay=PERIOD_S)
-def autoscale(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def autoscale(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    service_pods: kopf.Index,
+    **_: Any,
+) -> None:
     try:
         isvc = InferenceService.model_validate(dict(body))
     except ValidationError:
         return  # the reconcile reports InvalidSpec; nothing to scale
     kube, ns, name = memo.runtime.kube, isvc.namespace, isvc.name
-    pods = _json(
-        kube.core.list_namespaced_pod(ns, label_selector=pod_selector(name), _preload_content=False)
-    )["items"]
+    pods = snapshot(service_pods, (ns, name))
     metrics, errors = scrape(scrape_targets(pods), isvc.spec.engine.kind)
     for error in errors:
         logger.warning("metrics: %s", error)

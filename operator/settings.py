@@ -43,7 +43,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # default) runs out, it runs the create/update handler a second time. At 100+
     # services on a busy control plane a third of the reconciles were such repeats.
     settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_S
-    # Filter the child watches on the server: kopf otherwise streams every Deployment,
-    # Service, ConfigMap and PDB of the cluster and drops the ones without our labels.
-    for kind in CHILD_KINDS:
+    # Filter the child and pod watches on the server: kopf otherwise streams every
+    # Deployment, Service, ConfigMap, PDB and Pod of the cluster and drops the ones without our labels.
+    for kind in (*CHILD_KINDS, ("", "v1", "pods")):
         settings.watching.label_selectors[kind] = CHILD_LABEL_SELECTOR

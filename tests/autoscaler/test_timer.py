@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from infleet.api import InferenceService
 from infleet.autoscaler.adapter import policy_spec
 from infleet.autoscaler.exporter import AutoscalerMetrics
-from infleet.autoscaler.kube_view import new_interruptions, pod_states, scrape_targets
+from infleet.autoscaler.kube_view import new_interruptions, pod_states, pod_view, scrape_targets
 from infleet.autoscaler.view import PENDING, READY, STARTING, ReplicaMetrics
 from infleet.operator.autoscale_timer import Memory, rfc3339, step
 
@@ -74,6 +74,29 @@ def test_pods_become_pool_states_and_scrape_targets():
     urls = {t.pod: t.url for t in scrape_targets(pods)}
     assert urls["chat-spot-a"] == "http://10.0.0.2:8000/metrics"
     assert "chat-spot-b" not in urls and "chat-spot-e" not in urls
+
+
+def test_the_trimmed_pod_the_operator_keeps_gives_the_same_view():
+    noise = {"managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]}
+    pods = [
+        pod("chat-dedicated-a", "dedicated", **noise),
+        pod("chat-spot-a", "spot", ip="10.0.0.2"),
+        pod("chat-spot-b", "spot", state="starting"),
+        pod("chat-spot-c", "spot", state="pending", ip=None),
+        pod("chat-spot-d", "spot", state="interrupted"),
+        pod("chat-spot-e", "spot", deletionTimestamp=rfc3339(T0)),
+    ]
+    pods[1]["spec"]["containers"][0]["ports"] = [
+        {"name": "grpc", "containerPort": 9000},
+        {"name": "http", "containerPort": 8080},
+    ]
+    trimmed = [pod_view(p) for p in pods]
+    assert pod_states(trimmed, T0) == pod_states(pods, T0)
+    assert scrape_targets(trimmed) == scrape_targets(pods)
+    assert scrape_targets(trimmed)[1].url == "http://10.0.0.2:8080/metrics"
+    assert new_interruptions(trimmed, set(), T0) == new_interruptions(pods, set(), T0)
+    assert "managedFields" not in trimmed[0]["metadata"]
+    assert len(repr(trimmed[0])) < len(repr(pods[0]))
 
 
 def test_an_interruption_is_counted_once():

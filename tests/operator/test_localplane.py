@@ -158,6 +158,35 @@ def test_operator_process_follows_the_cluster(api, tmp_path):
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert 'infleet_operator_reconciles_total{result="applied"}' in metrics
         assert "infleet_operator_reconcile_duration_seconds_count" in metrics
+        # The autoscale timer sees the service's pods through the operator's pod watch.
+        core = client.CoreV1Api(api_client)
+        labels = {
+            "app.kubernetes.io/managed-by": "infleet",
+            "infleet.io/inferenceservice": "live",
+            "infleet.io/pool": "dedicated",
+        }
+        pod = {
+            "metadata": {"name": "live-dedicated-a", "labels": labels},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "engine", "image": "x"}]},
+        }
+        core.create_namespaced_pod("default", pod)
+        ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        core.patch_namespaced_pod_status(
+            "live-dedicated-a", "default", {"status": {"phase": "Running", "conditions": [ready]}}
+        )
+        series = (
+            'infleet_autoscaler_ready_replicas{inferenceservice="live",'
+            'namespace="default",pool="dedicated"}'
+        )
+
+        def ready_replicas() -> str | None:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            line = next((x for x in text.splitlines() if x.startswith(series)), None)
+            return line and line.rsplit(" ", 1)[1]
+
+        assert wait_for(lambda: ready_replicas() == "1.0", timeout=40)
+        core.delete_namespaced_pod("live-dedicated-a", "default", grace_period_seconds=0)
+        assert wait_for(lambda: ready_replicas() == "0.0", timeout=40)
     finally:
         proc.terminate()
         proc.wait(20)

@@ -32,10 +32,10 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
   verbs: [create, patch]
-# The autoscaler lists each service's pods to scrape their /metrics and see spot evictions.
+# The autoscaler watches the services' pods to scrape their /metrics and see spot evictions.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 # Events for decisions and handler outcomes (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
