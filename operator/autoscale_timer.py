@@ -38,6 +38,9 @@ from infleet.operator.replicas import plan_replicas
 
 PERIOD_S = 10.0
 METRICS = AutoscalerMetrics()
+# Scrape failures go to the operator's log only: kopf's per-object logger would post each
+# as a Kubernetes Event, one per unreachable replica every tick.
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -100,7 +103,7 @@ def autoscale(
     pods = snapshot(service_pods, (ns, name))
     metrics, errors = scrape(scrape_targets(pods), isvc.spec.engine.kind)
     for error in errors:
-        logger.warning("metrics: %s", error)
+        log.warning("%s/%s metrics: %s", ns, name, error)
     memory = memo.get("autoscaler") or Memory()
     result = step(isvc, pods, metrics, memory, time.time())
     memo["autoscaler"] = result.memory
