@@ -1,12 +1,14 @@
 """The autoscaler in the operator: a kopf timer per InferenceService.
 
-Every PERIOD_S seconds: take the service's pods from the watch-fed index, scrape the ready ones' /metrics (the
-engine kind's own names), run `infleet.autoscaler.policy.decide` (the function the
-simulator runs), and when the per-pool counts change record them in
-`status.lastScalingDecision` with an Event, then run the operator's reconcile at once: it
-sizes the pool Deployments from that status (`infleet.operator.replicas.plan_replicas`)
-with the server-side apply that owns their `replicas`. One writer for a Deployment's
-replicas: a scale-subresource write of ours would be taken back by its next apply.
+Every PERIOD_S seconds: take the service's pods from the operator's watch-fed pod index,
+read the ready ones' engine metrics (scraping each pod's /metrics by default, or one
+Prometheus HTTP API with `infleet operator --prometheus-url`), run
+`infleet.autoscaler.policy.decide` (the function the simulator runs), and when the
+per-pool counts change record them in `status.lastScalingDecision` with an Event, then
+run the operator's reconcile at once: it sizes the pool Deployments from that status
+(`infleet.operator.replicas.plan_replicas`) with the server-side apply that owns their
+`replicas`. One writer for a Deployment's replicas: a scale-subresource write of ours
+would be taken back by its next apply.
 
 The policy's memory (windows, learned capacity, interruption history) lives in kopf's
 per-object memo: an operator restart starts it afresh, and the policy then holds the
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import httpx
 import kopf
 from pydantic import ValidationError
 
@@ -30,6 +33,7 @@ from infleet.autoscaler.adapter import policy_spec
 from infleet.autoscaler.exporter import AutoscalerMetrics
 from infleet.autoscaler.kube_view import new_interruptions, pod_states, scrape_targets
 from infleet.autoscaler.policy import Decision, PolicyState, decide
+from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.autoscaler.scrape import scrape
 from infleet.autoscaler.view import Observation, ReplicaMetrics
 from infleet.operator.indexes import snapshot
@@ -57,6 +61,22 @@ class Step:
     observation: Observation
     memory: Memory
     status: dict[str, Any] | None  # lastScalingDecision to write, None: unchanged
+
+
+def read_metrics(
+    source: PrometheusSource | None, kind: str, namespace: str, name: str, pods: list[dict]
+) -> tuple[list[ReplicaMetrics], list[str]]:
+    """The ready replicas' engine metrics, and one line per failure."""
+    targets = scrape_targets(pods)
+    if source is None:
+        return scrape(targets, kind)
+    try:
+        fetched = source.fetch(kind, namespace, name)
+    except (httpx.HTTPError, ValueError) as err:
+        return [], [f"prometheus: {type(err).__name__}: {err}"]
+    # Prometheus keeps a deleted pod's series for minutes: only pods ready now count.
+    ready = {t.pod for t in targets}
+    return [m for m in fetched if m.pod in ready], []
 
 
 def rfc3339(epoch: float) -> str:
@@ -101,7 +121,8 @@ def autoscale(
         return  # the reconcile reports InvalidSpec; nothing to scale
     kube, ns, name = memo.runtime.kube, isvc.namespace, isvc.name
     pods = snapshot(service_pods, (ns, name))
-    metrics, errors = scrape(scrape_targets(pods), isvc.spec.engine.kind)
+    kind = isvc.spec.engine.kind
+    metrics, errors = read_metrics(memo.runtime.prometheus, kind, ns, name, pods)
     for error in errors:
         log.warning("%s/%s metrics: %s", ns, name, error)
     memory = memo.get("autoscaler") or Memory()

@@ -119,17 +119,29 @@ def operator_main(argv: list[str] | None = None) -> int:
         metavar="KIND=IMAGE",
         help="default image of an engine kind",
     )
+    parser.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="read the engines' metrics for autoscaling from this Prometheus HTTP API "
+        "(e.g. http://prometheus-operated.monitoring:9090) instead of scraping each pod",
+    )
     args = parser.parse_args(argv)
+    if args.prometheus_url and not args.prometheus_url.startswith(("http://", "https://")):
+        parser.error(f"--prometheus-url must be an http(s) URL, got {args.prometheus_url!r}")
 
     import kopf
     from prometheus_client import start_http_server
 
+    from infleet.autoscaler.prometheus_api import PrometheusSource
     from infleet.operator import handlers  # noqa: F401  (registers the handlers)
     from infleet.operator.kube import Kube, load_config
     from infleet.operator.runtime import Runtime
 
     runtime = Runtime(
-        Kube(load_config(args.kubeconfig)), args.fetcher_image, dict(args.engine_image)
+        Kube(load_config(args.kubeconfig)),
+        args.fetcher_image,
+        dict(args.engine_image),
+        prometheus=PrometheusSource(args.prometheus_url) if args.prometheus_url else None,
     )
     if args.metrics_port:
         start_http_server(args.metrics_port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.operator.kube import Kube
 from infleet.operator.parents import ParentQueue
 from infleet.operator.render import RenderOptions
@@ -15,6 +16,7 @@ class Runtime:
     fetcher_image: str
     engine_images: dict[str, str]
     parents: ParentQueue = field(default_factory=ParentQueue)
+    prometheus: PrometheusSource | None = None  # None: scrape each pod's /metrics
 
     def options(self) -> RenderOptions:
         return RenderOptions(

@@ -10,7 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from infleet.autoscaler.engines import replica_metrics
 from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.autoscaler.scrape import ScrapeTarget, samples, scrape
+from infleet.operator.autoscale_timer import read_metrics
 from tests.autoscaler.live_servers import free_port, infleet_serve, prometheus, scraped, wait_until
+from tests.autoscaler.test_timer import pod
 
 # What each engine prints (names from their sources; labels trimmed), one replica each.
 ENGINE_TEXT = {
@@ -165,3 +167,13 @@ def test_prometheus_api_source_reads_a_live_prometheus(engine, vllm_like):
         assert source.fetch("sglang", "team-a", "chat") == []
         with pytest.raises(ValueError, match="Prometheus query"):
             source._query("sum by (")
+        # The operator's timer through this source: only pods ready now count (Prometheus
+        # keeps a replaced pod's series for minutes), and a failure is reported, not raised.
+        pods = [pod("chat-spot-a", "spot"), pod("chat-spot-b", "spot", state="starting")]
+        metrics, errors = read_metrics(source, "vllm", "team-a", "chat", pods)
+        assert [m.pod for m in metrics] == ["chat-spot-a"] and errors == []
+        pods = [pod("chat-spot-a", "spot", state="starting")]
+        assert read_metrics(source, "vllm", "team-a", "chat", pods) == ([], [])
+        gone = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
+        metrics, errors = read_metrics(gone, "vllm", "team-a", "chat", pods)
+        assert metrics == [] and errors[0].startswith("prometheus: ConnectError")
