@@ -164,8 +164,8 @@ def _banner(kubeconfig: Path, plane: LocalPlane, sample: dict[str, Any] | None) 
         lines[2:2] = [f"OpenAI base URL: {url}"]
         lines += [
             f"  curl -s {url}/chat/completions -H 'content-type: application/json' \\",
-            f'    -d \'{{"model": "{model}", "messages": [{{"role": "user", '
-            '"content": "What is the capital of France?"}]}\'',
+            f'    -d \'{{"model": "{model}", "temperature": 0, "max_tokens": 64, '
+            '"messages": [{"role": "user", "content": "What is the capital of France?"}]}\'',
         ]
     lines += [
         "  kubectl annotate node spot-0 localplane.infleet.io/interrupt=20   # a spot interruption",
