@@ -34,9 +34,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from milestones import Milestones, percentile
+from milestones import Milestones
 from operator_process import OperatorProcess, histogram, histogram_quantile
 from plane_process import PlaneProcess, proc_cpu_seconds
+
+from infleet.engine.bench.stats import percentile
 
 REPO = Path(__file__).resolve().parent.parent
 GVP = ("infleet.io", "v1alpha1")

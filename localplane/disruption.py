@@ -58,6 +58,27 @@ def budget_status(pdb: Obj, pods: list[Obj]) -> Obj:
     }
 
 
+def mark_disruption_target(
+    api: Any, rt: Any, pod: Obj, reason: str, message: str, manager: str
+) -> None:
+    """Write the DisruptionTarget=True condition a pod gets just before it is deleted for
+    a disruption (eviction, node shutdown): what the autoscaler counts as interruptions."""
+    status = pod.setdefault("status", {})
+    conds = [c for c in status.get("conditions") or [] if c["type"] != "DisruptionTarget"]
+    conds.append(
+        {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now_rfc3339(),
+        }
+    )
+    status["conditions"] = conds
+    meta = pod["metadata"]
+    api.update(rt, meta["namespace"], meta["name"], pod, manager, subresource="status")
+
+
 class DisruptionController(Controller):
     manager = "disruption-controller"
 
@@ -102,13 +123,13 @@ class DisruptionController(Controller):
         if pdb is None:
             return
         status = budget_status(pdb, self._candidates(pdb))
-        old = dict(pdb.get("status") or {})
+        old = pdb.get("status") or {}
         if {k: v for k, v in old.items() if k != "conditions"} != {
             k: v for k, v in status.items() if k != "conditions"
         }:
-            fresh = self.api.store.get(self.pdbs.key, ns, name)
-            fresh["status"] = status
-            self.api.update(self.pdbs, ns, name, fresh, self.manager, subresource="status")
+            # update() copies the body and a status write keeps only its status.
+            new = {**pdb, "status": status}
+            self.api.update(self.pdbs, ns, name, new, self.manager, subresource="status")
 
     async def evict(self, request: web.Request, rt: Any, ns: str, name: str) -> web.Response:
         body = await read_body(request)
@@ -132,20 +153,9 @@ class DisruptionController(Controller):
                         ]
                     },
                 )
-        conds = [
-            c for c in pod["status"].get("conditions") or [] if c["type"] != "DisruptionTarget"
-        ]
-        conds.append(
-            {
-                "type": "DisruptionTarget",
-                "status": "True",
-                "reason": "EvictionByEvictionAPI",
-                "message": "Eviction API: evicting",
-                "lastTransitionTime": now_rfc3339(),
-            }
+        mark_disruption_target(
+            self.api, rt, pod, "EvictionByEvictionAPI", "Eviction API: evicting", self.manager
         )
-        pod["status"]["conditions"] = conds
-        self.api.update(rt, ns, name, pod, self.manager, subresource="status")
         opts = (body or {}).get("deleteOptions") or {}
         self.api.delete(
             rt,

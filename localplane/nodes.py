@@ -20,6 +20,7 @@ import yaml
 
 from infleet.localplane.controller import Controller
 from infleet.localplane.crud import Api
+from infleet.localplane.disruption import mark_disruption_target
 from infleet.localplane.events import record
 from infleet.localplane.store import WatchEvent, now_rfc3339
 
@@ -215,20 +216,12 @@ class NodeManager(Controller):
     def _evict(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         fresh = self.api.get(self.pods, meta["namespace"], meta["name"])
-        conds = [
-            c for c in fresh["status"].get("conditions") or [] if c["type"] != "DisruptionTarget"
-        ]
-        conds.append(
-            {
-                "type": "DisruptionTarget",
-                "status": "True",
-                "reason": "TerminationByKubelet",
-                "message": "Pod was terminated in response to imminent node shutdown.",
-                "lastTransitionTime": now_rfc3339(),
-            }
-        )
-        fresh["status"]["conditions"] = conds
-        self.api.update(
-            self.pods, meta["namespace"], meta["name"], fresh, "kubelet", subresource="status"
+        mark_disruption_target(
+            self.api,
+            self.pods,
+            fresh,
+            "TerminationByKubelet",
+            "Pod was terminated in response to imminent node shutdown.",
+            "kubelet",
         )
         self.api.delete(self.pods, meta["namespace"], meta["name"])

@@ -60,16 +60,15 @@ class WatchStream:
 
     def _translate(self, ev: WatchEvent) -> bytes | None:
         obj, old = to_view(self.rt, ev.obj), ev.old and to_view(self.rt, ev.old)
-        ev = WatchEvent(ev.rv, ev.key, ev.type, obj, old)
-        now, before = self._match(ev.obj), self._match(ev.old)
+        now, before = self._match(obj), self._match(old)
         if ev.type == "DELETED":
-            return self._frame("DELETED", ev.obj) if before or now else None
+            return self._frame("DELETED", obj) if before or now else None
         if now and before:
-            return self._frame("MODIFIED", ev.obj)
+            return self._frame("MODIFIED", obj)
         if now:
-            return self._frame("ADDED", ev.obj)
+            return self._frame("ADDED", obj)
         if before:
-            return self._frame("DELETED", ev.obj)
+            return self._frame("DELETED", obj)
         return None
 
     def _bookmark(self, initial_end: bool = False) -> bytes:
