@@ -53,8 +53,6 @@ class Decision:
     spot_gap: int  # dedicated replicas covering spot that is not serving
     reason: str  # CamelCase, for status.lastScalingDecision.reason and the Event
     reasons: list[str]
-    panic: bool
-    burn_rate: float | None  # spot interruptions against the budget, last hour
     new_interruptions: int
     spot_replica_seconds: float  # spot exposure accrued since the previous decision
     state: PolicyState
@@ -124,7 +122,7 @@ def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
     served, preempted = d_req * scale, d_pre * scale
     preemptions = signals.roll(state.preemptions, now - keep, (now, preempted))
     finished = signals.roll(state.finished, now - keep, (now, served))
-    exposure_now = signals.spot_ready(obs) * elapsed
+    exposure_now = obs.ready("spot") * elapsed
     # Spot exposure, in one-minute buckets (six hours of it is kept).
     exposure = signals.since(state.spot_exposure, now - BURN_RECOVERY_S)
     if exposure and exposure[-1][0] > now - 60.0:
@@ -222,8 +220,6 @@ def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
         spot_gap=placement.spot_gap,
         reason=reason,
         reasons=placement.reasons[:1] + sizing.reasons + placement.reasons[1:],
-        panic=now < sizing.panic_until,
-        burn_rate=burn_long,
         new_interruptions=len(obs.interruptions),
         spot_replica_seconds=exposure_now,
         state=new_state,

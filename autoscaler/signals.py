@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from infleet.autoscaler.view import READY, Observation
+from infleet.autoscaler.view import Observation
 
 Samples = Sequence[tuple[float, float]]
 
@@ -102,10 +102,6 @@ def arrival_rate(depth: Samples, finished: Samples, now: float, window_s: float)
     (t0, depth0), (t1, depth1) = inside[0], inside[-1]
     done = sum(v for t, v in finished if t0 < t <= t1)
     return max(0.0, (done + depth1 - depth0) / (t1 - t0))
-
-
-def spot_ready(obs: Observation) -> int:
-    return sum(1 for p in obs.pods if p.pool == "spot" and p.phase == READY)
 
 
 def interruption_rate(

@@ -39,7 +39,6 @@ class PodState:
     phase: str
     since: float  # when the pod entered its phase (seconds, the observation's clock)
     notice: bool = False  # the node is being reclaimed: the pod is about to go
-    replaces_interruption: bool = False  # created to replace a preempted spot pod
 
 
 @dataclass(slots=True)

@@ -130,16 +130,15 @@ def autoscale(
     memo["autoscaler"] = result.memory
     METRICS.record(ns, name, policy_spec(isvc.spec), result.observation, result.decision)
     if result.status is not None:
-        kube.patch_status(ns, name, {"lastScalingDecision": result.status})
+        written = kube.patch_status(ns, name, {"lastScalingDecision": result.status})
         kopf.event(
             body, type="Normal", reason=result.decision.reason, message=result.status["message"]
         )
         running = plan_replicas(isvc)  # what the pools were last sized to
         if (result.decision.dedicated, result.decision.spot) == (running.dedicated, running.spot):
             return  # e.g. the first decision holding the fleet: nothing to resize
-        fresh = kube.get_inference_service(ns, name)
-        if fresh is not None:  # resize the pools now: status writes trigger no handler
-            run_reconcile(fresh, memo.runtime, logger)
+        if written is not None:  # resize the pools now: status writes trigger no handler
+            run_reconcile(written, memo.runtime, logger)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

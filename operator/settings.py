@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from infleet.api import GROUP
-from infleet.operator.names import MANAGED_BY, SERVICE_LABEL
+from infleet.operator.indexes import CHILD_SELECTOR
 
 MAX_SYNC_WORKERS = 16
 CONSISTENCY_TIMEOUT_S = 60.0
@@ -22,7 +22,10 @@ CHILD_KINDS = (
     ("", "v1", "configmaps"),
     ("policy", "v1", "poddisruptionbudgets"),
 )
-CHILD_LABEL_SELECTOR = f"{MANAGED_BY}=infleet,{SERVICE_LABEL}"
+# The handlers' label filter (indexes.CHILD_SELECTOR) as a server-side selector string.
+CHILD_LABEL_SELECTOR = ",".join(
+    key if value is kopf.PRESENT else f"{key}={value}" for key, value in CHILD_SELECTOR.items()
+)
 
 
 @kopf.on.startup()
