@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import torch
-
 from infleet.engine.args import EngineArgs
+from infleet.engine.kernels.fp8 import kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.runner import ModelRunner
 
@@ -23,13 +22,9 @@ class KVPool:
     max_model_len: int
 
 
-def kv_torch_dtype(kv_cache_dtype: str, model_dtype: torch.dtype) -> torch.dtype:
-    return torch.float8_e4m3fn if kv_cache_dtype == "fp8" else model_dtype
-
-
 def resolve_kv_pool(args: EngineArgs, loaded: LoadedModel) -> KVPool:
     """Raises ValueError (naming the flag) when the settings cannot work together."""
-    dtype = kv_torch_dtype(args.kv_cache_dtype, loaded.dtype)
+    dtype = kv_cache_torch_dtype(args.kv_cache_dtype, loaded.dtype)
     per_block = ModelRunner.kv_bytes_per_block(loaded.config, args.block_size, dtype)
     if args.num_kv_blocks is not None:
         num_blocks = args.num_kv_blocks

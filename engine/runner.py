@@ -34,10 +34,6 @@ class SeqSlice:
     block_table: list[int]  # physical block ids covering positions [0, start_pos + len(token_ids))
 
 
-def resolve_kv_dtype(kv_cache_dtype: str, model_dtype: torch.dtype) -> torch.dtype:
-    return kv_cache_torch_dtype(kv_cache_dtype, model_dtype)
-
-
 class ModelRunner:
     def __init__(
         self,
@@ -59,7 +55,7 @@ class ModelRunner:
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.max_model_len = loaded.config.max_position_embeddings
-        self.kv_dtype = resolve_kv_dtype(kv_cache_dtype, loaded.dtype)
+        self.kv_dtype = kv_cache_torch_dtype(kv_cache_dtype, loaded.dtype)
         self.backend = select_backend(
             attention_backend, loaded.device, block_size=block_size, kv_dtype=self.kv_dtype
         )

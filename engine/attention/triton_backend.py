@@ -22,7 +22,7 @@ _CPU_SMS = 4
 
 
 @functools.cache
-def _num_sms(device: torch.device) -> int:
+def num_sms(device: torch.device) -> int:
     if device.type != "cuda":
         return _CPU_SMS
     return torch.cuda.get_device_properties(device).multi_processor_count
@@ -50,7 +50,7 @@ class TritonBackend:
         if q.shape[0] == ctx.num_seqs:  # decode only: prefill tiles fill the GPU, decodes may not
             programs = ctx.num_seqs * k_cache.shape[2]
             longest = max(ctx.context_lens_host)
-            num_splits = choose_num_splits(programs, longest, _num_sms(q.device))
+            num_splits = choose_num_splits(programs, longest, num_sms(q.device))
         return paged_attention(
             q, k_cache, v_cache, ctx.cu_seqlens_q, ctx.context_lens, ctx.block_tables,
             scale=scale, k_scale=k_scale, v_scale=v_scale, sliding_window=sliding_window,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from infleet.engine.attention.triton_backend import num_sms
 from infleet.engine.bench.gpu_roofline import copy_bandwidth
 from infleet.engine.kernels.fp8 import FP8_DTYPE, quantize_fp8
 from infleet.engine.kernels.paged_attention import LaunchConfig, choose_num_splits, paged_attention
@@ -110,11 +111,7 @@ def run_case(name: str, spec, shape: dict, variants, device, bandwidth: float) -
     scales = dict(k_scale=b.k_scale, v_scale=b.v_scale)
     ref = paged_attention_ref(b.q.double(), *args[1:], scale=0.088, compute_dtype=torch.float64,
                               **scales)  # fmt: skip
-    sms = (
-        torch.cuda.get_device_properties(device).multi_processor_count
-        if device.type == "cuda"
-        else 4
-    )
+    sms = num_sms(device)  # the split choice the engine itself makes
     auto = 1
     if len(q_lens) == b.q.shape[0]:
         auto = choose_num_splits(len(q_lens) * b.k_cache.shape[2], max(ctx_lens), sms)

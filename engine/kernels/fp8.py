@@ -25,12 +25,6 @@ def kv_cache_torch_dtype(kv_cache_dtype: str, model_dtype: torch.dtype) -> torch
     raise ValueError(f"--kv-cache-dtype: {kv_cache_dtype!r} is not one of auto, fp8")
 
 
-def default_kv_scale(device: torch.device | str) -> torch.Tensor:
-    """Per-tensor scale 1.0: the uncalibrated default (K/V of common models stay well
-    inside ±448, and 1.0 keeps the cache readable without knowing the scale)."""
-    return torch.ones(1, dtype=torch.float32, device=device)
-
-
 def scales_from_amax(amax: torch.Tensor, headroom: float = 2.0) -> torch.Tensor:
     """Per-head (or per-tensor) scales from observed absolute maxima: the largest value
     lands at 448 / headroom, leaving room for activations larger than those observed."""
