@@ -10,7 +10,6 @@ from infleet.operator.engines import CONFIG_PATH, EngineProfile
 from infleet.operator.model_source import ModelSource
 from infleet.operator.names import CONFIG_HASH, Pool, config_map_name, pool_labels
 from infleet.operator.presets import placement
-from infleet.operator.quantity import as_string
 
 # Seconds for the endpoints controller and kube-proxy to stop sending new requests to a
 # terminating pod before the engine sees SIGTERM.
@@ -46,7 +45,8 @@ def grace_timing(spec: InferenceServiceSpec, profile: EngineProfile) -> tuple[in
 
 
 def _resources(spec: InferenceServiceSpec) -> dict[str, Any]:
-    amounts = {"cpu": as_string(spec.resources.cpu), "memory": as_string(spec.resources.memory)}
+    # Quantities go into pod specs as strings, the canonical Kubernetes form.
+    amounts = {"cpu": str(spec.resources.cpu), "memory": str(spec.resources.memory)}
     if spec.resources.gpus:
         amounts["nvidia.com/gpu"] = str(spec.resources.gpus)
     return {"requests": dict(amounts), "limits": dict(amounts)}
