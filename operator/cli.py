@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from infleet.api import InferenceService
 from infleet.operator.engines import ENGINES
 from infleet.operator.errors import SpecError, describe
+from infleet.operator.kube_versions import OLDEST, KubeVersion, parse_version
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE
 from infleet.operator.render import RenderOptions, render_children
 
@@ -60,10 +61,19 @@ def render_main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also render ServiceMonitor and PrometheusRule (as where their CRDs exist)",
     )
+    parser.add_argument(
+        "--kube-version",
+        type=_kube_version,
+        metavar="MAJOR.MINOR",
+        help="render for this Kubernetes version (default: the newest; "
+        f"supported from {OLDEST[0]}.{OLDEST[1]})",
+    )
     args = parser.parse_args(argv)
     try:
         text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
-        options = RenderOptions(prometheus_operator=args.prometheus_operator)
+        options = RenderOptions(
+            prometheus_operator=args.prometheus_operator, kube_version=args.kube_version
+        )
         objects = render_documents(text, options, args.namespace)
     except (OSError, yaml.YAMLError, ValueError) as err:
         print(f"infleet render: {args.filename}: {err}", file=sys.stderr)
@@ -73,6 +83,21 @@ def render_main(argv: list[str] | None = None) -> int:
         return 1
     sys.stdout.write(dump_all(objects))
     return 0
+
+
+def _kube_version(value: str) -> KubeVersion:
+    major, _, minor = value.removeprefix("v").partition(".")
+    try:
+        version = parse_version(major, minor)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected MAJOR.MINOR such as 1.30, got {value!r}"
+        ) from err
+    if version < OLDEST:
+        raise argparse.ArgumentTypeError(
+            f"Kubernetes {value} is older than the oldest supported, {OLDEST[0]}.{OLDEST[1]}"
+        )
+    return version
 
 
 def _engine_image(value: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infleet.api import InferenceService, InferenceServiceSpec
+from infleet.operator.names import Pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,12 @@ class PoolReplicas:
     @property
     def total(self) -> int:
         return self.dedicated + self.spot
+
+
+def active_pools(spec: InferenceServiceSpec) -> tuple[Pool, ...]:
+    """The pools that get a Deployment: dedicated always (the split's fallback when spot is
+    short), spot while `capacity.spot.enabled`; a pool that leaves the spec is pruned."""
+    return ("dedicated", "spot") if spec.capacity.spot.enabled else ("dedicated",)
 
 
 def clamp_total(spec: InferenceServiceSpec, total: int) -> int:

@@ -75,6 +75,12 @@ def applied_children_needs() -> set[Need]:
     for child in render_children(isvc, RenderOptions(prometheus_operator=True)):
         group = child["apiVersion"].rpartition("/")[0]
         needs |= expand(group, plural(child["kind"]), ("create", "patch"))
+        for ref in child["metadata"].get("ownerReferences", []):
+            if ref.get("blockOwnerDeletion"):
+                # OwnerReferencesPermissionEnforcement (OpenShift) lets only a client that
+                # may update the owner's finalizers set blockOwnerDeletion.
+                owner = (ref["apiVersion"].rpartition("/")[0], plural(ref["kind"]))
+                needs.add((owner[0], f"{owner[1]}/finalizers", "update"))
     return needs
 
 

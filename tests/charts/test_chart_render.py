@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from infleet import __version__
+from infleet.operator.kube_versions import OLDEST
 from tests.charts.helm import (
     MONITORING,
     NAMESPACE,
@@ -189,3 +190,13 @@ def test_argocd_health_configmap_ships_the_tested_lua_script_verbatim():
 def test_chart_app_version_is_the_package_version():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__
+
+
+def test_kube_version_admits_what_the_operator_renders_for():
+    """Chart.yaml's kubeVersion and operator/kube_versions.py's OLDEST are one fact."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    major, minor = OLDEST
+    assert chart["kubeVersion"] == f">={major}.{minor}.0-0"
+    assert helm("template", "x", str(CHART), "--kube-version", f"{major}.{minor}.0").returncode == 0
+    older = helm("template", "x", str(CHART), "--kube-version", f"{major}.{minor - 1}.0")
+    assert older.returncode != 0 and "incompatible with Kubernetes" in older.stderr
