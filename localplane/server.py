@@ -14,6 +14,7 @@ from aiohttp import web
 from infleet.localplane import discovery, openapi, protobuf
 from infleet.localplane.crud import PATCH_TYPES, Api
 from infleet.localplane.errors import ApiError
+from infleet.localplane.faults import Faults
 from infleet.localplane.resources import ResourceType
 from infleet.localplane.tables import table, wants_table
 from infleet.localplane.watch import WatchStream
@@ -52,9 +53,13 @@ class ApiServer:
         self.api = api
         self.bookmark_interval = bookmark_interval
         self.sub_handlers: dict[tuple[str, str, str, str], SubHandler] = {}
-        self.app = web.Application(middlewares=[self._errors], client_max_size=64 * 2**20)
+        self.faults = Faults()  # a request log and held requests, for tests (faults.py)
+        self.app = web.Application(
+            middlewares=[self.faults.middleware, self._errors], client_max_size=64 * 2**20
+        )
         r = self.app.router
-        r.add_get("/version", self._version)
+        for path in ("/version", "/version/"):  # the kubernetes client asks for /version/
+            r.add_get(path, self._version)
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
         r.add_get("/api", self._core)

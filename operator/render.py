@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from infleet.operator.kube_versions import KubeVersion
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE, ModelSource, resolve_model
 from infleet.operator.monitoring import render_prometheus_rule, render_service_monitor
 from infleet.operator.names import (
+    RENDERED_HASH,
     child_labels,
     config_map_name,
     pool_deployment_names,
@@ -155,4 +157,13 @@ def render_children(isvc: InferenceService, options: RenderOptions | None = None
     children += [render_service(p), render_pdb(p)]
     if (options or RenderOptions()).prometheus_operator:
         children += render_monitoring(p)
-    return children
+    return [stamped(child) for child in children]
+
+
+def stamped(child: dict[str, Any]) -> dict[str, Any]:
+    """The child with a hash of itself, so a child rendered differently is applied again
+    even when the live one already holds every field (operator/diff.py)."""
+    digest = hashlib.sha256(json.dumps(child, sort_keys=True).encode()).hexdigest()[:16]
+    meta = child["metadata"]
+    annotations = {**meta.get("annotations", {}), RENDERED_HASH: digest}
+    return {**child, "metadata": {**meta, "annotations": annotations}}
