@@ -9,6 +9,7 @@ converges once the server is back."""
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -158,7 +159,7 @@ def test_an_api_server_that_stops_answering_for_30_s_is_ridden_out(plane):
 
         silent = [r for r in list(log) if "(op-c)" in r.user_agent and started <= r.at < ended]
         applies = [r.at for r in silent if r.write and "/leases" not in r.path]
-        gaps = [b - a for a, b in zip(applies, applies[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(applies)]
         where = f"apply attempts at {[round(t - started, 1) for t in applies]} s"
         # Retried with a growing delay while it led: without backoff, 0.5 s timeouts
         # would have made ~20 attempts in those 10 s.
