@@ -25,7 +25,7 @@ from infleet.operator.cache import Snapshot
 from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
-from infleet.operator.names import POOL_LABEL
+from infleet.operator.names import POOLS, pool_deployment_names
 from infleet.operator.render import RenderOptions, render_children
 from infleet.operator.replicas import PoolReplicas, plan_replicas
 from infleet.operator.report import Outcome, report
@@ -108,11 +108,8 @@ def reconcile(
                 raise  # the controller retries with backoff; nothing to report
             error = err
             problem = Problem("ApplyFailed", f"{what}: {err.status} {err.reason}")
-    deployments = {
-        c["metadata"]["labels"][POOL_LABEL]: c
-        for (kind, _), c in live.items()
-        if kind == "Deployment"
-    }
+    names = pool_deployment_names(meta["name"])
+    deployments = {pool: live.get(("Deployment", names[pool])) for pool in POOLS}
     service = live.get(("Service", meta["name"]))
     scaled = None
     if problem is None and autoscaler is not None and p.isvc is not None:

@@ -1,6 +1,8 @@
 """Desired against live children: server defaults are no drift, a lost field is; only a
 controlled child of a prunable kind that the spec no longer renders is pruned."""
 
+import copy
+
 from infleet.operator.diff import contains, to_apply, to_prune
 from infleet.operator.render import RenderOptions, render_children
 from tests.operator.samples import MIXES, isvc
@@ -20,7 +22,9 @@ def test_server_defaults_are_not_drift_but_changed_or_missing_fields_are() -> No
 
 
 def stored(child: dict) -> dict:
-    return {**child, "metadata": {**child["metadata"], "resourceVersion": "7"}}
+    live = copy.deepcopy(child)
+    live["metadata"]["resourceVersion"] = "7"
+    return live
 
 
 def test_only_missing_or_edited_children_are_applied() -> None:
