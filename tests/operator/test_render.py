@@ -27,11 +27,18 @@ def by_kind(children):
 @pytest.mark.parametrize("minor", SUPPORTED, ids=lambda m: f"1.{m[1]}")
 def test_every_child_validates_against_each_supported_minors_strict_schemas(minor):
     """Strict: an unknown field (one a minor does not have yet) fails, unlike the
-    non-strict schemas, which accept unknown fields."""
+    non-strict schemas, which accept unknown fields. Every engine kind, both pools."""
     assert len(SUPPORTED) >= 10 and SUPPORTED[0] == OLDEST
-    for kind, mix in COMBOS:
-        for child in render_children(engine_isvc(kind, mix), RenderOptions(kube_version=minor)):
+    for kind in KINDS:
+        options = RenderOptions(kube_version=minor)
+        for child in render_children(engine_isvc(kind, "mixed"), options):
             kubernetes_validate.validate(child, f"1.{minor[1]}.0", strict=True)
+
+
+@pytest.mark.parametrize(("kind", "mix"), COMBOS)
+def test_every_capacity_mix_validates_against_the_newest_strict_schemas(kind, mix):
+    for child in render_children(engine_isvc(kind, mix)):
+        kubernetes_validate.validate(child, f"1.{SUPPORTED[-1][1]}.0", strict=True)
 
 
 def test_the_strict_schemas_catch_a_field_the_minor_lacks():
