@@ -7,13 +7,12 @@ most of the operator's traffic). Both replicas keep them, so a standby that take
 starts warm. kopf runs no handler before every index has its initial listing, so the
 first handler call (operator/watches.py) hands the indices over and marks them complete.
 
-A watch shows the operator's own status write a moment later; until it does, the service
-as written (`wrote`) stands in for the cached one it replaced.
+A watch shows the operator's own writes a moment later; until it does, what was written
+stands in for the cached objects it replaced (operator/own_writes.py).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ import kopf
 from infleet.api import GROUP, PLURAL, VERSION
 from infleet.autoscaler.kube_view import pod_view
 from infleet.operator.names import MANAGED_BY, SERVICE_LABEL
+from infleet.operator.own_writes import OwnWrites
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, InferenceService name)
@@ -80,8 +80,7 @@ def service_pods(namespace: str, body: kopf.Body, labels: kopf.Labels, **_: Any)
 class Cache:
     def __init__(self) -> None:
         self._indices: Mapping[str, Any] = {}
-        self._guard = threading.Lock()
-        self._written: dict[Key, tuple[str, Obj]] = {}  # key -> (version replaced, body)
+        self.own_writes = OwnWrites()
 
     def fill(self, indices: Mapping[str, Any]) -> bool:
         """Takes kopf's indices from a handler's kwargs; True the first time."""
@@ -102,22 +101,9 @@ class Cache:
         """None when the service is gone."""
         found = self._values(PARENTS, key)
         if not found:
-            with self._guard:
-                self._written.pop(key, None)
+            self.own_writes.forget(key)
             return None
-        parent = found[0]
-        with self._guard:
-            replaced, written = self._written.get(key, ("", None))
-        if written is not None:
-            if parent["metadata"].get("resourceVersion") == replaced:
-                parent = written  # the watch has not shown our write yet
-            else:
-                with self._guard:
-                    self._written.pop(key, None)
+        parent = self.own_writes.service(key, found[0])
         children = [c for index in CHILD_INDICES for c in self._values(index, key)]
+        children = self.own_writes.children(key, children)
         return Snapshot(parent, children, self._values(PODS, key))
-
-    def wrote(self, key: Key, replaced: str, body: Obj) -> None:
-        """The service as the operator wrote it over version `replaced`."""
-        with self._guard:
-            self._written[key] = (replaced, body)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from infleet.api import GROUP, InferenceService
 from infleet.operator.autoscale import Autoscaler
-from infleet.operator.cache import Snapshot
+from infleet.operator.cache import Snapshot, trimmed
 from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
@@ -92,13 +92,14 @@ def reconcile(
     if parent is None or parent["metadata"].get("deletionTimestamp"):
         return Outcome({}, result="deleted", body=parent)  # owner references do the rest
     p = plan(parent, options)
-    problem, error = p.problem, None
+    problem, error, applied = p.problem, None, []
     live = {(c["kind"], c["metadata"]["name"]): c for c in snap.children}
     if p.problem is None:
         try:
             for child in to_apply(p.children, snap.children):
                 what = f"{child['kind']}/{child['metadata']['name']}"
-                live[(child["kind"], child["metadata"]["name"])] = kube.apply(child)
+                applied.append(trimmed(kube.apply(child), child["kind"], child["apiVersion"]))
+                live[(child["kind"], child["metadata"]["name"])] = applied[-1]
             for stale in to_prune(p.children, snap.children, meta["uid"]):
                 what = f"deleting Deployment/{stale['metadata']['name']}"
                 kube.delete_deployment(key[0], stale["metadata"]["name"], stale["metadata"]["uid"])
@@ -119,4 +120,5 @@ def reconcile(
     if scaled and scaled.status and outcome.replaced:
         outcome.events.append(("Normal", scaled.decision.reason, scaled.status["message"]))
     outcome.result, outcome.error = ("error" if error else outcome.result), error
+    outcome.applied = applied
     return outcome

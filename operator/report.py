@@ -28,6 +28,7 @@ class Outcome:
     body: Obj | None = None  # the InferenceService as last read or written; None: gone
     replaced: str | None = None  # the resourceVersion our status write replaced; None: none
     error: Exception | None = None  # a failure to retry after the status reports it
+    applied: list[Obj] = field(default_factory=list)  # children as the applies returned them
 
 
 def now_rfc3339() -> str:

@@ -12,9 +12,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from infleet.api import API_VERSION
+from infleet.api import KIND as SERVICE_KIND
 from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.operator.autoscale import PERIOD_S, Autoscaler
-from infleet.operator.cache import Cache, Key
+from infleet.operator.cache import Cache, Key, trimmed
 from infleet.operator.controller import Controller
 from infleet.operator.discovery import Discovery
 from infleet.operator.kube import Kube
@@ -26,6 +28,7 @@ from infleet.operator.render import RenderOptions
 from infleet.operator.report import now_rfc3339
 
 log = logging.getLogger(__name__)
+KIND = (SERVICE_KIND, API_VERSION)
 
 
 class Runtime:
@@ -92,8 +95,10 @@ class Runtime:
         outcome = reconcile(snap, self.kube, self.options(), self.autoscaler)
         RECONCILE_DURATION.observe(time.perf_counter() - started)
         RECONCILES.labels(outcome.result).inc()
+        own = self.cache.own_writes
+        own.applied(key, outcome.applied)
         if outcome.replaced and outcome.body is not None:
-            self.cache.wrote(key, outcome.replaced, outcome.body)
+            own.wrote(key, outcome.replaced, trimmed(outcome.body, *KIND))
         now = now_rfc3339()
         for type_, reason, message in outcome.events:
             try:
