@@ -43,8 +43,10 @@ def authenticate(token: str) -> Any:
 
 @web.middleware
 async def accept_media_types(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Refuses a body in any other media type (a missing Content-Type included) with 415."""
-    if request.body_exists and request.content_type not in BODY_MEDIA_TYPES:
+    """Refuses a body in any other media type with 415. A body without a Content-Type is
+    JSON, as kube-apiserver takes it (the kubernetes Python client sends JSON so)."""
+    declared = "Content-Type" in request.headers
+    if request.body_exists and declared and request.content_type not in BODY_MEDIA_TYPES:
         raise ApiError(
             415,
             f"the body of the request was in an unknown format ({request.content_type}) - "
