@@ -13,6 +13,8 @@
 #                    (hash-checked against images/requirements/ all the same); repeatable
 #   --pip-ca FILE    a CA bundle for pip behind a TLS-intercepting proxy (a build secret:
 #                    it never lands in a layer)
+#   --build-arg K=V  passed to the build (e.g. PIP_RETRIES=0 where the CPU torch index is
+#                    out of reach and --wheel brings torch); repeatable
 #   --push           push each image after building it
 #   --print-names    print "IMAGE NAME" for each image and exit (tests read the names here)
 #
@@ -29,6 +31,7 @@ pip_ca=""
 push=false
 print_names=false
 wheels=()
+build_args=()
 images=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
         --base) base=$2; shift 2 ;;
         --wheel) wheels+=("$2"); shift 2 ;;
         --pip-ca) pip_ca=$2; shift 2 ;;
+        --build-arg) build_args+=(--build-arg "$2"); shift 2 ;;
         --push) push=true; shift ;;
         --print-names) print_names=true; shift ;;
         operator | engine-cpu | engine-cuda) images+=("$1"); shift ;;
@@ -83,6 +87,7 @@ for image in "${images[@]}"; do
     args=(-f images/Dockerfile --target "$target" --build-arg "REQUIREMENTS=$image" -t "$name")
     [ -z "$base" ] || args+=(--build-arg "BASE=$base")
     [ -z "$pip_ca" ] || args+=(--secret "id=pip-ca,src=$pip_ca")
+    args+=(${build_args[@]+"${build_args[@]}"})
     echo "build-images: $name ($builder)"
     if [ "$builder" = docker ]; then
         DOCKER_BUILDKIT=1 docker build "${args[@]}" .

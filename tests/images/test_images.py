@@ -133,3 +133,16 @@ def test_chart_and_operator_defaults_name_the_built_images():
     assert f"{values['image']['repository']}:{chart['appVersion']}" == names["operator"]
     # GPU pods get the CUDA build; a CPU-only service names the -cpu one in spec.engine.image.
     assert ENGINES["infleet"].image == names["engine-cuda"]
+
+
+def test_release_workflow_builds_and_pushes_every_image_on_a_tag():
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())
+    assert workflow[True] == {"push": {"tags": ["v*"]}}  # YAML 1.1 reads `on` as True
+    (job,) = workflow["jobs"].values()
+    assert set(job["strategy"]["matrix"]["image"]) == set(build_names())
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert any("scripts/build-images.sh" in r and "--push" in r for r in runs)
+    # Third-party actions are pinned to a commit, not a movable tag.
+    for step in job["steps"]:
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
