@@ -88,7 +88,9 @@ def parse_adapter_config(raw: Any) -> AdapterConfig:
         raise AdapterError("bias", f"bias {raw['bias']!r} is not supported (only 'none')")
     init = raw.get("init_lora_weights")
     if isinstance(init, str) and init.lower().startswith("mica"):
-        raise AdapterError("init_lora_weights", f"init_lora_weights {init!r}: MiCA is not supported")
+        raise AdapterError(
+            "init_lora_weights", f"init_lora_weights {init!r}: MiCA is not supported"
+        )
     return AdapterConfig(
         rank=_positive_int(raw.get("r"), "r"),
         alpha=_number(raw.get("lora_alpha", 8), "lora_alpha"),

@@ -73,7 +73,9 @@ class BaseModelShape:
         whose experts take no adapters here)."""
         linears = [
             LinearShape(
-                "qkv_proj", hidden_size, (("q_proj", q_size), ("k_proj", kv_size), ("v_proj", kv_size))
+                "qkv_proj",
+                hidden_size,
+                (("q_proj", q_size), ("k_proj", kv_size), ("v_proj", kv_size)),
             ),
             LinearShape("o_proj", q_size, (("o_proj", hidden_size),)),
         ]
@@ -100,7 +102,9 @@ class BaseModelShape:
             moe = bool(config.get("num_local_experts") or config.get("num_experts"))
             intermediate = None if moe else int(config["intermediate_size"])
         except (KeyError, TypeError, ValueError) as err:
-            raise AdapterError("config.json", f"base model config.json: bad or missing {err}") from err
+            raise AdapterError(
+                "config.json", f"base model config.json: bad or missing {err}"
+            ) from err
         return cls.decoder(
             hidden_size=hidden,
             num_layers=layers,

@@ -10,6 +10,7 @@ a truncated or garbled file before a loader trusts it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -67,13 +68,15 @@ def _check_entries(field: str, header: dict, data_size: int) -> dict[str, Tensor
         except (KeyError, TypeError, ValueError):
             raise AdapterError(field, f"{field}: tensor {name!r} has a malformed entry") from None
         if not valid or not begin <= end <= data_size:
-            raise AdapterError(field, f"{field}: tensor {name!r} lies outside the file (truncated?)")
+            raise AdapterError(
+                field, f"{field}: tensor {name!r} lies outside the file (truncated?)"
+            )
         if end - begin != math.prod(shape) * itemsize:
             raise AdapterError(field, f"{field}: tensor {name!r} size does not match its shape")
         tensors[name] = TensorInfo(dtype, shape)
         spans.append((begin, end, name))
     spans.sort()
-    for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
+    for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
         if begin < end:
             raise AdapterError(field, f"{field}: tensors {first!r} and {second!r} overlap")
     return tensors

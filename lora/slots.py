@@ -46,7 +46,7 @@ class DeviceSlots:
         self.clear(slot)
         for (layer, name), parts in adapter.weights.items():
             linear = self.base.linear(name)
-            for part, (offset, weights) in enumerate(zip(linear.part_offsets, parts)):
+            for part, (offset, weights) in enumerate(zip(linear.part_offsets, parts, strict=True)):
                 if weights is None:
                     continue
                 a, b = weights
