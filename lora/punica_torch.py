@@ -1,10 +1,15 @@
-"""Batched multi-LoRA in plain torch (the CPU path, and the reference the kernels match).
+"""Batched multi-LoRA in plain torch (the CPU path), as segmented GEMMs.
 
-Every block of the step's LoRABatch is one adapter's tokens, so the whole batch is two
-batched GEMMs: shrink `h = x_block @ A_slot^T` ([blocks, block_size, parts * rank]) and,
-per packed part, expand `y_rows += h_part @ B_slot_part^T`. The op count depends on the
-packing (1 to 3 parts), never on how many adapters the batch holds: no Python loop runs
-over adapters or tokens.
+The step's LoRABatch lists the adapted tokens sorted by slot, so each adapter's tokens
+form one segment; `F.grouped_mm` multiplies segment i by slot i's matrix in one call
+(the punica / S-LoRA SGMV, without padding or copying weights per segment): shrink
+`h = x_rows @ A_slot^T` ([rows, parts * rank]), then per packed part expand
+`h_part @ B_slot_part^T`, and one `index_add_` puts the deltas on their rows. The op
+count depends on the packing (1 to 3 parts), never on how many adapters the batch
+holds: no Python loop runs over adapters or tokens.
+
+grouped_mm wants every stride a multiple of 16 bytes: DeviceSlots rounds the slot rank up
+to a multiple of 8 and needs layer sizes that are multiples of 8 (all real models).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from infleet.lora.batch import LoRABatch
 
@@ -24,16 +30,14 @@ def add_lora_torch(
     b: torch.Tensor,  # [slots, out, rank]: B, zero-padded to `rank`
     part_sizes: Sequence[int],  # out_features of each packed part; sum == out
 ) -> None:
-    num_blocks, block_size = batch.block_tokens.shape
-    rank = b.shape[2]
-    rows = batch.block_tokens.flatten()
-    x_blocks = x.index_select(0, rows).view(num_blocks, block_size, x.shape[1])
-    # Padding rows copy a real token; the 0 in `valid` keeps them out of the sum.
-    h = torch.bmm(x_blocks, a.index_select(0, batch.block_slots).transpose(1, 2)) * batch.valid
-    b_blocks = b.index_select(0, batch.block_slots)
-    offset = 0
+    rank, ends = b.shape[2], batch.group_ends
+    h = F.grouped_mm(x.index_select(0, batch.rows), a.transpose(1, 2), offs=ends)
+    deltas, offset = [], 0
     for part, size in enumerate(part_sizes):
-        h_part = h[:, :, part * rank : (part + 1) * rank]
-        delta = torch.bmm(h_part, b_blocks[:, offset : offset + size].transpose(1, 2))
-        y[:, offset : offset + size].index_add_(0, rows, delta.reshape(-1, size))
+        h_part = h[:, part * rank : (part + 1) * rank]
+        b_part = b[:, offset : offset + size].transpose(1, 2)
+        deltas.append(F.grouped_mm(h_part, b_part, offs=ends))
         offset += size
+    # One add into y's contiguous rows (index_add_ into column slices of y would take a
+    # strided path, measured several times slower than this concatenation).
+    y.index_add_(0, batch.rows, deltas[0] if len(deltas) == 1 else torch.cat(deltas, dim=1))

@@ -1,9 +1,10 @@
 """`max_loras` device slots: every adapted linear layer's A and B for each resident adapter.
 
-Per engine linear (`qkv_proj`, ...), one A buffer [layers, slots, parts * max_rank, in]
-and one B buffer [layers, slots, out, max_rank]. An adapter of lower rank, or one that
-skips a module or a packed part, leaves zeros there, which add exactly nothing; so every
-slot has the same shape and one batched GEMM serves all of them. Writing a slot is plain
+Per engine linear (`qkv_proj`, ...), one A buffer [layers, slots, parts * rank, in] and
+one B buffer [layers, slots, out, rank], where `rank` is `--max-lora-rank` rounded up to
+a multiple of 8 (the torch path's grouped GEMMs want 16-byte strides). An adapter of lower
+rank, or one that skips a module or a packed part, leaves zeros there, which add exactly
+nothing; so every slot has the same shape and one grouped GEMM serves all of them. Writing a slot is plain
 copies (non-blocking from pinned host memory): the caller must not overwrite a slot that
 a step still in flight on the device reads (AdapterCache's pins guard that).
 """
@@ -25,18 +26,25 @@ class DeviceSlots:
         dtype: torch.dtype,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.base, self.max_loras, self.max_rank = base, max_loras, max_rank
-        layers = base.num_layers
+        self.base, self.max_loras = base, max_loras
+        self.rank = -(-max_rank // 8) * 8
+        if torch.device(device).type != "cuda":
+            if not hasattr(torch.nn.functional, "grouped_mm"):
+                raise RuntimeError(f"LoRA off CUDA needs F.grouped_mm (torch {torch.__version__})")
+            odd = [lin.name for lin in base.linears if lin.in_features % 8 or lin.out_features % 8]
+            if odd:
+                raise ValueError(f"LoRA off CUDA needs layer sizes that are multiples of 8: {odd}")
+        layers, rank = base.num_layers, self.rank
         self.a = {
             lin.name: torch.zeros(
-                layers, max_loras, len(lin.parts) * max_rank, lin.in_features,
+                layers, max_loras, len(lin.parts) * rank, lin.in_features,
                 dtype=dtype, device=device,
             )
             for lin in base.linears
         }  # fmt: skip
         self.b = {
             lin.name: torch.zeros(
-                layers, max_loras, lin.out_features, max_rank, dtype=dtype, device=device
+                layers, max_loras, lin.out_features, rank, dtype=dtype, device=device
             )
             for lin in base.linears
         }
@@ -51,7 +59,7 @@ class DeviceSlots:
                     continue
                 a, b = weights
                 rank, size = a.shape[0], b.shape[0]
-                start = part * self.max_rank
+                start = part * self.rank
                 self.a[name][layer, slot, start : start + rank].copy_(a, non_blocking=True)
                 self.b[name][layer, slot, offset : offset + size, :rank].copy_(b, non_blocking=True)
 

@@ -47,7 +47,7 @@ def step_ops(token_slots: list[int]) -> Counter[str]:
         for lin in SHAPE.linears
     ]
     with OpCounter() as counter:
-        set_lora_batch(LoRABatch.build(token_slots, MAX_LORAS, torch.float32))
+        set_lora_batch(LoRABatch.build(token_slots, MAX_LORAS))
         try:
             for hook, (x, y) in zip(hooks, inputs, strict=True):
                 hook(x, y)
@@ -63,5 +63,5 @@ def test_ops_per_step_same_for_one_and_eight_adapters():
     eight = [t % 8 if t % 5 else -1 for t in range(64)]
     ops_one, ops_eight = step_ops(one), step_ops(eight)
     # One shrink per linear (4), one expand per packed part (3 + 1 + 2 + 1).
-    assert ops_one["aten.bmm"] == 4 + 7
+    assert ops_one["aten._grouped_mm"] == 4 + 7
     assert ops_one == ops_eight

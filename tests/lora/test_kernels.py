@@ -21,7 +21,7 @@ from infleet.lora.punica_triton import add_lora_triton  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 PARTS = (48, 16, 16)  # q, k, v of a GQA layer: different output sizes
-IN, RANK, SLOTS = 40, 8, 4
+IN, RANK, SLOTS = 40, 8, 4  # multiples of 8: the torch path's grouped GEMMs need them
 
 
 def random_case(dtype: torch.dtype, seed: int = 0):
@@ -56,7 +56,7 @@ def reference(token_slots, x, y, a, b) -> torch.Tensor:
 )
 def test_triton_and_torch_paths_match_float64_reference(dtype, tol):
     token_slots, x, y, a, b = random_case(dtype)
-    batch = LoRABatch.build(token_slots, SLOTS, dtype, DEVICE)
+    batch = LoRABatch.build(token_slots, SLOTS, DEVICE)
     want = reference(token_slots, x, y, a, b)
     base_rows = [t for t, s in enumerate(token_slots) if s < 0]
     for add in (add_lora_torch, add_lora_triton):
@@ -70,16 +70,14 @@ def test_triton_and_torch_paths_match_float64_reference(dtype, tol):
 def test_triton_skips_padding_blocks_of_a_fixed_shape_batch():
     """CUDA graphs replay a fixed block count: unused blocks must change nothing."""
     token_slots, x, y, a, b = random_case(torch.float32, seed=1)
-    tight = LoRABatch.build(token_slots, SLOTS, torch.float32, DEVICE)
-    padded = LoRABatch.build(token_slots, SLOTS, torch.float32, DEVICE, pad_blocks_to=12)
+    tight = LoRABatch.build(token_slots, SLOTS, DEVICE)
+    padded = LoRABatch.build(token_slots, SLOTS, DEVICE, pad_blocks_to=12)
     assert padded.block_tokens.shape[0] == 12 > tight.block_tokens.shape[0]
     want, got = y.clone(), y.clone()
     add_lora_triton(want, x, tight, a, b, PARTS)
     add_lora_triton(got, x, padded, a, b, PARTS)
     assert torch.equal(got, want)
-    all_base = LoRABatch.build(
-        [-1] * len(token_slots), SLOTS, torch.float32, DEVICE, pad_blocks_to=4
-    )
+    all_base = LoRABatch.build([-1] * len(token_slots), SLOTS, DEVICE, pad_blocks_to=4)
     untouched = y.clone()
     add_lora_triton(untouched, x, all_base, a, b, PARTS)
     assert torch.equal(untouched, y)

@@ -27,7 +27,9 @@ def runs_to_tokens(runs):
     return [a for a, n in runs for _ in range(n)]
 
 
-@pytest.mark.parametrize("arch,overrides", [("llama", {}), ("qwen3", {"head_dim": 32})])
+@pytest.mark.parametrize(
+    "arch,overrides", [("llama", {}), ("qwen2", {}), ("qwen3", {"head_dim": 32}), ("mistral", {})]
+)
 def test_mixed_batch_delta_equals_peft(tmp_path, arch, overrides):
     base = tiny_model(arch, **overrides)
     model = peft_model(base, MIXED)
@@ -40,7 +42,7 @@ def test_mixed_batch_delta_equals_peft(tmp_path, arch, overrides):
     adapters = runs_to_tokens(RUNS)
     token_slots = [-1 if a is None else a + 1 for a in adapters]
     names = ["__base__" if a is None else MIXED[a].name for a in adapters]
-    batch = LoRABatch.build(token_slots, 5, torch.float32)
+    batch = LoRABatch.build(token_slots, 5)
     set_lora_batch(batch)
     torch.manual_seed(2)
     try:
