@@ -25,6 +25,7 @@ def _shrink_kernel(
     x_ptr, a_ptr, h_ptr, tokens_ptr, slots_ptr, lens_ptr,
     in_features, width, stride_x, stride_as, stride_ar, stride_hb, stride_hm,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     block = tl.program_id(0)
     length = tl.load(lens_ptr + block)
@@ -46,7 +47,7 @@ def _shrink_kernel(
             a_ptr + slot * stride_as + n[None, :] * stride_ar + k[:, None],
             mask=(n[None, :] < width) & (k[:, None] < in_features), other=0.0,
         )  # fmt: skip
-        acc = tl.dot(xs, a, acc, input_precision="ieee")
+        acc = tl.dot(xs, a, acc, input_precision=DOT_PRECISION)
     h = h_ptr + block * stride_hb + m[:, None] * stride_hm + n[None, :]
     tl.store(h, acc.to(h_ptr.dtype.element_ty), mask=real[:, None] & (n[None, :] < width))
 
@@ -56,6 +57,7 @@ def _expand_kernel(
     h_ptr, b_ptr, y_ptr, tokens_ptr, slots_ptr, lens_ptr, offsets_ptr, sizes_ptr,
     rank, stride_hb, stride_hm, stride_bs, stride_bo, stride_y,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     block, part, tile = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     length = tl.load(lens_ptr + block)
@@ -79,7 +81,7 @@ def _expand_kernel(
             b_ptr + slot * stride_bs + out_cols[None, :] * stride_bo + r[:, None],
             mask=(r[:, None] < rank) & (cols[None, :] < size), other=0.0,
         )  # fmt: skip
-        acc = tl.dot(h, b, acc, input_precision="ieee")
+        acc = tl.dot(h, b, acc, input_precision=DOT_PRECISION)
     keep = real[:, None] & (cols[None, :] < size)
     y = y_ptr + rows[:, None] * stride_y + out_cols[None, :]
     dtype = y_ptr.dtype.element_ty
@@ -107,16 +109,18 @@ def add_lora_triton(
         offsets = [sum(part_sizes[:i]) for i in range(len(part_sizes))]
         part_meta = torch.tensor([offsets, list(part_sizes)], dtype=torch.int32, device=y.device)
     h = torch.empty(num_blocks, block_size, width, dtype=x.dtype, device=x.device)
+    # fp32 models multiply in full fp32 (as the torch path does), not TF32.
+    precision = "ieee" if x.dtype == torch.float32 else "tf32"
     block_n = max(16, min(64, triton.next_power_of_2(width)))
     _shrink_kernel[(num_blocks, triton.cdiv(width, block_n))](
         x, a, h, batch.block_tokens, batch.block_slots, batch.block_lens,
         in_features, width, x.stride(0), a.stride(0), a.stride(1), h.stride(0), h.stride(1),
-        BLOCK_M=block_size, BLOCK_N=block_n, BLOCK_K=64,
+        BLOCK_M=block_size, BLOCK_N=block_n, BLOCK_K=64, DOT_PRECISION=precision,
     )  # fmt: skip
     block_out = 64
     _expand_kernel[(num_blocks, len(part_sizes), triton.cdiv(max(part_sizes), block_out))](
         h, b, y, batch.block_tokens, batch.block_slots, batch.block_lens,
         part_meta[0], part_meta[1], rank, h.stride(0), h.stride(1), b.stride(0), b.stride(1),
         y.stride(0), BLOCK_M=block_size, BLOCK_N=block_out,
-        BLOCK_R=max(16, min(64, triton.next_power_of_2(rank))),
+        BLOCK_R=max(16, min(64, triton.next_power_of_2(rank))), DOT_PRECISION=precision,
     )  # fmt: skip
