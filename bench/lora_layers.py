@@ -8,8 +8,8 @@ over 1 / 4 / 16 adapters of rank 16 (every token adapted), through `infleet.lora
 one Python loop per adapter), against its own base-only call.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/lora_layers.py --tokens 128 512
-    .venv/bin/python bench/lora_layers.py --shape llama3-8b --device cuda --tokens 256 4096 \
-        --adapters 1 8 64 --max-loras 64
+    python3 bench/lora_layers.py --shape llama3-8b --device cuda --dtype bfloat16 \
+        --tokens 256 4096 --adapters 1 8 64 --max-loras 64 --no-peft
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--no-peft", action="store_true", help="skip the peft peer")
     args = parser.parse_args()
     hidden, inter, q, kv = SHAPES[args.shape]
     shape = BaseModelShape.decoder(
@@ -119,9 +120,10 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for tokens in args.tokens:
         for n in args.adapters:
-            fns = [*ours(shape, tokens, n, args.max_loras, dtype, device),
-                   *peft_peer(shape, tokens, n, dtype, device)]  # fmt: skip
-            b, lo, pb, pm = race(fns, device, args.repeat)
+            fns = list(ours(shape, tokens, n, args.max_loras, dtype, device))
+            if not args.no_peft:
+                fns += peft_peer(shape, tokens, n, dtype, device)
+            b, lo, pb, pm = [*race(fns, device, args.repeat), float("nan"), float("nan")][:4]
             print(f"| {tokens} | {n} | {b:.2f} | {lo:.2f} | {lo / b - 1:+.0%} "
                   f"| {pb:.2f} | {pm:.2f} | {pm / pb - 1:+.0%} |")  # fmt: skip
 
