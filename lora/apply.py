@@ -3,13 +3,14 @@
 The runner sets the step's LoRABatch before the forward (None when no token uses an
 adapter) and clears it after, like the attention context: model code never sees which
 token belongs to which adapter. Each adapted linear of each decoder layer holds one
-`LinearLoRA`; its call adds the batch's LoRA deltas to the base output in place, on CUDA
-through the Triton kernels, elsewhere through the torch path.
+`LinearLoRA`; its call adds the batch's LoRA deltas to the base output in place (base
+tokens' rows untouched), on CUDA through the Triton kernels, elsewhere through the torch
+path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 
 import torch
 
@@ -25,36 +26,22 @@ def set_lora_batch(batch: LoRABatch | None) -> None:
     _current = batch
 
 
-def get_lora_batch() -> LoRABatch | None:
-    return _current
-
-
-def add_lora(
-    y: torch.Tensor,
-    x: torch.Tensor,
-    batch: LoRABatch,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    part_sizes: Sequence[int],
-) -> None:
-    """y[T, out] += each token's adapter delta; base-model tokens' rows are not touched."""
-    if y.is_cuda:
-        from infleet.lora.punica_triton import add_lora_triton
-
-        add_lora_triton(y, x, batch, a, b, part_sizes)
-    else:
-        add_lora_torch(y, x, batch, a, b, part_sizes)
-
-
 class LinearLoRA:
     """The adapter hook of one engine linear (`name`) in decoder layer `layer`."""
 
     def __init__(self, slots: DeviceSlots, layer: int, name: str) -> None:
         self.a, self.b, linear = slots.layer(layer, name)
         self.part_sizes = tuple(size for _, size in linear.parts)
+        self._add = add_lora_torch
+        if self.a.is_cuda:
+            from infleet.lora.punica_triton import add_lora_triton
+
+            meta = [list(linear.part_offsets), list(self.part_sizes)]
+            part_meta = torch.tensor(meta, dtype=torch.int32, device=self.a.device)
+            self._add = functools.partial(add_lora_triton, part_meta=part_meta)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         batch = _current
         if batch is not None:
-            add_lora(y, x, batch, self.a, self.b, self.part_sizes)
+            self._add(y, x, batch, self.a, self.b, self.part_sizes)
         return y

@@ -1,4 +1,5 @@
-"""Batched multi-LoRA as two Triton kernels (CUDA), over the same blocks as the torch path.
+"""Batched multi-LoRA as two Triton kernels (CUDA), over the LoRABatch's blocks (each
+adapter's tokens cut into tiles of 16, batch.py).
 
 shrink: one program per (block, rank tile) computes `h = x[rows] @ A[slot]^T`, looping
 over in_features; expand: one program per (block, packed part, output tile) adds

@@ -1,4 +1,5 @@
-"""Adapters built by peft on tiny random transformers models, saved as users have them.
+"""Adapters built by peft on tiny random transformers models (the engine tests' shape),
+saved as users have them.
 
 `AdapterSpec`s vary what the batched path must get right: ranks, rsLoRA, attention-only
 vs attention + MLP targets, a per-module `rank_pattern` / `alpha_pattern`. All adapters
@@ -14,17 +15,10 @@ from typing import Any
 
 import torch
 
+from tests.engine.tiny_models import SHAPE  # the engine tests' tiny shape
+
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 ALL_LINEAR = (*ATTENTION, "gate_proj", "up_proj", "down_proj")
-TINY = dict(
-    vocab_size=96,
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=128,
-)
 
 
 @dataclass(frozen=True)
@@ -67,14 +61,8 @@ MIXED = (
 def tiny_model(arch: str = "llama", seed: int = 0, **overrides: Any):
     import transformers
 
-    config_cls = {
-        "llama": transformers.LlamaConfig,
-        "qwen2": transformers.Qwen2Config,
-        "qwen3": transformers.Qwen3Config,
-        "mistral": transformers.MistralConfig,
-    }[arch]
     torch.manual_seed(seed)
-    config = config_cls(**{**TINY, **overrides})
+    config = transformers.AutoConfig.for_model(arch, **{**SHAPE, **overrides})
     return transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 
 
