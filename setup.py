@@ -10,7 +10,7 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent
 # folder -> import name. `operator` must never become a top-level package (stdlib clash).
-# DESIGN.md's `lora/` and `kv_tiering/` join this table when they are built.
+# DESIGN.md's `lora/` joins this table when it is built.
 AREAS = {
     "infleet": "infleet",
     "api": "infleet.api",
@@ -18,6 +18,7 @@ AREAS = {
     "engine": "infleet.engine",
     "autoscaler": "infleet.autoscaler",
     "localplane": "infleet.localplane",
+    "kv_tiering": "infleet.kv_tiering",
 }
 
 

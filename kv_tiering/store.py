@@ -1,0 +1,353 @@
+"""TieredBlockStore: the KV block store below the device pool (DRAM, then NVMe).
+
+The engine's thread calls `lookup`, `spill`, `restore`, `swap_out`, `swap_in` and `poll`;
+none of them waits for a copy or a file. Work runs elsewhere:
+
+- device <-> DRAM copies: a side CUDA stream on GPU; one copy thread on CPU (one thread,
+  so a restore queued after a spill of the same slot runs after it);
+- NVMe reads: an I/O thread pool; each read lands in a DRAM slot (the block is promoted)
+  and is copied on to the device from there;
+- NVMe writes: the write-through thread (write_through.py).
+
+One lock guards both tiers' indexes; no file I/O or copy runs under it. A slot is reused
+only when every copy touching it is done and it is not queued for writing, loading or
+held by a swapped-out sequence (DramEntry.evictable).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import torch
+
+from infleet.kv_tiering.completion import (
+    HELD,
+    Completion,
+    FutureDone,
+    TransferHandle,
+    wait_for,
+)
+from infleet.kv_tiering.config import Tier, TierConfig
+from infleet.kv_tiering.dram_tier import DramEntry, DramTier
+from infleet.kv_tiering.layout import BlockLayout
+from infleet.kv_tiering.metrics import TierMetrics, TierRecorder
+from infleet.kv_tiering.nvme_jobs import NvmeJobs
+from infleet.kv_tiering.nvme_tier import NvmeTier
+from infleet.kv_tiering.transfer import BlockCopier
+from infleet.kv_tiering.write_through import FlushReport, WriteThrough
+
+log = logging.getLogger("infleet.kv_tiering")
+
+
+class TieredBlockStore:
+    def __init__(
+        self,
+        kv_cache: torch.Tensor,
+        config: TierConfig,
+        *,
+        fingerprint: bytes,
+        metrics: TierMetrics | None = None,
+    ) -> None:
+        """`kv_cache` is the device pool `[2, layers, blocks, block_size, kv_heads,
+        head_dim]`; `fingerprint` (fingerprint.py) names the model the blocks belong to."""
+        if not config.enabled:
+            raise ValueError("the tiered store needs --kv-dram-size > 0")
+        self.layout = BlockLayout.of_pool(kv_cache)
+        self.config = config
+        self.record = TierRecorder(metrics)
+        self.copier = BlockCopier(kv_cache)
+        self.dram = DramTier(self.layout, config.dram_bytes, pin=self.copier.cuda)
+        self.nvme = None
+        if config.nvme_bytes:
+            assert config.nvme_path is not None
+            self.nvme = NvmeTier(
+                config.nvme_path,
+                config.nvme_bytes,
+                self.layout,
+                fingerprint,
+                direct_io=config.direct_io,
+            )
+        self._lock = threading.Lock()
+        self._jobs = None
+        if self.nvme is not None:
+            self._jobs = NvmeJobs(self._lock, self.dram, self.nvme, self.copier, self.record)
+        self._copies = None if self.copier.cuda else ThreadPoolExecutor(1, "kv-copy")
+        self._io = ThreadPoolExecutor(config.io_threads, "kv-io")
+        self._writer: WriteThrough | None = None
+        if self._jobs is not None:
+            queue_blocks = config.write_queue_bytes // self.layout.slot_bytes
+            queue = max(1, min(queue_blocks, self.dram.num_slots // 2))
+            self._writer = WriteThrough(
+                self._jobs.write, max_queue=queue, bytes_per_s=config.write_bytes_per_s
+            )
+        self._unfinished: list[TransferHandle] = []
+        self._closed = False
+        self._publish_usage()
+
+    # --- what the engine calls ---
+
+    def lookup(self, keys: Sequence[bytes]) -> list[Tier]:
+        """Where each of the leading `keys` is held below the device, stopping at the first
+        held nowhere. Changes nothing (no recency, no metrics)."""
+        found: list[Tier] = []
+        with self._lock:
+            for key in keys:
+                entry = self.dram.get(key)
+                if entry is not None and not entry.pinned:
+                    found.append(Tier.DRAM)
+                elif self.nvme is not None and key in self.nvme:
+                    found.append(Tier.NVME)
+                else:
+                    break
+        return found
+
+    def spill(self, keys: Sequence[bytes], block_ids: Sequence[int]) -> TransferHandle:
+        """Copy device blocks (full, hashed: `keys[i]` is block_ids[i]'s chained hash) to
+        DRAM and queue them for NVMe. The device blocks must not be overwritten until the
+        handle is done (or `handle.fence()` on CUDA). A block that finds no idle DRAM slot
+        is dropped (`ok[i]` false)."""
+        self._check_open(keys, block_ids)
+        handle = self._handle(len(keys), self._spilled)
+        after = self.copier.mark()
+        with self._lock:
+            new: list[tuple[bytes, DramEntry, int]] = []
+            for i, (key, block_id) in enumerate(zip(keys, block_ids, strict=True)):
+                if self.dram.get(key) is not None:
+                    self.dram.touch(key)  # already below: nothing to copy
+                    handle.ok[i] = True
+                elif (entry := self.dram.insert(key)) is not None:
+                    new.append((key, entry, block_id))
+                    handle.ok[i] = True
+            self.record.count("dropped", "dram", len(keys) - sum(handle.ok))
+            if new:
+                self._copy_from_device(new, after, handle)
+                for key, entry, _ in new:
+                    self._queue_write(key, entry)
+            self._publish_usage()
+        return handle
+
+    def restore(self, keys: Sequence[bytes], block_ids: Sequence[int]) -> TransferHandle:
+        """Copy the blocks named by `keys` into device blocks `block_ids` (allocated by the
+        engine), from DRAM or NVMe. Stops at the first key held nowhere (or that finds no
+        DRAM slot to stage through); `handle.num_done` is the number of leading blocks
+        that arrived once the handle is done."""
+        self._check_open(keys, block_ids)
+        handle = self._handle(len(keys), self._restored)
+        after = self.copier.mark()
+        with self._lock:
+            from_dram: list[tuple[bytes, DramEntry, int]] = []
+            for i, (key, block_id) in enumerate(zip(keys, block_ids, strict=True)):
+                entry = self.dram.get(key)
+                if entry is not None and not entry.pinned:
+                    self.dram.touch(key)
+                    if entry.loading is not None and not entry.loading.done():
+                        self._submit_io(self._jobs.copy_after_load, handle, i, key, entry, block_id, after)  # fmt: skip
+                    else:
+                        entry.busy.append(HELD)  # kept until its copy is submitted below
+                        from_dram.append((key, entry, block_id))
+                        handle.ok[i] = True
+                    continue
+                self.record.count("misses", "dram", 1)
+                if self.nvme is None or key not in self.nvme:
+                    self.record.count("misses", "nvme", 1 if self.nvme is not None else 0)
+                    break
+                entry = self.dram.insert(key)
+                if entry is None:
+                    self.record.count("dropped", "dram", 1)
+                    break
+                self.nvme.touch(key)
+                entry.on_nvme = True
+                handle.tier = Tier.NVME.value
+                entry.loading = self._submit_io(
+                    self._jobs.load, handle, i, key, entry, block_id, after
+                )
+            self.record.count("hits", "dram", len(from_dram))
+            if from_dram:
+                self._copy_to_device(from_dram, after, handle)
+            self._publish_usage()
+        return handle
+
+    def swap_room(self) -> int:
+        """Blocks a swap-out could take now (free or idle DRAM slots)."""
+        with self._lock:
+            return self.dram.room()
+
+    def swap_out(self, keys: Sequence[bytes], block_ids: Sequence[int]) -> TransferHandle | None:
+        """Preemption by swap: copy a sequence's blocks (any blocks; `keys` unique to this
+        sequence) to DRAM slots held until `swap_in`. None, with nothing done, when DRAM
+        cannot hold them all (then preempt by recompute)."""
+        self._check_open(keys, block_ids)
+        handle = self._handle(len(keys), self._spilled)
+        after = self.copier.mark()
+        with self._lock:
+            if self.dram.room() < len(keys):
+                return None
+            held = []
+            for key, block_id in zip(keys, block_ids, strict=True):
+                entry = self.dram.insert(key)
+                assert entry is not None  # room() counted it
+                entry.pinned = True
+                held.append((key, entry, block_id))
+            handle.ok[:] = [True] * len(keys)
+            self._copy_from_device(held, after, handle)
+            self._publish_usage()
+        return handle
+
+    def swap_in(self, keys: Sequence[bytes], block_ids: Sequence[int]) -> TransferHandle:
+        """Copy a swapped-out sequence's blocks back; their slots become the first evicted."""
+        self._check_open(keys, block_ids)
+        handle = self._handle(len(keys), self._restored)
+        after = self.copier.mark()
+        with self._lock:
+            held = []
+            for key, block_id in zip(keys, block_ids, strict=True):
+                entry = self.dram.get(key)
+                if entry is None or not entry.pinned:
+                    raise KeyError(f"block {key.hex()} was not swapped out")
+                entry.pinned = False
+                entry.busy.append(HELD)
+                self.dram.make_oldest(key)
+                held.append((key, entry, block_id))
+            handle.ok[:] = [True] * len(keys)
+            self._copy_to_device(held, after, handle)
+        return handle
+
+    def poll(self) -> None:
+        """Once per engine step: finish the bookkeeping of transfers nobody polled."""
+        self._unfinished[:] = [h for h in self._unfinished if not h.done()]
+        with self._lock:
+            self._publish_usage()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every block queued for NVMe is written or dropped (benchmarks, tests,
+        a planned drain); False if `timeout` passed first."""
+        writer = self._writer
+        return writer is None or wait_for(lambda: writer.pending == 0, timeout)
+
+    def close(self, grace_s: float) -> FlushReport:
+        """Stop taking work; write what is queued for NVMe within `grace_s` (SIGTERM's
+        grace period); finish in-flight copies. Idempotent."""
+        report = FlushReport(0, 0, 0.0)
+        if self._closed:
+            return report
+        self._closed = True
+        if self._writer is not None:
+            report = self._writer.close(grace_s)
+        self._io.shutdown(wait=True)
+        if self._copies is not None:
+            self._copies.shutdown(wait=True)
+        wait_for(lambda: all(h.done() for h in self._unfinished), timeout=5.0)
+        self.dram.close()
+        if report.abandoned:
+            log.warning("KV tiers: %d blocks not written to NVMe within the grace period", report.abandoned)  # fmt: skip
+        return report
+
+    def describe(self) -> str:
+        """What each tier holds, for the start-up log."""
+        d = self.dram
+        text = (
+            f"DRAM tier {_size(d.capacity_bytes)}: {d.num_slots} blocks of "
+            f"{_size(self.layout.block_bytes)}{' (pinned)' if d.pinned_memory else ''}"
+        )
+        if self.nvme is not None:
+            n = self.nvme
+            text += (
+                f"; NVMe tier {_size(n.capacity_bytes)} at {n.dir}: "
+                f"{n.capacity_bytes // n.file_bytes} block files, "
+                f"{'direct' if n.direct_io else 'buffered'} I/O, "
+                f"{n.found_at_start} found from an earlier run"
+            )
+        return text
+
+    # --- copies and jobs ---
+
+    def _handle(self, n: int, on_done: Callable[[TransferHandle], None]) -> TransferHandle:
+        handle = TransferHandle(n, on_done)
+        self._unfinished.append(handle)
+        return handle
+
+    def _run_copy(self, job: Callable[[], Completion | None]) -> Completion:
+        """CUDA: the job queues copies and returns their event; CPU: the copy thread runs it."""
+        if self._copies is None:
+            part = job()
+            assert part is not None
+            return part
+        return FutureDone(self._copies.submit(job))
+
+    def _copy_from_device(self, items, after, handle: TransferHandle) -> None:
+        ids = [block_id for _, _, block_id in items]
+        views = [self.dram.view(entry.slot) for _, entry, _ in items]
+        part = self._run_copy(lambda: self.copier.from_device(ids, views, after))
+        for _, entry, _ in items:
+            _replace_held(entry, part)
+            entry.filling = part
+        handle.parts.append(part)
+        self.record.count("written_bytes", "dram", len(items) * self.layout.block_bytes)
+
+    def _copy_to_device(self, items, after, handle: TransferHandle) -> None:
+        views = [self.dram.view(entry.slot) for _, entry, _ in items]
+        ids = [block_id for _, _, block_id in items]
+        part = self._run_copy(lambda: self.copier.to_device(views, ids, after))
+        for _, entry, _ in items:
+            _replace_held(entry, part)
+        handle.parts.append(part)
+        self.record.count("read_bytes", "dram", len(items) * self.layout.block_bytes)
+
+    def _submit_io(self, job, handle: TransferHandle, i, key, entry: DramEntry, *args) -> Future:
+        """Run job(handle, i, key, entry, ...) on an I/O thread; the entry's slot stays in
+        use until the job ends."""
+        future = self._io.submit(job, handle, i, key, entry, *args)
+        part = FutureDone(future)
+        handle.parts.append(part)
+        _replace_held(entry, part)
+        return future
+
+    def _queue_write(self, key: bytes, entry: DramEntry) -> None:
+        """Under the lock: offer a block that just reached DRAM to the NVMe writer."""
+        if self.nvme is None or self._writer is None:
+            return
+        if key in self.nvme:
+            entry.on_nvme = True
+            return
+        entry.writing = True
+        if not self._writer.offer((key, entry)):
+            entry.writing = False
+            self.record.count("dropped", "nvme", 1)
+
+    # --- metrics ---
+
+    def _spilled(self, handle: TransferHandle) -> None:
+        if handle.seconds is not None:
+            self.record.observe("spill_seconds", "dram", handle.seconds)
+
+    def _restored(self, handle: TransferHandle) -> None:
+        if handle.seconds is not None and any(handle.ok):
+            self.record.observe("restore_seconds", handle.tier, handle.seconds)
+
+    def _publish_usage(self) -> None:
+        self.record.usage("dram", self.dram.used_bytes, self.dram.capacity_bytes)
+        if self.nvme is not None:
+            self.record.usage("nvme", self.nvme.used_bytes, self.nvme.capacity_bytes)
+
+    def _check_open(self, keys: Sequence[bytes], block_ids: Sequence[int]) -> None:
+        if self._closed:
+            raise RuntimeError("the KV tier store is closed")
+        if len(keys) != len(block_ids):
+            raise ValueError(f"{len(keys)} keys for {len(block_ids)} device blocks")
+
+
+def _replace_held(entry: DramEntry, part: Completion) -> None:
+    """The copy the entry was held for is submitted: it is now busy with that copy."""
+    if HELD in entry.busy:
+        entry.busy.remove(HELD)
+    entry.busy.append(part)
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
