@@ -1,4 +1,4 @@
-"""The store's work off the engine thread: NVMe reads on the I/O pool, NVMe writes on the
+"""The store's NVMe work, off the engine thread: reads on the I/O pool, writes on the
 write-through thread. Each job does its file I/O without the lock and takes it only to
 change the tiers' indexes.
 """
@@ -9,17 +9,33 @@ import errno
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 
-from infleet.kv_tiering.completion import TransferHandle, wait_for
+from infleet.kv_tiering.completion import FutureDone, TransferHandle, wait_for
 from infleet.kv_tiering.dram_tier import DramEntry, DramTier
 from infleet.kv_tiering.file_format import BadBlockFile
 from infleet.kv_tiering.metrics import TierRecorder
 from infleet.kv_tiering.nvme_tier import NvmeTier
-from infleet.kv_tiering.transfer import BlockCopier
+from infleet.kv_tiering.transfer import BlockCopier, replace_held
+from infleet.kv_tiering.write_through import FlushReport, WriteThrough
 
 log = logging.getLogger("infleet.kv_tiering")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTask:
+    """Block `index` of a restore: `key`'s bytes, staged in `entry`'s slot, go to device
+    block `block_id` after the device work marked by `after`."""
+
+    handle: TransferHandle
+    index: int
+    key: bytes
+    entry: DramEntry
+    block_id: int
+    after: torch.cuda.Event | None
 
 
 class NvmeJobs:
@@ -30,28 +46,63 @@ class NvmeJobs:
         nvme: NvmeTier,
         copier: BlockCopier,
         record: TierRecorder,
+        *,
+        io_threads: int,
+        write_queue: int,
+        write_bytes_per_s: float,
     ) -> None:
         self.lock, self.dram, self.nvme, self.copier, self.record = lock, dram, nvme, copier, record
+        self._io = ThreadPoolExecutor(io_threads, "kv-io")
+        self._writer = WriteThrough(
+            self.write, max_queue=write_queue, bytes_per_s=write_bytes_per_s
+        )
 
-    def load(
-        self,
-        handle: TransferHandle,
-        i: int,
-        key: bytes,
-        entry: DramEntry,
-        block_id: int,
-        after: torch.cuda.Event | None,
-    ) -> bool:
-        """Read a block's file into its DRAM slot (promoting it), then copy it to device
-        block `block_id`. An unusable file is a miss: the entry and the file go."""
+    @property
+    def pending_writes(self) -> int:
+        return self._writer.pending
+
+    def load(self, task: BlockTask) -> Future:
+        """Under the store's lock: read `task.key`'s file into its entry's (new) slot and
+        copy it to the device, on an I/O thread. The future says whether the file was good."""
+        return self._submit(self._load, task)
+
+    def copy_after_load(self, task: BlockTask) -> None:
+        """Under the store's lock: a DRAM hit whose slot another restore is still loading."""
+        self._submit(self._copy_after_load, task)
+
+    def _submit(self, job, task: BlockTask) -> Future:
+        future = self._io.submit(job, task)
+        part = FutureDone(future)
+        task.handle.parts.append(part)
+        replace_held(task.entry, part)  # the slot stays in use until the job ends
+        return future
+
+    def offer(self, key: bytes, entry: DramEntry) -> None:
+        """Under the store's lock: queue a block that just reached DRAM for writing, unless
+        it is on NVMe already; a full queue drops it (it stays in DRAM only)."""
+        if key in self.nvme:
+            entry.on_nvme = True
+            return
+        entry.writing = True
+        if not self._writer.offer((key, entry)):
+            entry.writing = False
+            self.record.count("dropped", "nvme")
+
+    def close(self, grace_s: float) -> FlushReport:
+        """Flush the write queue within the grace period, then let running reads finish."""
+        report = self._writer.close(grace_s)
+        self._io.shutdown(wait=True)
+        return report
+
+    def _load(self, t: BlockTask) -> bool:
         try:
-            self.nvme.read(key, self.dram.raw(entry.slot))
-        except (BadBlockFile, OSError) as err:
-            log.warning("KV tiers: NVMe block %s unusable, recomputing: %s", key.hex(), err)
+            self.nvme.read(t.key, self.dram.raw(t.entry.slot))
+        except (BadBlockFile, OSError) as err:  # a miss: the entry and the file go
+            log.warning("KV tiers: NVMe block %s unusable, recomputing: %s", t.key.hex(), err)
             with self.lock:
-                self.dram.remove(key)
-                self.nvme.discard(key)
-            self.nvme.delete(key)
+                self.dram.remove(t.key)
+                self.nvme.discard(t.key)
+            self.nvme.delete(t.key)
             self.record.count("misses", "nvme")
             if isinstance(err, BadBlockFile):
                 self.record.bad_file()
@@ -59,31 +110,22 @@ class NvmeJobs:
         self.record.count("hits", "nvme")
         self.record.count("read_bytes", "nvme", self.nvme.file_bytes)
         self.record.count("written_bytes", "dram", self.dram.layout.block_bytes)
-        self._deliver(handle, i, entry, block_id, after)
+        self._deliver(t)
         return True
 
-    def copy_after_load(
-        self,
-        handle: TransferHandle,
-        i: int,
-        key: bytes,
-        entry: DramEntry,
-        block_id: int,
-        after: torch.cuda.Event | None,
-    ) -> None:
-        """A DRAM hit whose slot another restore is still loading from NVMe."""
-        assert entry.loading is not None
-        if entry.loading.result():
+    def _copy_after_load(self, t: BlockTask) -> None:
+        assert t.entry.loading is not None
+        if t.entry.loading.result():
             self.record.count("hits", "dram")
-            self._deliver(handle, i, entry, block_id, after)
+            self._deliver(t)
 
-    def _deliver(self, handle, i: int, entry: DramEntry, block_id: int, after) -> None:
+    def _deliver(self, t: BlockTask) -> None:
         """The slot holds the block: copy it to the device and wait (this thread only)."""
-        event = self.copier.to_device([self.dram.view(entry.slot)], [block_id], after)
+        event = self.copier.to_device([self.dram.view(t.entry.slot)], [t.block_id], t.after)
         if event is not None:
             event.event.synchronize()
         self.record.count("read_bytes", "dram", self.dram.layout.block_bytes)
-        handle.ok[i] = True
+        t.handle.ok[t.index] = True
 
     def write(self, item: tuple[bytes, DramEntry]) -> int:
         """Write one block file from its DRAM slot; returns the bytes written. A failed

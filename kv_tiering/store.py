@@ -19,25 +19,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
-from infleet.kv_tiering.completion import (
-    HELD,
-    Completion,
-    FutureDone,
-    TransferHandle,
-    wait_for,
-)
+from infleet.kv_tiering.completion import HELD, TransferHandle, wait_for
 from infleet.kv_tiering.config import Tier, TierConfig
 from infleet.kv_tiering.dram_tier import DramEntry, DramTier
 from infleet.kv_tiering.layout import BlockLayout
 from infleet.kv_tiering.metrics import TierMetrics, TierRecorder
-from infleet.kv_tiering.nvme_jobs import NvmeJobs
+from infleet.kv_tiering.nvme_jobs import BlockTask, NvmeJobs
 from infleet.kv_tiering.nvme_tier import NvmeTier
-from infleet.kv_tiering.transfer import BlockCopier
-from infleet.kv_tiering.write_through import FlushReport, WriteThrough
+from infleet.kv_tiering.transfer import DramCopies
+from infleet.kv_tiering.write_through import FlushReport
 
 log = logging.getLogger("infleet.kv_tiering")
 
@@ -58,8 +51,8 @@ class TieredBlockStore:
         self.layout = BlockLayout.of_pool(kv_cache)
         self.config = config
         self.record = TierRecorder(metrics)
-        self.copier = BlockCopier(kv_cache)
-        self.dram = DramTier(self.layout, config.dram_bytes, pin=self.copier.cuda)
+        self.dram = DramTier(self.layout, config.dram_bytes, pin=kv_cache.device.type == "cuda")
+        self.copies = DramCopies(kv_cache, self.dram, self.record)
         self.nvme = None
         if config.nvme_bytes:
             assert config.nvme_path is not None
@@ -73,16 +66,13 @@ class TieredBlockStore:
         self._lock = threading.Lock()
         self._jobs = None
         if self.nvme is not None:
-            self._jobs = NvmeJobs(self._lock, self.dram, self.nvme, self.copier, self.record)
-        self._copies = None if self.copier.cuda else ThreadPoolExecutor(1, "kv-copy")
-        self._io = ThreadPoolExecutor(config.io_threads, "kv-io")
-        self._writer: WriteThrough | None = None
-        if self._jobs is not None:
-            queue_blocks = config.write_queue_bytes // self.layout.slot_bytes
-            queue = max(1, min(queue_blocks, self.dram.num_slots // 2))
-            self._writer = WriteThrough(
-                self._jobs.write, max_queue=queue, bytes_per_s=config.write_bytes_per_s
-            )
+            queue = config.write_queue_bytes // self.layout.slot_bytes
+            self._jobs = NvmeJobs(
+                self._lock, self.dram, self.nvme, self.copies.copier, self.record,
+                io_threads=config.io_threads,
+                write_queue=max(1, min(queue, self.dram.num_slots // 2)),
+                write_bytes_per_s=config.write_bytes_per_s,
+            )  # fmt: skip
         self._unfinished: list[TransferHandle] = []
         self._closed = False
         self._publish_usage()
@@ -111,21 +101,24 @@ class TieredBlockStore:
         is dropped (`ok[i]` false)."""
         self._check_open(keys, block_ids)
         handle = self._handle(len(keys), self._spilled)
-        after = self.copier.mark()
+        after = self.copies.mark()
         with self._lock:
-            new: list[tuple[bytes, DramEntry, int]] = []
+            new: list[tuple[DramEntry, int]] = []
+            new_keys: list[bytes] = []
             for i, (key, block_id) in enumerate(zip(keys, block_ids, strict=True)):
                 if self.dram.get(key) is not None:
                     self.dram.touch(key)  # already below: nothing to copy
                     handle.ok[i] = True
                 elif (entry := self.dram.insert(key)) is not None:
-                    new.append((key, entry, block_id))
+                    new.append((entry, block_id))
+                    new_keys.append(key)
                     handle.ok[i] = True
             self.record.count("dropped", "dram", len(keys) - sum(handle.ok))
             if new:
-                self._copy_from_device(new, after, handle)
-                for key, entry, _ in new:
-                    self._queue_write(key, entry)
+                self.copies.from_device(new, after, handle)
+                if self._jobs is not None:  # after `filling` is set: the writer waits for it
+                    for key, (entry, _) in zip(new_keys, new, strict=True):
+                        self._jobs.offer(key, entry)
             self._publish_usage()
         return handle
 
@@ -136,18 +129,20 @@ class TieredBlockStore:
         that arrived once the handle is done."""
         self._check_open(keys, block_ids)
         handle = self._handle(len(keys), self._restored)
-        after = self.copier.mark()
+        after = self.copies.mark()
         with self._lock:
-            from_dram: list[tuple[bytes, DramEntry, int]] = []
+            from_dram: list[tuple[DramEntry, int]] = []
             for i, (key, block_id) in enumerate(zip(keys, block_ids, strict=True)):
                 entry = self.dram.get(key)
                 if entry is not None and not entry.pinned:
                     self.dram.touch(key)
+                    task = BlockTask(handle, i, key, entry, block_id, after)
                     if entry.loading is not None and not entry.loading.done():
-                        self._submit_io(self._jobs.copy_after_load, handle, i, key, entry, block_id, after)  # fmt: skip
+                        assert self._jobs is not None  # only NVMe reads load slots
+                        self._jobs.copy_after_load(task)
                     else:
                         entry.busy.append(HELD)  # kept until its copy is submitted below
-                        from_dram.append((key, entry, block_id))
+                        from_dram.append((entry, block_id))
                         handle.ok[i] = True
                     continue
                 self.record.count("misses", "dram", 1)
@@ -161,12 +156,11 @@ class TieredBlockStore:
                 self.nvme.touch(key)
                 entry.on_nvme = True
                 handle.tier = Tier.NVME.value
-                entry.loading = self._submit_io(
-                    self._jobs.load, handle, i, key, entry, block_id, after
-                )
+                assert self._jobs is not None
+                entry.loading = self._jobs.load(BlockTask(handle, i, key, entry, block_id, after))
             self.record.count("hits", "dram", len(from_dram))
             if from_dram:
-                self._copy_to_device(from_dram, after, handle)
+                self.copies.to_device(from_dram, after, handle)
             self._publish_usage()
         return handle
 
@@ -181,7 +175,7 @@ class TieredBlockStore:
         cannot hold them all (then preempt by recompute)."""
         self._check_open(keys, block_ids)
         handle = self._handle(len(keys), self._spilled)
-        after = self.copier.mark()
+        after = self.copies.mark()
         with self._lock:
             if self.dram.room() < len(keys):
                 return None
@@ -190,9 +184,9 @@ class TieredBlockStore:
                 entry = self.dram.insert(key)
                 assert entry is not None  # room() counted it
                 entry.pinned = True
-                held.append((key, entry, block_id))
+                held.append((entry, block_id))
             handle.ok[:] = [True] * len(keys)
-            self._copy_from_device(held, after, handle)
+            self.copies.from_device(held, after, handle)
             self._publish_usage()
         return handle
 
@@ -200,7 +194,7 @@ class TieredBlockStore:
         """Copy a swapped-out sequence's blocks back; their slots become the first evicted."""
         self._check_open(keys, block_ids)
         handle = self._handle(len(keys), self._restored)
-        after = self.copier.mark()
+        after = self.copies.mark()
         with self._lock:
             held = []
             for key, block_id in zip(keys, block_ids, strict=True):
@@ -210,9 +204,9 @@ class TieredBlockStore:
                 entry.pinned = False
                 entry.busy.append(HELD)
                 self.dram.make_oldest(key)
-                held.append((key, entry, block_id))
+                held.append((entry, block_id))
             handle.ok[:] = [True] * len(keys)
-            self._copy_to_device(held, after, handle)
+            self.copies.to_device(held, after, handle)
         return handle
 
     def poll(self) -> None:
@@ -224,8 +218,8 @@ class TieredBlockStore:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every block queued for NVMe is written or dropped (benchmarks, tests,
         a planned drain); False if `timeout` passed first."""
-        writer = self._writer
-        return writer is None or wait_for(lambda: writer.pending == 0, timeout)
+        jobs = self._jobs
+        return jobs is None or wait_for(lambda: jobs.pending_writes == 0, timeout)
 
     def close(self, grace_s: float) -> FlushReport:
         """Stop taking work; write what is queued for NVMe within `grace_s` (SIGTERM's
@@ -234,15 +228,13 @@ class TieredBlockStore:
         if self._closed:
             return report
         self._closed = True
-        if self._writer is not None:
-            report = self._writer.close(grace_s)
-        self._io.shutdown(wait=True)
-        if self._copies is not None:
-            self._copies.shutdown(wait=True)
+        if self._jobs is not None:
+            report = self._jobs.close(grace_s)
+        self.copies.shutdown()
         wait_for(lambda: all(h.done() for h in self._unfinished), timeout=5.0)
         self.dram.close()
         if report.abandoned:
-            log.warning("KV tiers: %d blocks not written to NVMe within the grace period", report.abandoned)  # fmt: skip
+            log.warning("KV tiers: %d blocks not on NVMe: grace period over", report.abandoned)
         return report
 
     def describe(self) -> str:
@@ -269,54 +261,6 @@ class TieredBlockStore:
         self._unfinished.append(handle)
         return handle
 
-    def _run_copy(self, job: Callable[[], Completion | None]) -> Completion:
-        """CUDA: the job queues copies and returns their event; CPU: the copy thread runs it."""
-        if self._copies is None:
-            part = job()
-            assert part is not None
-            return part
-        return FutureDone(self._copies.submit(job))
-
-    def _copy_from_device(self, items, after, handle: TransferHandle) -> None:
-        ids = [block_id for _, _, block_id in items]
-        views = [self.dram.view(entry.slot) for _, entry, _ in items]
-        part = self._run_copy(lambda: self.copier.from_device(ids, views, after))
-        for _, entry, _ in items:
-            _replace_held(entry, part)
-            entry.filling = part
-        handle.parts.append(part)
-        self.record.count("written_bytes", "dram", len(items) * self.layout.block_bytes)
-
-    def _copy_to_device(self, items, after, handle: TransferHandle) -> None:
-        views = [self.dram.view(entry.slot) for _, entry, _ in items]
-        ids = [block_id for _, _, block_id in items]
-        part = self._run_copy(lambda: self.copier.to_device(views, ids, after))
-        for _, entry, _ in items:
-            _replace_held(entry, part)
-        handle.parts.append(part)
-        self.record.count("read_bytes", "dram", len(items) * self.layout.block_bytes)
-
-    def _submit_io(self, job, handle: TransferHandle, i, key, entry: DramEntry, *args) -> Future:
-        """Run job(handle, i, key, entry, ...) on an I/O thread; the entry's slot stays in
-        use until the job ends."""
-        future = self._io.submit(job, handle, i, key, entry, *args)
-        part = FutureDone(future)
-        handle.parts.append(part)
-        _replace_held(entry, part)
-        return future
-
-    def _queue_write(self, key: bytes, entry: DramEntry) -> None:
-        """Under the lock: offer a block that just reached DRAM to the NVMe writer."""
-        if self.nvme is None or self._writer is None:
-            return
-        if key in self.nvme:
-            entry.on_nvme = True
-            return
-        entry.writing = True
-        if not self._writer.offer((key, entry)):
-            entry.writing = False
-            self.record.count("dropped", "nvme", 1)
-
     # --- metrics ---
 
     def _spilled(self, handle: TransferHandle) -> None:
@@ -337,13 +281,6 @@ class TieredBlockStore:
             raise RuntimeError("the KV tier store is closed")
         if len(keys) != len(block_ids):
             raise ValueError(f"{len(keys)} keys for {len(block_ids)} device blocks")
-
-
-def _replace_held(entry: DramEntry, part: Completion) -> None:
-    """The copy the entry was held for is submitted: it is now busy with that copy."""
-    if HELD in entry.busy:
-        entry.busy.remove(HELD)
-    entry.busy.append(part)
 
 
 def _size(nbytes: int) -> str:

@@ -18,10 +18,15 @@ docs/kv_tiering.md, "Not verified").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
-from infleet.kv_tiering.completion import EventDone
+from infleet.kv_tiering.completion import HELD, Completion, EventDone, FutureDone, TransferHandle
+from infleet.kv_tiering.dram_tier import DramEntry, DramTier
 from infleet.kv_tiering.layout import BlockLayout
+from infleet.kv_tiering.metrics import TierRecorder
 
 
 class BlockCopier:
@@ -81,3 +86,59 @@ class BlockCopier:
         event = torch.cuda.Event()
         event.record(self.stream)
         return EventDone(event)
+
+
+class DramCopies:
+    """Queues copies between device blocks and DRAM entries' slots for the store: on the
+    side stream (CUDA) or the one copy thread (CPU, so copies of a slot run in the order
+    they were asked for). Each entry is busy with its copy until the copy is done."""
+
+    def __init__(self, kv_cache: torch.Tensor, dram: DramTier, record: TierRecorder) -> None:
+        self.copier = BlockCopier(kv_cache)
+        self.dram = dram
+        self.record = record
+        self._thread = None if self.copier.cuda else ThreadPoolExecutor(1, "kv-copy")
+
+    def mark(self) -> torch.cuda.Event | None:
+        return self.copier.mark()
+
+    def _run(self, job: Callable[[], EventDone | None]) -> Completion:
+        if self._thread is None:
+            part = job()
+            assert part is not None
+            return part
+        return FutureDone(self._thread.submit(job))
+
+    def from_device(
+        self, items: list[tuple[DramEntry, int]], after, handle: TransferHandle
+    ) -> None:
+        """Device blocks -> the entries' slots (a spill or a swap-out)."""
+        ids = [block_id for _, block_id in items]
+        views = [self.dram.view(entry.slot) for entry, _ in items]
+        part = self._run(lambda: self.copier.from_device(ids, views, after))
+        for entry, _ in items:
+            replace_held(entry, part)
+            entry.filling = part
+        handle.parts.append(part)
+        self.record.count("written_bytes", "dram", len(items) * self.dram.layout.block_bytes)
+
+    def to_device(self, items: list[tuple[DramEntry, int]], after, handle: TransferHandle) -> None:
+        """The entries' slots -> device blocks (a restore or a swap-in)."""
+        views = [self.dram.view(entry.slot) for entry, _ in items]
+        ids = [block_id for _, block_id in items]
+        part = self._run(lambda: self.copier.to_device(views, ids, after))
+        for entry, _ in items:
+            replace_held(entry, part)
+        handle.parts.append(part)
+        self.record.count("read_bytes", "dram", len(items) * self.dram.layout.block_bytes)
+
+    def shutdown(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+
+def replace_held(entry: DramEntry, part: Completion) -> None:
+    """The copy the entry was held for is submitted: it is now busy with that copy."""
+    if HELD in entry.busy:
+        entry.busy.remove(HELD)
+    entry.busy.append(part)
