@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from infleet.kv_tiering.completion import FutureDone, TransferHandle, wait_for
+from infleet.kv_tiering.direct_io import aligned_buffer
 from infleet.kv_tiering.dram_tier import DramEntry, DramTier
 from infleet.kv_tiering.file_format import BadBlockFile
 from infleet.kv_tiering.metrics import TierRecorder
@@ -33,7 +34,7 @@ class BlockTask:
     handle: TransferHandle
     index: int
     key: bytes
-    entry: DramEntry
+    entry: DramEntry | None  # None: no idle DRAM slot, staged in the I/O thread's buffer
     block_id: int
     after: torch.cuda.Event | None
 
@@ -53,6 +54,7 @@ class NvmeJobs:
     ) -> None:
         self.lock, self.dram, self.nvme, self.copier, self.record = lock, dram, nvme, copier, record
         self._io = ThreadPoolExecutor(io_threads, "kv-io")
+        self._local = threading.local()
         self._writer = WriteThrough(
             self.write, max_queue=write_queue, bytes_per_s=write_bytes_per_s
         )
@@ -74,7 +76,8 @@ class NvmeJobs:
         future = self._io.submit(job, task)
         part = FutureDone(future)
         task.handle.parts.append(part)
-        replace_held(task.entry, part)  # the slot stays in use until the job ends
+        if task.entry is not None:
+            replace_held(task.entry, part)  # the slot stays in use until the job ends
         return future
 
     def offer(self, key: bytes, entry: DramEntry) -> None:
@@ -95,12 +98,14 @@ class NvmeJobs:
         return report
 
     def _load(self, t: BlockTask) -> bool:
+        staging = self._staging() if t.entry is None else None
         try:
-            self.nvme.read(t.key, self.dram.raw(t.entry.slot))
+            self.nvme.read(t.key, self.dram.raw(t.entry.slot) if t.entry else staging)
         except (BadBlockFile, OSError) as err:  # a miss: the entry and the file go
             log.warning("KV tiers: NVMe block %s unusable, recomputing: %s", t.key.hex(), err)
             with self.lock:
-                self.dram.remove(t.key)
+                if t.entry is not None:
+                    self.dram.remove(t.key)
                 self.nvme.discard(t.key)
             self.nvme.delete(t.key)
             self.record.count("misses", "nvme")
@@ -109,22 +114,41 @@ class NvmeJobs:
             return False
         self.record.count("hits", "nvme")
         self.record.count("read_bytes", "nvme", self.nvme.file_bytes)
+        if staging is not None:
+            self._deliver(t, self._typed(staging))
+            return True
         self.record.count("written_bytes", "dram", self.dram.layout.block_bytes)
         self._deliver(t)
         return True
 
+    def _staging(self) -> memoryview:
+        """This thread's aligned buffer of one slot, for a block that found no DRAM slot."""
+        buf = getattr(self._local, "staging", None)
+        if buf is None:
+            buf = self._local.staging = aligned_buffer(self.dram.layout.slot_bytes)
+        return memoryview(buf)
+
+    def _typed(self, staging: memoryview) -> torch.Tensor:
+        layout = self.dram.layout
+        raw = torch.frombuffer(staging, dtype=torch.uint8)[: layout.block_bytes]
+        return raw.view(layout.dtype).view(layout.shape)
+
     def _copy_after_load(self, t: BlockTask) -> None:
-        assert t.entry.loading is not None
+        assert t.entry is not None and t.entry.loading is not None
         if t.entry.loading.result():
             self.record.count("hits", "dram")
             self._deliver(t)
 
-    def _deliver(self, t: BlockTask) -> None:
-        """The slot holds the block: copy it to the device and wait (this thread only)."""
-        event = self.copier.to_device([self.dram.view(t.entry.slot)], [t.block_id], t.after)
+    def _deliver(self, t: BlockTask, staged: torch.Tensor | None = None) -> None:
+        """The block is in its slot (or `staged`): copy it to the device and wait (this
+        thread only)."""
+        if staged is None:
+            assert t.entry is not None
+            staged = self.dram.view(t.entry.slot)
+            self.record.count("read_bytes", "dram", self.dram.layout.block_bytes)
+        event = self.copier.to_device([staged], [t.block_id], t.after)
         if event is not None:
             event.event.synchronize()
-        self.record.count("read_bytes", "dram", self.dram.layout.block_bytes)
         t.handle.ok[t.index] = True
 
     def write(self, item: tuple[bytes, DramEntry]) -> int:

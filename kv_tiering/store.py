@@ -124,45 +124,55 @@ class TieredBlockStore:
 
     def restore(self, keys: Sequence[bytes], block_ids: Sequence[int]) -> TransferHandle:
         """Copy the blocks named by `keys` into device blocks `block_ids` (allocated by the
-        engine), from DRAM or NVMe. Stops at the first key held nowhere (or that finds no
-        DRAM slot to stage through); `handle.num_done` is the number of leading blocks
-        that arrived once the handle is done."""
+        engine), from DRAM or NVMe; stops at the first key held nowhere. Once the handle is
+        done, `handle.num_done` leading blocks have arrived (a bad file ends the run)."""
         self._check_open(keys, block_ids)
         handle = self._handle(len(keys), self._restored)
         after = self.copies.mark()
         with self._lock:
-            from_dram: list[tuple[DramEntry, int]] = []
-            for i, (key, block_id) in enumerate(zip(keys, block_ids, strict=True)):
+            # First find every block, holding the DRAM ones: staging an NVMe block below
+            # must not evict a block this same restore is about to read.
+            found: list[DramEntry | None] = []  # None: on NVMe only
+            for key in keys:
                 entry = self.dram.get(key)
                 if entry is not None and not entry.pinned:
+                    entry.busy.append(HELD)
                     self.dram.touch(key)
-                    task = BlockTask(handle, i, key, entry, block_id, after)
-                    if entry.loading is not None and not entry.loading.done():
-                        assert self._jobs is not None  # only NVMe reads load slots
-                        self._jobs.copy_after_load(task)
-                    else:
-                        entry.busy.append(HELD)  # kept until its copy is submitted below
-                        from_dram.append((entry, block_id))
-                        handle.ok[i] = True
-                    continue
-                self.record.count("misses", "dram", 1)
-                if self.nvme is None or key not in self.nvme:
-                    self.record.count("misses", "nvme", 1 if self.nvme is not None else 0)
+                    found.append(entry)
+                elif self.nvme is not None and key in self.nvme:
+                    found.append(None)
+                else:
+                    self.record.count("misses", "dram")
+                    self.record.count("misses", "nvme", self.nvme is not None)
                     break
-                entry = self.dram.insert(key)
+            from_dram: list[tuple[DramEntry, int]] = []
+            for i, entry in enumerate(found):
+                key, block_id = keys[i], block_ids[i]
                 if entry is None:
-                    self.record.count("dropped", "dram", 1)
-                    break
-                self.nvme.touch(key)
-                entry.on_nvme = True
-                handle.tier = Tier.NVME.value
-                assert self._jobs is not None
-                entry.loading = self._jobs.load(BlockTask(handle, i, key, entry, block_id, after))
+                    self._load(BlockTask(handle, i, key, self.dram.insert(key), block_id, after))
+                elif entry.loading is not None and not entry.loading.done():
+                    assert self._jobs is not None  # only NVMe reads load slots
+                    self._jobs.copy_after_load(BlockTask(handle, i, key, entry, block_id, after))
+                else:
+                    from_dram.append((entry, block_id))
+                    handle.ok[i] = True
             self.record.count("hits", "dram", len(from_dram))
             if from_dram:
                 self.copies.to_device(from_dram, after, handle)
             self._publish_usage()
         return handle
+
+    def _load(self, task: BlockTask) -> None:
+        """Under the lock: an NVMe block, staged in a new DRAM entry (it is promoted) or,
+        when every slot is busy, in the I/O thread's own buffer."""
+        assert self.nvme is not None and self._jobs is not None
+        self.record.count("misses", "dram")
+        self.nvme.touch(task.key)
+        task.handle.tier = Tier.NVME.value
+        loading = self._jobs.load(task)
+        if task.entry is not None:
+            task.entry.on_nvme = True
+            task.entry.loading = loading
 
     def swap_room(self) -> int:
         """Blocks a swap-out could take now (free or idle DRAM slots)."""

@@ -1,6 +1,7 @@
 """Many restores in flight at once through a small DRAM tier: NVMe reads on several
-threads, two restores of the same block while it is still loading, spills in between.
-Every block that arrives is bit-exact and the tiers stay within their sizes."""
+threads, two restores of the same block while it is still loading, spills competing for
+the slots. Every block arrives (the NVMe tier holds them all), bit-exact, and the tiers
+stay within their sizes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.kv_tiering.blocks import chain_keys, file_bytes, make_store, random_p
 def test_overlapping_restores_and_spills_deliver_exact_blocks(tmp_path):
     pool = random_pool(96)
     original = pool.clone()
-    store, _ = make_store(pool, dram_blocks=12, nvme_dir=tmp_path, nvme_blocks=40, io_threads=4)
+    store, _ = make_store(pool, dram_blocks=12, nvme_dir=tmp_path, nvme_blocks=100, io_threads=4)
     keys = chain_keys(32)
     for start in range(0, 32, 4):  # everything on NVMe, the last 12 also in DRAM
         assert store.spill(keys[start : start + 4], list(range(start, start + 4))).wait(10)
@@ -40,8 +41,8 @@ def test_overlapping_restores_and_spills_deliver_exact_blocks(tmp_path):
             for j in range(handle.num_done):
                 assert torch.equal(pool[:, :, targets[j]], original[:, :, first + j])
         assert store.dram.used_bytes <= 12 * slot_bytes(pool)
-        assert store.nvme.used_bytes <= 40 * file_bytes(pool)
+        assert store.nvme.used_bytes <= 100 * file_bytes(pool)
         store.poll()
-    # A restore stops early only when every DRAM slot is busy with the others' copies.
-    assert delivered > asked / 2
+    # Blocks that found every DRAM slot busy were staged by their I/O thread instead.
+    assert delivered == asked
     store.close(5)

@@ -180,8 +180,13 @@ def test_the_nvme_tier_never_exceeds_its_size_and_evicts_the_oldest_files(tmp_pa
     assert store.lookup(keys[:22]) == []
     assert len(store.lookup(keys[22:])) == 10
     pool.zero_()
-    assert store.restore(keys[22:], list(range(10))).wait(10)
+    # 10 blocks through 8 DRAM slots: those that find no idle slot are staged by the I/O
+    # thread, and the DRAM blocks of this restore are not evicted to make room.
+    handle = store.restore(keys[22:], list(range(10)))
+    assert handle.wait(10) and handle.num_done == 10
     assert torch.equal(pool[:, :, :10], original[:, :, 22:])
+    assert sample(registry, "kv_tier_hits_total", "dram") == 8
+    assert sample(registry, "kv_tier_hits_total", "nvme") == 2
     store.close(5)
 
 
