@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from infleet.kv_tiering.completion import TransferHandle
+
 TIERS = ("dram", "nvme")
 _P = "infleet:"
 # From a DRAM restore of one block on a GPU (~100 us) to a queued NVMe read on a busy disk.
@@ -103,6 +105,16 @@ class TierRecorder:
         if self.metrics is not None:
             self.metrics.usage_bytes[tier].set(used)
             self.metrics.capacity_bytes[tier].set(capacity)
+
+    def spilled(self, handle: TransferHandle) -> None:
+        """A spill or swap-out handle finished."""
+        if handle.seconds is not None:
+            self.observe("spill_seconds", "dram", handle.seconds)
+
+    def restored(self, handle: TransferHandle) -> None:
+        """A restore or swap-in handle finished."""
+        if handle.seconds is not None and any(handle.ok):
+            self.observe("restore_seconds", handle.tier, handle.seconds)
 
     def bad_file(self) -> None:
         if self.metrics is not None:

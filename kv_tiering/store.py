@@ -100,7 +100,7 @@ class TieredBlockStore:
         handle is done (or `handle.fence()` on CUDA). A block that finds no idle DRAM slot
         is dropped (`ok[i]` false)."""
         self._check_open(keys, block_ids)
-        handle = self._handle(len(keys), self._spilled)
+        handle = self._handle(len(keys), self.record.spilled)
         after = self.copies.mark()
         with self._lock:
             new: list[tuple[DramEntry, int]] = []
@@ -127,7 +127,7 @@ class TieredBlockStore:
         engine), from DRAM or NVMe; stops at the first key held nowhere. Once the handle is
         done, `handle.num_done` leading blocks have arrived (a bad file ends the run)."""
         self._check_open(keys, block_ids)
-        handle = self._handle(len(keys), self._restored)
+        handle = self._handle(len(keys), self.record.restored)
         after = self.copies.mark()
         with self._lock:
             # First find every block, holding the DRAM ones: staging an NVMe block below
@@ -184,7 +184,7 @@ class TieredBlockStore:
         sequence) to DRAM slots held until `swap_in`. None, with nothing done, when DRAM
         cannot hold them all (then preempt by recompute)."""
         self._check_open(keys, block_ids)
-        handle = self._handle(len(keys), self._spilled)
+        handle = self._handle(len(keys), self.record.spilled)
         after = self.copies.mark()
         with self._lock:
             if self.dram.room() < len(keys):
@@ -203,7 +203,7 @@ class TieredBlockStore:
     def swap_in(self, keys: Sequence[bytes], block_ids: Sequence[int]) -> TransferHandle:
         """Copy a swapped-out sequence's blocks back; their slots become the first evicted."""
         self._check_open(keys, block_ids)
-        handle = self._handle(len(keys), self._restored)
+        handle = self._handle(len(keys), self.record.restored)
         after = self.copies.mark()
         with self._lock:
             held = []
@@ -270,16 +270,6 @@ class TieredBlockStore:
         handle = TransferHandle(n, on_done)
         self._unfinished.append(handle)
         return handle
-
-    # --- metrics ---
-
-    def _spilled(self, handle: TransferHandle) -> None:
-        if handle.seconds is not None:
-            self.record.observe("spill_seconds", "dram", handle.seconds)
-
-    def _restored(self, handle: TransferHandle) -> None:
-        if handle.seconds is not None and any(handle.ok):
-            self.record.observe("restore_seconds", handle.tier, handle.seconds)
 
     def _publish_usage(self) -> None:
         self.record.usage("dram", self.dram.used_bytes, self.dram.capacity_bytes)
