@@ -18,6 +18,7 @@ AREAS = {
     "engine": "infleet.engine",
     "autoscaler": "infleet.autoscaler",
     "localplane": "infleet.localplane",
+    "router": "infleet.router",
 }
 
 
