@@ -44,7 +44,7 @@ class RouterMetrics:
             _P + "held_requests", "Requests held now, waiting for a ready replica.", registry=r
         )
         self.hold_outcomes = Counter(
-            _P + "held_requests_total",
+            _P + "hold_outcomes_total",
             "Requests that waited for a ready replica, by outcome (released, timeout, full).",
             ["outcome"],
             registry=r,
