@@ -36,6 +36,7 @@ class FakeEngine:
     seen: list[Seen] = field(default_factory=list)
     aborted: int = 0  # streams whose client went away before the end
     finished: int = 0
+    event_streams: int = 0  # connections to /router/events
     events: asyncio.Queue[wire.Event] | None = None
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -102,6 +103,7 @@ class FakeEngine:
     async def router_events(self, request: web.Request) -> web.StreamResponse:
         if not self.publish or self.events is None:
             raise web.HTTPNotFound()
+        self.event_streams += 1
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         while True:
