@@ -65,6 +65,14 @@ def prefix_keys(
     return keys
 
 
+def tie_key(salt: str, prompt: bytes, keys: list[int]) -> int:
+    """What the picker breaks ties on: the first key (a conversation's turns agree), or
+    for a prompt shorter than a chunk a hash of all of it (short prompts still spread)."""
+    if keys:
+        return keys[0]
+    return int.from_bytes(hashlib.blake2b(salt.encode() + prompt, digest_size=8).digest(), "big")
+
+
 def salt_of(tenant: str, model: str) -> str:
     return f"{tenant}\x00{model}"
 

@@ -29,7 +29,7 @@ from infleet.router.config import RouterConfig
 from infleet.router.limits import TenantLimiter
 from infleet.router.metrics import RouterMetrics
 from infleet.router.picker import pick
-from infleet.router.prefix_keys import canonical_prompt, prefix_keys, salt_of, to_hex
+from infleet.router.prefix_keys import canonical_prompt, prefix_keys, salt_of, tie_key, to_hex
 from infleet.router.replicas import ReplicaSet
 from infleet.router.tenants import DEFAULT_TENANT, KeysFile, bearer_token
 from infleet.router.wire import PREFIX_KEYS_HEADER
@@ -102,8 +102,10 @@ class Router:
                 raise errors.rate_limited(tenant, admission.reason, admission.retry_after)
             self.metrics.tenant_requests.labels(tenant, "admitted").inc()
             try:
-                keys = prefix_keys(salt_of(tenant, model), canonical_prompt(body))
-                return await self._forward(request, raw, keys, adapter)
+                salt, prompt = salt_of(tenant, model), canonical_prompt(body)
+                keys = prefix_keys(salt, prompt)
+                tie = tie_key(salt, prompt, keys)
+                return await self._forward(request, raw, keys, tie, adapter)
             finally:
                 self.limiter.release(tenant)
         except errors.RouterError as err:
@@ -142,7 +144,12 @@ class Router:
         raise errors.model_not_found(model)
 
     async def _forward(
-        self, request: web.Request, raw: bytes, keys: list[int], adapter: str | None
+        self,
+        request: web.Request,
+        raw: bytes,
+        keys: list[int],
+        tie: int,
+        adapter: str | None,
     ) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.spec.hold_queue.timeout_seconds
@@ -160,7 +167,7 @@ class Router:
                 candidates,
                 request_keys=len(keys),
                 wants_adapter=adapter is not None,
-                tie_key=keys[0] if keys else 0,
+                tie_key=tie,
                 weights=self.config.weights,
             )
             if decision.replica is None:
