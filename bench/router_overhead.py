@@ -6,7 +6,8 @@ Three processes: a stub engine (aiohttp; answers a chat completion at once, or s
 16 SSE chunks), the real `infleet router` pinned to one core, and this driver on the
 other cores. The driver sends the same request straight to the stub and through the
 router, alternating one by one over one keep-alive connection each, so both see the same
-machine noise; added latency = routed - direct, per pair. The body is a chat request with
+machine noise; added latency = routed - direct, per pair, beside the noise floor (a second
+direct request minus the first). The body is a chat request with
 a 2 KiB system prompt (8 prefix keys to hash and look up). Then it keeps `--concurrency`
 requests in flight through the router for `--seconds` and reads the router's CPU time
 from /proc: requests/s, and CPU per request (1 / that is what one core can route).
@@ -79,22 +80,25 @@ async def one(session: aiohttp.ClientSession, url: str, data: bytes) -> float:
 
 
 async def latency(direct: str, routed: str, n: int, stream: bool) -> dict[str, float]:
-    added, plain = [], []
+    """Triples direct, routed, direct again: routed - direct is what the router adds;
+    direct again - direct is the machine's own noise between two identical requests."""
+    added, plain, noise = [], [], []
     async with aiohttp.ClientSession() as a, aiohttp.ClientSession() as b:
-        for i in range(n + 200):  # the first 200 pairs warm up connections and caches
+        for i in range(n + 200):  # the first 200 warm up connections and caches
             data = body(i % 64, stream)
             d = await one(a, direct, data)
             r = await one(b, routed, data)
+            again = await one(a, direct, data)
             if i >= 200:
                 plain.append(d)
                 added.append(r - d)
+                noise.append(again - d)
     ms = 1000
-    return {
-        "direct_p50_ms": round(percentile(plain, 50) * ms, 3),
-        "added_p50_ms": round(percentile(added, 50) * ms, 3),
-        "added_p90_ms": round(percentile(added, 90) * ms, 3),
-        "added_p99_ms": round(percentile(added, 99) * ms, 3),
-    }
+    out = {"direct_p50_ms": round(percentile(plain, 50) * ms, 3)}
+    for q in (50, 90, 99):
+        out[f"added_p{q}_ms"] = round(percentile(added, q) * ms, 3)
+        out[f"noise_p{q}_ms"] = round(percentile(noise, q) * ms, 3)
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
