@@ -79,17 +79,17 @@ async def one(session: aiohttp.ClientSession, url: str, data: bytes) -> float:
     return time.perf_counter() - start
 
 
-async def latency(direct: str, routed: str, n: int, stream: bool) -> dict[str, float]:
+async def latency(direct: str, routed: str, n: int, stream: bool, warmup: int) -> dict[str, float]:
     """Triples direct, routed, direct again: routed - direct is what the router adds;
     direct again - direct is the machine's own noise between two identical requests."""
     added, plain, noise = [], [], []
     async with aiohttp.ClientSession() as a, aiohttp.ClientSession() as b:
-        for i in range(n + 200):  # the first 200 warm up connections and caches
+        for i in range(n + warmup):  # the first ones warm up connections and caches
             data = body(i % 64, stream)
             d = await one(a, direct, data)
             r = await one(b, routed, data)
             again = await one(a, direct, data)
-            if i >= 200:
+            if i >= warmup:
                 plain.append(d)
                 added.append(r - d)
                 noise.append(again - d)
@@ -99,6 +99,17 @@ async def latency(direct: str, routed: str, n: int, stream: bool) -> dict[str, f
         out[f"added_p{q}_ms"] = round(percentile(added, q) * ms, 3)
         out[f"noise_p{q}_ms"] = round(percentile(noise, q) * ms, 3)
     return out
+
+
+async def wait_ready(routed: str) -> None:
+    """Until the router's first health poll has found the stub."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            async with session.get(routed + "/health") as resp:
+                if (await resp.json())["ready_replicas"]:
+                    return
+            await asyncio.sleep(0.02)
+    raise RuntimeError("the router never saw the stub ready")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -133,6 +144,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stub", type=int, help=argparse.SUPPRESS)  # internal: run the stub
     p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--warmup", type=int, default=200, help="requests not counted")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--router-core", type=int, default=1)
@@ -141,8 +153,10 @@ def main() -> int:
     if args.stub:
         stub_main(args.stub)
         return 0
-    others = sorted(os.sched_getaffinity(0) - {args.router_core})
-    os.sched_setaffinity(0, others)  # the driver and the stub stay off the router's core
+    cores = os.sched_getaffinity(0)
+    pin = len(cores) > 1 and args.router_core in cores
+    if pin:  # the driver and the stub stay off the router's core
+        os.sched_setaffinity(0, cores - {args.router_core})
     port = 18000 + os.getpid() % 1000
     stub = subprocess.Popen(
         [sys.executable, __file__, "--stub", str(port)], stdout=subprocess.PIPE, text=True
@@ -153,7 +167,8 @@ def main() -> int:
         [INFLEET, "router", "--model", "stub", "--replica", direct, "--host", "127.0.0.1", "--port", "0"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    os.sched_setaffinity(router.pid, {args.router_core})
+    if pin:
+        os.sched_setaffinity(router.pid, {args.router_core})
     assert router.stderr is not None
     routed = ""
     for line in router.stderr:
@@ -161,7 +176,7 @@ def main() -> int:
             routed = found.group(1)
             break
     try:
-        time.sleep(1.5)  # the first health poll marks the stub ready
+        asyncio.run(wait_ready(routed))
         result = {
             "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
@@ -171,9 +186,12 @@ def main() -> int:
                 ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
             ).stdout.strip(),
             "date": time.strftime("%Y-%m-%d"),
+            "router_pinned": pin,
             "requests": args.requests,
-            "whole": asyncio.run(latency(direct, routed, args.requests, False)),
-            "streamed_16_chunks": asyncio.run(latency(direct, routed, args.requests, True)),
+            "whole": asyncio.run(latency(direct, routed, args.requests, False, args.warmup)),
+            "streamed_16_chunks": asyncio.run(
+                latency(direct, routed, args.requests, True, args.warmup)
+            ),
             "throughput": asyncio.run(
                 throughput(routed, router.pid, args.concurrency, args.seconds)
             ),
