@@ -83,8 +83,10 @@ def _discover(args: argparse.Namespace) -> Discover:
         return static
     if args.kube_api:
         access = KubeAccess(args.kube_api.rstrip("/"), args.kube_token_file, args.kube_ca_file)
-    else:
+    elif "KUBERNETES_SERVICE_HOST" in os.environ:
         access = KubeAccess.in_cluster()
+    else:
+        raise SystemExit("infleet router: --service outside a pod needs --kube-api URL")
 
     async def kube(router: Router) -> None:
         await watch_endpoint_slices(

@@ -25,18 +25,23 @@ SUPERVISE_SECONDS = 0.5
 
 
 async def sse_messages(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
-    """(event type, data) for each server-sent event; data lines joined with newlines."""
-    event_type, data = "message", []
-    async for raw in content:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if data:
-                yield event_type, "\n".join(data)
-            event_type, data = "message", []
-        elif line.startswith("event:"):
-            event_type = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
+    """(event type, data) for each server-sent event; data lines joined with newlines.
+
+    Lines are split here rather than by the reader's readline, whose 128 KiB limit a
+    snapshot of a large cache (16 hex digits a key) exceeds."""
+    event_type, data, pending = "message", [], b""
+    async for chunk in content.iter_any():
+        *lines, pending = (pending + chunk).split(b"\n")
+        for raw in lines:
+            line = raw.decode().rstrip("\r")
+            if not line:
+                if data:
+                    yield event_type, "\n".join(data)
+                event_type, data = "message", []
+            elif line.startswith("event:"):
+                event_type = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
 
 
 async def follow(
@@ -63,6 +68,8 @@ async def follow(
                             break
         except (aiohttp.ClientError, wire.WireError, KeyError) as err:
             log.info("replica %s: event stream ended: %s", name, err)
+        except Exception:  # a follower must outlive any one bad stream
+            log.exception("replica %s: event stream failed", name)
         replicas.unpublished(name)
         await asyncio.sleep(wait)
 
@@ -74,8 +81,9 @@ async def follow_all(
     tasks: dict[str, asyncio.Task[None]] = {}
     try:
         while True:
-            for name in replicas.replicas.keys() - tasks.keys():
-                tasks[name] = asyncio.create_task(follow(replicas, name, session, admin_key))
+            for name in list(replicas.replicas):
+                if name not in tasks or tasks[name].done():
+                    tasks[name] = asyncio.create_task(follow(replicas, name, session, admin_key))
             for name in tasks.keys() - replicas.replicas.keys():
                 tasks.pop(name).cancel()
             await asyncio.sleep(SUPERVISE_SECONDS)

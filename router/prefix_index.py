@@ -54,9 +54,10 @@ class PrefixIndex:
                 held.pop(key, None)
 
     def replace(self, replica: str, keys: Sequence[int]) -> None:
-        """The replica's whole cache, as it published it (a snapshot)."""
-        self._keys[replica] = OrderedDict.fromkeys(keys)
-        self._trim(replica)
+        """The replica's whole cache, as it published it (a snapshot, roots first): past
+        the budget, the last keys are the ones left out."""
+        self._keys[replica] = OrderedDict()
+        self.record(replica, keys)
 
     def set_capacity(self, replica: str, capacity: int) -> None:
         self._capacity[replica] = max(capacity, 1)

@@ -37,7 +37,13 @@ from infleet.router.wire import PREFIX_KEYS_HEADER
 log = logging.getLogger("infleet.router")
 GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Accept", "X-Request-Id")
-RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "X-Request-Id")
+RELAYED_HEADERS = (
+    "Content-Type",
+    "Content-Encoding",
+    "Cache-Control",
+    "Retry-After",
+    "X-Request-Id",
+)
 _CONNECT_FAILURES = (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)
 Refusal = Literal["draining", "unreachable", "disconnected"]
 
@@ -154,6 +160,8 @@ class Router:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.spec.hold_queue.timeout_seconds
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
+        # Bytes are relayed as they come: only an encoding the client accepts may come.
+        headers["Accept-Encoding"] = request.headers.get("Accept-Encoding", "identity")
         if keys:
             headers[PREFIX_KEYS_HEADER] = ",".join(to_hex(keys))
         tried: set[str] = set()
@@ -171,7 +179,9 @@ class Router:
                 weights=self.config.weights,
             )
             if decision.replica is None:
-                break  # every usable replica already refused this request
+                if tried:
+                    break  # every usable replica already refused this request
+                continue  # the last one went between the wait and the pick: wait again
             self._count(decision.reason, decision.cached_keys, bool(keys))
             name = decision.replica
             self.replicas.started(name, keys, adapter)
@@ -186,7 +196,7 @@ class Router:
             # A closed keep-alive connection says nothing about the replica's health.
             self.replicas.refused(name, keys, loop.time(), suspend=outcome != "disconnected")
         raise errors.no_replica(
-            f"the request was refused by {len(tried)} replicas (draining or down)"
+            f"no replica took the request ({len(tried)} refused it: draining or down)"
         )
 
     def _count(self, reason: str, cached_keys: int, has_keys: bool) -> None:

@@ -154,9 +154,9 @@ class ReplicaSet:
             r.epoch, r.seq = event.epoch, event.seq
             r.published_adapters = frozenset(event.adapters)
             r.published_draining = event.draining
-            self.index.replace(name, [int(k, 16) for k in event.keys])
             if event.kv_capacity_tokens:
                 self.index.set_capacity(name, event.kv_capacity_tokens // KEY_TOKENS)
+            self.index.replace(name, [int(k, 16) for k in event.keys])
             self._set_load(r, event, now)
             self._notify()
             return True

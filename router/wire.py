@@ -59,7 +59,9 @@ class Snapshot(Load):
     adapters: list[str] = Field(default_factory=list, description="LoRA adapters loaded")
     kv_capacity_tokens: int = Field(ge=0, description="tokens the KV cache holds")
     draining: bool = False
-    keys: list[HexKey] = Field(default_factory=list, description="prefix keys cached")
+    keys: list[HexKey] = Field(
+        default_factory=list, description="prefix keys cached, in chain order (roots first)"
+    )
 
 
 class Stored(_Message):

@@ -37,7 +37,7 @@ def publish(loop: Loop, engine: FakeEngine, event: wire.Event) -> None:
 
 def snapshot(seq: int = 0, **fields) -> wire.Snapshot:
     base = dict(epoch="e1", model="tiny", waiting=0, running=0, kv_usage=0.1)
-    return wire.Snapshot(seq=seq, kv_capacity_tokens=65536, **{**base, **fields})
+    return wire.Snapshot(seq=seq, **{**base, "kv_capacity_tokens": 65536, **fields})
 
 
 def body_tied_to(b_url: str, a_url: str) -> tuple[dict, list[int]]:
@@ -103,3 +103,15 @@ def test_a_gap_in_the_stream_resyncs_from_a_new_snapshot(fleet, loop):
     wait_until(loop, lambda: replicas.replicas[a.url].epoch == "e2")
     assert replicas.index.matched(a.url, [0xCC]) == 1
     assert replicas.index.matched(a.url, [0xAA]) == 0  # a new epoch: the old cache is gone
+
+
+def test_a_snapshot_of_a_large_cache_is_followed(fleet, loop):
+    """20,000 keys make a 380 KB line: more than a line reader's buffer holds."""
+    a, _, router = fleet
+    replicas = router.router.replicas
+    wait_until(loop, lambda: a.event_streams == 1)
+    keys = list(range(1, 20_001))
+    publish(loop, a, snapshot(keys=to_hex(keys), kv_capacity_tokens=2_000_000))
+    wait_until(loop, lambda: replicas.replicas[a.url].epoch == "e1")
+    assert replicas.index.matched(a.url, keys) == 20_000
+    assert a.event_streams == 1  # followed, not failed and reconnected
