@@ -89,3 +89,9 @@ def upstream_failed(replica: str, err: Exception) -> RouterError:
         type="server_error",
         code="upstream_failed",
     )
+
+
+def internal() -> RouterError:
+    return RouterError(
+        500, "internal error in the router", type="server_error", code="internal_error"
+    )

@@ -45,6 +45,7 @@ RELAYED_HEADERS = (
     "X-Request-Id",
 )
 _CONNECT_FAILURES = (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)
+STREAMING = "infleet.router.streaming"  # request key: the relay has started answering
 Refusal = Literal["draining", "unreachable", "disconnected"]
 
 
@@ -89,6 +90,11 @@ class Router:
         self.in_flight += 1
         try:
             return await self._generate(request)
+        except Exception:
+            if request.get(STREAMING):
+                raise  # part of the answer went out: the connection is cut instead
+            log.exception("request %s failed", request.path)
+            return errors.internal().response()
         finally:
             self.in_flight -= 1
 
@@ -232,6 +238,7 @@ class Router:
                     raise errors.upstream_failed(name, err) from None
                 return web.Response(status=upstream.status, body=body, headers=relayed)
             response = web.StreamResponse(status=upstream.status, headers=relayed)
+            request[STREAMING] = True
             await response.prepare(request)
             try:
                 async for chunk in upstream.content.iter_any():
