@@ -30,12 +30,16 @@ _SEP = b"\x1e"  # ASCII record separator: cannot be confused with JSON text
 
 
 def canonical_prompt(body: Mapping[str, Any]) -> bytes:
-    """The request's prompt as bytes whose prefixes follow the conversation's prefixes."""
+    """The request's prompt as bytes whose prefixes follow the conversation's prefixes.
+
+    Never raises: a body of the wrong shape gets few or no keys, and the engine behind
+    answers it with the 400 that names the field."""
     if "messages" in body:
         parts = []
         if body.get("tools"):
             parts.append(json.dumps(body["tools"], sort_keys=True).encode())
-        for message in body["messages"] or ():
+        messages = body["messages"]
+        for message in messages if isinstance(messages, list) else ():
             if not isinstance(message, Mapping):
                 continue
             content = message.get("content")

@@ -54,6 +54,7 @@ def test_prompts_of_every_shape_have_keys():
     assert len(prefix_keys(salt, canonical_prompt(parts))) == 2
     assert canonical_prompt({"messages": ["junk", None]}) == b"\x1e"
     assert canonical_prompt({"prompt": {"a": 1}}) == b""
+    assert canonical_prompt({"messages": 5}) == canonical_prompt({"messages": "abc"}) == b"\x1e"
     assert len(prefix_keys(salt, b"q" * 10**6)) == 256  # capped
 
 
