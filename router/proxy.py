@@ -45,7 +45,7 @@ RELAYED_HEADERS = (
     "X-Request-Id",
 )
 _CONNECT_FAILURES = (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)
-STREAMING = "infleet.router.streaming"  # request key: the relay has started answering
+STREAMING = web.RequestKey("streaming", bool)  # the relay has started answering
 Refusal = Literal["draining", "unreachable", "disconnected"]
 
 

@@ -31,6 +31,7 @@ class Loop:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
 
 def static_discovery(urls: list[str], interval: float = 0.1) -> Discover:
