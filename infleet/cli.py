@@ -51,7 +51,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "up": Subcommand(
         "infleet.localplane.up",
         "main",
-        "engine,operator",
+        "engine,operator,localplane",
         "start a local fleet: control plane, operator, a sample service",
     ),
     "router": Subcommand(
