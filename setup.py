@@ -19,6 +19,7 @@ AREAS = {
     "localplane": "infleet.localplane",
     "lora": "infleet.lora",
     "kv_tiering": "infleet.kv_tiering",
+    "router": "infleet.router",
 }
 
 

@@ -54,6 +54,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "engine,operator,localplane",
         "start a local fleet: control plane, operator, a sample service",
     ),
+    "router": Subcommand(
+        "infleet.router.cli",
+        "main",
+        "router",
+        "route a service's requests over its replicas (prefix/adapter/load-aware)",
+    ),
     "simulate": Subcommand(
         "infleet.autoscaler.simulate_cli",
         "main",
