@@ -10,7 +10,6 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent
 # folder -> import name. `operator` must never become a top-level package (stdlib clash).
-# DESIGN.md's `lora/` and `kv_tiering/` join this table when they are built.
 AREAS = {
     "infleet": "infleet",
     "api": "infleet.api",
@@ -18,6 +17,9 @@ AREAS = {
     "engine": "infleet.engine",
     "autoscaler": "infleet.autoscaler",
     "localplane": "infleet.localplane",
+    "lora": "infleet.lora",
+    "kv_tiering": "infleet.kv_tiering",
+    "router": "infleet.router",
 }
 
 

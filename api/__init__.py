@@ -14,6 +14,7 @@ from infleet.api.inference_service import (
 )
 from infleet.api.lora_adapter import LoRAAdapter, LoRAAdapterSpec
 from infleet.api.placement import CapacitySpec, DedicatedPool, SpotPool, Toleration
+from infleet.api.router import HoldQueue, RouterSpec, TenantLimitOverride, TenantLimits
 from infleet.api.scaling import ScalingSpec, SloSpec
 from infleet.api.status import Condition, InferenceServiceStatus, ScalingDecision
 
@@ -27,6 +28,7 @@ __all__ = [
     "Condition",
     "DedicatedPool",
     "EngineSpec",
+    "HoldQueue",
     "InferenceService",
     "InferenceServiceSpec",
     "InferenceServiceStatus",
@@ -34,9 +36,12 @@ __all__ = [
     "LoRAAdapterSpec",
     "ModelSpec",
     "ResourcesSpec",
+    "RouterSpec",
     "ScalingDecision",
     "ScalingSpec",
     "SloSpec",
     "SpotPool",
+    "TenantLimitOverride",
+    "TenantLimits",
     "Toleration",
 ]

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from infleet.api.base import CrdModel, Quantity, Rule, field
 from infleet.api.engine import EngineSpec
 from infleet.api.placement import CapacitySpec
+from infleet.api.router import RouterSpec
 from infleet.api.scaling import ScalingSpec, SloSpec
 from infleet.api.status import InferenceServiceStatus
 
@@ -95,6 +96,11 @@ class InferenceServiceSpec(CrdModel):
         default_factory=CapacitySpec, description="Dedicated and spot capacity."
     )
     slo: SloSpec = field(default_factory=SloSpec, description="Service-level objectives.")
+    router: RouterSpec = field(
+        default_factory=RouterSpec,
+        description="The request router: prefix/adapter/load-aware routing, per-tenant "
+        "limits, holding requests while no replica is ready.",
+    )
     replicas: int | None = field(
         None,
         ge=0,

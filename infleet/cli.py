@@ -51,8 +51,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "up": Subcommand(
         "infleet.localplane.up",
         "main",
-        "engine,operator",
+        "engine,operator,localplane",
         "start a local fleet: control plane, operator, a sample service",
+    ),
+    "router": Subcommand(
+        "infleet.router.cli",
+        "main",
+        "router",
+        "route a service's requests over its replicas (prefix/adapter/load-aware)",
     ),
     "simulate": Subcommand(
         "infleet.autoscaler.simulate_cli",

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from infleet.localplane.controller import Controller
 from infleet.localplane.crds import CrdRegistrar
+from infleet.localplane.credentials import issue
 from infleet.localplane.crud import Api
 from infleet.localplane.gc import GarbageCollector, NamespaceController
 from infleet.localplane.resources import Registry
@@ -53,7 +54,11 @@ class LocalPlane:
         self.api.admission.service_ips = (
             str(ip) for ip in ipaddress.ip_network(self.config.service_network).hosts()
         )
-        self.server = ApiServer(self.api, bookmark_interval=self.config.bookmark_interval)
+        # A CA, serving certificate and bearer token of this plane alone (see credentials.py).
+        self.credentials = issue(self.config.host)
+        self.server = ApiServer(
+            self.api, self.credentials.token, bookmark_interval=self.config.bookmark_interval
+        )
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = self.config.workdir
         self.controllers: list[Controller] = [
@@ -86,10 +91,15 @@ class LocalPlane:
             self.workdir = Path(self._tmp.name)
         self._runner = web.AppRunner(self.server.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(
+            self._runner,
+            self.config.host,
+            self.config.port,
+            ssl_context=self.credentials.server_context(),
+        )
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://{self.config.host}:{port}"
+        self.url = f"https://{self.config.host}:{port}"
         if self.config.workloads:
             from infleet.localplane.workloads import add_workloads
 
@@ -119,8 +129,16 @@ class LocalPlane:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "infleet-local", "cluster": {"server": self.url}}],
-            "users": [{"name": "infleet-local", "user": {"token": "infleet-local"}}],
+            "clusters": [
+                {
+                    "name": "infleet-local",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": self.credentials.ca_data,
+                    },
+                }
+            ],
+            "users": [{"name": "infleet-local", "user": {"token": self.credentials.token}}],
             "contexts": [
                 {
                     "name": "infleet-local",

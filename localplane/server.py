@@ -15,6 +15,7 @@ from infleet.localplane import discovery, openapi, protobuf
 from infleet.localplane.crud import PATCH_TYPES, Api
 from infleet.localplane.errors import ApiError
 from infleet.localplane.faults import Faults
+from infleet.localplane.guard import accept_media_types, authenticate
 from infleet.localplane.resources import ResourceType
 from infleet.localplane.tables import table, wants_table
 from infleet.localplane.watch import WatchStream
@@ -49,14 +50,15 @@ def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> we
 
 
 class ApiServer:
-    def __init__(self, api: Api, bookmark_interval: float = 30.0) -> None:
+    def __init__(self, api: Api, token: str, bookmark_interval: float = 30.0) -> None:
         self.api = api
         self.bookmark_interval = bookmark_interval
         self.sub_handlers: dict[tuple[str, str, str, str], SubHandler] = {}
-        self.faults = Faults()  # a request log and held requests, for tests (faults.py)
-        self.app = web.Application(
-            middlewares=[self.faults.middleware, self._errors], client_max_size=64 * 2**20
-        )
+        # Errors outermost, so a refused token or media type answers as a `Status` too;
+        # then the test hooks (faults.py), which see every request, refused ones included.
+        self.faults = Faults()
+        guards = [self.faults.middleware, authenticate(token), accept_media_types]
+        self.app = web.Application(middlewares=[self._errors, *guards], client_max_size=64 * 2**20)
         r = self.app.router
         for path in ("/version", "/version/"):  # the kubernetes client asks for /version/
             r.add_get(path, self._version)

@@ -150,9 +150,8 @@ def _banner(kubeconfig: Path, plane: LocalPlane, sample: dict[str, Any] | None) 
     lines = [
         "",
         f"infleet local fleet is up: API server {plane.url}",
-        f"kubeconfig: {kc}",
+        f"kubeconfig: {kc}  (the API server's CA and bearer token: keep it private)",
         "",
-        kc.read_text(),
         "Next:",
         f"  export KUBECONFIG={kc}",
         "  kubectl get nodes",

@@ -159,7 +159,7 @@ def _tgi(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
 ENGINES: dict[str, EngineProfile] = {
     "infleet": EngineProfile(
         kind="infleet",
-        image=f"ghcr.io/infleet/infleet:{__version__}",
+        image=f"ghcr.io/infleet/infleet-engine:{__version__}-cuda",  # scripts/build-images.sh
         command=("infleet", "serve"),
         port=8000,
         host_flag="host",

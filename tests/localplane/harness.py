@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from infleet.localplane.plane import LocalPlane, PlaneConfig
@@ -49,6 +50,14 @@ class RunningPlane:
             "KUBECONFIG": str(self.kubeconfig),
             "KUBECACHEDIR": str(self.dir / "kubecache"),
         }
+        # Raw HTTP for what kubectl cannot show (watch streams, status codes): the
+        # kubeconfig's CA and token, as any client of the plane.
+        credentials = self.plane.credentials
+        self.http = httpx.Client(
+            base_url=self.plane.url,
+            verify=credentials.client_context(),
+            headers={"Authorization": f"Bearer {credentials.token}"},
+        )
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the plane's loop (the store is not thread-safe)."""
@@ -92,6 +101,7 @@ class RunningPlane:
         raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
     def stop(self) -> None:
+        self.http.close()
         asyncio.run_coroutine_threadsafe(self.plane.stop(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

@@ -60,6 +60,8 @@ def test_up_serves_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
             if "Ctrl-C stops everything" in line:
                 break
         assert f"kubeconfig: {kubeconfig}" in banner
+        token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
+        assert token not in banner  # the kubeconfig's path is printed, never its secret
         nodes = subprocess.run(
             ["kubectl", "get", "nodes", "-o", "name"],
             env=env,

@@ -6,8 +6,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import httpx
-
 from tests.localplane.harness import RunningPlane
 from tests.localplane.manifests import namespace
 
@@ -16,9 +14,7 @@ BASE = "/api/v1/namespaces/w/configmaps"
 
 def _events(plane: RunningPlane, params: dict, until: int, timeout: float = 10) -> list[dict]:
     out: list[dict] = []
-    with httpx.stream(
-        "GET", plane.plane.url + BASE, params={"watch": "true", **params}, timeout=timeout
-    ) as r:
+    with plane.http.stream("GET", BASE, params={"watch": "true", **params}, timeout=timeout) as r:
         for line in r.iter_lines():
             out.append(json.loads(line))
             if len(out) >= until:
@@ -38,7 +34,7 @@ def _cm(plane: RunningPlane, name: str, **labels: str) -> None:
 
 def test_watch_replays_from_a_version_with_selector_transitions(plane: RunningPlane) -> None:
     plane.apply(namespace("w"))
-    listed = httpx.get(plane.plane.url + BASE).json()
+    listed = plane.http.get(BASE).json()
     since = listed["metadata"]["resourceVersion"]
     _cm(plane, "a", team="x")
     plane.kubectl("label", "cm/a", "-n", "w", "team=y", "--overwrite")  # leaves team=x
@@ -79,9 +75,9 @@ def test_bookmarks_and_initial_events_end(plane: RunningPlane) -> None:
 
 def test_timeout_seconds_ends_the_stream(plane: RunningPlane) -> None:
     start = time.monotonic()
-    with httpx.stream(
+    with plane.http.stream(
         "GET",
-        plane.plane.url + BASE,
+        BASE,
         params={"watch": "true", "timeoutSeconds": "1", "resourceVersion": "0"},
         timeout=10,
     ) as r:
@@ -91,7 +87,7 @@ def test_timeout_seconds_ends_the_stream(plane: RunningPlane) -> None:
 
 def test_too_old_resource_version_is_410_gone(plane: RunningPlane) -> None:
     plane.apply(namespace("w"))
-    old = httpx.get(plane.plane.url + BASE).json()["metadata"]["resourceVersion"]
+    old = plane.http.get(BASE).json()["metadata"]["resourceVersion"]
     _cm(plane, "d")
     plane.call(plane.plane.store.compact)
     [err] = _events(plane, {"resourceVersion": old}, until=1)

@@ -1,0 +1,137 @@
+"""Replicas from Kubernetes EndpointSlices, read with plain HTTP (list, then watch).
+
+No kubernetes client: one list and one watch of one resource need a few lines of aiohttp,
+and the router image stays small. In a pod it uses the service account (token re-read on
+every request, since projected tokens rotate; the cluster CA); elsewhere any API server
+URL with an optional token (the local control plane in tests).
+
+An endpoint whose `conditions.ready` is true gets requests; `terminating` marks it
+draining (it finishes what it has, gets nothing new). `ready` unset means ready, as the
+EndpointSlice API defines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from infleet.router.replicas import Endpoint, ReplicaSet
+
+log = logging.getLogger("infleet.router.kube")
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SERVICE_LABEL = "kubernetes.io/service-name"
+RETRY_SECONDS = 1.0
+WATCH_SECONDS = 300  # the server ends each watch after this; we list again
+
+
+@dataclass(frozen=True, slots=True)
+class KubeAccess:
+    server: str  # https://HOST:PORT
+    token_file: Path | None = None
+    ca_file: Path | None = None
+
+    @classmethod
+    def in_cluster(cls) -> KubeAccess:
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        host = f"[{host}]" if ":" in host else host
+        return cls(f"https://{host}:{port}", SA_DIR / "token", SA_DIR / "ca.crt")
+
+    def headers(self) -> dict[str, str]:
+        if self.token_file is None:
+            return {}
+        return {"Authorization": "Bearer " + self.token_file.read_text().strip()}
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.ca_file is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+def endpoints_of(slices: Iterable[dict[str, Any]], port_name: str) -> list[Endpoint]:
+    """The replicas in a Service's EndpointSlices: one per address, on the named port."""
+    found: dict[str, Endpoint] = {}
+    for sl in slices:
+        ports = sl.get("ports") or []
+        port = next((p.get("port") for p in ports if p.get("name", "") == port_name), None)
+        if port is None:
+            continue
+        for ep in sl.get("endpoints") or []:
+            cond = ep.get("conditions") or {}
+            ready = cond.get("ready") is not False
+            draining = bool(cond.get("terminating"))
+            for address in ep.get("addresses") or []:
+                host = f"[{address}]" if ":" in address else address
+                name = (ep.get("targetRef") or {}).get("name") or address
+                found[name] = Endpoint(
+                    name, f"http://{host}:{port}", ready and not draining, draining
+                )
+    return list(found.values())
+
+
+async def watch_endpoint_slices(
+    replicas: ReplicaSet,
+    access: KubeAccess,
+    namespace: str,
+    service: str,
+    port_name: str = "http",
+) -> None:
+    """Forever: keep `replicas` equal to the Service's ready endpoints."""
+    base = f"{access.server}/apis/discovery.k8s.io/v1/namespaces/{quote(namespace)}/endpointslices"
+    selector = quote(f"{SERVICE_LABEL}={service}")
+    connector = aiohttp.TCPConnector(ssl=access.ssl_context() or True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        while True:
+            try:
+                await _list_and_watch(session, access, base, selector, replicas, port_name)
+            except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ValueError) as err:
+                log.warning("EndpointSlice watch of %s/%s failed: %s", namespace, service, err)
+                await asyncio.sleep(RETRY_SECONDS)
+
+
+async def _list_and_watch(
+    session: aiohttp.ClientSession,
+    access: KubeAccess,
+    base: str,
+    selector: str,
+    replicas: ReplicaSet,
+    port_name: str,
+) -> None:
+    async with session.get(f"{base}?labelSelector={selector}", headers=access.headers()) as resp:
+        resp.raise_for_status()
+        listing = await resp.json()
+    slices = {s["metadata"]["name"]: s for s in listing.get("items") or []}
+    replicas.sync(endpoints_of(slices.values(), port_name))
+    version = listing["metadata"]["resourceVersion"]
+    url = (
+        f"{base}?labelSelector={selector}&watch=1&resourceVersion={version}"
+        f"&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}"
+    )
+    async with session.get(url, headers=access.headers()) as resp:
+        resp.raise_for_status()
+        async for line in resp.content:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                log.info("watch ended by the API server: %s", obj.get("message"))
+                return  # e.g. 410 Gone: list again
+            if kind == "BOOKMARK":
+                continue
+            name = obj["metadata"]["name"]
+            if kind == "DELETED":
+                slices.pop(name, None)
+            else:
+                slices[name] = obj
+            replicas.sync(endpoints_of(slices.values(), port_name))
