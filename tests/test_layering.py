@@ -38,7 +38,7 @@ RULES: dict[str, Rule] = {
     "api": Rule(may=(), never=HEAVY + KUBE),
     "operator": Rule(may=("api", "autoscaler", "lora"), never=HEAVY),
     "autoscaler": Rule(may=("api",), never=HEAVY),
-    "router": Rule(may=("api",), never=HEAVY),
+    "router": Rule(may=("api",), never=HEAVY + KUBE),
     "localplane": Rule(may=("api",), never=HEAVY),
     "engine": Rule(may=("kv_tiering", "lora"), never=KUBE),
     "lora": Rule(may=(), never=KUBE),
