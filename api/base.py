@@ -8,7 +8,6 @@ message, so a user sees the same sentence wherever the rule catches them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -16,15 +15,11 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
-# Kubernetes resource.Quantity, as a string: "500m", "16Gi", "1.5", "2e3".
-QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-
-_QUANTITY = re.compile(QUANTITY_PATTERN)
+from infleet.api.quantity import QUANTITY_PATTERN, parse_quantity
 
 
 def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not _QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 16Gi)")
+    parse_quantity(value)  # raises ValueError naming the value
     return value
 
 

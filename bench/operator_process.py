@@ -36,7 +36,7 @@ class OperatorProcess:
         self.log_path = log_path
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "infleet", "operator", "--kubeconfig", str(kubeconfig),
-             "--standalone", "--metrics-port", str(self.metrics_port), "--liveness-port", "0"],
+             "--metrics-port", str(self.metrics_port), "--liveness-port", "0"],
             stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=REPO,
         )  # fmt: skip
 

@@ -31,13 +31,8 @@ def request_key(request: web.Request) -> str:
     """'<client> <verb> <resource>[/<subresource>]', e.g. 'operator patch deployments'
     (the middleware adds the status code of a refused request)."""
     agent = request.headers.get("User-Agent", "")
-    who = (
-        "kopf"
-        if agent.startswith("kopf/")
-        else "operator"
-        if agent.startswith("OpenAPI-Generator")
-        else agent.split("/")[0] or "other"
-    )
+    # The operator's clients (kopf's and its own) both name themselves infleet-operator/.
+    who = "operator" if agent.startswith("infleet-operator/") else agent.split("/")[0] or "other"
     parts = request.path.strip("/").split("/")
     rest = parts[2:] if parts[0] == "api" else parts[3:]
     if len(rest) >= 3 and rest[0] == "namespaces":

@@ -36,7 +36,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "benchmark the bundled engine against HF transformers",
     ),
     "operator": Subcommand(
-        "infleet.operator.cli",
+        "infleet.operator.run",
         "operator_main",
         "operator",
         "run the kopf operator against the current kubeconfig",

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infleet.localplane.quantity import parse
+from infleet.api.quantity import parse_quantity
 
 Obj = dict[str, Any]
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -65,8 +65,8 @@ def _resource_ref(container: Obj, ref: Obj, node: Obj) -> str:
     value = (res.get(kind) or {}).get(name) or (res.get("limits") or {}).get(name)
     if value is None:
         value = (node.get("status", {}).get("allocatable") or {}).get(name, "0")
-    divisor = parse(ref.get("divisor", "1"))
-    amount = parse(value) / divisor
+    divisor = parse_quantity(ref.get("divisor", "1"))
+    amount = parse_quantity(value) / divisor
     return str(int(-(-amount // 1)))  # rounded up, as the kubelet does
 
 

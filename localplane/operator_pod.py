@@ -1,6 +1,6 @@
 """The operator as a Deployment on the local plane, shaped like the Helm chart's
-(namespace `infleet-system`, Recreate strategy), so `kubectl rollout restart` and
-`kubectl logs` work on it as on a cluster. It reaches the API server through the
+(namespace `infleet-system`, two replicas electing a leader on a Lease, rolling updates),
+so `kubectl rollout restart` and `kubectl logs` work on it as on a cluster. It reaches the API server through the
 generated kubeconfig, mounted from a ConfigMap (images are ignored; the process runs
 `infleet operator` from this machine's venv)."""
 
@@ -27,8 +27,11 @@ def operator_manifests(kubeconfig_yaml: str) -> list[dict[str, Any]]:
             "kind": "Deployment",
             "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
             "spec": {
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},  # one reconciler at a time
+                "replicas": 2,  # one leads, one stands by
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                },
                 "selector": {"matchLabels": LABELS},
                 "template": {
                     "metadata": {"labels": LABELS},
@@ -40,7 +43,7 @@ def operator_manifests(kubeconfig_yaml: str) -> list[dict[str, Any]]:
                                 "image": "ghcr.io/infleet/infleet:local",
                                 "command": ["infleet", "operator"],
                                 "args": [
-                                    "--standalone",
+                                    f"--lease-name={NAME}",
                                     "--all-namespaces",
                                     "--metrics-port=0",
                                     "--liveness-port=0",
@@ -51,6 +54,16 @@ def operator_manifests(kubeconfig_yaml: str) -> list[dict[str, Any]]:
                                         "value": "/etc/infleet/kubeconfig/config",
                                     },
                                     {"name": "PYTHONUNBUFFERED", "value": "1"},
+                                    *(
+                                        {
+                                            "name": name,
+                                            "valueFrom": {"fieldRef": {"fieldPath": path}},
+                                        }
+                                        for name, path in (
+                                            ("POD_NAME", "metadata.name"),
+                                            ("POD_NAMESPACE", "metadata.namespace"),
+                                        )
+                                    ),
                                 ],
                                 "volumeMounts": [
                                     {"name": "kubeconfig", "mountPath": "/etc/infleet/kubeconfig"}

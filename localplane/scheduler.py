@@ -14,10 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
+from infleet.api.quantity import parse_quantity
 from infleet.localplane.controller import Controller
 from infleet.localplane.errors import ApiError
 from infleet.localplane.events import record
-from infleet.localplane.quantity import parse, pod_requests
+from infleet.localplane.pod_requests import pod_requests
 from infleet.localplane.selectors import selects
 from infleet.localplane.server import read_body
 from infleet.localplane.store import WatchEvent, now_rfc3339
@@ -89,7 +90,7 @@ def unfit_reason(pod: Obj, node: Obj, used: dict[str, float]) -> str | None:
         return "node(s) didn't match Pod's node affinity/selector"
     alloc = node.get("status", {}).get("allocatable") or {}
     for res, amount in pod_requests(pod).items():
-        if amount > 0 and used.get(res, 0.0) + amount > parse(alloc.get(res, 0)):
+        if amount > 0 and used.get(res, 0.0) + amount > parse_quantity(alloc.get(res, 0)):
             return "Too many pods" if res == "pods" else f"Insufficient {res}"
     return None
 
@@ -232,9 +233,9 @@ class Scheduler(Controller):
         alloc = node.get("status", {}).get("allocatable") or {}
         share = max(
             (
-                used.get(r, 0.0) / parse(alloc[r])
+                used.get(r, 0.0) / parse_quantity(alloc[r])
                 for r in ("nvidia.com/gpu", "cpu")
-                if parse(alloc.get(r, 0)) > 0
+                if parse_quantity(alloc.get(r, 0)) > 0
             ),
             default=0.0,
         )

@@ -14,6 +14,7 @@ from aiohttp import web
 from infleet.localplane import discovery, openapi, protobuf
 from infleet.localplane.crud import PATCH_TYPES, Api
 from infleet.localplane.errors import ApiError
+from infleet.localplane.faults import Faults
 from infleet.localplane.guard import accept_media_types, authenticate
 from infleet.localplane.resources import ResourceType
 from infleet.localplane.tables import table, wants_table
@@ -53,11 +54,14 @@ class ApiServer:
         self.api = api
         self.bookmark_interval = bookmark_interval
         self.sub_handlers: dict[tuple[str, str, str, str], SubHandler] = {}
-        # Errors outermost, so a refused token or media type answers as a `Status` too.
-        guards = [authenticate(token), accept_media_types]
+        # Errors outermost, so a refused token or media type answers as a `Status` too;
+        # then the test hooks (faults.py), which see every request, refused ones included.
+        self.faults = Faults()
+        guards = [self.faults.middleware, authenticate(token), accept_media_types]
         self.app = web.Application(middlewares=[self._errors, *guards], client_max_size=64 * 2**20)
         r = self.app.router
-        r.add_get("/version", self._version)
+        for path in ("/version", "/version/"):  # the kubernetes client asks for /version/
+            r.add_get(path, self._version)
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
         r.add_get("/api", self._core)

@@ -14,9 +14,9 @@ from typing import Any
 
 from infleet import __version__
 from infleet.api import InferenceServiceSpec
+from infleet.api.quantity import to_gib
 from infleet.operator.errors import SpecError, unsupported
 from infleet.operator.model_source import ModelSource
-from infleet.operator.quantity import to_gib
 
 Settings = dict[str, Any]  # flag name (without --) -> value; True means a bare flag
 CONFIG_PATH = "/etc/infleet/engine.yaml"

@@ -1,29 +1,44 @@
-"""The operator's only Kubernetes I/O: server-side apply, get, status patch, discovery.
+"""The operator's Kubernetes I/O: every call bounded, counted, and fenced by the lease.
 
-Plain, standard calls (any conformant API server, real or emulated, serves them):
-children are applied with `application/apply-patch+yaml` under one field manager with
-force, so a hand edit of a field we own is taken back on the next apply.
+- Every request carries a timeout (`api_timeout`), and urllib3 does not retry on its own:
+  the controller retries with backoff, so an API server that stops answering costs one
+  timeout per attempt, never a hung worker.
+- Timeouts, refused connections, 5xx and 429 answers count in
+  infleet_operator_api_errors_total{reason}.
+- Every write first asks the fence (the leader elector): a replica that does not hold the
+  lease raises NotLeader instead of writing.
+
+Children are applied with `application/apply-patch+yaml` under one field manager with
+force, so a hand edit of a field the operator owns is taken back on the next apply.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from infleet.api import GROUP, PLURAL, VERSION
+from infleet.operator.metrics import API_ERRORS
 from infleet.operator.names import FIELD_MANAGER
 
 Obj = dict[str, Any]
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 CONNECTIONS = 32
+API_TIMEOUT_S = 10.0
 
 
-def load_config(kubeconfig: str | None) -> client.ApiClient:
+class NotLeader(RuntimeError):
+    """A write was refused: this replica does not hold the lease (or no longer does)."""
+
+
+def load_config(kubeconfig: str | None, user_agent: str | None = None) -> client.ApiClient:
     """A client for `kubeconfig`, else $KUBECONFIG / ~/.kube/config, else in-cluster."""
     try:
         configuration = client.Configuration()
@@ -33,25 +48,73 @@ def load_config(kubeconfig: str | None) -> client.ApiClient:
             raise
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
-    # A kept-alive connection per handler thread (kopf's workers and timers); the default
-    # (5 per CPU) made busy threads open and drop a new connection per request.
+    # A kept-alive connection per worker thread; the default (5 per CPU) made busy threads
+    # open and drop a new connection per request.
     configuration.connection_pool_maxsize = CONNECTIONS
-    return client.ApiClient(configuration)
+    configuration.retries = False  # ours, with backoff (operator/controller.py)
+    api = client.ApiClient(configuration)
+    if user_agent:
+        api.user_agent = user_agent
+    return api
 
 
-def _json(response: Any) -> Obj:
+def reason(err: BaseException) -> str | None:
+    """The metric's reason for an API failure; None for an answer the caller expects."""
+    if isinstance(err, urllib3.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(err, urllib3.exceptions.HTTPError | OSError):
+        return "unreachable"
+    status = getattr(err, "status", None) or 0
+    if status == 429:
+        return "throttled"
+    return "server_error" if status >= 500 else None
+
+
+def as_json(response: Any) -> Obj:
     return json.loads(response.data)
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, discovery_ttl: float = 300.0) -> None:
-        self.configuration = api.configuration
+    """Thin calls; `fence` raises NotLeader when this replica may not write."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        fence: Callable[[], None] = lambda: None,
+        timeout: float = API_TIMEOUT_S,
+        identity: str = FIELD_MANAGER,
+    ) -> None:
+        self.configuration, self.fence, self.timeout = api.configuration, fence, timeout
+        self.identity, self.user_agent = identity, api.user_agent
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.policy = client.PolicyV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self._discovery_ttl = discovery_ttl
-        self._monitoring: tuple[float, bool] | None = None
+        self.coordination = client.CoordinationV1Api(api)
+        self.version = client.VersionApi(api)
+
+    def call(self, fn: Callable[..., Any], *args: Any, fenced: bool = False, **kw: Any) -> Any:
+        """One bounded request; `fenced` (every write but the lease's own) only while the
+        fence allows it."""
+        if fenced:
+            self.fence()
+        kw.setdefault("_request_timeout", self.timeout)
+        try:
+            return fn(*args, **kw)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as err:
+            why = reason(err)
+            if why:
+                API_ERRORS.labels(why).inc()
+            raise
+
+    def read(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Obj | None:
+        """A GET as JSON; None when the object does not exist."""
+        try:
+            return as_json(self.call(fn, *args, _preload_content=False, **kw))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
 
     def apply(self, obj: Obj) -> Obj:
         """Server-side apply `obj`; returns the live object."""
@@ -59,94 +122,89 @@ class Kube:
         name, ns = meta["name"], meta["namespace"]
         kw = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
         kw["_preload_content"] = False
-        if kind == "Deployment":
-            return _json(self.apps.patch_namespaced_deployment(name, ns, obj, **kw))
-        if kind == "Service":
-            return _json(self.core.patch_namespaced_service(name, ns, obj, **kw))
-        if kind == "ConfigMap":
-            return _json(self.core.patch_namespaced_config_map(name, ns, obj, **kw))
-        if kind == "PodDisruptionBudget":
-            return _json(self.policy.patch_namespaced_pod_disruption_budget(name, ns, obj, **kw))
+        patch: dict[str, Callable[..., Any]] = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+            "ConfigMap": self.core.patch_namespaced_config_map,
+            "PodDisruptionBudget": self.policy.patch_namespaced_pod_disruption_budget,
+        }
+        if kind in patch:
+            return as_json(self.call(patch[kind], name, ns, obj, fenced=True, **kw))
         group, version = obj["apiVersion"].split("/")
         plural = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}[kind]
-        return _json(
-            self.custom.patch_namespaced_custom_object(group, version, ns, plural, name, obj, **kw)
-        )
+        fn = self.custom.patch_namespaced_custom_object
+        return as_json(self.call(fn, group, version, ns, plural, name, obj, fenced=True, **kw))
 
-    def get_deployment(self, namespace: str, name: str) -> Obj | None:
-        return self._get(
-            lambda: self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
-        )
+    def delete_deployment(self, namespace: str, name: str, uid: str) -> None:
+        """Deletes that Deployment (its pods follow in the background); a newer one of the
+        same name, or none at all, is left alone."""
+        body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        try:
+            self.call(
+                self.apps.delete_namespaced_deployment, name, namespace, body=body, fenced=True
+            )
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
 
-    def get_service(self, namespace: str, name: str) -> Obj | None:
-        return self._get(
-            lambda: self.core.read_namespaced_service(name, namespace, _preload_content=False)
-        )
-
-    def get_child(self, kind: str, namespace: str, name: str) -> Obj | None:
-        """A child of one of the kinds the child watch follows."""
-        read = {
-            "Deployment": self.apps.read_namespaced_deployment,
-            "Service": self.core.read_namespaced_service,
-            "ConfigMap": self.core.read_namespaced_config_map,
-            "PodDisruptionBudget": self.policy.read_namespaced_pod_disruption_budget,
-        }[kind]
-        return self._get(lambda: read(name, namespace, _preload_content=False))
+    def post_event(self, about: Obj, type_: str, reason_: str, message: str, now: str) -> None:
+        """A core/v1 Event on `about` (an InferenceService), from this replica."""
+        meta = about["metadata"]
+        ref = {"apiVersion": about.get("apiVersion"), "kind": about.get("kind")}
+        ref |= {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")}
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": ref,
+            "type": type_,
+            "reason": reason_,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": self.identity[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.call(self.core.create_namespaced_event, meta["namespace"], event, fenced=True)
 
     def get_inference_service(self, namespace: str, name: str) -> Obj | None:
-        return self._get(
-            lambda: self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
-            )
-        )
-
-    @staticmethod
-    def _get(call: Any) -> Obj | None:
-        try:
-            return _json(call())
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        fn = self.custom.get_namespaced_custom_object
+        return self.read(fn, GROUP, VERSION, namespace, PLURAL, name)
 
     def patch_status(
-        self, namespace: str, name: str, status: Obj, resource_version: str | None = None
+        self, namespace: str, name: str, status: Obj, resource_version: str
     ) -> Obj | None:
-        """Merge-patch the status subresource (never spec); returns the object written.
-        With `resource_version`, the patch applies only to that version: None means
-        another writer got there first (or the object is gone)."""
-        patch: Obj = {"status": status}
-        if resource_version:
-            patch["metadata"] = {"resourceVersion": resource_version}
+        """Merge-patch the status subresource (never spec) of that version of the object;
+        returns what was written, or None when another writer got there first (or it is
+        gone)."""
+        patch = {"status": status, "metadata": {"resourceVersion": resource_version}}
+        fn = self.custom.patch_namespaced_custom_object_status
+        return self._patch_service(fn, namespace, name, patch, MERGE, (404, 409))
+
+    def patch_metadata(self, namespace: str, name: str, ops: list[Obj]) -> Obj | None:
+        """A JSON patch of the InferenceService's metadata (its `test` ops guard it); None
+        when it no longer applies."""
+        fn = self.custom.patch_namespaced_custom_object
+        # 422: a `test` op failed, the metadata changed meanwhile
+        return self._patch_service(fn, namespace, name, ops, JSON_PATCH, (404, 409, 422))
+
+    def _patch_service(
+        self,
+        fn: Callable[..., Any],
+        namespace: str,
+        name: str,
+        body: Any,
+        content_type: str,
+        gone_or_changed: tuple[int, ...],
+    ) -> Obj | None:
+        kw = {"field_manager": FIELD_MANAGER, "_content_type": content_type}
         try:
-            return _json(
-                self.custom.patch_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    patch,
-                    field_manager=FIELD_MANAGER,
-                    _content_type=MERGE,
-                    _preload_content=False,
-                )
-            )
+            response = self.call(
+                fn, GROUP, VERSION, namespace, PLURAL, name, body,
+                fenced=True, _preload_content=False, **kw,
+            )  # fmt: skip
         except ApiException as err:
-            if err.status in (404, 409):
+            if err.status in gone_or_changed:
                 return None
             raise
-
-    def prometheus_operator(self) -> bool:
-        """Whether ServiceMonitor and PrometheusRule exist (discovery, cached for a while)."""
-        now = time.monotonic()
-        if self._monitoring and now - self._monitoring[0] < self._discovery_ttl:
-            return self._monitoring[1]
-        try:
-            listing = self.custom.get_api_resources("monitoring.coreos.com", "v1")
-            names = {r.name for r in listing.resources}
-            found = {"servicemonitors", "prometheusrules"} <= names
-        except ApiException:
-            found = False
-        self._monitoring = (now, found)
-        return found
+        return as_json(response)

@@ -11,7 +11,8 @@ FIELD_MANAGER = "infleet-operator"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 SERVICE_LABEL = "infleet.io/inferenceservice"
 POOL_LABEL = "infleet.io/pool"
-CONFIG_HASH = "infleet.io/config-hash"
+CONFIG_HASH = "infleet.io/config-hash"  # on pod templates: a config change rolls the pods
+RENDERED_HASH = "infleet.io/rendered-hash"  # on every child: what the operator last applied
 
 
 def pool_deployment_names(name: str) -> dict[Pool, str]:

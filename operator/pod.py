@@ -7,10 +7,10 @@ from typing import Any
 
 from infleet.api import InferenceServiceSpec
 from infleet.operator.engines import CONFIG_PATH, EngineProfile
+from infleet.operator.kube_versions import PRESTOP_SLEEP, KubeVersion, has
 from infleet.operator.model_source import ModelSource
 from infleet.operator.names import CONFIG_HASH, Pool, config_map_name, pool_labels
 from infleet.operator.presets import placement
-from infleet.operator.quantity import as_string
 
 # Seconds for the endpoints controller and kube-proxy to stop sending new requests to a
 # terminating pod before the engine sees SIGTERM.
@@ -31,6 +31,7 @@ class PodInputs:
     command: list[str]
     args: list[str]
     config_hash: str
+    kube_version: KubeVersion | None  # the server's; None: the newest
 
 
 def grace_timing(spec: InferenceServiceSpec, profile: EngineProfile) -> tuple[int, int]:
@@ -46,7 +47,8 @@ def grace_timing(spec: InferenceServiceSpec, profile: EngineProfile) -> tuple[in
 
 
 def _resources(spec: InferenceServiceSpec) -> dict[str, Any]:
-    amounts = {"cpu": as_string(spec.resources.cpu), "memory": as_string(spec.resources.memory)}
+    # Quantities go into pod specs as strings, the canonical Kubernetes form.
+    amounts = {"cpu": str(spec.resources.cpu), "memory": str(spec.resources.memory)}
     if spec.resources.gpus:
         amounts["nvidia.com/gpu"] = str(spec.resources.gpus)
     return {"requests": dict(amounts), "limits": dict(amounts)}
@@ -81,8 +83,15 @@ def _engine_container(p: PodInputs, pre_stop: int) -> dict[str, Any]:
         "startupProbe": _probe(p.profile.readiness_path, STARTUP_PERIOD_SECONDS, STARTUP_FAILURES),
         "readinessProbe": _probe(p.profile.readiness_path, 5, 3),
         "livenessProbe": _probe(p.profile.liveness_path, 15, 4),
-        "lifecycle": {"preStop": {"sleep": {"seconds": pre_stop}}},
+        "lifecycle": {"preStop": _pre_stop(pre_stop, p.kube_version)},
     }
+
+
+def _pre_stop(seconds: int, kube_version: KubeVersion | None) -> dict[str, Any]:
+    if has(kube_version, PRESTOP_SLEEP):
+        return {"sleep": {"seconds": seconds}}  # needs no shell or binary in the image
+    # Older servers: every engine image we default to ships coreutils' sleep.
+    return {"exec": {"command": ["sleep", str(seconds)]}}
 
 
 def _volumes(p: PodInputs) -> list[dict[str, Any]]:

@@ -1,135 +1,124 @@
-"""One reconcile of an InferenceService: plan (pure), apply children, write status.
+"""One reconcile of an InferenceService: render -> apply -> prune -> autoscale -> status.
 
 `plan` decides everything from the object alone; `reconcile` is the thin I/O around it,
-shared by the InferenceService handlers and the child watch.
+starting from a Snapshot of the operator's caches (operator/cache.py): it applies only
+the children that are missing or lack what is rendered, deletes the children the spec no
+longer renders (operator/diff.py), runs the autoscaler when a decision is due, and
+writes the status the children show. A spec that cannot be honoured touches no child.
+
+The operator before this one rode on kopf's timers, which need a finalizer; the first
+reconcile of each service removes it (and kopf's bookkeeping annotation), so deleting a
+service or its namespace never waits for an operator again.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from infleet.api import InferenceService
+from infleet.api import GROUP, InferenceService
+from infleet.operator.autoscale import Autoscaler
+from infleet.operator.cache import Snapshot, trimmed
+from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
-from infleet.operator.names import POOLS, Pool, pool_deployment_names
+from infleet.operator.kube import Kube
+from infleet.operator.names import POOLS, pool_deployment_names
 from infleet.operator.render import RenderOptions, render_children
 from infleet.operator.replicas import PoolReplicas, plan_replicas
-from infleet.operator.status import Problem, compute_status, decision_events
+from infleet.operator.report import Outcome, report
+from infleet.operator.status import Problem
 
 Obj = dict[str, Any]
-STATUS_CONFLICT_RETRIES = 3
-
-
-class KubeApi(Protocol):
-    def apply(self, obj: Obj) -> Obj: ...
-    def get_deployment(self, namespace: str, name: str) -> Obj | None: ...
-    def get_service(self, namespace: str, name: str) -> Obj | None: ...
-    def get_inference_service(self, namespace: str, name: str) -> Obj | None: ...
-    def patch_status(
-        self, namespace: str, name: str, status: Obj, resource_version: str | None = None
-    ) -> Obj | None: ...
+LEGACY_FINALIZER = f"{GROUP}/operator"
+LEGACY_ANNOTATION = f"{GROUP}/last-handled-configuration"
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    isvc: InferenceService | None  # None: the spec does not validate
     children: list[Obj]  # empty when there is a problem: no child is touched
     replicas: PoolReplicas | None
     problem: Problem | None
-
-
-@dataclass(slots=True)
-class Outcome:
-    status: Obj
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-    result: str = "applied"  # applied | invalid | error
-    error: ApiException | None = None
-    body: Obj | None = None  # the InferenceService as last read or written; None: gone
 
 
 def plan(body: Obj, options: RenderOptions) -> Plan:
     """The children to apply, or why none may be touched."""
     try:
         isvc = InferenceService.model_validate(body)
-        return Plan(render_children(isvc, options), plan_replicas(isvc), None)
+        return Plan(isvc, render_children(isvc, options), plan_replicas(isvc), None)
     except ValidationError as err:
-        return Plan([], None, Problem("InvalidSpec", describe(err)))
+        return Plan(None, [], None, Problem("InvalidSpec", describe(err)))
     except SpecError as err:
-        return Plan([], None, Problem(err.reason, f"spec.{err}"))
+        return Plan(None, [], None, Problem(err.reason, f"spec.{err}"))
 
 
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def legacy_ops(meta: Obj) -> list[Obj]:
+    """A JSON patch removing the old operator's finalizer and annotation ([]: none)."""
+    ops: list[Obj] = []
+    finalizers = meta.get("finalizers") or []
+    if LEGACY_FINALIZER in finalizers:
+        kept = [f for f in finalizers if f != LEGACY_FINALIZER]
+        ops += [
+            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+            {"op": "replace", "path": "/metadata/finalizers", "value": kept},
+        ]
+    if LEGACY_ANNOTATION in (meta.get("annotations") or {}):
+        path = "/metadata/annotations/" + LEGACY_ANNOTATION.replace("/", "~1")
+        ops.append({"op": "remove", "path": path})
+    return ops
 
 
-def status_changed(old: Obj, new: Obj) -> bool:
-    return any(old.get(key) != value for key, value in new.items())
+def transient(err: ApiException) -> bool:
+    """A failure worth retrying as is, not reporting: a conflict, throttling, a 5xx."""
+    return err.status in (409, 429) or (err.status or 0) >= 500
 
 
-def reconcile(body: Obj, kube: KubeApi, options: RenderOptions, now: str | None = None) -> Outcome:
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta.get("namespace") or "default"
-    p = plan(body, options)
-    problem, error = p.problem, None
-    deployments: dict[Pool, Obj | None] = {}
-    service: Obj | None = None
-    if problem is None:
-        try:
-            for child in p.children:
-                live = kube.apply(child)
-                if child["kind"] == "Deployment":
-                    deployments[live["metadata"]["labels"]["infleet.io/pool"]] = live
-                elif child["kind"] == "Service":
-                    service = live
-        except ApiException as err:
-            error = err
-            what = f"{child['kind']}/{child['metadata']['name']}"
-            problem = Problem("ApplyFailed", f"applying {what}: {err.status} {err.reason}")
-    if problem is not None:  # report what exists, untouched
-        names = pool_deployment_names(name)
-        deployments = {pool: kube.get_deployment(namespace, names[pool]) for pool in POOLS}
-        service = kube.get_service(namespace, name)
-    outcome = report(body, kube, p, deployments, service, now, problem)
-    outcome.result = "error" if error else ("invalid" if problem else "applied")
-    outcome.error = error
-    return outcome
-
-
-def report(
-    body: Obj,
-    kube: KubeApi,
-    p: Plan,
-    deployments: dict[Pool, Obj | None],
-    service: Obj | None,
+def reconcile(
+    snap: Snapshot,
+    kube: Kube,
+    options: RenderOptions,
+    autoscaler: Autoscaler | None = None,
     now: str | None = None,
-    problem: Problem | None = None,
 ) -> Outcome:
-    """Writes the status the children show, when it changed; with the Events to post.
-
-    The child watch calls this alone when no child needs applying again."""
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta.get("namespace") or "default"
-    problem = problem or p.problem
-    now = now or now_rfc3339()
-    events: list[tuple[str, str, str]] = []
-    # Only the writer whose patch lands on the version it read reports the change, so
-    # concurrent reconciles of one service do not repeat its Events; a loser re-reads
-    # the object and writes what it observed on top of the winner's status.
-    for _attempt in range(STATUS_CONFLICT_RETRIES):
-        old = body.get("status") or {}
-        status = compute_status(body, deployments, service, p.replicas, now, problem)
-        if not status_changed(old, status):
-            break
-        written = kube.patch_status(
-            namespace, name, status, body["metadata"].get("resourceVersion")
-        )
-        if written is not None:
-            events, body = decision_events(old, status), written
-            break
-        body = kube.get_inference_service(namespace, name)
-        if body is None or body["metadata"].get("generation") != meta.get("generation"):
-            break  # gone, or a newer spec whose own reconcile will write the status
-    return Outcome(status, events, "invalid" if problem else "applied", body=body)
+    parent = snap.parent
+    meta = parent["metadata"]
+    key = (meta.get("namespace") or "default", meta["name"])
+    ops = legacy_ops(meta)
+    if ops:
+        parent = kube.patch_metadata(*key, ops) or kube.get_inference_service(*key)
+    if parent is None or parent["metadata"].get("deletionTimestamp"):
+        return Outcome({}, result="deleted", body=parent)  # owner references do the rest
+    p = plan(parent, options)
+    problem, error, applied = p.problem, None, []
+    live = {(c["kind"], c["metadata"]["name"]): c for c in snap.children}
+    if p.problem is None:
+        try:
+            for child in to_apply(p.children, snap.children):
+                what = f"{child['kind']}/{child['metadata']['name']}"
+                applied.append(trimmed(kube.apply(child), child["kind"], child["apiVersion"]))
+                live[(child["kind"], child["metadata"]["name"])] = applied[-1]
+            for stale in to_prune(p.children, snap.children, meta["uid"]):
+                what = f"deleting Deployment/{stale['metadata']['name']}"
+                kube.delete_deployment(key[0], stale["metadata"]["name"], stale["metadata"]["uid"])
+                live.pop((stale["kind"], stale["metadata"]["name"]))
+        except ApiException as err:
+            if transient(err):
+                raise  # the controller retries with backoff; nothing to report
+            error = err
+            problem = Problem("ApplyFailed", f"{what}: {err.status} {err.reason}")
+    names = pool_deployment_names(meta["name"])
+    deployments = {pool: live.get(("Deployment", names[pool])) for pool in POOLS}
+    service = live.get(("Service", meta["name"]))
+    scaled = None
+    if problem is None and autoscaler is not None and p.isvc is not None:
+        scaled = autoscaler.run(key, p.isvc, snap.pods)
+    extra = {"lastScalingDecision": scaled.status} if scaled and scaled.status else None
+    outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now)
+    if scaled and scaled.status and outcome.replaced:
+        outcome.events.append(("Normal", scaled.decision.reason, scaled.status["message"]))
+    outcome.result, outcome.error = ("error" if error else outcome.result), error
+    outcome.applied = applied
+    return outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,17 +11,18 @@ import yaml
 
 from infleet.api import InferenceService
 from infleet.operator.engines import ENGINES, EngineProfile, Settings, engine_command
+from infleet.operator.kube_versions import KubeVersion
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE, ModelSource, resolve_model
 from infleet.operator.monitoring import render_prometheus_rule, render_service_monitor
 from infleet.operator.names import (
-    POOLS,
+    RENDERED_HASH,
     child_labels,
     config_map_name,
     pool_deployment_names,
     pool_labels,
 )
 from infleet.operator.pod import PodInputs, render_pod_template
-from infleet.operator.replicas import PoolReplicas, plan_replicas
+from infleet.operator.replicas import PoolReplicas, active_pools, plan_replicas
 
 SERVICE_PORT = 8000  # one port for every engine kind, so the URL does not depend on it
 
@@ -30,6 +32,7 @@ class RenderOptions:
     prometheus_operator: bool = False  # ServiceMonitor/PrometheusRule CRDs exist
     fetcher_image: str = DEFAULT_FETCHER_IMAGE
     engine_images: dict[str, str] = field(default_factory=dict)  # kind -> default image
+    kube_version: KubeVersion | None = None  # the API server's; None: the newest
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,9 @@ def prepare(isvc: InferenceService, options: RenderOptions) -> Prepared:
     settings, command, args = engine_command(spec, model, profile)
     image = spec.engine.image or options.engine_images.get(profile.kind, profile.image)
     config_hash = hashlib.sha256(yaml.safe_dump(settings).encode()).hexdigest()[:16]
-    pod = PodInputs(isvc.name, spec, profile, model, image, command, args, config_hash)
+    pod = PodInputs(
+        isvc.name, spec, profile, model, image, command, args, config_hash, options.kube_version
+    )
     return Prepared(isvc, profile, model, settings, pod)
 
 
@@ -58,6 +63,9 @@ def _meta(isvc: InferenceService, name: str, labels: dict[str, str]) -> dict[str
     meta: dict[str, Any] = {"name": name, "namespace": isvc.namespace, "labels": labels}
     uid = isvc.metadata.get("uid")
     if uid:  # `infleet render` has no live object to own the children
+        # No blockOwnerDeletion: under OwnerReferencesPermissionEnforcement (OpenShift)
+        # setting it needs `update` on inferenceservices/finalizers, and all it adds is a
+        # foreground-deleted service waiting for its children to go first.
         meta["ownerReferences"] = [
             {
                 "apiVersion": isvc.api_version,
@@ -65,7 +73,6 @@ def _meta(isvc: InferenceService, name: str, labels: dict[str, str]) -> dict[str
                 "name": isvc.name,
                 "uid": uid,
                 "controller": True,
-                "blockOwnerDeletion": True,
             }
         ]
     return meta
@@ -84,7 +91,7 @@ def render_config_map(p: Prepared) -> dict[str, Any]:
 def render_deployments(p: Prepared, replicas: PoolReplicas) -> list[dict[str, Any]]:
     names = pool_deployment_names(p.isvc.name)
     out = []
-    for pool in POOLS:
+    for pool in active_pools(p.isvc.spec):
         labels = pool_labels(p.isvc.name, pool)
         out.append(
             {
@@ -150,4 +157,13 @@ def render_children(isvc: InferenceService, options: RenderOptions | None = None
     children += [render_service(p), render_pdb(p)]
     if (options or RenderOptions()).prometheus_operator:
         children += render_monitoring(p)
-    return children
+    return [stamped(child) for child in children]
+
+
+def stamped(child: dict[str, Any]) -> dict[str, Any]:
+    """The child with a hash of itself, so a child rendered differently is applied again
+    even when the live one already holds every field (operator/diff.py)."""
+    digest = hashlib.sha256(json.dumps(child, sort_keys=True).encode()).hexdigest()[:16]
+    meta = child["metadata"]
+    annotations = {**meta.get("annotations", {}), RENDERED_HASH: digest}
+    return {**child, "metadata": {**meta, "annotations": annotations}}

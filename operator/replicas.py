@@ -8,19 +8,27 @@ remainder back on dedicated (spot is never required to exist).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from infleet.api import InferenceService, InferenceServiceSpec
+from infleet.operator.names import Pool
 
 
 @dataclass(frozen=True, slots=True)
 class PoolReplicas:
     dedicated: int
     spot: int
+    why: str = field(default="", compare=False)  # where the counts come from, for status
 
     @property
     def total(self) -> int:
         return self.dedicated + self.spot
+
+
+def active_pools(spec: InferenceServiceSpec) -> tuple[Pool, ...]:
+    """The pools that get a Deployment: dedicated always (the split's fallback when spot is
+    short), spot while `capacity.spot.enabled`; a pool that leaves the spec is pruned."""
+    return ("dedicated", "spot") if spec.capacity.spot.enabled else ("dedicated",)
 
 
 def clamp_total(spec: InferenceServiceSpec, total: int) -> int:
@@ -55,7 +63,14 @@ def plan_replicas(isvc: InferenceService) -> PoolReplicas:
     pinned = None if spec.replicas is None else clamp_total(spec, spec.replicas)
     last = isvc.status.last_scaling_decision
     if last is not None:
-        decision = PoolReplicas(dedicated=last.dedicated, spot=last.spot)
+        decision = PoolReplicas(
+            last.dedicated, last.spot, f"the autoscaler's decision ({last.reason})"
+        )
         if _decision_fits(spec, decision, pinned):
             return decision
-    return split_total(spec, spec.scaling.min_replicas if pinned is None else pinned)
+    if pinned is None:
+        return replace(
+            split_total(spec, spec.scaling.min_replicas),
+            why=f"scaling.minReplicas is {spec.scaling.min_replicas}",
+        )
+    return replace(split_total(spec, pinned), why=f"spec.replicas is {spec.replicas}")

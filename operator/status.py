@@ -95,7 +95,9 @@ def _summary(pools: dict[Pool, PoolState]) -> str:
     return f"{ready}/{desired} replicas ready ({per_pool})"
 
 
-def _conditions(pools: dict[Pool, PoolState], problem: Problem | None) -> list[tuple]:
+def _conditions(
+    pools: dict[Pool, PoolState], plan: PoolReplicas | None, problem: Problem | None
+) -> list[tuple]:
     failures = [f"{name}: {p.failure}" for name, p in pools.items() if p.failure]
     if problem is not None:
         degraded = (True, problem.reason, problem.message)
@@ -112,8 +114,12 @@ def _conditions(pools: dict[Pool, PoolState], problem: Problem | None) -> list[t
         progressing = (False, "RolloutComplete", _summary(pools))
     desired = sum(p.desired for p in pools.values())
     ready = sum(p.ready for p in pools.values())
-    if desired == 0:
-        ready_cond = (True, "ScaledToZero", "no replicas are desired")
+    if problem is not None:
+        # The spec cannot be rolled out: never Ready, whatever an older spec still serves.
+        serving = f" (the last good spec still serves {_summary(pools)})" if ready else ""
+        ready_cond = (False, problem.reason, problem.message + serving)
+    elif plan is not None and desired == 0:
+        ready_cond = (True, "ScaledToZero", f"scaled to zero on purpose: {plan.why}")
     elif all(p.ready >= p.desired for p in pools.values()):
         ready_cond = (True, "AllReplicasReady", _summary(pools))
     else:
@@ -144,7 +150,7 @@ def compute_status(
     old = (body.get("status") or {}).get("conditions") or []
     conditions = [
         set_condition(old, type_, *rest, generation=generation, now=now)
-        for type_, *rest in _conditions(pools, problem)
+        for type_, *rest in _conditions(pools, plan, problem)
     ]
     status: Obj = {
         "observedGeneration": generation,

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from infleet.autoscaler.engines import replica_metrics
 from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.autoscaler.scrape import ScrapeTarget, samples, scrape
-from infleet.operator.autoscale_timer import read_metrics
+from infleet.operator.autoscale import read_metrics
 from tests.autoscaler.live_servers import free_port, infleet_serve, prometheus, scraped, wait_until
 from tests.autoscaler.test_timer import pod
 

@@ -12,7 +12,7 @@ from infleet.autoscaler.adapter import policy_spec
 from infleet.autoscaler.exporter import AutoscalerMetrics
 from infleet.autoscaler.kube_view import new_interruptions, pod_states, pod_view, scrape_targets
 from infleet.autoscaler.view import PENDING, READY, STARTING, ReplicaMetrics
-from infleet.operator.autoscale_timer import Memory, rfc3339, step
+from infleet.operator.autoscale import Memory, rfc3339, step
 
 T0 = 1_800_000_000.0
 

@@ -1,23 +1,20 @@
-"""A local control plane whose API server keeps an audit log, shared by this folder's tests."""
+"""A local control plane whose API server logs every request (localplane/faults.py), read
+as an audit log: what RBAC checks for each request. Shared by this folder's tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from aiohttp import web
 
-from infleet.localplane import plane as plane_module
-from infleet.localplane.server import ApiServer
+from infleet.localplane.faults import Request
 from tests.charts.operator_needs import Need
 from tests.localplane.harness import RunningPlane, fast_config
 
 APPLY = "application/apply-patch+yaml"
-AuditLog = list[tuple[str, set[Need]]]  # (User-Agent, what RBAC checks for the request)
 
 
-def attributes(request: web.Request) -> set[Need]:
+def attributes(request: Request) -> set[Need]:
     """What RBAC checks for one request; empty for discovery and other non-resource paths."""
     parts = request.path.strip("/").split("/")
     if parts[0] == "api" and len(parts) > 2:
@@ -45,21 +42,8 @@ def attributes(request: web.Request) -> set[Need]:
 
 
 @pytest.fixture(scope="session")
-def audited_plane() -> Iterator[tuple[RunningPlane, AuditLog]]:
-    log: AuditLog = []
-
-    @web.middleware
-    async def audit(request: web.Request, handler: Any) -> web.StreamResponse:
-        log.append((request.headers.get("User-Agent", ""), attributes(request)))
-        return await handler(request)
-
-    def audited_server(*args: Any, **kw: Any) -> ApiServer:
-        server = ApiServer(*args, **kw)
-        server.app.middlewares.append(audit)
-        return server
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plane_module, "ApiServer", audited_server)
-        running = RunningPlane(fast_config(workloads=False))
+def audited_plane() -> Iterator[tuple[RunningPlane, list[Request]]]:
+    running = RunningPlane(fast_config(workloads=False))
+    log = running.call(running.plane.server.faults.record)
     yield running, log
     running.stop()

@@ -22,12 +22,14 @@ from tests.charts.paths import HERE
 from tests.conftest import REPO
 
 Need = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
+LEASES = ("coordination.k8s.io", "leases")
 VERBS = {"read": "get", "get": "get", "list": "list", "create": "create"}
 VERBS |= {"patch": "patch", "replace": "update", "delete": "delete"}
 API_GROUPS = {"CoreV1Api": "", "AppsV1Api": "apps", "PolicyV1Api": "policy"}
 API_GROUPS |= {"AutoscalingV1Api": "autoscaling", "CoordinationV1Api": "coordination.k8s.io"}
+# A kubernetes-client method, called or passed on (`self.call(self.apps.patch_..., ...)`).
 CLIENT_CALL = re.compile(
-    r"\.(read|get|list|create|patch|replace|delete)_namespaced_([a-z_]+?)(_status|_scale)?\(\s*(\w+)?"
+    r"\.(read|get|list|create|patch|replace|delete)_namespaced_([a-z_]+?)(_status|_scale)?\b"
 )
 SAMPLE = {
     "metadata": {"name": "chat", "namespace": "team-a", "uid": "0", "generation": 1},
@@ -75,10 +77,17 @@ def applied_children_needs() -> set[Need]:
     for child in render_children(isvc, RenderOptions(prometheus_operator=True)):
         group = child["apiVersion"].rpartition("/")[0]
         needs |= expand(group, plural(child["kind"]), ("create", "patch"))
+        for ref in child["metadata"].get("ownerReferences", []):
+            if ref.get("blockOwnerDeletion"):
+                # OwnerReferencesPermissionEnforcement (OpenShift) lets only a client that
+                # may update the owner's finalizers set blockOwnerDeletion.
+                owner = (ref["apiVersion"].rpartition("/")[0], plural(ref["kind"]))
+                needs.add((owner[0], f"{owner[1]}/finalizers", "update"))
     return needs
 
 
 def _api_group(method: str) -> str:
+    method = method.split("(")[0]
     owners = [name for name in API_GROUPS if hasattr(getattr(client, name), method)]
     assert owners, f"no known kubernetes-client API has {method}: add its class to API_GROUPS"
     return API_GROUPS[owners[0]]
@@ -89,13 +98,13 @@ def client_call_needs() -> set[Need]:
     sources = [*(REPO / "operator").rglob("*.py"), *(REPO / "autoscaler").rglob("*.py")]
     for path in sources:
         for m in CLIENT_CALL.finditer(path.read_text()):
-            verb, name, sub, first_arg = VERBS[m[1]], m[2], (m[3] or "").lstrip("_"), m[4]
+            verb, name, sub = VERBS[m[1]], m[2], (m[3] or "").lstrip("_")
             if name == "custom_object":
-                if first_arg != "GROUP":
-                    continue  # the monitoring children's apply: applied_children_needs has them
+                # The InferenceService's (the monitoring children's applies use the same
+                # method; applied_children_needs has those).
                 group, resource = GROUP, PLURAL
             else:
-                group, resource = _api_group(m[0][1:].split("(")[0]), plural(name)
+                group, resource = _api_group(m[0][1:]), plural(name)
             needs.add((group, f"{resource}/{sub}" if sub else resource, verb))
     return needs
 
@@ -109,7 +118,13 @@ def kopf_internal_needs() -> dict[str, set[Need]]:
 
 
 def operator_needs() -> dict[str, set[Need]]:
-    """{"cluster": cluster-scoped needs, "namespaced": needs in each watched namespace}."""
+    """{"cluster": cluster-scoped needs, "namespaced": needs in each watched namespace,
+    "release": needs in the operator's own namespace (its leader Lease)}."""
     internal = kopf_internal_needs()
     derived = kopf_handler_needs() | applied_children_needs() | client_call_needs()
-    return {"cluster": internal["cluster"], "namespaced": internal["namespaced"] | derived}
+    release = {n for n in derived if n[:2] == LEASES}
+    return {
+        "cluster": internal["cluster"],
+        "namespaced": internal["namespaced"] | (derived - release),
+        "release": release,
+    }

@@ -99,7 +99,7 @@ OPERATOR_SCENARIOS = [
     ("pods not ready yet", {}, {"dedicated": pool(1, 0), "spot": pool(2, 0)}, (1, 2), None, "Progressing", "RollingOut"),
     ("rollout stuck", {}, {"dedicated": pool(1, 1), "spot": pool(2, 0, **STUCK)}, (1, 2), None, "Degraded", "RolloutFailed: spot: exceeded"),
     ("invalid spec", {}, {"dedicated": None, "spot": None}, None, ("InvalidSpec", "spec.scaling: bad"), "Degraded", "InvalidSpec: spec.scaling: bad"),
-    ("scaled to zero", {"scaling": {"minReplicas": 0, "scaleToZero": {"enabled": True}}}, {"dedicated": pool(0, 0), "spot": pool(0, 0)}, (0, 0), None, "Suspended", "ScaledToZero: no replicas are desired"),
+    ("scaled to zero", {"scaling": {"minReplicas": 0, "scaleToZero": {"enabled": True}}}, {"dedicated": pool(0, 0), "spot": pool(0, 0)}, (0, 0, "scaling.minReplicas is 0"), None, "Suspended", "ScaledToZero: scaled to zero on purpose: scaling.minReplicas is 0"),
 ]  # fmt: skip
 
 

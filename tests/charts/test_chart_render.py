@@ -4,6 +4,8 @@ import pytest
 import yaml
 
 from infleet import __version__
+from infleet.operator.kube_versions import OLDEST
+from infleet.operator.run import parser
 from tests.charts.helm import (
     MONITORING,
     NAMESPACE,
@@ -103,7 +105,6 @@ def test_operator_deployment_is_locked_down_and_probed():
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     assert pod["serviceAccountName"] == account["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -120,10 +121,44 @@ def test_operator_deployment_is_locked_down_and_probed():
         {"name": "healthz", "containerPort": 8081, "protocol": "TCP"},
     ]
     # `infleet operator` serves kopf's /healthz on --liveness-port, /metrics on --metrics-port.
-    assert container["args"][1:4] == ["--standalone", "--metrics-port=8080", "--liveness-port=8081"]
+    args = parser().parse_args(container["args"][1:])  # every flag is one the operator takes
+    assert (args.metrics_port, args.liveness_port, args.api_timeout) == (8080, 8081, 10)
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_two_replicas_elect_a_leader_roll_one_at_a_time_and_survive_a_drain():
+    objects = render()
+    deployment, pdb = one(objects, "Deployment"), one(objects, "PodDisruptionBudget")
+    spec, pod = deployment["spec"], deployment["spec"]["template"]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }  # fmt: skip
+    assert pdb["spec"] == {"minAvailable": 1, "selector": spec["selector"]}
+    (container,) = pod["containers"]
+    args = parser().parse_args(container["args"][1:])
+    assert args.lease_name == deployment["metadata"]["name"]
+    assert (args.lease_duration, args.renew_deadline, args.retry_period) == (15, 10, 2)
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    single = render("--set", "replicaCount=1")
+    assert by_kind(single, "PodDisruptionBudget") == []  # it would block every drain
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (("leaderElection.leaseDuration=10",), "leaderElection.leaseDuration (10) must be longer than leaderElection.renewDeadline (10)"),
+        (("leaderElection.retryPeriod=9",), "leaderElection.renewDeadline (10) must be longer than 1.2 x leaderElection.retryPeriod (9)"),
+    ],
+)  # fmt: skip
+def test_lease_timings_that_could_elect_two_leaders_are_refused(values, message):
+    out = helm("template", "x", str(CHART), *[a for v in values for a in ("--set", v)])
+    assert out.returncode != 0 and message in out.stderr
 
 
 def test_equal_metrics_and_liveness_ports_are_refused():
@@ -148,7 +183,8 @@ def test_cluster_mode_watches_every_namespace_with_one_cluster_role():
     (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert "--all-namespaces" in container["args"]
     assert not [a for a in container["args"] if a.startswith("--namespace")]
-    assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
+    for kind in ("Role", "RoleBinding"):  # the leader Lease's, in its own namespace only
+        assert [o["metadata"]["namespace"] for o in by_kind(objects, kind)] == [NAMESPACE]
     binding = one(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
     assert binding["subjects"] == [
@@ -166,6 +202,7 @@ def test_namespaced_mode_watches_and_grants_exactly_the_listed_namespaces():
     assert "--all-namespaces" not in container["args"]
     for kind in ("Role", "RoleBinding"):
         assert sorted(o["metadata"]["namespace"] for o in by_kind(objects, kind)) == [
+            NAMESPACE,  # the leader Lease's
             "team-a",
             "team-b",
         ]
@@ -189,3 +226,13 @@ def test_argocd_health_configmap_ships_the_tested_lua_script_verbatim():
 def test_chart_app_version_is_the_package_version():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__
+
+
+def test_kube_version_admits_what_the_operator_renders_for():
+    """Chart.yaml's kubeVersion and operator/kube_versions.py's OLDEST are one fact."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    major, minor = OLDEST
+    assert chart["kubeVersion"] == f">={major}.{minor}.0-0"
+    assert helm("template", "x", str(CHART), "--kube-version", f"{major}.{minor}.0").returncode == 0
+    older = helm("template", "x", str(CHART), "--kube-version", f"{major}.{minor - 1}.0")
+    assert older.returncode != 0 and "incompatible with Kubernetes" in older.stderr

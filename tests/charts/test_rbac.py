@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.charts.helm import NAMESPACED, by_kind, one, render
+from tests.charts.helm import NAMESPACE, NAMESPACED, by_kind, one, render
 from tests.charts.operator_needs import Need, operator_needs
 
 RULES_FILE = "charts/infleet-operator/templates/_rbac_rules.tpl"
@@ -32,18 +32,34 @@ def needs() -> dict[str, set[Need]]:
     return operator_needs()
 
 
+def lease_role(objects) -> dict[str, Any]:
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] == NAMESPACE]
+    return role
+
+
 def test_cluster_mode_grants_exactly_the_operator_needs_cluster_wide(needs):
     objects = render()
     assert_exactly(one(objects, "ClusterRole"), needs["cluster"] | needs["namespaced"])
+    assert_exactly(lease_role(objects), needs["release"])
 
 
 def test_namespaced_mode_grants_namespaced_needs_only_in_watched_namespaces(needs):
     objects = render(*NAMESPACED)
     assert_exactly(one(objects, "ClusterRole"), needs["cluster"])
-    roles = by_kind(objects, "Role")
-    assert len(roles) == 2
+    roles = [r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] != NAMESPACE]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert_exactly(role, needs["namespaced"])
+    assert_exactly(lease_role(objects), needs["release"])
+
+
+def test_only_the_operators_own_lease_may_be_read_or_renewed():
+    objects = render()
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    lease = next(a.split("=", 1)[1] for a in args if a.startswith("--lease-name="))
+    for rule in lease_role(objects)["rules"]:
+        if set(rule["verbs"]) - {"create"}:  # create cannot be narrowed to a name
+            assert rule["resourceNames"] == [lease]
 
 
 def test_no_wildcards_anywhere():

@@ -16,12 +16,13 @@ import pytest
 from tests.charts.helm import one, render
 from tests.charts.operator_needs import operator_needs
 from tests.charts.paths import CHART
-from tests.charts.test_rbac import granted
+from tests.charts.conftest import attributes
+from tests.charts.test_rbac import granted, lease_role
 from tests.localplane.harness import RunningPlane
 from tests.operator.samples import body
 
-# The operator's own clients: kopf's and the kubernetes client's (not kubectl's, not helm's).
-OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+# The operator's own clients, kopf's and the kubernetes client's, name themselves so.
+OPERATOR_AGENT = "infleet-operator/"
 
 
 def observed_generation(plane: RunningPlane) -> int | None:
@@ -36,8 +37,8 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
     plane.kubectl("create", "namespace", "team-a")
     sample = body("chat", "team-a", capacity={"spot": {"enabled": True, "preset": "gke"}})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infleet", "operator", "--standalone", "--all-namespaces",
-         "--metrics-port=0", "--liveness-port=0"],
+        [sys.executable, "-m", "infleet", "operator", "--all-namespaces",
+         "--metrics-port=0", "--liveness-port=0", "--lease-name=infleet-operator"],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=plane.env, start_new_session=True,
     )  # fmt: skip
     try:
@@ -47,16 +48,26 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
         plane.kubectl("patch", "inferenceservice", "chat", "-n", "team-a", "--type=merge",
                       "-p", '{"spec": {"scaling": {"maxReplicas": 6}}}')  # fmt: skip
         plane.wait_for(lambda: observed_generation(plane) == 2, timeout=60, what="update reconcile")
+        plane.kubectl("patch", "inferenceservice", "chat", "-n", "team-a", "--type=merge",
+                      "-p", '{"spec": {"capacity": {"spot": {"enabled": false}}}}')  # fmt: skip
+        plane.wait_for(
+            lambda: not plane.kubectl("get", "deployment", "chat-spot", "-n", "team-a", check=False)
+            .stdout, timeout=60, what="the spot pool's Deployment pruned",
+        )  # fmt: skip
         plane.kubectl("delete", "inferenceservice", "chat", "-n", "team-a", "--timeout=30s")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
-    made = {n for agent, needs in log if agent.startswith(OPERATOR_AGENTS) for n in needs}
+    made = {n for r in log if r.user_agent.startswith(OPERATOR_AGENT) for n in attributes(r)}
     assert ("infleet.io", "inferenceservices/status", "patch") in made  # the operator did run
+    assert ("coordination.k8s.io", "leases", "update") in made  # and led
+    assert ("apps", "deployments", "delete") in made  # and pruned
 
-    cluster_role = granted(one(render(), "ClusterRole"))
-    assert sorted(made - cluster_role) == [], "the operator made requests the chart forbids"
+    # The release namespace is where the lease lives; here the operator ran in `default`.
+    chart = render("--set", "fullnameOverride=infleet-operator")
+    allowed = granted(one(chart, "ClusterRole")) | granted(lease_role(chart))
+    assert sorted(made - allowed) == [], "the operator made requests the chart forbids"
     needs = operator_needs()
-    assert sorted(made - needs["cluster"] - needs["namespaced"]) == [], (
+    assert sorted(made - set().union(*needs.values())) == [], (
         "operator_needs.py misses requests the operator really makes"
     )

@@ -20,7 +20,8 @@ CASES = [
         "rbac.watchNamespaces.0: Does not match pattern '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
     ),
     (["rbac.watchNamespace=team-a"], "rbac: Additional property watchNamespace is not allowed"),
-    (["replicaCount=2"], "replicaCount: Must be less than or equal to 1"),
+    (["replicaCount=-1"], "replicaCount: Must be greater than or equal to 0"),
+    (["leaderElection.leaseDuration=1"], "leaderElection.leaseDuration: Must be greater than or equal to 2"),
     (["operator.metricsPort=80"], "operator.metricsPort: Must be greater than or equal to 1024"),
     (["image.repository="], "image.repository: String length must be greater than or equal to 1"),
     (

@@ -1,5 +1,5 @@
-"""lora's import boundaries (DESIGN.md): the format half runs without torch (the operator
-uses it), and no lora module imports the engine or the Kubernetes stack."""
+"""lora's format half runs without torch (the operator uses it). That no lora module
+imports the engine or the Kubernetes stack is tests/test_layering.py's, with every area's."""
 
 from __future__ import annotations
 
@@ -55,16 +55,3 @@ def test_format_half_checks_an_adapter_without_torch(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "8"  # 4 attention modules x 2 layers
     assert "torch" in sys.modules and torch  # the blocker ran in the child only
-
-
-def test_no_lora_module_imports_the_engine_or_kubernetes():
-    out = run_blocked(
-        ["infleet.engine", "kopf", "kubernetes"],
-        """
-        import pkgutil, infleet.lora
-        for module in pkgutil.iter_modules(infleet.lora.__path__):
-            __import__("infleet.lora." + module.name)
-        print("ok")
-        """,
-    )
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

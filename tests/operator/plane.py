@@ -7,8 +7,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from infleet.api import GROUP, PLURAL, VERSION
 from infleet.api.crds import all_crds
+from infleet.operator.cache import Snapshot
+from infleet.operator.names import MANAGED_BY, SERVICE_LABEL
 
 
 @contextmanager
@@ -34,3 +38,30 @@ def running_plane(workdir: Path) -> Iterator[Path]:
         asyncio.run_coroutine_threadsafe(plane.stop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def snapshot(api_client: Any, namespace: str, name: str) -> Snapshot:
+    """What the operator's caches would hold for one service, read from the API server."""
+    import json
+
+    from kubernetes import client
+
+    from infleet.operator.cache import CHILD_KINDS, trimmed
+
+    custom = client.CustomObjectsApi(api_client)
+    parent = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    lists = {
+        "Deployment": apps.list_namespaced_deployment,
+        "Service": core.list_namespaced_service,
+        "ConfigMap": core.list_namespaced_config_map,
+        "PodDisruptionBudget": client.PolicyV1Api(api_client).list_namespaced_pod_disruption_budget,
+    }
+    children = []
+    for group, version, _, kind in CHILD_KINDS:
+        selector = f"{MANAGED_BY}=infleet,{SERVICE_LABEL}={name}"  # the operator's watch
+        response = lists[kind](namespace, label_selector=selector, _preload_content=False)
+        api_version = f"{group}/{version}" if group else version
+        items = json.loads(response.data)["items"]
+        children += [trimmed(item, kind, api_version) for item in items]
+    return Snapshot(parent, children, pods=[])

@@ -1,7 +1,7 @@
-"""Reconcile and the kopf operator against an emulated API server (real HTTP, SSA, CEL).
+"""Reconcile and the operator process against an emulated API server (real HTTP, SSA, CEL).
 
-The lead wires the full e2e suite through infleet.localplane; this checks the operator's
-own I/O: server-side apply, owner references, status, the child watch, Events, metrics.
+The reconcile runs here from a snapshot read from the API server (what the operator's
+caches would hold); the operator process checks its watches, Events and metrics.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from infleet.operator.kube import Kube, load_config
 from infleet.operator.reconcile import reconcile
 from infleet.operator.render import RenderOptions
 from tests.conftest import REPO
-from tests.operator.plane import running_plane
+from tests.operator.plane import running_plane, snapshot
 
 pytestmark = pytest.mark.e2e
 GVP = ("infleet.io", "v1alpha1", "default", "inferenceservices")
@@ -54,62 +54,108 @@ def test_api_server_rejects_a_cel_rule_with_its_message(api):
     )
 
 
+def run(api_client, name: str):
+    """One reconcile of `name` from what the API server holds now."""
+    return reconcile(snapshot(api_client, "default", name), Kube(api_client), RenderOptions())
+
+
+def versions(api_client, name: str) -> dict[tuple[str, str], str]:
+    snap = snapshot(api_client, "default", name)
+    return {
+        (c["kind"], c["metadata"]["name"]): c["metadata"]["resourceVersion"] for c in snap.children
+    }
+
+
 def test_reconcile_applies_owned_children_and_puts_hand_edits_back(api):
     from kubernetes import client
 
     kube = Kube(api[1])
     body = create(api[1], "one")
-    outcome = reconcile(body, kube, RenderOptions())
+    outcome = run(api[1], "one")
     assert outcome.result == "applied"
     assert [e[1] for e in outcome.events] == ["ScaledPool", "ScaledPool"]
-    deployment = kube.get_deployment("default", "one-dedicated")
+    deployment = snapshot(api[1], "default", "one").children
+    deployment = next(c for c in deployment if c["metadata"]["name"] == "one-dedicated")
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
-    assert {m["manager"] for m in deployment["metadata"]["managedFields"]} == {"infleet-operator"}
+    assert "finalizers" not in kube.get_inference_service("default", "one")["metadata"]
     live = kube.get_inference_service("default", "one")
     assert live["spec"] == body["spec"]  # never writes spec
     assert live["status"]["pools"]["spot"]["desired"] == 1
     assert [c["type"] for c in live["status"]["conditions"]] == ["Ready", "Progressing", "Degraded"]
 
+    settled = versions(api[1], "one")
+    assert run(api[1], "one").events == []
+    assert versions(api[1], "one") == settled  # nothing changed: nothing applied
+
     client.AppsV1Api(api[1]).patch_namespaced_deployment(
         "one-dedicated", "default", {"spec": {"replicas": 9}}
     )
-    again = reconcile(live, kube, RenderOptions())
-    assert kube.get_deployment("default", "one-dedicated")["spec"]["replicas"] == 1
+    again = run(api[1], "one")
+    dedicated = client.AppsV1Api(api[1]).read_namespaced_deployment("one-dedicated", "default")
+    assert dedicated.spec.replicas == 1
     assert again.events == []  # nothing new to report
 
 
 def test_invalid_spec_degrades_and_touches_no_child(api):
     from kubernetes import client
 
-    kube = Kube(api[1])
-    reconcile(create(api[1], "two"), kube, RenderOptions())
-    before = kube.get_deployment("default", "two-dedicated")
+    create(api[1], "two")
+    run(api[1], "two")
+    before = versions(api[1], "two")
     custom = client.CustomObjectsApi(api[1])
     custom.patch_namespaced_custom_object(*GVP, "two", {"spec": {"engine": {"kind": "vllm"}}})
-    outcome = reconcile(custom.get_namespaced_custom_object(*GVP, "two"), kube, RenderOptions())
+    outcome = run(api[1], "two")
     assert outcome.result == "invalid"
-    assert outcome.events == [
-        (
-            "Warning",
-            "InvalidSpec",
-            "spec.model.uri: builtin models run on engine kind infleet, not vllm",
-        )
-    ]
-    after = kube.get_deployment("default", "two-dedicated")
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    message = "spec.model.uri: builtin models run on engine kind infleet, not vllm"
+    assert outcome.events == [("Warning", "InvalidSpec", message)]
+    assert versions(api[1], "two") == before
     status = custom.get_namespaced_custom_object(*GVP, "two")["status"]
-    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
-    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions["Degraded"] == ("True", "InvalidSpec")
+    assert conditions["Ready"] == ("False", "InvalidSpec")  # cannot roll out: not Ready
     assert status["observedGeneration"] == 2
 
 
 def test_stale_reconcile_rereads_instead_of_overwriting(api):
     kube = Kube(api[1])
-    body = create(api[1], "three")
-    first = reconcile(body, kube, RenderOptions())
-    stale = reconcile(body, kube, RenderOptions())  # same old resourceVersion
-    assert first.events and stale.events == []
+    create(api[1], "three")
+    stale = snapshot(api[1], "default", "three")
+    first = reconcile(stale, kube, RenderOptions())
+    again = reconcile(stale, kube, RenderOptions())  # the same old resourceVersion
+    assert first.events and again.events == []
     assert kube.get_inference_service("default", "three")["status"] == first.status
+
+
+def test_a_pool_removed_from_the_spec_has_its_deployment_deleted_and_nothing_else(api):
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api[1])
+    # One replica, all on dedicated: dropping the spot pool changes no other child.
+    create(api[1], "four", scaling={"minReplicas": 1, "maxReplicas": 4})
+    run(api[1], "four")
+    labels = {"app.kubernetes.io/managed-by": "infleet", "infleet.io/inferenceservice": "four"}
+    foreign = {  # labelled like a child, owned by no one: not the operator's to delete
+        "metadata": {"name": "four-canary", "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": {"app": "canary"}},
+            "template": {"metadata": {"labels": {"app": "canary"}},
+                         "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        },
+    }  # fmt: skip
+    apps.create_namespaced_deployment("default", foreign)
+    before = versions(api[1], "four")
+    assert ("Deployment", "four-spot") in before
+    custom = client.CustomObjectsApi(api[1])
+    custom.patch_namespaced_custom_object(
+        *GVP, "four", {"spec": {"capacity": {"spot": {"enabled": False}}}}
+    )
+    outcome = run(api[1], "four")
+    assert outcome.result == "applied"
+    after = versions(api[1], "four")
+    assert after == {k: v for k, v in before.items() if k != ("Deployment", "four-spot")}
+    assert custom.get_namespaced_custom_object(*GVP, "four")["status"]["pools"]["spot"] == {
+        "desired": 0, "ready": 0,
+    }  # fmt: skip
 
 
 @pytest.mark.slow
@@ -128,7 +174,7 @@ def test_operator_process_follows_the_cluster(api, tmp_path):
     env["HOME"] = str(tmp_path / "home")
     proc = subprocess.Popen(
         [sys.executable, "-m", "infleet", "operator", "--kubeconfig", str(kubeconfig),
-         "--standalone", "--metrics-port", str(port), "--liveness-port", "0"],
+         "--metrics-port", str(port), "--liveness-port", "0"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     apps = client.AppsV1Api(api_client)

@@ -10,8 +10,11 @@ def test_valid_spec_plans_every_child():
     p = plan(body(scaling={"minReplicas": 2}), RenderOptions())
     assert p.problem is None
     assert [c["kind"] for c in p.children] == [
-        "ConfigMap", "Deployment", "Deployment", "Service", "PodDisruptionBudget",
-    ]  # fmt: skip
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    ]  # fmt: skip (no spot Deployment: spot is not in the spec)
     assert p.replicas == PoolReplicas(2, 0)
 
 

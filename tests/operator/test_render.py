@@ -4,12 +4,17 @@ import itertools
 
 import kubernetes_validate
 import pytest
+from kubernetes_validate.utils import all_versions
 
+from infleet.operator.kube_versions import OLDEST, PRESTOP_SLEEP
 from infleet.operator.render import RenderOptions, render_children
 from tests.operator.samples import MIXES, engine_isvc
 
 KINDS = ["infleet", "vllm", "sglang", "tgi"]
 COMBOS = list(itertools.product(KINDS, MIXES))
+# Every minor from the oldest the operator supports to the newest kubernetes-validate knows.
+MINORS = sorted({(1, int(v.split(".")[1])) for v in all_versions() if v.startswith("1.")})
+SUPPORTED = [m for m in MINORS if m >= OLDEST]
 
 
 def by_kind(children):
@@ -19,24 +24,60 @@ def by_kind(children):
     return out
 
 
+@pytest.mark.parametrize("minor", SUPPORTED, ids=lambda m: f"1.{m[1]}")
+def test_every_child_validates_against_each_supported_minors_strict_schemas(minor):
+    """Strict: an unknown field (one a minor does not have yet) fails, unlike the
+    non-strict schemas, which accept unknown fields. Every engine kind, both pools."""
+    assert len(SUPPORTED) >= 10 and SUPPORTED[0] == OLDEST
+    for kind in KINDS:
+        options = RenderOptions(kube_version=minor)
+        for child in render_children(engine_isvc(kind, "mixed"), options):
+            kubernetes_validate.validate(child, f"1.{minor[1]}.0", strict=True)
+
+
 @pytest.mark.parametrize(("kind", "mix"), COMBOS)
-def test_every_child_validates_against_kubernetes_schemas(kind, mix):
+def test_every_capacity_mix_validates_against_the_newest_strict_schemas(kind, mix):
+    for child in render_children(engine_isvc(kind, mix)):
+        kubernetes_validate.validate(child, f"1.{SUPPORTED[-1][1]}.0", strict=True)
+
+
+def test_the_strict_schemas_catch_a_field_the_minor_lacks():
+    # What the gate prevents: preStop.sleep rendered for a server that has no such field.
+    newest = render_children(engine_isvc("vllm", "mixed"))
+    with pytest.raises(kubernetes_validate.ValidationError, match="'sleep' was unexpected"):
+        kubernetes_validate.validate(newest[1], "1.28.0", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("minor", "pre_stop"),
+    [
+        ((1, 29), {"exec": {"command": ["sleep", "45"]}}),
+        (PRESTOP_SLEEP, {"sleep": {"seconds": 45}}),
+        (None, {"sleep": {"seconds": 45}}),
+    ],
+)
+def test_pre_stop_sleep_is_gated_on_the_server_version(minor, pre_stop):
+    isvc = engine_isvc("vllm", "mixed", engine={"shutdownGraceSeconds": 40})
+    deployment = render_children(isvc, RenderOptions(kube_version=minor))[1]
+    assert engine_container(deployment)["lifecycle"]["preStop"] == pre_stop
+
+
+@pytest.mark.parametrize(("kind", "mix"), COMBOS)
+def test_children_in_apply_order_with_a_deployment_per_pool_in_the_spec(kind, mix):
     children = render_children(engine_isvc(kind, mix))
+    pools = ["Deployment", "Deployment"] if mix != "dedicated-only" else ["Deployment"]
     assert [c["kind"] for c in children] == [
-        "ConfigMap", "Deployment", "Deployment", "Service", "PodDisruptionBudget",
+        "ConfigMap", *pools, "Service", "PodDisruptionBudget",
     ]  # fmt: skip
-    for child in children:
-        kubernetes_validate.validate(child, "1.32", strict=True)
 
 
 @pytest.mark.parametrize(("kind", "mix"), COMBOS)
 def test_names_labels_and_owner_per_contract(kind, mix):
     children = by_kind(render_children(engine_isvc(kind, mix)))
     assert children["ConfigMap"][0]["metadata"]["name"] == "chat-engine"
-    assert [d["metadata"]["name"] for d in children["Deployment"]] == [
-        "chat-dedicated",
-        "chat-spot",
-    ]
+    assert [d["metadata"]["name"] for d in children["Deployment"]] == (
+        ["chat-dedicated"] if mix == "dedicated-only" else ["chat-dedicated", "chat-spot"]
+    )
     assert children["Service"][0]["metadata"]["name"] == "chat"
     assert children["PodDisruptionBudget"][0]["metadata"]["name"] == "chat"
     for child in [c for group in children.values() for c in group]:
@@ -47,9 +88,9 @@ def test_names_labels_and_owner_per_contract(kind, mix):
         (owner,) = child["metadata"]["ownerReferences"]
         assert owner == {
             "apiVersion": "infleet.io/v1alpha1", "kind": "InferenceService", "name": "chat",
-            "uid": "uid-1", "controller": True, "blockOwnerDeletion": True,
+            "uid": "uid-1", "controller": True,
         }  # fmt: skip
-    for deployment, pool in zip(children["Deployment"], ["dedicated", "spot"], strict=True):
+    for deployment, pool in zip(children["Deployment"], ["dedicated", "spot"], strict=False):
         assert deployment["metadata"]["labels"]["infleet.io/pool"] == pool
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert pod_labels["infleet.io/pool"] == pool
@@ -64,7 +105,10 @@ def test_names_labels_and_owner_per_contract(kind, mix):
 )
 def test_min_replicas_split_as_capacity_says(mix, dedicated, spot):
     deployments = by_kind(render_children(engine_isvc("infleet", mix)))["Deployment"]
-    assert [d["spec"]["replicas"] for d in deployments] == [dedicated, spot]
+    replicas = {
+        d["metadata"]["labels"]["infleet.io/pool"]: d["spec"]["replicas"] for d in deployments
+    }
+    assert replicas.get("dedicated") == dedicated and replicas.get("spot", 0) == spot
 
 
 def engine_container(deployment):

@@ -27,7 +27,10 @@ def test_every_example_renders_to_valid_objects():
     out = render("-f", "-", stdin=text)
     assert out.returncode == 0, out.stderr
     objects = list(yaml.safe_load_all(out.stdout))
-    assert len(objects) == 5 * len(examples)  # ConfigMap, 2 Deployments, Service, PDB each
+    docs = [yaml.safe_load(p.read_text()) for p in examples]
+    spot = sum(1 for d in docs if d["spec"].get("capacity", {}).get("spot", {}).get("enabled"))
+    # ConfigMap, Service, PDB and a dedicated Deployment each; a spot one where spot is on
+    assert len(objects) == 4 * len(examples) + spot
     for obj in objects:
         kubernetes_validate.validate(obj, "1.32", strict=True)
         assert "ownerReferences" not in obj["metadata"]  # no live owner at review time
@@ -62,6 +65,18 @@ def test_unreadable_or_empty_input_exits_1(tmp_path, capsys, monkeypatch):
         monkeypatch.setattr("sys.stdin", io.StringIO(text))
         assert render_main(["-f", "-"]) == 1
         assert message in capsys.readouterr().err
+
+
+def test_kube_version_flag_renders_for_that_server(capsys):
+    chat = str(REPO / "examples" / "chat-local.yaml")
+    assert render_main(["-f", chat, "--kube-version", "1.29"]) == 0
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "exec" in container["lifecycle"]["preStop"]  # no preStop.sleep before 1.30
+    out = render("-f", chat, "--kube-version", "1.26")
+    assert out.returncode == 2
+    assert "Kubernetes 1.26 is older than the oldest supported, 1.27" in out.stderr
 
 
 def test_prometheus_operator_flag_adds_monitoring(capsys):

@@ -73,3 +73,13 @@ def test_decision_splits_a_manual_override_of_the_same_total():
     assert plan_replicas(with_status(pinned, lastScalingDecision=decision(3, 2))) == PoolReplicas(
         2, 2
     )
+
+
+def test_each_plan_says_where_its_counts_come_from():
+    """Status quotes it when a service is scaled to zero on purpose."""
+    zero = {**MIXED, "scaling": {"minReplicas": 0, "scaleToZero": {"enabled": True}}}
+    assert plan_replicas(with_status(zero)).why == "scaling.minReplicas is 0"
+    assert plan_replicas(with_status({**zero, "replicas": 0})).why == "spec.replicas is 0"
+    decided = {"time": "2026-01-01T00:00:00Z", "dedicated": 0, "spot": 0, "reason": "Idle"}
+    planned = plan_replicas(with_status(zero, lastScalingDecision=decided))
+    assert (planned.total, planned.why) == (0, "the autoscaler's decision (Idle)")

@@ -83,12 +83,25 @@ def test_invalid_spec_is_degraded_and_reports_what_still_runs():
     deps = {"dedicated": deployment(2, 2), "spot": None}
     status = compute_status(body(), deps, SERVICE, None, T0, problem)
     assert conditions(status) == {
-        "Ready": ("True", "AllReplicasReady"),
+        "Ready": ("False", "InvalidSpec"),  # the spec cannot be rolled out
         "Progressing": ("False", "InvalidSpec"),
         "Degraded": ("True", "InvalidSpec"),
     }
     assert status["conditions"][2]["message"] == problem.message
+    assert status["conditions"][0]["message"] == problem.message + (
+        " (the last good spec still serves 2/2 replicas ready (dedicated 2/2, spot 0/0))"
+    )
     assert status["pools"]["dedicated"] == {"desired": 2, "ready": 2}
+
+
+def test_a_service_that_cannot_roll_out_is_not_ready_with_the_blocking_reason():
+    """Nothing runs and nothing may be applied: never mistaken for a deliberate zero."""
+    for reason in ("InvalidSpec", "UnsupportedByEngine", "ApplyFailed"):
+        problem = Problem(reason, "spec.engine.quantization: quantization fp4 is not supported")
+        status = compute_status(body(), {}, None, None, T0, problem)
+        ready = status["conditions"][0]
+        assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", reason)
+        assert ready["message"] == problem.message
 
 
 def test_last_transition_time_moves_only_on_a_flip():
@@ -104,10 +117,12 @@ def test_last_transition_time_moves_only_on_a_flip():
     assert conditions(flipped)["Ready"] == ("False", "NoReplicasReady")
 
 
-def test_scaled_to_zero_is_ready():
+def test_scaled_to_zero_on_purpose_is_ready_and_says_why():
     deps = {"dedicated": deployment(0, 0), "spot": deployment(0, 0)}
-    status = compute_status(body(), deps, SERVICE, PoolReplicas(0, 0), T0)
+    plan = PoolReplicas(0, 0, "spec.replicas is 0")
+    status = compute_status(body(), deps, SERVICE, plan, T0)
     assert conditions(status)["Ready"] == ("True", "ScaledToZero")
+    assert status["conditions"][0]["message"] == "scaled to zero on purpose: spec.replicas is 0"
 
 
 def test_url_uses_the_services_loopback_address_when_it_has_one():

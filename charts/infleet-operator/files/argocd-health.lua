@@ -30,7 +30,7 @@ end
 
 -- Why the service runs zero replicas by choice, or nil. The operator says so with
 -- Ready=True, reason ScaledToZero (no replica desired: spec.replicas 0, or scaling.minReplicas 0
--- and the autoscaler wants none); only once status shows zero replicas, as while they drain
+-- and the autoscaler wants none: the message says which); only once status shows zero replicas, as while they drain
 -- the service is Progressing.
 local function suspended_reason(spec, status, ready)
   if ready == nil or ready.reason ~= "ScaledToZero" or (status.replicas or 0) ~= 0 then

@@ -6,7 +6,8 @@ children, client calls) and fails on a missing or a spare permission.
 
 {{/* Namespaced resources: granted cluster-wide (mode cluster) or per watched namespace. */}}
 {{- define "infleet-operator.namespacedRules" -}}
-# InferenceServices: watched and indexed by kopf, which patches its progress annotations.
+# InferenceServices: watched and indexed by kopf; read again when a status write meets a
+# newer version; patched once to drop the finalizer the operator before 0.2 added.
 - apiGroups: [infleet.io]
   resources: [inferenceservices]
   verbs: [get, list, watch, patch]
@@ -15,13 +16,14 @@ children, client calls) and fails on a missing or a spare permission.
   resources: [inferenceservices/status]
   verbs: [patch]
 # Children: server-side applied under one field manager (apply creates a missing object, so
-# create too); watched so that a hand edit is put back. Owner references delete them.
+# create too); watched so that a hand edit is put back. Owner references delete them with
+# their InferenceService; a pool's Deployment is deleted when the pool leaves the spec.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, patch]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [list, watch, create, patch]
@@ -36,7 +38,7 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# Events for decisions and handler outcomes (kopf posts core/v1 Events).
+# Events for the operator's decisions (core/v1).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
@@ -48,4 +50,17 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+{{- end -}}
+
+
+{{/* The leader Lease, in the operator's own namespace only. */}}
+{{- define "infleet-operator.releaseRules" -}}
+# Leader election: any replica may create the Lease; only this one may be read or renewed.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "infleet-operator.fullname" . }}]
+  verbs: [get, update]
 {{- end -}}

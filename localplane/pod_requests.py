@@ -1,35 +1,8 @@
-"""Kubernetes resource quantities (`500m`, `2`, `1Gi`, `100M`) as floats."""
+"""What a pod asks of its node: its containers' resource requests, as numbers."""
 
 from __future__ import annotations
 
-import re
-
-_SUFFIX = {
-    "": 1,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
-_RE = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-
-
-def parse(value: str | int | float) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    m = _RE.match(str(value).strip())
-    if not m or m.group(2) not in _SUFFIX:
-        raise ValueError(f"invalid quantity {value!r}")
-    return float(m.group(1)) * _SUFFIX[m.group(2)]
+from infleet.api.quantity import parse_quantity
 
 
 def pod_requests(pod: dict) -> dict[str, float]:
@@ -40,7 +13,7 @@ def pod_requests(pod: dict) -> dict[str, float]:
     def of(c: dict) -> dict[str, float]:
         res = c.get("resources") or {}
         merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-        return {k: parse(v) for k, v in merged.items()}
+        return {k: parse_quantity(v) for k, v in merged.items()}
 
     total: dict[str, float] = {}
     for c in spec.get("containers") or []:

@@ -1,0 +1,41 @@
+"""kopf's part: watch events enqueue the service's key, as controller-runtime's event
+handlers do. Nothing here writes: these handlers only hand keys to the controller
+(operator/controller.py), whose workers reconcile on the leader alone.
+
+Events of the InferenceService itself and of its labelled children (a Deployment's
+readiness, a deleted or hand-edited child) enqueue it; its pods only feed the index the
+autoscale step reads (pod churn would otherwise reconcile on every pod update).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from infleet.api import GROUP, PLURAL, VERSION
+from infleet.operator.cache import CHILD_KINDS, CHILD_SELECTOR
+from infleet.operator.names import SERVICE_LABEL
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def service_event(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    memo.runtime.seen((namespace, name), kwargs)
+
+
+async def child_event(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+    memo.runtime.seen((namespace, labels[SERVICE_LABEL]), kwargs)
+
+
+for _group, _version, _plural, _ in CHILD_KINDS:
+    kopf.on.event(_group, _version, _plural, labels=CHILD_SELECTOR)(child_event)
+
+
+@kopf.on.startup()
+def start(memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.start()
+
+
+@kopf.on.cleanup()
+def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.stop()
