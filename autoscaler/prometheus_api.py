@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infleet.autoscaler.engines import names_for
+from infleet.autoscaler.engines import COUNTED, FIELDS, names_for
 from infleet.autoscaler.http_client import shared_client
 from infleet.autoscaler.view import ReplicaMetrics
-
-FIELDS = ("waiting", "running", "kv_usage", "preemptions_total", "requests_total")
 
 
 def _label_value(value: str) -> str:
@@ -58,9 +56,7 @@ class PrometheusSource:
                 pool=pool,
                 waiting=v.get("waiting", 0.0),
                 running=v.get("running", 0.0),
-                kv_usage=v.get("kv_usage"),
-                preemptions_total=v.get("preemptions_total"),
-                requests_total=v.get("requests_total"),
+                **{field: v.get(field) for field in COUNTED},
             )
             for (pod, pool), v in sorted(values.items())
             if pod and ("waiting" in v or "running" in v)

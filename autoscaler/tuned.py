@@ -1,0 +1,10 @@
+"""Parameters chosen on the tuning scenarios (generated: do not edit by hand).
+
+Written by `python -m bench.tune_autoscalers`; the scenarios, grids and objective are in
+that script and docs/autoscaling.md#tuning. Every policy, ours included, is tuned the
+same way on scenarios that are not in the evaluation table.
+"""
+
+TUNED: dict[str, dict[str, float]] = {
+    "infleet": {"target_utilization": 0.7, "panic_threshold": 2.0, "burst_hold_gaps": 1.5},
+}
