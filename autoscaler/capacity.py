@@ -15,7 +15,9 @@ bucket as it was:
   `Tuning.capacity_half_life_s`), never moves more than `capacity_step` per decision,
   and stays within prior / `capacity_bound` .. prior x `capacity_bound`.
 
-A bucket never seen borrows the factor last learned anywhere (the GPU is the same).
+A bucket never seen borrows from the nearest bucket learned, less the further it is (the
+GPU is the same, but the prior's error grows with the distance in shape: a factor
+learned at 8k-token prompts carries an eighth of its weight to 1k ones).
 """
 
 from __future__ import annotations
@@ -35,15 +37,24 @@ SMOOTHING = 0.3  # weight of one interval's measurement of a full replica (in lo
 @dataclass(slots=True)
 class CapacityModel:
     factors: dict[str, Entry] = field(default_factory=dict)  # shape bucket -> entry
-    latest: Entry | None = None  # the last factor learned, any bucket
 
     def copy(self) -> CapacityModel:
-        return CapacityModel(dict(self.factors), self.latest)
+        return CapacityModel(dict(self.factors))
+
+
+def _bucket(shape: Shape) -> tuple[int, int]:
+    """Half-octave buckets of the mean prompt and output lengths."""
+    return round(2 * math.log2(max(shape[0], 1.0))), round(2 * math.log2(max(shape[1], 1.0)))
 
 
 def shape_key(shape: Shape) -> str:
-    prompt, output = shape
-    return f"{round(2 * math.log2(max(prompt, 1.0)))}/{round(2 * math.log2(max(output, 1.0)))}"
+    prompt, output = _bucket(shape)
+    return f"{prompt}/{output}"
+
+
+def _distance(key: str, bucket: tuple[int, int]) -> int:
+    i, j = (int(x) for x in key.split("/"))
+    return abs(i - bucket[0]) + abs(j - bucket[1])
 
 
 def _decayed(entry: Entry, now: float, half_life_s: float) -> float:
@@ -52,8 +63,12 @@ def _decayed(entry: Entry, now: float, half_life_s: float) -> float:
 
 
 def factor(model: CapacityModel, tuning: Tuning, shape: Shape, now: float) -> float:
-    entry = model.factors.get(shape_key(shape)) or model.latest
-    return 1.0 if entry is None else _decayed(entry, now, tuning.capacity_half_life_s)
+    if not model.factors:
+        return 1.0
+    bucket = _bucket(shape)
+    key = min(model.factors, key=lambda k: (_distance(k, bucket), -model.factors[k][1]))
+    learned = _decayed(model.factors[key], now, tuning.capacity_half_life_s)
+    return learned ** (0.5 ** (_distance(key, bucket) / 2))
 
 
 def capacity(model: CapacityModel, tuning: Tuning, shape: Shape, now: float) -> float:
@@ -80,4 +95,4 @@ def learn(
     factors = {**model.factors, shape_key(shape): (new, now)}
     if len(factors) > MAX_BUCKETS:  # forget the shape not seen for longest
         del factors[min(factors, key=lambda k: factors[k][1])]
-    return CapacityModel(factors, (new, now))
+    return CapacityModel(factors)

@@ -23,6 +23,7 @@ class PodCounters:
 
     t: float
     depth: float
+    waiting: float
     finished: float | None
     preempted: float | None
     prompt_tokens: float | None
@@ -71,6 +72,7 @@ def _counters(r: ReplicaMetrics, now: float) -> PodCounters:
     return PodCounters(
         now,
         r.depth,
+        r.waiting,
         r.requests_total,
         r.preemptions_total,
         r.prompt_tokens_total,
@@ -90,7 +92,7 @@ def measure(
     known, unknown = len(reported), len(serving) - len(reported)
     activator = obs.activator_waiting or 0.0
     current: Counters = {r.pod: _counters(r, now) for r in reported}
-    current[ACTIVATOR] = PodCounters(now, activator, None, None, None, None)
+    current[ACTIVATOR] = PodCounters(now, activator, activator, None, None, None, None)
     if serving and not known:
         return Interval(now, len(serving), 0, unknown, None, None, None), current
     scale = len(serving) / known if known else 0.0
@@ -136,11 +138,11 @@ def measure(
         interval.served_rate = sum(rates) / len(rates)
         interval.full_rates = [
             rate
-            for rate, (r, _) in zip(rates, paired, strict=True)
-            # A queue at the end of the interval: the replica served flat out (a queue
-            # that only just formed underestimates it: the safe side). One that finished
-            # nothing with a queue is stuck, not slow: it teaches nothing.
-            if r.waiting >= full_waiting and rate >= 1e-3
+            for rate, (r, c) in zip(rates, paired, strict=True)
+            # A queue at both ends of the interval: the replica served flat out all along
+            # (a queue seen once may be a few long prompts arriving together). One that
+            # finished nothing with a queue is stuck, not slow: it teaches nothing.
+            if min(r.waiting, c.waiting) >= full_waiting and rate >= 1e-3
         ]
     return interval, current
 

@@ -85,10 +85,7 @@ def snapshot(state: PolicyState) -> dict[str, Any]:
         "total": state.total,
         "pools": list(state.pools) if state.pools else None,
         "leadTimeS": _r(state.lead_time_s),
-        "capacity": {
-            "factors": {k: [round(f, 4), round(t, 1)] for k, (f, t) in state.capacity.factors.items()},
-            "latest": [round(x, 4) for x in state.capacity.latest] if state.capacity.latest else None,
-        },
+        "capacity": {k: [round(f, 4), round(t, 1)] for k, (f, t) in state.capacity.factors.items()},
         "spot": {
             "shift": round(spot.shift, 4),
             "interruptions": [round(t, 1) for t, _ in spot.interruptions.samples],
@@ -130,10 +127,7 @@ def restore(data: dict[str, Any]) -> PolicyState:
         )
         first_now, last_now, last_active, last_read = data["clock"]
         return PolicyState(
-            capacity=CapacityModel(
-                {k: (float(f), float(t)) for k, (f, t) in cap["factors"].items()},
-                tuple(cap["latest"]) if cap["latest"] else None,  # type: ignore[arg-type]
-            ),
+            capacity=CapacityModel({str(k): (float(f), float(t)) for k, (f, t) in cap.items()}),
             damping=damping,
             spot=history,
             lead_time_s=data["leadTimeS"],

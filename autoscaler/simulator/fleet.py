@@ -107,16 +107,23 @@ class Fleet:
                     targets.append(pod.replica)
         for pool, count in scheduled.items():
             self.gpu_seconds[pool] += count * dt
-        for stream in arrivals.streams:
-            fresh = stream.cohorts(now, dt, max(len(targets), 1), self.rng)
-            for replica, (n, prompt, output) in zip(targets or [None], fresh, strict=True):
-                if n:
-                    self.arrived += n
-                    cohort = Cohort(now, dt / n, now, dt / n, n, prompt / n, output / n)
-                    if replica is None:
-                        self.gateway.append(cohort)
-                    else:
-                        replica.enqueue(cohort)
+        streams = arrivals.streams
+        fresh = streams[0].cohorts(now, dt, max(len(targets), 1), self.rng)
+        for stream in streams[1:]:
+            # Tenants' requests of one tick interleave: one cohort per target (their
+            # tokens summed), not one tenant's tick queued behind the other's.
+            more = stream.cohorts(now, dt, max(len(targets), 1), self.rng)
+            fresh = [
+                (a + x, b + y, c + z) for (a, b, c), (x, y, z) in zip(fresh, more, strict=True)
+            ]
+        for replica, (n, prompt, output) in zip(targets or [None], fresh, strict=True):
+            if n:
+                self.arrived += n
+                cohort = Cohort(now, dt / n, now, dt / n, n, prompt / n, output / n)
+                if replica is None:
+                    self.gateway.append(cohort)
+                else:
+                    replica.enqueue(cohort)
         if targets:
             self._flush_gateway(targets)
         else:
