@@ -16,8 +16,9 @@ bucket as it was:
   and stays within prior / `capacity_bound` .. prior x `capacity_bound`.
 
 A bucket never seen borrows from the nearest bucket learned, less the further it is (the
-GPU is the same, but the prior's error grows with the distance in shape: a factor
-learned at 8k-token prompts carries an eighth of its weight to 1k ones).
+GPU is the same, but the prior's error changes with the shape): half the factor (in log
+space) per half-octave away, so a factor learned at 8k-token prompts carries 1/64 of its
+weight to 1k ones.
 """
 
 from __future__ import annotations
@@ -68,12 +69,22 @@ def factor(model: CapacityModel, tuning: Tuning, shape: Shape, now: float) -> fl
     bucket = _bucket(shape)
     key = min(model.factors, key=lambda k: (_distance(k, bucket), -model.factors[k][1]))
     learned = _decayed(model.factors[key], now, tuning.capacity_half_life_s)
-    return learned ** (0.5 ** (_distance(key, bucket) / 2))
+    return learned ** (0.5 ** _distance(key, bucket))
 
 
 def capacity(model: CapacityModel, tuning: Tuning, shape: Shape, now: float) -> float:
     """Requests per second one full replica serves for this shape."""
     return tuning.prior.requests_per_s(*shape) * factor(model, tuning, shape, now)
+
+
+def steady_shape(interval: Interval, window: Shape) -> bool:
+    """Whether the requests of this interval have the shape of the window's: while the
+    shape shifts, what full replicas serve belongs to neither, so nothing is learned
+    (intervals without token counters are taken as steady)."""
+    done, prompt, output = interval.finished, interval.prompt_tokens, interval.output_tokens
+    if not done or prompt is None or output is None:
+        return True
+    return shape_key((prompt / done, output / done)) == shape_key(window)
 
 
 def learn(

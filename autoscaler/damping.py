@@ -106,7 +106,9 @@ def _stabilized(
     s, t = spec.scaling, spec.tuning
     up, down = s.scale_up_stabilization_window_seconds, s.scale_down_stabilization_window_seconds
     sized = Sized(rec.replicas, rec.code, list(rec.reasons))
-    if current and abs(sized.total - current) <= t.tolerance * current:
+    # The tolerance band, on the load's own number before rounding (as the HPA's ratio).
+    wanted = rec.exact if rec.exact is not None else float(rec.replicas)
+    if current and abs(wanted - current) <= t.tolerance * current:
         sized.total = current
     if rec.panic:
         last = d.bursts.last()
@@ -121,7 +123,7 @@ def _stabilized(
         sized.total, sized.code = max(sized.total, rec.burst or 0, current), "PanicBurst"
         sized.reasons.append(f"panic mode until t={d.panic_until:.0f}s: no scale-down")
     if sized.total > current and current and not panic:
-        held = max(current, int(min(d.recommendations.values(now, up))))
+        held = max(current, int(min([rec.replicas, *d.recommendations.values(now, up)])))
         if held < sized.total:
             sized.reasons.append(f"scale-up held at {held} by {up}s stabilization")
             sized.total = held
@@ -129,7 +131,7 @@ def _stabilized(
         sized.reasons.append(f"no scale-down before {t.stable_window_s:.0f}s of metrics are read")
         sized.total = current
     if sized.total < current:
-        held = min(current, int(max(d.recommendations.values(now, down))))
+        held = min(current, int(max([rec.replicas, *d.recommendations.values(now, down)])))
         if held > sized.total:
             sized.reasons.append(f"scale-down held at {held} by {down}s stabilization")
             sized.total = held
@@ -163,8 +165,9 @@ def damp(
     # Rate limits relative to the fleet over the last minute.
     recent = [*d.totals.values(now, RATE_LIMIT_WINDOW_S), float(current)]
     low, high = int(min(recent)), int(max(recent))
-    up_limit = max(ceil(low * t.scale_up_factor), low + t.scale_up_min_step)
-    down_limit = high - max(1, int(high * t.scale_down_fraction))
+    # Limits on moving: never a reason to move the other way from the current total.
+    up_limit = max(ceil(low * t.scale_up_factor), low + t.scale_up_min_step, current)
+    down_limit = min(high - max(1, int(high * t.scale_down_fraction)), current)
     if sized.total > up_limit and now >= d.panic_until:  # a burst is not rate-limited
         sized.reasons.append(f"scale-up limited to {up_limit} this minute")
         sized.total = up_limit

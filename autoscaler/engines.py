@@ -41,6 +41,9 @@ class EngineMetricNames:
     requests_total: tuple[str, ...] = ()
     prompt_tokens_total: tuple[str, ...] = ()
     generation_tokens_total: tuple[str, ...] = ()
+    # The time-to-first-token histogram (the blind policy's fallback evidence, read
+    # through Prometheus); TGI has none.
+    ttft_histogram: str | None = None
 
 
 ENGINE_METRICS: dict[str, EngineMetricNames] = {
@@ -52,6 +55,7 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         requests_total=("infleet:request_success_total",),
         prompt_tokens_total=("infleet:prompt_tokens_total",),
         generation_tokens_total=("infleet:generation_tokens_total",),
+        ttft_histogram="infleet:time_to_first_token_seconds",
     ),
     "vllm": EngineMetricNames(
         waiting=("vllm:num_requests_waiting",),
@@ -61,6 +65,7 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         requests_total=("vllm:request_success_total",),
         prompt_tokens_total=("vllm:prompt_tokens_total",),
         generation_tokens_total=("vllm:generation_tokens_total",),
+        ttft_histogram="vllm:time_to_first_token_seconds",
     ),
     "sglang": EngineMetricNames(
         waiting=("sglang:num_queue_reqs",),
@@ -70,6 +75,7 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         requests_total=("sglang:num_requests_total",),
         prompt_tokens_total=("sglang:prompt_tokens_total",),
         generation_tokens_total=("sglang:generation_tokens_total",),
+        ttft_histogram="sglang:time_to_first_token_seconds",
     ),
     "tgi": EngineMetricNames(
         waiting=("tgi_queue_size",),

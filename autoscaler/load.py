@@ -9,6 +9,7 @@ not where it was.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from infleet.autoscaler.capacity import Shape
@@ -76,6 +77,7 @@ class Load:
     arrivals: float | None  # requests/s over the stable window (None: no counters yet)
     arrivals_panic: float | None  # over the panic window
     projected: float | None  # at the moment a replica started now would be ready
+    rising: bool  # the panic window is above the stable one by more than noise
     waiting: float  # mean over the stable window, fleet plus activator
     waiting_panic: float
     depth: float  # in flight now (0 when blind)
@@ -95,19 +97,27 @@ class Load:
     ttft_p95_s: float | None  # from elsewhere than the replicas (see Observation)
 
 
+def rise(arrivals: float | None, panic: float | None, tuning: Tuning) -> float:
+    """How far the panic window's rate is above the stable window's, in requests/s, or 0
+    when that is noise: within five standard deviations of a Poisson count over the panic
+    window, or under a fifth of the stable rate (a false trend would double the fleet)."""
+    if arrivals is None or panic is None:
+        return 0.0
+    w = tuning.panic_window_s
+    noise = max(5.0 * math.sqrt(max(arrivals, panic) * w) / w, 0.2 * arrivals)
+    return panic - arrivals if panic - arrivals > noise else 0.0
+
+
 def projected(
     arrivals: float | None, panic: float | None, tuning: Tuning, lead_s: float
 ) -> float | None:
-    """The arrival rate extrapolated from the two windows to `lead_s` from now."""
+    """The arrival rate extrapolated from the two windows to `lead_s` from now: the
+    stable window's mean sits half a stable window back, the panic window's half a panic
+    window, and the slope between them (when it is not noise) is carried forward."""
     if panic is None:
         return arrivals
-    if arrivals is None:
-        return panic
-    # The stable window's mean sits half a stable window back, the panic window's half a
-    # panic window: the slope between them, carried forward by the lead time.
-    lag = (tuning.stable_window_s - tuning.panic_window_s) / 2
-    slope = (panic - arrivals) / lag if lag > 0 else 0.0
-    return min(panic + max(0.0, slope) * lead_s, PROJECTION_CAP * panic)
+    slope = rise(arrivals, panic, tuning) / ((tuning.stable_window_s - tuning.panic_window_s) / 2)
+    return min(panic + slope * lead_s, PROJECTION_CAP * panic)
 
 
 def fleet_load(
@@ -132,6 +142,7 @@ def fleet_load(
         arrivals=arrivals,
         arrivals_panic=arrivals_panic,
         projected=projected(arrivals, arrivals_panic, tuning, lead_time_s),
+        rising=rise(arrivals, arrivals_panic, tuning) > 0,
         waiting=windows.waiting.mean(now, stable) or 0.0,
         waiting_panic=windows.waiting.mean(now, panic) or 0.0,
         depth=interval.depth or 0.0,

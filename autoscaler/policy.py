@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infleet.autoscaler.capacity import capacity, learn
+from infleet.autoscaler.capacity import capacity, learn, steady_shape
 from infleet.autoscaler.damping import damp
 from infleet.autoscaler.load import Load, fleet_load
 from infleet.autoscaler.placement import next_shift, place
@@ -75,7 +75,8 @@ def _load(spec: PolicySpec, obs: Observation, s: PolicyState) -> tuple[Load, Int
     # What this interval teaches about capacity is used from the next decision on, so a
     # longer queue can never lower the replicas it asks for.
     per_replica = capacity(s.capacity, t, shape, now)
-    s.capacity = learn(s.capacity, t, shape, interval, now)
+    if steady_shape(interval, shape):
+        s.capacity = learn(s.capacity, t, shape, interval, now)
     s.lead_time_s = _lead_time(s.lead_time_s, obs, s.last_now)
     s.first_now = now if s.first_now is None else s.first_now
     if not interval.blind:

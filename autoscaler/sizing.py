@@ -26,6 +26,7 @@ from infleet.autoscaler.spec import PolicySpec
 @dataclass(slots=True)
 class Recommendation:
     replicas: int  # what the load asks for now
+    exact: float | None  # the same before rounding up (None: not from a rate)
     stable: int | None  # for the stable window's load (None: no counters yet)
     burst: int | None  # for the projected load
     panic: bool
@@ -39,6 +40,13 @@ def ceil(x: float) -> int:
 
 def for_rate(spec: PolicySpec, load: Load, arrivals: float | None, waiting: float) -> int | None:
     """Replicas for a request rate and a queue (None: the rate is not known)."""
+    exact = exact_for_rate(spec, load, arrivals, waiting)
+    return None if exact is None else ceil(exact)
+
+
+def exact_for_rate(
+    spec: PolicySpec, load: Load, arrivals: float | None, waiting: float
+) -> float | None:
     if arrivals is None:
         return None
     excess = waiting - spec.scaling.target_queue_depth * max(load.serving, 1)
@@ -46,7 +54,7 @@ def for_rate(spec: PolicySpec, load: Load, arrivals: float | None, waiting: floa
     # waiting/target would ask for a replica per `target` queued requests: a backlog is
     # not a sustained load, and that overshoots many times over.)
     drain = max(0.0, excess) / spec.tuning.stable_window_s
-    return ceil((arrivals + drain) / (spec.tuning.target_utilization * load.capacity))
+    return (arrivals + drain) / (spec.tuning.target_utilization * load.capacity)
 
 
 def _without_counters(spec: PolicySpec, load: Load, current: int) -> int:
@@ -58,7 +66,8 @@ def _without_counters(spec: PolicySpec, load: Load, current: int) -> int:
 
 def recommend(spec: PolicySpec, load: Load, current: int) -> Recommendation:
     t, target = spec.tuning, spec.scaling.target_queue_depth
-    stable = for_rate(spec, load, load.arrivals, load.waiting)
+    exact = exact_for_rate(spec, load, load.arrivals, load.waiting)
+    stable = None if exact is None else ceil(exact)
     burst = for_rate(spec, load, load.projected, load.waiting_panic)
     per_replica = load.waiting / max(load.serving, 1)
     if stable is None:
@@ -91,8 +100,12 @@ def recommend(spec: PolicySpec, load: Load, current: int) -> Recommendation:
         if rec > current
         else "QueueBelowTarget"
     )
+    # Panic is for bursts: a rise above noise that wants panic_threshold x the serving.
     panic = (
-        burst is not None and burst > current and burst >= t.panic_threshold * max(load.serving, 1)
+        load.rising
+        and burst is not None
+        and burst > current
+        and burst >= t.panic_threshold * max(load.serving, 1)
     )
     if panic:
         reasons.append(
@@ -116,4 +129,6 @@ def recommend(spec: PolicySpec, load: Load, current: int) -> Recommendation:
                 f"engines preempt {ratio:.3f} per request (budget {budget:g}): "
                 f"+25% capacity wants {pre_rec}"
             )
-    return Recommendation(rec, stable, burst, panic, code, reasons)
+    return Recommendation(
+        rec, exact if rec == stable else None, stable, burst, panic, code, reasons
+    )

@@ -65,7 +65,7 @@ class Tuning:
     blind_grace_s: float = 60.0
     # Capacity learning: estimates relax toward the prior with this half-life without
     # evidence, move at most this factor per decision, stay within prior / bound .. x bound.
-    capacity_half_life_s: float = 7200.0
+    capacity_half_life_s: float = 6 * 3600.0
     capacity_step: float = 1.5
     capacity_bound: float = 20.0
     prior: CapacityPrior = field(default_factory=CapacityPrior)
