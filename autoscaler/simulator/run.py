@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from infleet.autoscaler.simulator.faults import Fault, FaultPlan
 from infleet.autoscaler.simulator.fleet import Fleet
 from infleet.autoscaler.simulator.pods import SpotMarket
-from infleet.autoscaler.simulator.policies import make_policy
+from infleet.autoscaler.simulator.policies import SimPolicy, make_policy
 from infleet.autoscaler.simulator.recorder import LatencyRecorder
 from infleet.autoscaler.simulator.scenarios import Scenario
 from infleet.autoscaler.simulator.service_model import prior_of
@@ -44,6 +44,7 @@ class RunOutcome:
     peak_replicas: int
     engine_preemptions: int
     faults: list[FaultOutcome] = field(default_factory=list)
+    policy_at_end: SimPolicy | None = None  # as it ended (our policy's state, to inspect)
 
 
 @dataclass(slots=True)
@@ -155,4 +156,5 @@ def simulate(
         peak,
         fleet.engine_preemptions(),
         outcomes,
+        policy,
     )

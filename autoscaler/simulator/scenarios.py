@@ -239,12 +239,19 @@ def tune_ramp() -> Scenario:
     return _scenario("tune-ramp", "4 h: a ramp from 60 to 360 req/s and back", 4, rate)
 
 
-def tune_bursts() -> Scenario:
-    bursts = tuple((t * 60.0, 360.0, 2.5) for t in range(20, 240, 40))
-    rate = diurnal_rate(120.0, peak_to_trough=1.0, bursts=bursts)
+def tune_bursts(seed: int = 11) -> Scenario:
+    """Like `bursty`'s kind of traffic, not its numbers: 2.5x bursts of 6 minutes at
+    random, one per 40 minutes on average, on 120 req/s."""
+    rng = random.Random(seed)
+    bursts, t = [], 0.0
+    while t < 4 * HOUR:
+        t += rng.expovariate(1 / 2400.0)
+        bursts.append((t, 360.0, 2.5))
+    rate = diurnal_rate(120.0, peak_to_trough=1.0, bursts=tuple(bursts))
     return _scenario(
-        "tune-bursts", "4 h at 120 req/s with 2.5x bursts of 6 min every 40 min", 4, rate
-    )
+        "tune-bursts", "4 h at 120 req/s with 2.5x bursts of 6 min at random, ~every 40 min",
+        4, rate,
+    )  # fmt: skip
 
 
 def tune_shape() -> Scenario:
