@@ -6,5 +6,9 @@ same way on scenarios that are not in the evaluation table.
 """
 
 TUNED: dict[str, dict[str, float]] = {
-    "infleet": {"target_utilization": 0.7, "panic_threshold": 2.0, "burst_hold_gaps": 1.5},
+    "infleet": {"burst_hold_gaps": 2.0, "panic_threshold": 2.0, "target_utilization": 0.7},
+    "hpa-utilization": {"target": 0.7},
+    "hpa-concurrency": {"target": 16},
+    "keda-queue": {"threshold": 2},
+    "knative-kpa": {"target": 16},
 }

@@ -39,9 +39,9 @@ GRIDS: dict[str, dict[str, list[float]]] = {
     "keda-queue": {"threshold": [1, 2, 4, 8, 16, 32]},
     "knative-kpa": {"target": [8, 16, 24, 32, 48, 64, 96, 128]},
     "infleet": {
-        "target_utilization": [0.6, 0.7, 0.8, 0.9],
-        "panic_threshold": [1.5, 2.0, 3.0],
-        "burst_hold_gaps": [0.0, 1.0, 2.0],
+        "target_utilization": [0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8],
+        "panic_threshold": [1.5, 2.0],
+        "burst_hold_gaps": [1.0, 2.0],
     },
 }
 
@@ -109,8 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in opts.seeds
     ]
     rows = list(run_all(runs, opts.jobs))
-    chosen, report = {}, {"objective": OBJECTIVE, "scenarios": list(TUNING_SCENARIOS),
-                          "seeds": opts.seeds, "grids": GRIDS, "chosen": {}, "runs": rows}  # fmt: skip
+    # Policies not tuned this time keep their earlier runs and choice.
+    before = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": [], "chosen": {}}
+    kept = [r for r in before["runs"] if r["policy"] not in opts.policies]
+    chosen: dict[str, dict[str, float]] = {}
+    report = {"objective": OBJECTIVE, "scenarios": list(TUNING_SCENARIOS), "seeds": opts.seeds,
+              "grids": GRIDS, "chosen": {k: v for k, v in before["chosen"].items()
+                                         if k not in opts.policies},
+              "runs": kept + rows}  # fmt: skip
     for policy in opts.policies:
         params, figures = choose([r for r in rows if r["policy"] == policy])
         chosen[policy] = params

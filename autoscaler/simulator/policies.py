@@ -94,11 +94,13 @@ class HpaPolicy:
             missing = max(0, ready - len(values))
             ratio = sum(values) / len(values) / self.target
             if abs(ratio - 1.0) > HPA_TOLERANCE:
-                # Missing pods: 0 when that would scale up, the target when down.
+                # Missing pods: 0 when that would scale up, the target when down; if that
+                # reverses the direction or lands within the tolerance, no change.
                 fill = 0.0 if ratio > 1.0 else self.target
-                ratio = (sum(values) + missing * fill) / ready / self.target
-                if abs(ratio - 1.0) > HPA_TOLERANCE:
-                    rec = math.ceil(ready * ratio - 1e-9)
+                filled = (sum(values) + missing * fill) / ready / self.target
+                same_way = (filled > 1.0) == (ratio > 1.0)
+                if same_way and abs(filled - 1.0) > HPA_TOLERANCE:
+                    rec = math.ceil(ready * filled - 1e-9)
         now = obs.now
         self.recommendations.add(now, rec)
         desired = rec

@@ -16,7 +16,7 @@ from infleet.autoscaler.simulate_cli import main
 from infleet.autoscaler.simulator import policies
 from infleet.autoscaler.simulator.calibration import from_bench
 from infleet.autoscaler.simulator.results import summary
-from infleet.autoscaler.simulator.run import simulate
+from infleet.autoscaler.simulator.run import policy_spec_for, simulate
 from infleet.autoscaler.simulator.scenarios import get_scenario
 from infleet.autoscaler.simulator.service_model import ReplicaModel
 
@@ -111,6 +111,11 @@ def test_calibration_from_bench_output_moves_the_replica_model(tmp_path):
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(ValueError, match="no bench figures"):
         from_bench(tmp_path / "empty.json")
+    # The policy's capacity prior is the calibration profile (the same replica model).
+    calibrated = dataclasses.replace(get_scenario("steady"), model=model)
+    prior = policy_spec_for(calibrated).tuning.prior
+    assert prior.decode_tok_s == pytest.approx(model.decode_tok_s(model.max_num_seqs, 1152))
+    assert prior != policy_spec_for(get_scenario("steady")).tuning.prior
     out = run_cli("--calibration", str(tmp_path / "missing.json"))
     assert out.returncode == 2 and "--calibration" in out.stderr
 

@@ -70,6 +70,8 @@ def test_pods_become_pool_states_and_scrape_targets():
     assert states["chat-spot-a"].phase == READY and not states["chat-spot-a"].notice
     assert states["chat-spot-b"].phase == STARTING
     assert states["chat-spot-c"].phase == PENDING and states["chat-spot-c"].since == T0 - 630
+    # Creation times time the pods' start-up (the policy's lead time for a burst).
+    assert states["chat-spot-a"].created == T0 - 630 and states["chat-spot-a"].since == T0 - 600
     assert states["chat-spot-d"].notice
     urls = {t.pod: t.url for t in scrape_targets(pods)}
     assert urls["chat-spot-a"] == "http://10.0.0.2:8000/metrics"
