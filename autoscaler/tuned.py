@@ -6,7 +6,7 @@ same way on scenarios that are not in the evaluation table.
 """
 
 TUNED: dict[str, dict[str, float]] = {
-    "infleet": {"burst_hold_gaps": 2.0, "panic_threshold": 2.0, "target_utilization": 0.7},
+    "infleet": {"burst_hold_gaps": 1.0, "panic_threshold": 1.5, "target_utilization": 0.4},
     "hpa-utilization": {"target": 0.7},
     "hpa-concurrency": {"target": 16},
     "keda-queue": {"threshold": 2},
