@@ -126,6 +126,12 @@ def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
     recent = s.spot.recent(now, spec.tuning.pending_timeout_s)
     previous = s.pools or tuple(sum(1 for p in obs.pods if p.pool == pool) for pool in POOLS)
     placement = place(sized.total, spec, obs.pods, now, s.spot.shift, rate, recent, previous)
+    short = sum(previous) - placement.dedicated - placement.spot
+    if load.blind and short > 0:
+        # Blind, nothing shrinks: not even spot's over-provisioning as the hour's
+        # interruption rate fades.
+        placement.spot += short
+        placement.reasons.append(f"blind: keeping {short} spot asked for before")
     reason = sized.code
     if burn is not None and burn[1] > 1.0:
         placement.reasons.append(

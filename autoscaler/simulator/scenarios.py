@@ -126,15 +126,24 @@ def diurnal() -> Scenario:
     )
 
 
+def random_bursts(
+    seed: int, hours: float, mean_gap_s: float, length_s: float, factor: float
+) -> tuple[tuple[float, float, float], ...]:
+    """Bursts (start_s, length_s, factor) at Poisson times over `hours`."""
+    rng = random.Random(seed)
+    bursts, t = [], 0.0
+    while t < hours * HOUR:
+        t += rng.expovariate(1 / mean_gap_s)
+        bursts.append((t, length_s, factor))
+    return tuple(bursts)
+
+
 def bursty(seed: int = 7) -> Scenario:
     """A flat base with sudden 3x bursts of 5 minutes at random (Poisson, one per 45
     minutes on average); overlapping bursts multiply (up to 9x here)."""
-    rng = random.Random(seed)
-    bursts, t = [], 0.0
-    while t < 6 * HOUR:
-        t += rng.expovariate(1 / 2700.0)
-        bursts.append((t, 300.0, 3.0))
-    rate = diurnal_rate(150.0, peak_to_trough=1.0, bursts=tuple(bursts))
+    rate = diurnal_rate(
+        150.0, peak_to_trough=1.0, bursts=random_bursts(seed, 6, 2700.0, 300.0, 3.0)
+    )
     return _scenario(
         "bursty", "6 h at 150 req/s with 3x bursts of 5 min at random, overlapping at times",
         6, rate,
@@ -242,12 +251,9 @@ def tune_ramp() -> Scenario:
 def tune_bursts(seed: int = 11) -> Scenario:
     """Like `bursty`'s kind of traffic, not its numbers: 2.5x bursts of 6 minutes at
     random, one per 40 minutes on average, on 120 req/s."""
-    rng = random.Random(seed)
-    bursts, t = [], 0.0
-    while t < 4 * HOUR:
-        t += rng.expovariate(1 / 2400.0)
-        bursts.append((t, 360.0, 2.5))
-    rate = diurnal_rate(120.0, peak_to_trough=1.0, bursts=tuple(bursts))
+    rate = diurnal_rate(
+        120.0, peak_to_trough=1.0, bursts=random_bursts(seed, 4, 2400.0, 360.0, 2.5)
+    )
     return _scenario(
         "tune-bursts", "4 h at 120 req/s with 2.5x bursts of 6 min at random, ~every 40 min",
         4, rate,
