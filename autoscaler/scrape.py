@@ -182,6 +182,9 @@ class ScrapePool:
                 for future in running:
                     future.cancel()  # a running read ends by its own timeout
                 break
+        order = {t.pod: i for i, t in enumerate(targets)}  # as listed, not as finished
+        result.metrics.sort(key=lambda m: order[m.pod])
+        result.failures.sort(key=lambda f: order[f.target])
         return result
 
     def _failed(

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 
 from infleet.autoscaler.policy import Decision, PolicyState, decide
-from infleet.autoscaler.spec import CapacityPrior, PolicySpec
+from infleet.autoscaler.spec import CapacityPrior, PolicySpec, Tuning
 from infleet.autoscaler.view import PENDING, READY, STARTING, Observation, PodState, ReplicaMetrics
 
 PERIOD = 10.0
@@ -27,12 +27,21 @@ def pending(name: str, since: float) -> PodState:
     return PodState(name, "spot", PENDING, since)
 
 
-def with_prior(spec: PolicySpec, requests_per_s: float) -> PolicySpec:
+# The knobs these tests' numbers assume, pinned so that retuning (autoscaler/tuned.py)
+# does not move them: the behaviours under test do not depend on the tuned values.
+PINNED = Tuning(target_utilization=0.7, panic_threshold=2.0, burst_hold_gaps=1.5)
+
+
+def with_prior(
+    spec: PolicySpec, requests_per_s: float, tuning: Tuning | None = PINNED
+) -> PolicySpec:
     """The spec with a capacity prior that says a replica serves `requests_per_s` of the
-    default request shape (1024 prompt + 256 output tokens)."""
+    default request shape (1024 prompt + 256 output tokens), on the pinned knobs (None:
+    the spec's own, the tuned ones the operator runs)."""
     scale = requests_per_s / CapacityPrior().requests_per_s(*DEFAULT_SHAPE)
     prior = CapacityPrior(30_000.0 * scale, 11_000.0 * scale)
-    return dataclasses.replace(spec, tuning=dataclasses.replace(spec.tuning, prior=prior))
+    knobs = tuning or spec.tuning
+    return dataclasses.replace(spec, tuning=dataclasses.replace(knobs, prior=prior))
 
 
 def observe(
@@ -87,6 +96,9 @@ class FluidFleet:
         served = min(rate + self.waiting / PERIOD, len(ready) * self.capacity(now, shape))
         self.waiting = max(0.0, self.waiting + (rate - served) * PERIOD)
         replicas = []
+        # The queue stays on the replicas that held it (a real engine's queue does not
+        # move to a replica that just started): spread over those seen before.
+        holders = [p.name for p in ready if p.name in self.counters] or [p.name for p in ready]
         for p in ready:
             c = self.counters.setdefault(p.name, [0.0, 0.0, 0.0])
             done = served * PERIOD / n
@@ -94,9 +106,8 @@ class FluidFleet:
             c[1] += done * shape[0]
             c[2] += done * shape[1]
             if not blind:
-                metrics = ReplicaMetrics(
-                    p.name, p.pool, self.waiting / n, served * 5.0 / n, 0.3, 0.0, *c
-                )
+                waiting = self.waiting / len(holders) if p.name in holders else 0.0
+                metrics = ReplicaMetrics(p.name, p.pool, waiting, served * 5.0 / n, 0.3, 0.0, *c)
                 replicas.append(metrics)
         return Observation(now, replicas, [*self.fleet, *self.starting], [], 0.0)
 

@@ -94,7 +94,7 @@ def test_no_flapping_under_constant_load(spec, arrivals, capacity, size):
     """Constant load, a prior that knows the replica: the total settles and stays. Starting
     far too small it may overshoot twice (a panic for the burst it sees, extra replicas to
     drain the queue the start left), never oscillate."""
-    spec = with_prior(spec, capacity)
+    spec = with_prior(spec, capacity, tuning=None)
     fluid = FluidFleet(spec, lambda t: arrivals, lambda t, s: capacity, size)
     totals = [d.total for d in run(spec, fluid, 180)]
     moves = [b - a for a, b in itertools.pairwise(totals) if b != a]
@@ -136,7 +136,7 @@ def test_an_optimistic_prior_is_learned_down_until_the_fleet_no_longer_queues(
 )
 def test_a_blackout_never_lowers_desired_replicas(rate, swing, start, length, during):
     spec = with_prior(
-        spec_from({"minReplicas": 1, "maxReplicas": 80}, {"dedicated": {"min": 1}}), 12.0
+        spec_from({"minReplicas": 1, "maxReplicas": 80}, {"dedicated": {"min": 1}}), 12.0, None
     )
 
     def arrivals(t: float) -> float:
@@ -174,7 +174,7 @@ def test_after_a_prompt_shift_and_back_the_fleet_returns_to_what_a_fresh_policy_
     def shape(t: float) -> tuple[float, float]:
         return (8192.0, 256.0) if shifted[0] <= t < shifted[1] else (1024.0, 256.0)
 
-    spec = with_prior(spec, 12.0)
+    spec = with_prior(spec, 12.0, tuning=None)
     periods = 60 + shift_periods + 180
     fluid = FluidFleet(spec, lambda t: rate, capacity, 5, shape)
     totals = [d.total for d in run(spec, fluid, periods)]
@@ -196,7 +196,7 @@ def test_a_restart_with_loading_pods_never_scales_below_the_previous_desired(
     ready, starting, waiting_pods, rate, restored
 ):
     spec = with_prior(
-        spec_from({"minReplicas": 1, "maxReplicas": 60}, {"dedicated": {"min": 1}}), 12.0
+        spec_from({"minReplicas": 1, "maxReplicas": 60}, {"dedicated": {"min": 1}}), 12.0, None
     )
     fluid = FluidFleet(spec, lambda t: rate, lambda t, s: 12.0, ready)
     last = list(run(spec, fluid, 40))[-1]  # the memory a snapshot would have kept
