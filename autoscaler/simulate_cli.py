@@ -25,13 +25,8 @@ from infleet.autoscaler.simulator.plot import PlotUnavailable, plot_run, require
 from infleet.autoscaler.simulator.policies import POLICY_NAMES
 from infleet.autoscaler.simulator.results import compare_table, summary
 from infleet.autoscaler.simulator.run import simulate
-from infleet.autoscaler.simulator.scenarios import (
-    SCENARIOS,
-    TUNING_SCENARIOS,
-    Scenario,
-    get_scenario,
-    with_trace,
-)
+from infleet.autoscaler.simulator.scenario import Scenario, with_trace
+from infleet.autoscaler.simulator.scenarios import SCENARIOS, TUNING_SCENARIOS, get_scenario
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from infleet.autoscaler.simulator.fleet import Fleet
 from infleet.autoscaler.simulator.pods import SpotMarket
 from infleet.autoscaler.simulator.policies import SimPolicy, make_policy
 from infleet.autoscaler.simulator.recorder import LatencyRecorder
-from infleet.autoscaler.simulator.scenarios import Scenario
+from infleet.autoscaler.simulator.scenario import Scenario
 from infleet.autoscaler.simulator.service_model import prior_of
 from infleet.autoscaler.spec import PolicySpec
 from infleet.autoscaler.view import POOLS

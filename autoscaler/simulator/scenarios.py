@@ -14,15 +14,10 @@ test), `TUNING_SCENARIOS` is where every policy's parameters are chosen
 from __future__ import annotations
 
 import dataclasses
-import math
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from infleet.autoscaler.adapter import spec_from
 from infleet.autoscaler.simulator.arrivals import (
-    Arrivals,
     MixedArrivals,
     PhasedArrivals,
     RateArrivals,
@@ -30,83 +25,22 @@ from infleet.autoscaler.simulator.arrivals import (
     TraceArrivals,
     diurnal_rate,
 )
-from infleet.autoscaler.simulator.faults import Fault
-from infleet.autoscaler.simulator.pods import PodTimings
-from infleet.autoscaler.simulator.service_model import ReplicaModel
-from infleet.autoscaler.spec import CapacityPrior, PolicySpec
+from infleet.autoscaler.simulator.scenario import (
+    HOUR,
+    MarketSpec,
+    Scenario,
+    default_spec,
+    random_bursts,
+    rate_scenario,
+    with_trace,
+)
 
-HOUR = 3600.0
 SYNTHETIC_TRACE = Path(__file__).with_name("synthetic_trace.csv")
-
-
-@dataclass(slots=True)
-class MarketSpec:
-    interruptions_per_hour: float = 0.05  # one node at a time, per spot replica-hour
-    notice_s: float = 30.0  # GKE's spot preemption notice
-    reclaim_mean_s: float = 0.0
-    capacity: int = 1_000_000
-    storm_start_s: float = float("inf")
-    storm_end_s: float = float("inf")
-    storm_interruptions_per_hour: float = 0.0
-    waves_per_hour: float = 0.0
-    wave_fraction: float = 0.0
-
-
-@dataclass(slots=True)
-class Scenario:
-    name: str
-    description: str
-    duration_s: float
-    arrivals: Arrivals
-    peak_rps: float
-    spec: PolicySpec
-    market: MarketSpec = field(default_factory=MarketSpec)
-    timings: PodTimings = field(default_factory=PodTimings)
-    model: ReplicaModel = field(default_factory=ReplicaModel)
-    price_dedicated: float = 5.0  # per GPU-hour
-    price_spot: float = 2.0
-    tick_s: float = 2.0
-    warmup_s: float = 1200.0  # simulated before t=0 at the opening load, not measured
-    replica_rps: float = 12.0  # load one replica carries within the SLO: sizes static-peak
-    static_replicas: int | None = None  # static-peak's size where replica_rps does not say
-    faults: tuple[Fault, ...] = ()
-    # The policy's capacity prior; None: the replica model's own figures (a calibrated
-    # deployment, as with `--calibration`).
-    prior: CapacityPrior | None = None
-
-    @property
-    def peak_replicas(self) -> int:
-        if self.static_replicas is not None:
-            return self.static_replicas
-        return math.ceil(self.peak_rps / self.replica_rps - 1e-9)
-
-
-def default_spec() -> PolicySpec:
-    return spec_from(
-        scaling={"minReplicas": 2, "maxReplicas": 60, "targetQueueDepth": 8},
-        capacity={"dedicated": {"min": 2}, "spot": {"enabled": True, "max": 60}},
-        slo={
-            "ttftP95Seconds": 1.0,
-            "spotPreemptionsPerReplicaHour": 0.2,
-            "requestPreemptionRatio": 0.01,
-        },
-    )
-
-
-def _peak(rate: Callable[[float], float], duration_s: float) -> float:
-    """The highest rate, sampled every 5 s (bursts overlap for as little as that)."""
-    return max(rate(t) for t in range(0, int(duration_s), 5))
-
-
-def _scenario(name: str, description: str, hours: float, rate, shape=None, **kw) -> Scenario:
-    arrivals = RateArrivals(rate, shape or TokenShape())
-    return Scenario(name, description, hours * HOUR, arrivals, _peak(rate, hours * HOUR),
-                    default_spec(), **kw)  # fmt: skip
 
 
 # -- the evaluation set ----------------------------------------------------------------
 def steady() -> Scenario:
-    return _scenario("steady", "6 h of Poisson load at 240 req/s", 6, diurnal_rate(240.0, 1.0))
+    return rate_scenario("steady", "6 h of Poisson load at 240 req/s", 6, diurnal_rate(240.0, 1.0))
 
 
 DIURNAL_BURSTS = (
@@ -118,24 +52,12 @@ DIURNAL_BURSTS = (
 
 
 def diurnal() -> Scenario:
-    return _scenario(
+    return rate_scenario(
         "diurnal",
         "24 h, 480 req/s peak at 14:00, 4:1 peak to trough, four bursts of 1.3-2x",
         24,
         diurnal_rate(480.0, peak_to_trough=4.0, bursts=DIURNAL_BURSTS),
     )
-
-
-def random_bursts(
-    seed: int, hours: float, mean_gap_s: float, length_s: float, factor: float
-) -> tuple[tuple[float, float, float], ...]:
-    """Bursts (start_s, length_s, factor) at Poisson times over `hours`."""
-    rng = random.Random(seed)
-    bursts, t = [], 0.0
-    while t < hours * HOUR:
-        t += rng.expovariate(1 / mean_gap_s)
-        bursts.append((t, length_s, factor))
-    return tuple(bursts)
 
 
 def bursty(seed: int = 7) -> Scenario:
@@ -144,14 +66,14 @@ def bursty(seed: int = 7) -> Scenario:
     rate = diurnal_rate(
         150.0, peak_to_trough=1.0, bursts=random_bursts(seed, 6, 2700.0, 300.0, 3.0)
     )
-    return _scenario(
+    return rate_scenario(
         "bursty", "6 h at 150 req/s with 3x bursts of 5 min at random, overlapping at times",
         6, rate,
     )  # fmt: skip
 
 
 def spot_storm() -> Scenario:
-    return _scenario(
+    return rate_scenario(
         "spot-storm",
         "6 h at 360 req/s; from hour 1 to hour 5 spot nodes are reclaimed at 50% per "
         "replica-hour: 0.1 one by one, 0.4 in waves (one an hour on average, each taking "
@@ -171,7 +93,7 @@ def spot_storm() -> Scenario:
 
 
 def step_10x() -> Scenario:
-    return _scenario(
+    return rate_scenario(
         "step-10x", "3 h: 40 req/s, then 400 req/s from hour 1 on (a 10x step)", 3,
         lambda t: 40.0 if t < HOUR else 400.0,
     )  # fmt: skip
@@ -245,7 +167,7 @@ def tune_ramp() -> Scenario:
     def rate(t: float) -> float:  # 60 -> 360 req/s over 2 h, and back
         return 60.0 + 300.0 * (1.0 - abs(t - 2 * HOUR) / (2 * HOUR))
 
-    return _scenario("tune-ramp", "4 h: a ramp from 60 to 360 req/s and back", 4, rate)
+    return rate_scenario("tune-ramp", "4 h: a ramp from 60 to 360 req/s and back", 4, rate)
 
 
 def tune_bursts(seed: int = 11) -> Scenario:
@@ -254,14 +176,14 @@ def tune_bursts(seed: int = 11) -> Scenario:
     rate = diurnal_rate(
         120.0, peak_to_trough=1.0, bursts=random_bursts(seed, 4, 2400.0, 360.0, 2.5)
     )
-    return _scenario(
+    return rate_scenario(
         "tune-bursts", "4 h at 120 req/s with 2.5x bursts of 6 min at random, ~every 40 min",
         4, rate,
     )  # fmt: skip
 
 
 def tune_shape() -> Scenario:
-    return _scenario(
+    return rate_scenario(
         "tune-shape", "3 h at 150 req/s of 2k-token prompts and 128-token outputs", 3,
         diurnal_rate(150.0, peak_to_trough=1.0), TokenShape(2048.0, 128.0),
     )  # fmt: skip
@@ -269,7 +191,7 @@ def tune_shape() -> Scenario:
 
 def tune_day() -> Scenario:
     rate = diurnal_rate(300.0, peak_to_trough=5.0, period_s=6 * HOUR, peak_at_s=3 * HOUR)
-    return _scenario("tune-day", "6 h: a day compressed, 60 to 300 req/s", 6, rate)
+    return rate_scenario("tune-day", "6 h: a day compressed, 60 to 300 req/s", 6, rate)
 
 
 TUNING_SCENARIOS: dict[str, Callable[[], Scenario]] = {
@@ -286,21 +208,3 @@ def get_scenario(name: str) -> Scenario:
         known = ", ".join([*SCENARIOS, *TUNING_SCENARIOS])
         raise ValueError(f"--scenario {name!r} is not one of: {known}")
     return build()
-
-
-def with_trace(scenario: Scenario, trace: TraceArrivals) -> Scenario:
-    """The scenario's fleet and market, fed by a trace instead of its rate curve."""
-    per_minute: dict[int, int] = {}
-    for t in trace.times:
-        per_minute[int(t // 60)] = per_minute.get(int(t // 60), 0) + 1
-    peak = max(per_minute.values()) / 60.0
-    return dataclasses.replace(
-        scenario,
-        name=f"{scenario.name}+trace",
-        description=f"{len(trace.times)} requests replayed from a trace",
-        duration_s=trace.duration_s + 60.0,  # the last requests arrive and finish
-        arrivals=trace,
-        peak_rps=peak,
-        warmup_s=0.0,
-        static_replicas=None,
-    )
