@@ -10,7 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infleet.autoscaler.adapter import spec_from
-from infleet.autoscaler.simulator.arrivals import Arrivals, RateArrivals, TokenShape, TraceArrivals
+from infleet.autoscaler.simulator.arrivals import (
+    Arrivals,
+    RateArrivals,
+    TokenShape,
+    TraceArrivals,
+    diurnal_rate,
+)
 from infleet.autoscaler.simulator.faults import Fault
 from infleet.autoscaler.simulator.pods import PodTimings
 from infleet.autoscaler.simulator.service_model import ReplicaModel
@@ -94,6 +100,16 @@ def random_bursts(
         t += rng.expovariate(1 / mean_gap_s)
         bursts.append((t, length_s, factor))
     return tuple(bursts)
+
+
+def bursts_scenario(
+    name: str, description: str, hours: float, base_rps: float, seed: int,
+    mean_gap_s: float, length_s: float, factor: float,
+) -> Scenario:  # fmt: skip
+    """A flat base with bursts (`factor` x for `length_s`) at Poisson times."""
+    bursts = random_bursts(seed, hours, mean_gap_s, length_s, factor)
+    rate = diurnal_rate(base_rps, peak_to_trough=1.0, bursts=bursts)
+    return rate_scenario(name, description, hours, rate)
 
 
 def with_trace(scenario: Scenario, trace: TraceArrivals) -> Scenario:

@@ -29,8 +29,8 @@ from infleet.autoscaler.simulator.scenario import (
     HOUR,
     MarketSpec,
     Scenario,
+    bursts_scenario,
     default_spec,
-    random_bursts,
     rate_scenario,
     with_trace,
 )
@@ -63,12 +63,9 @@ def diurnal() -> Scenario:
 def bursty(seed: int = 7) -> Scenario:
     """A flat base with sudden 3x bursts of 5 minutes at random (Poisson, one per 45
     minutes on average); overlapping bursts multiply (up to 9x here)."""
-    rate = diurnal_rate(
-        150.0, peak_to_trough=1.0, bursts=random_bursts(seed, 6, 2700.0, 300.0, 3.0)
-    )
-    return rate_scenario(
+    return bursts_scenario(
         "bursty", "6 h at 150 req/s with 3x bursts of 5 min at random, overlapping at times",
-        6, rate,
+        6, 150.0, seed, 2700.0, 300.0, 3.0,
     )  # fmt: skip
 
 
@@ -173,12 +170,9 @@ def tune_ramp() -> Scenario:
 def tune_bursts(seed: int = 11) -> Scenario:
     """Like `bursty`'s kind of traffic, not its numbers: 2.5x bursts of 6 minutes at
     random, one per 40 minutes on average, on 120 req/s."""
-    rate = diurnal_rate(
-        120.0, peak_to_trough=1.0, bursts=random_bursts(seed, 4, 2400.0, 360.0, 2.5)
-    )
-    return rate_scenario(
+    return bursts_scenario(
         "tune-bursts", "4 h at 120 req/s with 2.5x bursts of 6 min at random, ~every 40 min",
-        4, rate,
+        4, 120.0, seed, 2400.0, 360.0, 2.5,
     )  # fmt: skip
 
 

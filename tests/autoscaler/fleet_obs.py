@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 
+from hypothesis import HealthCheck, settings
+
 from infleet.autoscaler.policy import Decision, PolicyState, decide
 from infleet.autoscaler.spec import CapacityPrior, PolicySpec, Tuning
 from infleet.autoscaler.view import PENDING, READY, STARTING, Observation, PodState, ReplicaMetrics
 
 PERIOD = 10.0
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DEFAULT_SHAPE = (1024.0, 256.0)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from infleet.autoscaler.adapter import spec_from
 from infleet.autoscaler.policy import PolicyState, decide
 from infleet.autoscaler.view import READY, Observation, PodState, ReplicaMetrics
 from tests.autoscaler.fleet_obs import (
+    FAST,
     PERIOD,
     FluidFleet,
     observe,
@@ -20,8 +21,6 @@ from tests.autoscaler.fleet_obs import (
     run,
     with_prior,
 )
-
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

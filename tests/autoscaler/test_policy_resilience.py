@@ -7,14 +7,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from infleet.autoscaler.adapter import spec_from
 from infleet.autoscaler.policy import PolicyState, decide
 from infleet.autoscaler.state import restore, snapshot
 from tests.autoscaler.fleet_obs import (
+    FAST,
     PERIOD,
+    SLOW,
     FluidFleet,
     loading,
     observe,
@@ -23,9 +25,6 @@ from tests.autoscaler.fleet_obs import (
     run,
     with_prior,
 )
-
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _capacity(base: float, swing: float, period_s: float):
