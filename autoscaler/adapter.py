@@ -1,40 +1,37 @@
-"""The one place the policy meets the API: InferenceServiceSpec -> PolicySpec.
+"""The one place the policy meets the API: an InferenceServiceSpec -> a PolicySpec.
 
-Everything the policy reads from a spec goes through `policy_spec`, so the policy core
-stays plain dataclasses (and the simulator builds those directly).
+The PolicySpec holds the API's own models (no copies with their own defaults); the
+simulator and the tests build theirs from the YAML a tenant writes (`spec_from`), so the
+API validates every spec the policy ever sees.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from infleet.api import InferenceServiceSpec
-from infleet.autoscaler.spec import CapacitySpec, PolicySpec, ScalingSpec, SloSpec, SpotSpec
+from infleet.autoscaler.spec import PolicySpec, Tuning
 
 
-def policy_spec(spec: InferenceServiceSpec) -> PolicySpec:
-    s, c, o = spec.scaling, spec.capacity, spec.slo
-    return PolicySpec(
-        scaling=ScalingSpec(
-            min_replicas=s.min_replicas,
-            max_replicas=s.max_replicas,
-            target_queue_depth=float(s.target_queue_depth),
-            scale_up_stabilization_s=float(s.scale_up_stabilization_window_seconds),
-            scale_down_stabilization_s=float(s.scale_down_stabilization_window_seconds),
-            scale_to_zero=s.scale_to_zero.enabled,
-            scale_to_zero_idle_s=float(s.scale_to_zero.idle_seconds),
-            replicas_override=spec.replicas,
-        ),
-        capacity=CapacitySpec(
-            dedicated_min=c.dedicated.min,
-            spot=SpotSpec(
-                enabled=c.spot.enabled,
-                max=s.max_replicas if c.spot.max is None else c.spot.max,
-                preset=c.spot.preset,
-            ),
-        ),
-        slo=SloSpec(
-            ttft_p95_s=o.ttft_p95_seconds,
-            itl_p95_s=o.itl_p95_seconds,
-            spot_preemptions_per_replica_hour=o.spot_preemptions_per_replica_hour,
-            request_preemption_ratio=o.request_preemption_ratio,
-        ),
+def policy_spec(spec: InferenceServiceSpec, tuning: Tuning | None = None) -> PolicySpec:
+    return PolicySpec(spec.scaling, spec.capacity, spec.slo, spec.replicas, tuning or Tuning())
+
+
+def spec_from(
+    scaling: dict[str, Any] | None = None,
+    capacity: dict[str, Any] | None = None,
+    slo: dict[str, Any] | None = None,
+    replicas: int | None = None,
+    tuning: Tuning | None = None,
+) -> PolicySpec:
+    """A PolicySpec from the spec fields a tenant writes (camelCase), validated by the API."""
+    service = InferenceServiceSpec.model_validate(
+        {
+            "model": {"uri": "builtin:any"},
+            "scaling": scaling or {},
+            "capacity": capacity or {},
+            "slo": slo or {},
+            "replicas": replicas,
+        }
     )
+    return policy_spec(service, tuning)

@@ -4,14 +4,21 @@ Names are the engines' own (checked against their sources and docs):
 - infleet: `infleet:*`, vLLM's suffixes (docs/contracts.md).
 - vLLM: `vllm:num_requests_waiting|running`, `vllm:kv_cache_usage_perc` (V1; older
   releases export `vllm:gpu_cache_usage_perc`), `vllm:num_preemptions_total`,
-  `vllm:request_success_total{finished_reason}`.
+  `vllm:request_success_total{finished_reason}`, `vllm:prompt_tokens_total`,
+  `vllm:generation_tokens_total`.
 - SGLang: `sglang:num_queue_reqs`, `sglang:num_running_reqs`, `sglang:token_usage`,
   `sglang:num_retracted_requests_total` (retraction is SGLang's preemption; older
   releases only had the `sglang:num_retracted_reqs` gauge, which cannot be rated),
-  `sglang:num_requests_total`.
+  `sglang:num_requests_total`, `sglang:prompt_tokens_total`,
+  `sglang:generation_tokens_total`.
 - TGI: `tgi_queue_size`, `tgi_batch_current_size`, `tgi_request_success` (exported with or
-  without `_total` depending on the metrics crate version). TGI exports no KV usage and
-  does not preempt, so those stay None and the policy leans on queue depth alone.
+  without `_total` depending on the metrics crate version); token counts only as the
+  sums of its per-request histograms `tgi_request_input_length` and
+  `tgi_request_generated_tokens` (a histogram's `_sum` is a counter). TGI exports no KV
+  usage and does not preempt, so those stay None.
+
+The prompt and generation token counters give the request shape (mean prompt and output
+lengths), on which the policy keys what it learns about capacity.
 
 All values are 0..1 fractions or plain counts: `*_perc` in vLLM is a fraction despite
 its name.
@@ -32,6 +39,11 @@ class EngineMetricNames:
     kv_usage: tuple[str, ...] = ()
     preemptions_total: tuple[str, ...] = ()
     requests_total: tuple[str, ...] = ()
+    prompt_tokens_total: tuple[str, ...] = ()
+    generation_tokens_total: tuple[str, ...] = ()
+    # The time-to-first-token histogram (the blind policy's fallback evidence, read
+    # through Prometheus); TGI has none.
+    ttft_histogram: str | None = None
 
 
 ENGINE_METRICS: dict[str, EngineMetricNames] = {
@@ -41,6 +53,9 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         kv_usage=("infleet:kv_cache_usage_perc",),
         preemptions_total=("infleet:num_preemptions_total",),
         requests_total=("infleet:request_success_total",),
+        prompt_tokens_total=("infleet:prompt_tokens_total",),
+        generation_tokens_total=("infleet:generation_tokens_total",),
+        ttft_histogram="infleet:time_to_first_token_seconds",
     ),
     "vllm": EngineMetricNames(
         waiting=("vllm:num_requests_waiting",),
@@ -48,6 +63,9 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
         preemptions_total=("vllm:num_preemptions_total",),
         requests_total=("vllm:request_success_total",),
+        prompt_tokens_total=("vllm:prompt_tokens_total",),
+        generation_tokens_total=("vllm:generation_tokens_total",),
+        ttft_histogram="vllm:time_to_first_token_seconds",
     ),
     "sglang": EngineMetricNames(
         waiting=("sglang:num_queue_reqs",),
@@ -55,11 +73,16 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         kv_usage=("sglang:token_usage",),
         preemptions_total=("sglang:num_retracted_requests_total",),
         requests_total=("sglang:num_requests_total",),
+        prompt_tokens_total=("sglang:prompt_tokens_total",),
+        generation_tokens_total=("sglang:generation_tokens_total",),
+        ttft_histogram="sglang:time_to_first_token_seconds",
     ),
     "tgi": EngineMetricNames(
         waiting=("tgi_queue_size",),
         running=("tgi_batch_current_size",),
         requests_total=("tgi_request_success", "tgi_request_success_total"),
+        prompt_tokens_total=("tgi_request_input_length_sum",),
+        generation_tokens_total=("tgi_request_generated_tokens_sum",),
     ),
 }
 
@@ -98,7 +121,22 @@ def replica_metrics(kind: str, pod: str, pool: str, samples: Mapping[str, float]
         pool=pool,
         waiting=waiting or 0.0,
         running=running or 0.0,
-        kv_usage=_first(samples, names.kv_usage),
-        preemptions_total=_first(samples, names.preemptions_total),
-        requests_total=_first(samples, names.requests_total),
+        **{field: _first(samples, getattr(names, field)) for field in COUNTED},
     )
+
+
+COUNTED = (  # ReplicaMetrics fields that are None where the engine does not export them
+    "kv_usage",
+    "preemptions_total",
+    "requests_total",
+    "prompt_tokens_total",
+    "generation_tokens_total",
+)
+FIELDS = ("waiting", "running", *COUNTED)
+
+
+def exported_samples(kind: str, **values: float) -> dict[str, float]:
+    """The samples an engine of this kind exports for these values (field -> value):
+    what the simulator's replicas print, under each signal's first (current) name."""
+    names = names_for(kind)
+    return {getattr(names, f)[0]: float(v) for f, v in values.items() if getattr(names, f)}

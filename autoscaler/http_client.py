@@ -8,7 +8,6 @@ and keeps connections alive, so the operator's workers share this one.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import httpx
@@ -22,8 +21,3 @@ def shared_client() -> httpx.Client:
     # workers of several timers at once.
     limits = httpx.Limits(max_connections=4 * SCRAPE_WORKERS, max_keepalive_connections=64)
     return httpx.Client(limits=limits)
-
-
-@cache
-def scrape_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(SCRAPE_WORKERS, thread_name_prefix="infleet-scrape")

@@ -60,7 +60,7 @@ def pod_state(pod: Pod, now: float) -> PodState | None:
         phase, since = STARTING, seconds(scheduled, created)
     else:
         phase, since = PENDING, created
-    return PodState(meta["name"], pool, phase, since, notice=notice)
+    return PodState(meta["name"], pool, phase, since, notice=notice, created=created)
 
 
 def pod_states(pods: Iterable[Pod], now: float) -> list[PodState]:

@@ -6,7 +6,7 @@
 - Spot is over-provisioned by the observed interruption rate times the time a lost
   replica takes to come back, so routine interruptions never open a gap.
 - Gap cover: spot replicas that should serve but do not (under an interruption notice,
-  replacing a preempted pod, or pending past `spot.pending_timeout_s`) are covered with
+  replacing a preempted pod, or pending past `Tuning.pending_timeout_s`) are covered with
   dedicated replicas in the same decision. The pending spot pods stay requested so that
   spot capacity can return.
 - Make before break: a pool only shrinks as the other pool's replicas pass readiness, so
@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infleet.autoscaler.spec import CapacitySpec
+from infleet.autoscaler.spec import PolicySpec
 from infleet.autoscaler.view import PENDING, READY, STARTING, PodState
 
 
@@ -76,7 +76,7 @@ def spot_gap(
 
 def place(
     total: int,
-    capacity: CapacitySpec,
+    spec: PolicySpec,
     pods: list[PodState],
     now: float,
     shift: float,
@@ -86,37 +86,36 @@ def place(
 ) -> Placement:
     if total == 0:
         return Placement(0, 0, 0, ["0 replicas"])
-    spot_spec = capacity.spot
-    if not spot_spec.enabled or spot_spec.max <= 0:
+    spot_max, tuning = spec.spot_max, spec.tuning
+    dedicated_min = spec.capacity.dedicated.min
+    if spot_max <= 0:
         return Placement(total, 0, 0, [f"{total} replicas: {total} dedicated (spot off)"])
-    baseline = min(total, max(capacity.dedicated_min, math.ceil(shift * total - 1e-9)))
+    baseline = min(total, max(dedicated_min, math.ceil(shift * total - 1e-9)))
     reasons = []
-    if baseline > capacity.dedicated_min:
+    if baseline > dedicated_min:
         reasons.append(
             f"dedicated baseline raised to {baseline} ({shift:.0%} of {total}) while "
             "spot interruptions burn the SLO budget"
         )
-    spot_target = min(total - baseline, spot_spec.max)
+    spot_target = min(total - baseline, spot_max)
     overflow = total - baseline - spot_target
     if overflow:
-        reasons.append(f"{overflow} over spot.max {spot_spec.max} go dedicated")
+        reasons.append(f"{overflow} over spot.max {spot_max} go dedicated")
     extra = 0
     if spot_target and interruptions_per_hour > 0:
-        loss = spot_target * interruptions_per_hour * spot_spec.replacement_s / 3600.0
-        extra = min(math.ceil(loss - 1e-9), spot_spec.max - spot_target)
+        loss = spot_target * interruptions_per_hour * tuning.replacement_s / 3600.0
+        extra = min(math.ceil(loss - 1e-9), spot_max - spot_target)
         if extra:
             reasons.append(
                 f"+{extra} spot for {interruptions_per_hour:.2f} interruptions per "
-                f"replica-hour x {spot_spec.replacement_s:.0f}s to replace"
+                f"replica-hour x {tuning.replacement_s:.0f}s to replace"
             )
     spot_pods = [p for p in pods if p.pool == "spot"]
-    gap, why = spot_gap(
-        spot_target,
-        spot_pods,
-        recent_interruptions,
-        now,
-        spot_spec.pending_timeout_s,
-    )
+    gap, why = 0, ""
+    if tuning.dedicated_fallback:
+        gap, why = spot_gap(
+            spot_target, spot_pods, recent_interruptions, now, tuning.pending_timeout_s
+        )
     if why:
         reasons.append(why)
     dedicated = baseline + overflow + gap

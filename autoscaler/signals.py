@@ -1,120 +1,151 @@
-"""Windowed signals the policy decides on, computed from raw observations.
+"""One observation, turned into what the fleet did since the previous one.
 
-Everything here is arithmetic on (time, value) samples the policy state carries from one
-decision to the next; no clocks, no I/O.
+Counters are differenced per replica (a counter below its previous value means the
+engine restarted: its whole value is new); a replica seen for the first time teaches
+nothing yet. Routing spreads requests evenly, so what the replicas that reported both
+times did is scaled to every serving replica, and a replica that did not report this
+time is unknown: it is counted at that same average, never as zero. When none reports,
+the interval is blind and carries no load at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
-from infleet.autoscaler.view import Observation
+from infleet.autoscaler.view import Observation, ReplicaMetrics
 
-Samples = Sequence[tuple[float, float]]
-
-
-def since(samples: Iterable[tuple[float, float]], start: float) -> list[tuple[float, float]]:
-    """Samples newer than `start` (exclusive)."""
-    return [s for s in samples if s[0] > start]
+ACTIVATOR = "@activator"  # the counters' key for the activator's queue
 
 
-def roll(
-    samples: Iterable[tuple[float, float]], start: float, new: tuple[float, float]
-) -> list[tuple[float, float]]:
-    """The samples newer than `start`, then `new`: a sliding window one step on."""
-    return [*since(samples, start), new]
+@dataclass(slots=True)
+class PodCounters:
+    """What one replica reported last time."""
+
+    t: float
+    depth: float
+    waiting: float
+    finished: float | None
+    preempted: float | None
+    prompt_tokens: float | None
+    output_tokens: float | None
 
 
-def window_mean(samples: Samples, now: float, window_s: float) -> float:
-    """Mean of the values seen in the last `window_s` seconds (0 when there are none)."""
-    recent = [v for t, v in samples if t > now - window_s]
-    return sum(recent) / len(recent) if recent else 0.0
+Counters = dict[str, PodCounters]
 
 
-def window_sum(samples: Samples, now: float, window_s: float) -> float:
-    """Sum over the window; NaN marks an unknown sample and is skipped."""
-    return sum(v for t, v in samples if t > now - window_s and v == v)
+@dataclass(slots=True)
+class Interval:
+    now: float
+    serving: int  # ready replicas not under notice: where requests go
+    known: int  # serving replicas that reported now
+    unknown: int  # serving replicas that did not
+    waiting: float | None  # requests waiting, whole fleet plus the activator (None: blind)
+    depth: float | None  # requests waiting or running, likewise
+    kv_usage: float | None  # mean over the replicas that reported
+    # Over the interval, the whole fleet (None: no replica reported both times, or its
+    # engine exports no such counter):
+    dt: float = 0.0
+    arrived: float | None = None  # requests that arrived: finished + growth in flight
+    finished: float | None = None
+    preempted: float | None = None
+    prompt_tokens: float | None = None
+    output_tokens: float | None = None
+    full_rates: list[float] = field(default_factory=list)  # finished/s of replicas with a queue
+    served_rate: float | None = None  # mean finished/s of a replica
+
+    @property
+    def blind(self) -> bool:
+        return self.serving > 0 and self.known == 0
 
 
-def fleet_depth(obs: Observation) -> float:
-    """Requests the whole service holds: in every replica plus at the activator."""
-    return sum(r.depth for r in obs.replicas) + (obs.activator_waiting or 0.0)
-
-
-def fleet_waiting(obs: Observation) -> float:
-    return sum(r.waiting for r in obs.replicas) + (obs.activator_waiting or 0.0)
-
-
-def mean_kv_usage(obs: Observation) -> float | None:
-    values = [r.kv_usage for r in obs.replicas if r.kv_usage is not None]
-    return sum(values) / len(values) if values else None
-
-
-Counters = dict[str, tuple[float, float, float, float]]  # pod -> (t, preempt, done, waiting)
-
-
-def counter_deltas(
-    previous: Counters, obs: Observation, full_waiting: float
-) -> tuple[float, float, int, list[float], Counters]:
-    """Preemptions and finished requests since the previous observation, summed over the
-    pods seen both times (also returned: how many), and the finish rate of each pod that
-    ends the interval with a queue (>= full_waiting).
-
-    A counter below its previous value means the engine restarted: its whole value is new.
-    A pod seen for the first time contributes nothing (its history is unknown).
-    """
-    d_preempt = d_requests = 0.0
-    known = 0
-    full_rates: list[float] = []
-    current: Counters = {}
-    for r in obs.replicas:
-        pre, done = r.preemptions_total or 0.0, r.requests_total or 0.0
-        current[r.pod] = (obs.now, pre, done, r.waiting)
-        before = previous.get(r.pod)
-        if before is None:
-            continue
-        t0, pre0, done0, _ = before
-        known += 1
-        dp = pre - pre0 if pre >= pre0 else pre
-        dr = done - done0 if done >= done0 else done
-        d_preempt += dp
-        d_requests += dr
-        # A queue at the end of the interval: the replica was serving flat out (if the
-        # queue only just formed, this underestimates it: the safe side).
-        full = r.waiting >= full_waiting
-        if full and r.requests_total is not None and obs.now > t0 and done >= done0:
-            full_rates.append(dr / (obs.now - t0))
-    return d_preempt, d_requests, known, full_rates, current
-
-
-def arrival_rate(depth: Samples, finished: Samples, now: float, window_s: float) -> float | None:
-    """Requests per second that arrived over the window: those that finished plus the
-    growth of what is in flight. None until two samples span some time. A finished
-    sample of NaN (no pod with history) restarts the window after it."""
-    inside = [(t, v) for t, v in depth if t >= now - window_s]
-    unknown = {t for t, v in finished if v != v}
-    for i in range(len(inside) - 1, -1, -1):
-        if inside[i][0] in unknown:
-            inside = inside[i:]
-            break
-    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+def _delta(now: float | None, before: float | None) -> float | None:
+    if now is None or before is None:
         return None
-    (t0, depth0), (t1, depth1) = inside[0], inside[-1]
-    done = sum(v for t, v in finished if t0 < t <= t1)
-    return max(0.0, (done + depth1 - depth0) / (t1 - t0))
+    return now - before if now >= before else now  # an engine restart starts from zero
 
 
-def interruption_rate(
-    interruptions: Iterable[float],
-    exposure: Samples,
-    now: float,
-    window_s: float,
-    min_exposure_h: float,
-) -> float:
-    """Spot interruptions per spot replica-hour over the last `window_s` seconds.
+def _sum(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
 
-    The exposure floor keeps one interruption on a tiny fleet from reading as a storm.
-    """
-    count = sum(1 for t in interruptions if t > now - window_s)
-    hours = window_sum(exposure, now, window_s) / 3600.0
-    return count / max(hours, min_exposure_h)
+
+def _counters(r: ReplicaMetrics, now: float) -> PodCounters:
+    return PodCounters(
+        now,
+        r.depth,
+        r.waiting,
+        r.requests_total,
+        r.preemptions_total,
+        r.prompt_tokens_total,
+        r.generation_tokens_total,
+    )
+
+
+def measure(
+    previous: Counters, obs: Observation, full_waiting: float, max_gap_s: float
+) -> tuple[Interval, Counters]:
+    """The interval since the previous observation, and the counters to keep. Counters
+    older than `max_gap_s` (a replica that was not read for a while) are not differenced:
+    an average over a blackout is not the load now."""
+    now = obs.now
+    serving = {p.name for p in obs.serving()}
+    reported = [r for r in obs.replicas if r.pod in serving]
+    known, unknown = len(reported), len(serving) - len(reported)
+    activator = obs.activator_waiting or 0.0
+    current: Counters = {r.pod: _counters(r, now) for r in reported}
+    current[ACTIVATOR] = PodCounters(now, activator, activator, None, None, None, None)
+    if serving and not known:
+        return Interval(now, len(serving), 0, unknown, None, None, None), current
+    scale = len(serving) / known if known else 0.0
+    kv = [r.kv_usage for r in reported if r.kv_usage is not None]
+    interval = Interval(
+        now,
+        len(serving),
+        known,
+        unknown,
+        waiting=sum(r.waiting for r in reported) * scale + activator,
+        depth=sum(r.depth for r in reported) * scale + activator,
+        kv_usage=sum(kv) / len(kv) if kv else None,
+    )
+    paired = [(r, previous[r.pod]) for r in reported if r.pod in previous]
+    paired = [(r, c) for r, c in paired if 0 < now - c.t <= max_gap_s]
+    gate = previous.get(ACTIVATOR)
+    if gate is not None and not 0 < now - gate.t <= max_gap_s:
+        gate = None
+    gate_growth = activator - gate.depth if gate is not None else 0.0
+    if not paired:
+        if not serving and gate is not None:  # at zero: the activator alone
+            interval.dt, interval.arrived = now - gate.t, max(0.0, gate_growth)
+        return interval, current
+    fleet = len(serving) / len(paired)
+    finished = [_delta(r.requests_total, c.finished) for r, c in paired]
+    interval.dt = sum(now - c.t for _, c in paired) / len(paired)
+    interval.finished = _scaled(_sum(finished), fleet)
+    interval.preempted = _scaled(
+        _sum([_delta(r.preemptions_total, c.preempted) for r, c in paired]), fleet
+    )
+    interval.prompt_tokens = _scaled(
+        _sum([_delta(r.prompt_tokens_total, c.prompt_tokens) for r, c in paired]), fleet
+    )
+    interval.output_tokens = _scaled(
+        _sum([_delta(r.generation_tokens_total, c.output_tokens) for r, c in paired]), fleet
+    )
+    if interval.finished is not None:
+        growth = sum(r.depth - c.depth for r, c in paired) * fleet
+        interval.arrived = max(0.0, interval.finished + growth + gate_growth)
+        rates = [
+            d / (now - c.t) for d, (_, c) in zip(finished, paired, strict=True) if d is not None
+        ]
+        interval.served_rate = sum(rates) / len(rates)
+        interval.full_rates = [
+            rate
+            for rate, (r, c) in zip(rates, paired, strict=True)
+            # A queue at both ends of the interval: the replica served flat out all along
+            # (a queue seen once may be a few long prompts arriving together). One that
+            # finished nothing with a queue is stuck, not slow: it teaches nothing.
+            if min(r.waiting, c.waiting) >= full_waiting and rate >= 1e-3
+        ]
+    return interval, current
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor

@@ -3,6 +3,7 @@
     infleet simulate --scenario diurnal --policy infleet --seed 1 --json
     infleet simulate --scenario spot-storm --compare
     infleet simulate --trace azure_conv.csv --policy infleet --plot run.png
+    infleet simulate --scenario steady --fault metrics-blackout:7200:1800 --cold-start 300
 
 Needs only the standard library (matplotlib for --plot). Results depend on the seed
 alone: the same command prints the same JSON.
@@ -19,11 +20,13 @@ from pathlib import Path
 
 from infleet.autoscaler.simulator.arrivals import TraceArrivals
 from infleet.autoscaler.simulator.calibration import from_bench
+from infleet.autoscaler.simulator.faults import KINDS, parse_fault
 from infleet.autoscaler.simulator.plot import PlotUnavailable, plot_run, require_matplotlib
 from infleet.autoscaler.simulator.policies import POLICY_NAMES
 from infleet.autoscaler.simulator.results import compare_table, summary
 from infleet.autoscaler.simulator.run import simulate
-from infleet.autoscaler.simulator.scenarios import SCENARIOS, Scenario, get_scenario, with_trace
+from infleet.autoscaler.simulator.scenario import Scenario, with_trace
+from infleet.autoscaler.simulator.scenarios import SCENARIOS, TUNING_SCENARIOS, get_scenario
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="infleet simulate",
         description="Simulate one InferenceService's fleet under an autoscaling policy.",
     )
-    p.add_argument("--scenario", default="diurnal", help=f"one of: {', '.join(SCENARIOS)}")
+    names = ", ".join([*SCENARIOS, *TUNING_SCENARIOS])
+    p.add_argument("--scenario", default="diurnal", help=f"one of: {names}")
     p.add_argument("--policy", default="infleet", help=f"one of: {', '.join(POLICY_NAMES)}")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--compare", action="store_true", help="run every policy, print a table")
@@ -44,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-dedicated", type=float, metavar="USD", help="per GPU-hour")
     p.add_argument("--price-spot", type=float, metavar="USD", help="per GPU-hour")
     p.add_argument("--tick", type=float, metavar="S", help="simulation step (default 2 s)")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:ARGS",
+        help="inject a fault (repeatable): "
+        + "; ".join(":".join([k, *args]) for k, args in KINDS.items()),
+    )
+    p.add_argument(
+        "--cold-start",
+        type=float,
+        metavar="S",
+        help="seconds from a pod's scheduling to readiness (engine start and model load; "
+        "default 120)",
+    )
     return p
 
 
@@ -70,6 +89,12 @@ def _scenario(opts: argparse.Namespace) -> Scenario:
         if not 0.25 <= opts.tick <= 3.0:
             raise ValueError("--tick must be between 0.25 and 3 seconds")
         changes["tick_s"] = opts.tick
+    if opts.fault:
+        changes["faults"] = (*scenario.faults, *(parse_fault(f) for f in opts.fault))
+    if opts.cold_start is not None:
+        if not 0 < opts.cold_start <= 7200:
+            raise ValueError("--cold-start must be between 0 and 7200 seconds")
+        changes["timings"] = dataclasses.replace(scenario.timings, startup_s=opts.cold_start)
     return dataclasses.replace(scenario, **changes)
 
 

@@ -1,7 +1,9 @@
-"""Where requests come from: rate curves (Poisson, diurnal, bursty) or a CSV trace.
+"""Where requests come from: rate curves (Poisson, diurnal, bursty), a CSV trace, phases
+of either (a shift in prompt length), or several tenants at once.
 
-Both kinds hand the fleet, per tick and per routing target, a cohort: how many requests
-arrived and their summed prompt and output tokens. Routing is random (what a Kubernetes
+Every stream hands the fleet, per tick and per routing target, a cohort: how many requests
+arrived and their summed prompt and output tokens; a mix of tenants is several streams
+(their requests keep their own shapes). Routing is random (what a Kubernetes
 Service does), so a Poisson stream splits into independent Poisson streams per replica
 and one draw per replica per tick replaces one draw per request.
 """
@@ -56,6 +58,7 @@ class RateArrivals:
     def __init__(self, rate: Callable[[float], float], tokens: TokenShape) -> None:
         self.rate = rate
         self.tokens = tokens
+        self.streams = (self,)
 
     def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Arrived]:
         mean = self.rate(max(t + dt / 2, 0.0)) * dt / targets
@@ -92,6 +95,7 @@ class TraceArrivals:
 
     def __init__(self, times: list[float], prompts: list[int], outputs: list[int]) -> None:
         self.times, self.prompts, self.outputs = times, prompts, outputs
+        self.streams = (self,)
 
     @classmethod
     def from_csv(cls, path: str | Path, speedup: float = 1.0) -> TraceArrivals:
@@ -113,3 +117,27 @@ class TraceArrivals:
             prompts[k] += self.prompts[i]
             outputs[k] += self.outputs[i]
         return list(zip(counts, prompts, outputs, strict=True))
+
+
+class PhasedArrivals:
+    """One stream that changes at given times: `phases` are (start_s, stream), sorted;
+    the first applies before its start too."""
+
+    def __init__(self, phases: list[tuple[float, RateArrivals]]) -> None:
+        self.starts = [start for start, _ in phases]
+        self.phases = [stream for _, stream in phases]
+        self.streams = (self,)
+
+    def cohorts(self, t: float, dt: float, targets: int, rng: random.Random) -> list[Arrived]:
+        i = max(0, bisect_left(self.starts, t + 1e-9) - 1)
+        return self.phases[i].cohorts(t, dt, targets, rng)
+
+
+class MixedArrivals:
+    """Several tenants on one service, each its own stream (rate curve and shape)."""
+
+    def __init__(self, tenants: list[RateArrivals | PhasedArrivals]) -> None:
+        self.streams = tuple(tenants)
+
+
+Arrivals = RateArrivals | TraceArrivals | PhasedArrivals | MixedArrivals

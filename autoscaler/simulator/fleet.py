@@ -13,13 +13,15 @@ import math
 import random
 from collections import deque
 
-from infleet.autoscaler.simulator.arrivals import RateArrivals, TraceArrivals
+from infleet.autoscaler.engines import exported_samples, replica_metrics
+from infleet.autoscaler.simulator.arrivals import Arrivals
 from infleet.autoscaler.simulator.cohort import Cohort
+from infleet.autoscaler.simulator.faults import FaultPlan
 from infleet.autoscaler.simulator.pods import Pod, PodTimings, SpotMarket, pick_victims
 from infleet.autoscaler.simulator.recorder import LatencyRecorder
 from infleet.autoscaler.simulator.replica import SimReplica
 from infleet.autoscaler.simulator.service_model import ReplicaModel
-from infleet.autoscaler.view import PENDING, POOLS, READY, STARTING, Observation, ReplicaMetrics
+from infleet.autoscaler.view import PENDING, POOLS, READY, STARTING, Observation
 
 
 class Fleet:
@@ -32,6 +34,7 @@ class Fleet:
         rng: random.Random,
         max_retries: int = 2,
         request_timeout_s: float = 60.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.model, self.timings, self.market, self.rec, self.rng = (
             model,
@@ -41,6 +44,7 @@ class Fleet:
             rng,
         )
         self.max_retries, self.request_timeout_s = max_retries, request_timeout_s
+        self.faults = faults or FaultPlan()
         self.pods: list[Pod] = []
         self.desired = dict.fromkeys(POOLS, 0)
         self.gateway: deque[Cohort] = deque()
@@ -64,7 +68,7 @@ class Fleet:
         """Pods that were already serving when the simulation begins."""
         for _ in range(replicas):
             self._names += 1
-            pod = Pod(f"{pool}-{self._names}", pool, READY, now, now, ready_at=now)
+            pod = Pod(f"{pool}-{self._names}", pool, READY, now, now, ready_at=now, created=now)
             pod.replica = SimReplica(self.model, self.request_timeout_s)
             self.pods.append(pod)
         self.desired[pool] += replicas
@@ -77,10 +81,11 @@ class Fleet:
     def _reconcile(self, pool: str, now: float) -> None:
         active = [p for p in self.pods if p.pool == pool and not p.leaving]
         want = self.desired[pool]
+        delay = self.faults.provisioning_delay(now)
         for _ in range(want - len(active)):
             self._names += 1
-            at = now + self.timings.provision_s
-            self.pods.append(Pod(f"{pool}-{self._names}", pool, PENDING, now, at))
+            at = now + (self.timings.provision_s if delay is None else delay)
+            self.pods.append(Pod(f"{pool}-{self._names}", pool, PENDING, now, at, created=now))
         if len(active) > want:
             for pod in pick_victims(active, len(active) - want):
                 self._leave(pod, now, self.timings.grace_s)
@@ -90,7 +95,7 @@ class Fleet:
         pod.leave_at = now + delay if pod.replica is not None else now
 
     # -- one tick --------------------------------------------------------------------
-    def advance(self, now: float, dt: float, arrivals: RateArrivals | TraceArrivals) -> None:
+    def advance(self, now: float, dt: float, arrivals: Arrivals) -> None:
         self._lifecycle(now, dt)
         targets, replicas, scheduled = [], [], {"dedicated": 0, "spot": 0}
         for pod in self.pods:
@@ -102,7 +107,15 @@ class Fleet:
                     targets.append(pod.replica)
         for pool, count in scheduled.items():
             self.gpu_seconds[pool] += count * dt
-        fresh = arrivals.cohorts(now, dt, max(len(targets), 1), self.rng)
+        streams = arrivals.streams
+        fresh = streams[0].cohorts(now, dt, max(len(targets), 1), self.rng)
+        for stream in streams[1:]:
+            # Tenants' requests of one tick interleave: one cohort per target (their
+            # tokens summed), not one tenant's tick queued behind the other's.
+            more = stream.cohorts(now, dt, max(len(targets), 1), self.rng)
+            fresh = [
+                (a + x, b + y, c + z) for (a, b, c), (x, y, z) in zip(fresh, more, strict=True)
+            ]
         for replica, (n, prompt, output) in zip(targets or [None], fresh, strict=True):
             if n:
                 self.arrived += n
@@ -128,6 +141,8 @@ class Fleet:
         interrupted = False
         hazard = market.hazard(now, dt)
         wave = market.wave_fraction if market.wave_due(now, rng) else 0.0
+        if self.faults.reclaim_due(now, dt):
+            wave = 1.0  # every spot node at once
         for pod in self.pods:
             if pod.phase == PENDING and now >= pod.schedulable_at and not pod.leaving:
                 if pod.pool == "spot":
@@ -185,27 +200,38 @@ class Fleet:
 
     # -- what the policy sees --------------------------------------------------------
     def observe(self, now: float) -> Observation:
+        """What the operator would read: pods from the API, and each replica's metrics
+        through the same engine-name table and mapping as a real scrape (our engine's
+        names), so the policy sees nothing a real engine does not export."""
         replicas, pods = [], []
+        blackout = self.faults.blackout(now)
         for pod in self.pods:
             if pod.leaving and not pod.notice:
                 continue  # scaled down: no longer part of the Deployment
             pods.append(pod.state())
             r = pod.replica
-            if r is not None:
-                replicas.append(
-                    ReplicaMetrics(
-                        pod.name,
-                        pod.pool,
-                        waiting=float(r.waiting),
-                        running=float(r.run_n),
-                        kv_usage=r.kv_usage(),
-                        preemptions_total=float(r.preemptions),
-                        requests_total=float(r.finished),
-                    )
+            if r is not None and not blackout:
+                samples = exported_samples(
+                    "infleet",
+                    waiting=r.waiting,
+                    running=r.run_n,
+                    kv_usage=r.kv_usage(),
+                    preemptions_total=r.preemptions,
+                    requests_total=r.finished,
+                    prompt_tokens_total=r.prompted,
+                    generation_tokens_total=r.generated,
                 )
+                replicas.append(replica_metrics("infleet", pod.name, pod.pool, samples))
         interruptions, self.new_interruptions = self.new_interruptions, []
         waiting = float(sum(c.n for c in self.gateway))
-        return Observation(now, replicas, pods, interruptions, activator_waiting=waiting)
+        return Observation(
+            now,
+            replicas,
+            pods,
+            interruptions,
+            activator_waiting=waiting,
+            desired=sum(self.desired.values()),
+        )
 
     def utilization(self) -> float:
         """Mean GPU busy fraction of serving pods (what DCGM_FI_DEV_GPU_UTIL reports)."""

@@ -40,7 +40,7 @@ def plot_run(run: RunOutcome, path: str | Path) -> Path:
     pools.plot(hours, desired, color="black", linewidth=0.7, linestyle="--", label="desired")
     pools.set_ylabel("replicas")
     pools.legend(loc="upper left", fontsize=8)
-    target = s.spec.slo.ttft_p95_s or 1.0
+    target = s.spec.slo.ttft_p95_seconds
     latency.plot(hours, tl.ttft_p95_s, color="#b03a2e", linewidth=0.8, label="TTFT p95 / min")
     latency.axhline(target, color="grey", linestyle=":", label=f"TTFT target {target:g} s")
     latency.set_yscale("log")

@@ -30,9 +30,10 @@ class Pod:
     leaving: bool = False
     notice: bool = False  # leaving because its spot node is reclaimed
     replica: SimReplica | None = None
+    created: float = 0.0
 
     def state(self) -> PodState:
-        return PodState(self.name, self.pool, self.phase, self.since, notice=self.notice)
+        return PodState(self.name, self.pool, self.phase, self.since, self.notice, self.created)
 
 
 @dataclass(slots=True)

@@ -12,10 +12,6 @@ import math
 import random
 
 
-def poisson(mean: float, rng: random.Random) -> int:
-    return poisson_many(mean, 1, rng)[0]
-
-
 def poisson_many(mean: float, count: int, rng: random.Random) -> list[int]:
     """`count` independent draws with the same mean (the set-up is paid once)."""
     if mean <= 0.0:

@@ -65,6 +65,7 @@ class LatencyRecorder:
         "minute_ttft",
         "start_s",
         "target_s",
+        "windows",
     )
 
     def __init__(self, ttft_target_s: float, start_s: float = float("-inf")) -> None:
@@ -77,6 +78,14 @@ class LatencyRecorder:
         self.failures = 0  # requests given up on (timed out, or out of retries)
         self.minute_attained = 0.0
         self.minute_count = 0.0
+        # [start, end, attained, judged] of requests that arrived in each window watched
+        # (a fault's): attainment during a blackout, say.
+        self.windows: list[list[float]] = []
+
+    def watch(self, start_s: float, end_s: float) -> list[float]:
+        window = [start_s, end_s, 0.0, 0.0]
+        self.windows.append(window)
+        return window
 
     @property
     def ttft(self) -> Histogram:
@@ -113,12 +122,19 @@ class LatencyRecorder:
         self.attained += good
         self.minute_attained += good
         self.minute_count += weight
+        for w in self.windows:
+            if w[0] <= arrived < w[1]:
+                w[2] += good
+                w[3] += weight
 
     def failed(self, arrived: float, weight: int) -> None:
         """Requests given up on: they miss the SLO (unless they predate the measurement)."""
         if arrived >= self.start_s:
             self.failures += weight
             self.minute_count += weight
+            for w in self.windows:
+                if w[0] <= arrived < w[1]:
+                    w[3] += weight
 
     def take_minute(self) -> tuple[float | None, float]:
         """TTFT attainment (None when nothing finished or failed) and p95 TTFT of the

@@ -28,10 +28,12 @@ class SimReplica:
     __slots__ = (
         "busy",
         "finished",
+        "generated",
         "heap",
         "model",
         "order",
         "preemptions",
+        "prompted",
         "queue",
         "run_n",
         "s0",
@@ -55,6 +57,8 @@ class SimReplica:
         self.waiting = 0
         self.preemptions = 0  # counters, as the engine exports them
         self.finished = 0
+        self.prompted = 0.0  # prompt tokens prefilled (counted when the first token lands)
+        self.generated = 0.0  # output tokens of finished requests
         self.busy = 0.0  # fraction of the last tick the GPU computed (what DCGM reports)
         self.seq = 0
 
@@ -126,12 +130,14 @@ class SimReplica:
                 if not head.ttft_done:
                     head.ttft0, head.ttft_step = start + s - head.a, s - head.g
                     head.first_token_at = start + (k_a + 1) * s / 2
+                    self.prompted += k_a * head.p0
                 joined.append(head)
             if k > k_a:
                 tail = c.split(k - k_a) if k - k_a < c.n else queue.popleft()
                 if not tail.ttft_done:
                     tail.ttft0, tail.ttft_step = tail.r + s - tail.a, tail.h - tail.g
                     tail.first_token_at = tail.r + s + (tail.n - 1) * tail.h / 2
+                    self.prompted += (k - k_a) * tail.p0
                 joined.append(tail)
             prefill_s += k * s
             tau = last
@@ -195,6 +201,7 @@ class SimReplica:
             lo, hi = c.ttft0, c.ttft0 + (c.n - 1) * c.ttft_step
             rec.completed(c.a, lo, hi, lo + decode_s, hi + decode_s, c.n)
             self.finished += c.n
+            self.generated += c.n * c.o0
             self.run_n -= c.n
             self.s0 -= c.n * (c.p - c.v0)
         if len(self.order) > 2 * len(heap) + 16:

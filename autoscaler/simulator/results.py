@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infleet.autoscaler.simulator.run import RunOutcome
+from infleet.autoscaler.simulator.run import FaultOutcome, RunOutcome
 from infleet.autoscaler.view import POOLS
 
 
@@ -15,7 +15,8 @@ def _r(x: float, digits: int = 4) -> float:
 def summary(run: RunOutcome) -> dict[str, Any]:
     """The JSON contract: `scenario`, `policy`, `requests`, `slo_attainment`,
     `ttft_p95_s`, `cost`, `gpu_hours` {dedicated, spot}, `spot_interruptions`,
-    `requests_failed`, and more. Deterministic for a seed (no wall-clock values)."""
+    `requests_failed`, `faults` (one entry per `--fault`), and more. Deterministic for a
+    seed (no wall-clock values)."""
     s, rec, fleet = run.scenario, run.rec, run.fleet
     completed = rec.ttft.total
     judged = completed + rec.failures
@@ -31,7 +32,7 @@ def summary(run: RunOutcome) -> dict[str, Any]:
         "requests_completed": round(completed),
         "requests_failed": rec.failures,
         "requests_retried": fleet.retried,
-        "slo_ttft_s": s.spec.slo.ttft_p95_s,
+        "slo_ttft_s": s.spec.slo.ttft_p95_seconds,
         "slo_attainment": _r(rec.attained / judged if judged else 1.0, 5),
         "ttft_p50_s": _r(rec.ttft.quantile(0.50)),
         "ttft_p95_s": _r(rec.ttft.quantile(0.95)),
@@ -47,6 +48,22 @@ def summary(run: RunOutcome) -> dict[str, Any]:
         "replicas_peak": run.peak_replicas,
         "spot_interruptions": fleet.interruptions,
         "engine_preemptions": run.engine_preemptions,
+        "faults": [fault_summary(f) for f in run.faults],
+    }
+
+
+def fault_summary(outcome: FaultOutcome) -> dict[str, Any]:
+    """One `--fault`: its spec, and how the fleet fared in its window."""
+    f, (_, end, attained, judged) = outcome.fault, outcome.window
+    low = outcome.desired_min
+    return {
+        "fault": f.text(),
+        "window_s": [f.start_s, end],
+        "requests": round(judged),
+        "slo_attainment": _r(attained / judged if judged else 1.0, 5),
+        "replicas_desired_at_start": outcome.desired_at_start,
+        "replicas_desired_min": low,
+        "scaled_down": low is not None and low < outcome.desired_at_start,
     }
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infleet.autoscaler.spec import CapacityPrior
+
 # H100 SXM: 3.35 TB/s HBM3, 989 TFLOP/s dense bf16 (NVIDIA datasheet). Llama-3.1-8B:
 # 8.03e9 parameters (16.06 GB bf16), 32 layers x 8 KV heads x 128 dims, K and V in bf16.
 _HBM_BYTES_S = 3.35e12 * 0.75  # achieved bandwidth in decode kernels
@@ -60,3 +62,11 @@ class ReplicaModel:
         """Prefill tokens per second with a full chunk and nothing decoding."""
         chunk = self.max_num_batched_tokens
         return chunk / self.step_s(0, chunk, 0)
+
+
+def prior_of(model: ReplicaModel, context_tokens: int = 1152) -> CapacityPrior:
+    """The policy's capacity prior from a replica model: what a calibration profile gives
+    (prefill with nothing decoding; decode at a full batch of ~1k-token sequences)."""
+    return CapacityPrior(
+        model.prefill_tok_s(), model.decode_tok_s(model.max_num_seqs, context_tokens)
+    )

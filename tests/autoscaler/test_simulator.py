@@ -1,5 +1,6 @@
-"""`infleet simulate`: seeded determinism, the JSON contract, --compare, traces,
-calibration from bench output, the plot, and errors that name the flag."""
+"""`infleet simulate`: seeded determinism, the JSON contract, --compare, traces (the
+shipped one too), faults and cold starts, calibration from bench output, the plot, and
+errors that name the flag."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from infleet.autoscaler.simulate_cli import main
 from infleet.autoscaler.simulator import policies
 from infleet.autoscaler.simulator.calibration import from_bench
 from infleet.autoscaler.simulator.results import summary
-from infleet.autoscaler.simulator.run import simulate
+from infleet.autoscaler.simulator.run import policy_spec_for, simulate
 from infleet.autoscaler.simulator.scenarios import get_scenario
 from infleet.autoscaler.simulator.service_model import ReplicaModel
 
@@ -70,6 +71,7 @@ def test_json_contract():
     )
     assert result["cost"] == pytest.approx(expected, abs=0.02)
     assert result["requests_completed"] <= result["requests"]
+    assert result["faults"] == []
 
 
 def test_compare_prints_one_row_per_policy(capsys):
@@ -77,7 +79,7 @@ def test_compare_prints_one_row_per_policy(capsys):
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:]] == list(policies.POLICY_NAMES)
-    assert "| static-peak     | 1.0000" in table and "100%" in table
+    assert "| static-peak       | 1.0000" in table and "100%" in table
 
 
 def test_a_csv_trace_drives_the_fleet(tmp_path, capsys):
@@ -109,6 +111,11 @@ def test_calibration_from_bench_output_moves_the_replica_model(tmp_path):
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(ValueError, match="no bench figures"):
         from_bench(tmp_path / "empty.json")
+    # The policy's capacity prior is the calibration profile (the same replica model).
+    calibrated = dataclasses.replace(get_scenario("steady"), model=model)
+    prior = policy_spec_for(calibrated).tuning.prior
+    assert prior.decode_tok_s == pytest.approx(model.decode_tok_s(model.max_num_seqs, 1152))
+    assert prior != policy_spec_for(get_scenario("steady")).tuning.prior
     out = run_cli("--calibration", str(tmp_path / "missing.json"))
     assert out.returncode == 2 and "--calibration" in out.stderr
 
@@ -120,6 +127,35 @@ def test_plot_writes_a_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_trace_reads_seconds_from_the_start_too(tmp_path, capsys):
+    trace = tmp_path / "seconds.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0.5,100,10\n1.25,2000,5\n")
+    assert main(["--trace", str(trace), "--scenario", "steady", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 2
+
+
+def test_the_shipped_trace_replays_at_its_speedups():
+    short, fast = get_scenario("trace-1x"), get_scenario("trace-4x")
+    assert short.arrivals.times[-1] == pytest.approx(4 * fast.arrivals.times[-1])
+    assert len(short.arrivals.times) == len(fast.arrivals.times) > 10_000
+    assert short.peak_rps < fast.peak_rps
+
+
+def test_faults_and_cold_start_on_the_command_line(capsys):
+    args = ["--scenario", "steady", "--hours", "0.4", "--json", "--cold-start", "300",
+            "--fault", "metrics-blackout:300:600", "--fault", "spot-reclaim-all:1200",
+            "--fault", "provisioning-delay:0:600:400"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    blackout, reclaim, delay = result["faults"]
+    assert blackout["fault"] == "metrics-blackout:300:600" and blackout["window_s"] == [300, 900]
+    assert not blackout["scaled_down"] and blackout["slo_attainment"] > 0.95
+    assert blackout["replicas_desired_min"] >= blackout["replicas_desired_at_start"]
+    assert reclaim["fault"] == "spot-reclaim-all:1200" and reclaim["requests"] > 0
+    assert result["spot_interruptions"] >= reclaim["replicas_desired_at_start"] - 2
+    assert delay["fault"] == "provisioning-delay:0:600:400"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -128,6 +164,12 @@ def test_plot_writes_a_png(tmp_path):
         (["--hours", "0"], "--hours must be > 0"),
         (["--tick", "10"], "--tick must be between"),
         (["--trace", "/nonexistent.csv"], "--trace /nonexistent.csv: no such file"),
+        (["--fault", "earthquake:1"], "--fault 'earthquake:1': the kind must be one of"),
+        (["--fault", "metrics-blackout:10"], "want metrics-blackout:START_S:DURATION_S"),
+        (["--fault", "metrics-blackout:x:10"], "(numbers of seconds)"),
+        (["--fault", "metrics-blackout:10:0"], "DURATION_S must be > 0"),
+        (["--fault", "spot-reclaim-all:-5"], "START_S must be >= 0"),
+        (["--cold-start", "0"], "--cold-start must be between 0 and 7200"),
     ],
 )
 def test_bad_input_is_a_clear_error(args, message, capsys):

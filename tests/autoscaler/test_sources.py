@@ -7,7 +7,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from infleet.autoscaler.engines import replica_metrics
+from infleet.autoscaler.engines import ENGINE_METRICS, FIELDS, exported_samples, replica_metrics
 from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.autoscaler.scrape import ScrapeTarget, samples, scrape
 from infleet.operator.autoscale import read_metrics
@@ -27,6 +27,10 @@ vllm:num_preemptions_total{model_name="m"} 5.0
 # TYPE vllm:request_success_total counter
 vllm:request_success_total{finished_reason="stop",model_name="m"} 100.0
 vllm:request_success_total{finished_reason="length",model_name="m"} 20.0
+# TYPE vllm:prompt_tokens_total counter
+vllm:prompt_tokens_total{model_name="m"} 122880.0
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{model_name="m"} 30720.0
 """,
     "sglang": """# TYPE sglang:num_queue_reqs gauge
 sglang:num_queue_reqs{model_name="m"} 3.0
@@ -38,6 +42,10 @@ sglang:token_usage{model_name="m"} 0.42
 sglang:num_retracted_requests_total{model_name="m"} 5.0
 # TYPE sglang:num_requests_total counter
 sglang:num_requests_total{model_name="m"} 120.0
+# TYPE sglang:prompt_tokens_total counter
+sglang:prompt_tokens_total{model_name="m"} 122880.0
+# TYPE sglang:generation_tokens_total counter
+sglang:generation_tokens_total{model_name="m"} 30720.0
 """,
     "tgi": """# TYPE tgi_queue_size gauge
 tgi_queue_size 3
@@ -45,6 +53,15 @@ tgi_queue_size 3
 tgi_batch_current_size 17
 # TYPE tgi_request_success counter
 tgi_request_success{stop_reason="eos"} 120
+# TYPE tgi_request_input_length histogram
+tgi_request_input_length_bucket{le="1024.0"} 60
+tgi_request_input_length_bucket{le="+Inf"} 120
+tgi_request_input_length_sum 122880
+tgi_request_input_length_count 120
+# TYPE tgi_request_generated_tokens histogram
+tgi_request_generated_tokens_bucket{le="+Inf"} 120
+tgi_request_generated_tokens_sum 30720
+tgi_request_generated_tokens_count 120
 """,
 }
 
@@ -53,6 +70,8 @@ tgi_request_success{stop_reason="eos"} 120
 def test_each_engine_kind_maps_onto_one_view(kind):
     view = replica_metrics(kind, "p0", "spot", samples(ENGINE_TEXT[kind]))
     assert (view.waiting, view.running, view.requests_total) == (3.0, 17.0, 120.0)
+    # The request shape: 1024 prompt and 256 output tokens per request, for every kind.
+    assert (view.prompt_tokens_total, view.generation_tokens_total) == (122880.0, 30720.0)
     if kind == "tgi":  # TGI exports neither KV usage nor preemptions
         assert view.kv_usage is None and view.preemptions_total is None
     else:
@@ -105,6 +124,10 @@ def test_scrape_reads_a_live_exposition_server_and_reports_a_dead_one(vllm_like)
     assert (v.preemptions_total, v.requests_total) == (2.0, 37.0)
 
 
+def ours_model(url: str) -> str:
+    return httpx.get(url + "/v1/models").json()["data"][0]["id"]
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     pytest.importorskip("torch")
@@ -131,6 +154,14 @@ def test_scrape_reads_our_engine_serving_a_tiny_model(engine):
     assert v.requests_total == 3.0  # the three completions above
     assert v.preemptions_total == 0.0
     assert v.kv_usage is not None and 0.0 <= v.kv_usage <= 1.0
+    assert v.prompt_tokens_total > 0 and 3 <= v.generation_tokens_total <= 12
+    # Every name the table holds for our engine is one it exports: what the simulator
+    # prints (exported_samples) is exactly what a real replica of ours serves.
+    served = set(samples(httpx.get(engine + "/metrics").text))
+    table = ENGINE_METRICS["infleet"]
+    names = {getattr(table, f)[0] for f in FIELDS if getattr(table, f)}
+    assert names <= served, names - served
+    assert set(exported_samples("infleet", **dict.fromkeys(FIELDS, 1.0))) == names
 
 
 @pytest.mark.slow
@@ -177,3 +208,16 @@ def test_prometheus_api_source_reads_a_live_prometheus(engine, vllm_like):
         gone = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
         metrics, errors = read_metrics(gone, "vllm", "team-a", "chat", pods)
         assert metrics == [] and errors[0].startswith("prometheus: ConnectError")
+        # The same failure as the counters and the condition take it.
+        assert gone.read("vllm", "team-a", "chat")[1][0].reason == "ConnectError"
+        assert gone.ttft_p95("infleet", "team-a", "chat") is None
+        not_prometheus = PrometheusSource(engine)  # answers, but 404 on the query API
+        (rejected,) = not_prometheus.read("infleet", "team-a", "chat")[1]
+        assert (
+            rejected.permanent and rejected.reason == "Rejected" and "HTTP 404" in rejected.message
+        )
+        # The blind policy's evidence: the service's TTFT p95 from our engine's histogram.
+        body = {"model": ours_model(engine), "prompt": "Hello there", "max_tokens": 2}
+        assert httpx.post(engine + "/v1/completions", json=body, timeout=120).status_code == 200
+        p95 = wait_until(lambda: source.ttft_p95("infleet", "team-a", "chat"), 60, "a TTFT p95")
+        assert 0.0 < p95 < 160.0

@@ -70,6 +70,8 @@ def test_pods_become_pool_states_and_scrape_targets():
     assert states["chat-spot-a"].phase == READY and not states["chat-spot-a"].notice
     assert states["chat-spot-b"].phase == STARTING
     assert states["chat-spot-c"].phase == PENDING and states["chat-spot-c"].since == T0 - 630
+    # Creation times time the pods' start-up (the policy's lead time for a burst).
+    assert states["chat-spot-a"].created == T0 - 630 and states["chat-spot-a"].since == T0 - 600
     assert states["chat-spot-d"].notice
     urls = {t.pod: t.url for t in scrape_targets(pods)}
     assert urls["chat-spot-a"] == "http://10.0.0.2:8000/metrics"
@@ -107,20 +109,20 @@ def test_an_interruption_is_counted_once():
     assert again == [] and counted == {"uid-chat-spot-a"}
 
 
-def test_the_adapter_reads_every_field_the_policy_uses():
+def test_the_adapter_hands_the_policy_the_apis_own_models():
     isvc = service(
         replicas=3,
         slo={"ttftP95Seconds": 1.5, "spotPreemptionsPerReplicaHour": 0.25},
     )
     spec = policy_spec(isvc.spec)
+    # One source of truth: the API's models themselves, not copies with their defaults.
+    assert spec.scaling is isvc.spec.scaling and spec.slo is isvc.spec.slo
+    assert spec.capacity is isvc.spec.capacity and spec.replicas == 3
     assert (spec.scaling.min_replicas, spec.scaling.max_replicas) == (1, 8)
-    assert spec.scaling.target_queue_depth == 4.0 and spec.scaling.replicas_override == 3
-    assert spec.scaling.scale_down_stabilization_s == 300.0
-    assert (spec.capacity.dedicated_min, spec.capacity.spot.enabled, spec.capacity.spot.max) == (
-        1, True, 6,
-    )  # fmt: skip
-    assert spec.slo.ttft_p95_s == 1.5 and spec.slo.spot_preemptions_per_replica_hour == 0.25
-    assert policy_spec(service(capacity={"spot": {"enabled": True}}).spec).capacity.spot.max == 8
+    assert spec.scaling.scale_down_stabilization_window_seconds == 300
+    assert spec.spot_max == 6 and spec.slo.ttft_p95_seconds == 1.5
+    assert policy_spec(service(capacity={"spot": {"enabled": True}}).spec).spot_max == 8
+    assert policy_spec(service(capacity={"dedicated": {"min": 1}}).spec).spot_max == 0
 
 
 def metrics_for(pods, waiting, finished) -> list[ReplicaMetrics]:
