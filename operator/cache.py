@@ -33,6 +33,7 @@ CHILD_KINDS = (
     ("", "v1", "services", "Service"),
     ("", "v1", "configmaps", "ConfigMap"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 )
 PARENTS, PODS = "inference_services", "service_pods"
 CHILD_INDICES = tuple(f"service_{plural}" for _, _, plural, _ in CHILD_KINDS)
