@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from infleet.api.quantity import parse_quantity
+from infleet.localplane.images import known
 
 Obj = dict[str, Any]
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -176,12 +177,14 @@ def rewrite_paths(text: str, mounts: dict[str, str]) -> str:
 
 
 def command_line(container: Obj, env: dict[str, str], mounts: dict[str, str]) -> list[str]:
-    argv = [*(container.get("command") or []), *(container.get("args") or [])]
-    if not container.get("command"):
+    image = known(container.get("image", ""))
+    command = container.get("command") or (list(image.entrypoint) if image else [])
+    if not command:
         raise ConfigError(
             "the local kubelet runs only containers with a command "
             "(images are ignored, so an image's entrypoint is unknown)"
         )
+    argv = [*command, *(container.get("args") or [])]
     return [rewrite_paths(expand(a, env), mounts) for a in argv]
 
 

@@ -26,7 +26,7 @@ REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 class Guardrails:
     """The rule that applies to one service's namespace (None: the namespace is refused)."""
 
-    policy: PlatformPolicy
+    platform: PlatformPolicy
     namespace: str
     rule: TenantRule | None
 
@@ -143,6 +143,6 @@ def enforce(spec: InferenceServiceSpec, pods: dict[str, Obj], guard: Guardrails)
     for pool, pod in pods.items():
         _check_pod(spec, pool, pod, rule, where)
         if rule.node_pools is not None:
-            granted = [guard.policy.pool(name) for name in rule.node_pools]
-            _pools_for(pod, granted, guard.policy, pool, where)
+            granted = [guard.platform.pool(name) for name in rule.node_pools]
+            _pools_for(pod, granted, guard.platform, pool, where)
             confine(pod, granted)

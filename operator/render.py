@@ -38,7 +38,7 @@ class RenderOptions:
     fetcher_image: str = DEFAULT_FETCHER_IMAGE
     engine_images: dict[str, str] = field(default_factory=dict)  # kind -> default image
     kube_version: KubeVersion | None = None  # the API server's; None: the newest
-    policy: PlatformPolicy | None = None  # None: no tenant guardrails
+    platform: PlatformPolicy | None = None  # the platform policy; None: no guardrails
     namespace_labels: dict[str, str] | None = None  # the service's namespace's, for the policy
 
 
@@ -66,10 +66,10 @@ def prepare(isvc: InferenceService, options: RenderOptions) -> Prepared:
         isvc.name, spec, profile, model, image, command, args, config_hash, options.kube_version
     )
     guard = None
-    if options.policy is not None:
-        rule = options.policy.rule_for(isvc.namespace, options.namespace_labels)
-        guard = Guardrails(options.policy, isvc.namespace, rule)
-    network = options.policy.network if options.policy else NetworkSettings()
+    if options.platform is not None:
+        rule = options.platform.rule_for(isvc.namespace, options.namespace_labels)
+        guard = Guardrails(options.platform, isvc.namespace, rule)
+    network = options.platform.network if options.platform else NetworkSettings()
     return Prepared(isvc, profile, model, settings, pod, guard, network)
 
 

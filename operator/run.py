@@ -133,7 +133,7 @@ def operator_main(argv: list[str] | None = None) -> int:
         args.fetcher_image,
         dict(args.engine_image),
         prometheus=PrometheusSource(args.prometheus_url) if args.prometheus_url else None,
-        policy=policy,
+        platform=policy,
     )
     if args.metrics_port:
         start_http_server(args.metrics_port)

@@ -42,14 +42,14 @@ class Runtime:
         fetcher_image: str,
         engine_images: dict[str, str],
         prometheus: PrometheusSource | None = None,
-        policy: PlatformPolicy | None = None,
+        platform: PlatformPolicy | None = None,
     ) -> None:
         self.elector = Elector(lease, kube.identity, timing, self.lead, self.follow)
         kube.fence = self.elector.fence
         self.kube, self.fetcher_image, self.engine_images = kube, fetcher_image, engine_images
         self.autoscaler = Autoscaler(prometheus, fence=self.elector.fence)
         self.discovery = Discovery(kube)
-        self.policy, self.namespaces = policy, NamespaceLabels(kube)
+        self.platform, self.namespaces = platform, NamespaceLabels(kube)
         self.cache = Cache()
         self.controller = Controller(self.reconcile, self.cache.keys, PERIOD_S)
         self._stop = threading.Event()
@@ -83,14 +83,14 @@ class Runtime:
 
     def options(self, namespace: str) -> RenderOptions:
         labels = None
-        if self.policy is not None and self.policy.needs_namespace_labels():
+        if self.platform is not None and self.platform.needs_namespace_labels():
             labels = self.namespaces.labels(namespace)
         return RenderOptions(
             prometheus_operator=self.discovery.prometheus_operator(),
             fetcher_image=self.fetcher_image,
             engine_images=self.engine_images,
             kube_version=self.discovery.kube_version(),
-            policy=self.policy,
+            platform=self.platform,
             namespace_labels=labels,
         )
 

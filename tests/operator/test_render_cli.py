@@ -29,8 +29,9 @@ def test_every_example_renders_to_valid_objects():
     objects = list(yaml.safe_load_all(out.stdout))
     docs = [yaml.safe_load(p.read_text()) for p in examples]
     spot = sum(1 for d in docs if d["spec"].get("capacity", {}).get("spot", {}).get("enabled"))
-    # ConfigMap, Service, PDB and a dedicated Deployment each; a spot one where spot is on
-    assert len(objects) == 4 * len(examples) + spot
+    # ConfigMap, NetworkPolicy, Service, PDB and a dedicated Deployment each; a spot one
+    # where spot is on
+    assert len(objects) == 5 * len(examples) + spot
     for obj in objects:
         kubernetes_validate.validate(obj, "1.32", strict=True)
         assert "ownerReferences" not in obj["metadata"]  # no live owner at review time
