@@ -80,7 +80,9 @@ def _engine(container: Obj, wanted: Obj) -> Obj:
     if wanted.get("envFrom"):
         out["envFrom"] = [*container.get("envFrom", []), *wanted["envFrom"]]
     if wanted.get("resources"):
-        out["resources"] = _resources(container["resources"], wanted["resources"], path)
+        out["resources"] = _resources(
+            container["resources"], wanted["resources"], f"{path}.resources"
+        )
     if wanted.get("securityContext"):
         out["securityContext"] = deep_merge(container["securityContext"], wanted["securityContext"])
     return out
