@@ -42,7 +42,7 @@ def render_documents(text: str, options: RenderOptions, namespace: str) -> list[
         except ValidationError as err:
             raise ValueError(f"{label}: {describe(err)}") from err
         except SpecError as err:
-            raise ValueError(f"{label}: spec.{err}") from err
+            raise ValueError(f"{label}: {err.located()}") from err
     return out
 
 

@@ -53,7 +53,7 @@ def plan(body: Obj, options: RenderOptions) -> Plan:
     except ValidationError as err:
         return Plan(None, [], None, Problem("InvalidSpec", describe(err)))
     except SpecError as err:
-        return Plan(None, [], None, Problem(err.reason, f"spec.{err}"))
+        return Plan(None, [], None, Problem(err.reason, err.located()))
 
 
 def legacy_ops(meta: Obj) -> list[Obj]:

@@ -116,6 +116,40 @@ def test_invalid_spec_degrades_and_touches_no_child(api):
     assert status["observedGeneration"] == 2
 
 
+def test_a_tenant_outside_the_platform_policy_is_degraded_and_gets_no_child(api):
+    """The chat example asks for GKE spot; this namespace's rule grants no spot toleration."""
+    from kubernetes import client
+
+    from infleet.operator.policy import PlatformPolicy
+
+    platform = PlatformPolicy.model_validate(
+        {
+            "nodePools": [{"name": "l4", "nodeSelector": {"pool": "l4"}}],
+            "tenants": [
+                {
+                    "name": "tenants",
+                    "namespaces": ["default"],
+                    "nodePools": ["l4"],
+                    "tolerations": [],
+                }
+            ],
+        }
+    )
+    create(api[1], "tenant")
+    options = RenderOptions(platform=platform)
+    outcome = reconcile(snapshot(api[1], "default", "tenant"), Kube(api[1]), options)
+    assert outcome.result == "invalid" and outcome.applied == []
+    assert snapshot(api[1], "default", "tenant").children == []  # nothing was created
+    status = client.CustomObjectsApi(api[1]).get_namespaced_custom_object(*GVP, "tenant")["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "PolicyViolation")
+    assert degraded["message"].startswith(
+        "spec.capacity.spot.preset: the spot pool's toleration {key=cloud.google.com/gke-spot"
+    )
+    assert "not allowed in namespace default (platform rule tenants)" in degraded["message"]
+    assert outcome.events == [("Warning", "PolicyViolation", degraded["message"])]
+
+
 def test_stale_reconcile_rereads_instead_of_overwriting(api):
     kube = Kube(api[1])
     create(api[1], "three")
