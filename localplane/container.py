@@ -170,10 +170,13 @@ def mount_map(container: Obj, volumes: dict[str, Path]) -> dict[str, str]:
 
 
 def rewrite_paths(text: str, mounts: dict[str, str]) -> str:
-    for mount in sorted(mounts, key=len, reverse=True):
-        pattern = r"(?<![\w./-])" + re.escape(mount) + r"(?=/|$|[^\w.-])"
-        text = re.sub(pattern, lambda _m, m=mount: mounts[m], text)
-    return text
+    """One pass, longest mount path first, so a local directory that was just put in
+    (itself under, say, /tmp) is never rewritten again by a shorter mount path."""
+    if not mounts:
+        return text
+    paths = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+    pattern = r"(?<![\w./-])(" + paths + r")(?=/|$|[^\w.-])"
+    return re.sub(pattern, lambda m: mounts[m.group(1)], text)
 
 
 def command_line(container: Obj, env: dict[str, str], mounts: dict[str, str]) -> list[str]:

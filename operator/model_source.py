@@ -29,17 +29,26 @@ FETCHER_ENTRYPOINT = "/storage-initializer/scripts/initializer-entrypoint"
 DEFAULT_MODEL_SIZE = "100Gi"
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
 COMPLETE = ".infleet-complete"
-# $1 source, $2 cache root, $3 the model's folder. A finished copy carries COMPLETE; a
-# download goes to a folder of its own and is renamed into place (mv -T fails when
-# another pod got there first, whose copy then serves).
-CACHED_FETCH = f"""set -eu
-dest="$2/$3"
-if [ -e "$dest/{COMPLETE}" ]; then echo "model found in the cache: $3"; exit 0; fi
-partial="$dest.partial-$POD_NAME"
-rm -rf "$partial"
-{FETCHER_ENTRYPOINT} "$1" "$partial"
-touch "$partial/{COMPLETE}"
-mv -T "$partial" "$dest" 2>/dev/null || rm -rf "$partial"
+# argv: source, cache root, the model's folder. A finished copy carries COMPLETE; a
+# download goes to a folder of its own, renamed into place (a rename onto a folder
+# another pod already finished fails, and that copy serves). Python, not sh: the fetcher
+# image has it, and a shell would drop the `<host>-headers` credential variable (a name
+# with a dash is no shell variable).
+CACHED_FETCH = f"""import os, shutil, subprocess, sys
+src, root, folder = sys.argv[1:4]
+dest = os.path.join(root, folder)
+if os.path.exists(os.path.join(dest, "{COMPLETE}")):
+    sys.exit(print("model found in the cache:", folder))
+partial = dest + ".partial-" + os.environ["POD_NAME"]
+shutil.rmtree(partial, ignore_errors=True)
+code = subprocess.call(["{FETCHER_ENTRYPOINT}", src, partial])
+if code:
+    sys.exit(code)
+open(os.path.join(partial, "{COMPLETE}"), "w").close()
+try:
+    os.rename(partial, dest)
+except OSError:
+    shutil.rmtree(partial, ignore_errors=True)
 """
 
 
@@ -86,7 +95,7 @@ def _fetch_container(model: ModelSpec, source: str, image: str) -> dict[str, Any
     }
     if model.cache is not None:
         pod_name = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
-        container["command"] = ["sh", "-c", CACHED_FETCH, "fetch-model"]
+        container["command"] = ["python3", "-c", CACHED_FETCH]
         container["args"] = [source, CACHE_DIR, cache_folder(source)]
         container["env"] = [pod_name, *container["env"]]
         container["volumeMounts"] = [{"name": CACHE_VOLUME, "mountPath": CACHE_DIR}]
