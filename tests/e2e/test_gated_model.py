@@ -10,10 +10,8 @@ reach a server on the test machine.
 from __future__ import annotations
 
 import base64
-import http.server
 import importlib.util
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,49 +19,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.cluster import Cluster
+from tests.operator.model_server import GatedModelServer
 
 FILE = "smollm2.gguf"
 TIMEOUT = 300
-
-
-class GatedModelServer:
-    """Serves one file to requests bearing the token; 401 to the rest. Counts both."""
-
-    def __init__(self, path: Path, token: str) -> None:
-        self.path, self.token = path, token
-        self.served, self.refused = 0, 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.headers.get("Authorization") != f"Bearer {outer.token}":
-                    outer.refused += 1
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                outer.served += 1
-                data = outer.path.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> GatedModelServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +93,16 @@ def test_gated_fetch_needs_the_secret_and_never_shows_the_token(
 
     seen = [cluster.kubectl("get", "inferenceservices,deployments,events", "-n", namespace,
                             "-o", "yaml").stdout]  # fmt: skip
+    logs = 0
     for pod in cluster.get("pods", "-n", namespace)["items"]:
-        name = pod["metadata"]["name"]
-        seen.append(cluster.kubectl("logs", name, "-n", namespace, "--all-containers").stdout)
+        spec = pod["spec"]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            args = ("logs", pod["metadata"]["name"], "-n", namespace, "-c", container["name"])
+            for previous in ((), ("--previous",)):  # a container in back-off: its last run's
+                out = cluster.kubectl(*args, *previous, check=False)
+                logs += bool(out.stdout)
+                seen.append(out.stdout)
+    assert logs >= 3  # both fetches and the gated engine logged
     seen.append(cluster.kubectl("get", "pods", "-n", namespace, "-o", "yaml").stdout)
     assert all(server.token not in text and token not in text for text in seen)
     assert "BEARER_TOKEN" in seen[0]  # the rendered Deployment holds the reference only

@@ -150,5 +150,5 @@ def test_a_policy_file_naming_an_undefined_pool_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"tenant a: nodePools \['x'\] are not defined"):
         load_policy(path)
     path.write_text("tenants: [{name: a, nodepools: []}]\n")
-    with pytest.raises(ValueError, match="tenants.0.nodepools: Extra inputs are not permitted"):
+    with pytest.raises(ValueError, match=r"tenants\.0\.nodepools: Extra inputs are not permitted"):
         load_policy(path)
