@@ -115,8 +115,8 @@ class NetworkSettings(PolicyModel):
 class PlatformPolicy(PolicyModel):
     node_pools: list[NodePool] = Field(default_factory=list)
     tenants: list[TenantRule] = Field(default_factory=list)
-    # For namespaces no tenant rule matches; unset refuses them.
-    defaults: TenantRule | None = None
+    # For namespaces no tenant rule matches: unlimited unless set; `null` refuses them.
+    defaults: TenantRule | None = Field(default_factory=lambda: TenantRule(name="defaults"))
     network: NetworkSettings = Field(default_factory=NetworkSettings)
 
     def rule_for(self, namespace: str, labels: dict[str, str] | None) -> TenantRule | None:
