@@ -87,3 +87,30 @@ def test_prometheus_operator_flag_adds_monitoring(capsys):
     )
     kinds = [o["kind"] for o in yaml.safe_load_all(capsys.readouterr().out)]
     assert kinds[-2:] == ["ServiceMonitor", "PrometheusRule"]
+
+
+def test_render_checks_the_platform_policy_and_names_the_namespace_labels(tmp_path, capsys):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "nodePools: [{name: h100, nodeSelector: {pool: h100}}]\n"
+        "tenants: [{name: research, namespaceSelector: {matchLabels: {tier: research}},"
+        " nodePools: [h100], maxGpusPerReplica: 1}]\n"
+        "defaults: null\n"
+    )
+    example = str(REPO / "examples" / "qwen-sglang-spot-only.yaml")  # 2 GPUs per replica
+    assert render_main(["-f", example, "--platform-policy", str(policy)]) == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("metadata.namespace: no platform policy rule admits namespace research")
+    )
+    args = ["-f", example, "--platform-policy", str(policy), "--namespace-label", "tier=research"]
+    assert render_main(args) == 1
+    assert (
+        "spec.resources.gpus: 2 GPUs per replica; the platform allows 1" in capsys.readouterr().err
+    )
+    policy.write_text("tenants: [{name: a, maxGpus: -1}]\n")
+    assert render_main(["-f", example, "--platform-policy", str(policy)]) == 1
+    assert (
+        "tenants.0.maxGpus: Input should be greater than or equal to 0" in capsys.readouterr().err
+    )
