@@ -270,3 +270,21 @@ def test_operator_process_follows_the_cluster(api, tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_every_example_is_accepted_by_the_crd_with_strict_field_validation(api):
+    """The examples (spec.template, model credentials and cache included) pass the CRD's
+    structural schema and CEL rules, with unknown fields an error rather than dropped."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api[1])
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        doc["metadata"] = {"name": f"example-{path.stem}", "namespace": "default"}
+        created = custom.create_namespaced_custom_object(*GVP, doc, field_validation="Strict")
+        assert created["spec"]["model"] == {**doc["spec"]["model"]}, path.name
+        assert (
+            created["spec"].get("template", {}).get("spec", {})
+            == doc["spec"].get("template", {}).get("spec", {})
+            or "template" not in doc["spec"]
+        ), path.name
