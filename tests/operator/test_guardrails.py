@@ -36,6 +36,7 @@ POLICY = {
             "hostPathCaches": ["/var/lib/models"],
         },
     ],
+    "defaults": None,  # a namespace no rule matches is refused
 }
 SPOT = {"capacity": {"spot": {"enabled": True, "preset": "gke"}}, "scaling": {"maxReplicas": 4}}
 
@@ -152,3 +153,13 @@ def test_a_policy_file_naming_an_undefined_pool_is_refused(tmp_path):
     path.write_text("tenants: [{name: a, nodepools: []}]\n")
     with pytest.raises(ValueError, match=r"tenants\.0\.nodepools: Extra inputs are not permitted"):
         load_policy(path)
+
+
+def test_unmatched_namespaces_get_unlimited_defaults_but_no_node_directory():
+    empty = options(policy={})
+    assert plan(body(**SPOT, resources={"gpus": 8}), empty).problem is None
+    cache = {"hostPath": {"path": "/var/lib/models"}}
+    found = plan(body(model={"uri": "hf://a/b", "cache": cache}), empty).problem
+    assert found.reason == "PolicyViolation"
+    assert found.message.startswith("spec.model.cache.hostPath.path: node directory")
+    assert "(platform rule defaults)" in found.message
