@@ -25,8 +25,18 @@ Obj = dict[str, Any]
 ENGINE = "engine"
 # What a template may add to the engine container; its other fields are the operator's.
 ENGINE_FIELDS = {"name", "env", "envFrom", "volumeMounts", "resources", "securityContext"}
-OWNED_RESOURCES = {"cpu": "resources.cpu", "memory": "resources.memory"}
-OWNED_RESOURCES["nvidia.com/gpu"] = "resources.gpus"
+OWNED_RESOURCES = {
+    "cpu": "resources.cpu",
+    "memory": "resources.memory",
+    "nvidia.com/gpu": "resources.gpus",
+}
+# Pod fields a template sets as given.
+SET_AS_GIVEN = (
+    "serviceAccountName",
+    "automountServiceAccountToken",
+    "priorityClassName",
+    "runtimeClassName",
+)
 REQUIRED_NODE_AFFINITY = "requiredDuringSchedulingIgnoredDuringExecution"
 
 
@@ -147,12 +157,7 @@ def apply_template(
     """The rendered pod template with `overlay` merged in; SpecError on a conflict."""
     wire = overlay.to_wire()
     over, pod = wire.get("spec", {}), copy.deepcopy(template["spec"])
-    for key in ("serviceAccountName", "automountServiceAccountToken"):
-        if key in over:
-            pod[key] = over[key]
-    for key in ("priorityClassName", "runtimeClassName"):
-        if key in over:
-            pod[key] = over[key]
+    pod |= {key: over[key] for key in SET_AS_GIVEN if key in over}
     if over.get("imagePullSecrets"):
         pulls = pod.get("imagePullSecrets", [])
         pod["imagePullSecrets"] = pulls + [s for s in over["imagePullSecrets"] if s not in pulls]
