@@ -9,11 +9,12 @@ from infleet.api.inference_service import (
     VERSION,
     InferenceService,
     InferenceServiceSpec,
-    ModelSpec,
     ResourcesSpec,
 )
 from infleet.api.lora_adapter import LoRAAdapter, LoRAAdapterSpec
+from infleet.api.model import ModelCache, ModelSpec, SecretRef
 from infleet.api.placement import CapacitySpec, DedicatedPool, SpotPool, Toleration
+from infleet.api.pod_template import PodTemplate
 from infleet.api.router import HoldQueue, RouterSpec, TenantLimitOverride, TenantLimits
 from infleet.api.scaling import ScalingSpec, SloSpec
 from infleet.api.status import Condition, InferenceServiceStatus, ScalingDecision
@@ -34,11 +35,14 @@ __all__ = [
     "InferenceServiceStatus",
     "LoRAAdapter",
     "LoRAAdapterSpec",
+    "ModelCache",
     "ModelSpec",
+    "PodTemplate",
     "ResourcesSpec",
     "RouterSpec",
     "ScalingDecision",
     "ScalingSpec",
+    "SecretRef",
     "SloSpec",
     "SpotPool",
     "TenantLimitOverride",

@@ -6,7 +6,9 @@ from typing import Any, ClassVar, Literal
 
 from infleet.api.base import CrdModel, Quantity, Rule, field
 from infleet.api.engine import EngineSpec
+from infleet.api.model import ModelSpec
 from infleet.api.placement import CapacitySpec
+from infleet.api.pod_template import PodTemplate
 from infleet.api.router import RouterSpec
 from infleet.api.scaling import ScalingSpec, SloSpec
 from infleet.api.status import InferenceServiceStatus
@@ -17,27 +19,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "InferenceService"
 PLURAL = "inferenceservices"
 SHORT_NAMES = ["infsvc", "infs"]
-MODEL_URI_PATTERN = r"^((pvc|hf|s3|https)://.+|builtin:[a-z0-9][a-z0-9.-]*)$"
-
-
-class ModelSpec(CrdModel):
-    """The model to serve (KServe's storageUri, split into uri/name/revision)."""
-
-    uri: str = field(
-        description="Where the weights are: pvc://CLAIM/path, hf://org/model, "
-        "s3://bucket/path, https://host/file, or builtin:smollm2-135m-instruct "
-        "(the bundled engine's embedded model).",
-        pattern=MODEL_URI_PATTERN,
-    )
-    name: str | None = field(
-        None,
-        description="The model name clients send; unset uses the engine's default.",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$",
-        max_length=253,
-    )
-    revision: str | None = field(
-        None, description="Revision (branch, tag or commit) for hf:// models.", max_length=253
-    )
 
 
 class ResourcesSpec(CrdModel):
@@ -100,6 +81,12 @@ class InferenceServiceSpec(CrdModel):
         default_factory=RouterSpec,
         description="The request router: prefix/adapter/load-aware routing, per-tenant "
         "limits, holding requests while no replica is ready.",
+    )
+    template: PodTemplate = field(
+        default_factory=PodTemplate,
+        description="A partial PodTemplateSpec merged into every pod: labels, annotations, "
+        "security context, service account, pull secrets, priority and runtime classes, "
+        "volumes, sidecars, and env/volumeMounts/resources of the container named engine.",
     )
     replicas: int | None = field(
         None,

@@ -50,7 +50,10 @@ def _strip_null(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def _convert(
     node: dict[str, Any], defs: dict[str, Any], defaults: bool, item: bool = False
 ) -> dict[str, Any]:
-    node = _strip_null(_inline(node, defs), defs)
+    node = _inline(node, defs)
+    # `X | None = None`: unset means absent, so the API server must not fill it in.
+    optional = any(o.get("type") == "null" for o in node.get("anyOf", []))
+    node = _strip_null(node, defs)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP or (key == "default" and (value is None or not defaults)):
@@ -79,7 +82,7 @@ def _convert(
     if node.get("x-kubernetes-int-or-string") or "anyOf" in node:
         out.update(_int_or_string(node, defs))
     fillable = out.get("type") == "object" and "properties" in out and not out.get("required")
-    if defaults and fillable and not item and "default" not in out:
+    if defaults and fillable and not item and not optional and "default" not in out:
         out["default"] = {}
     return out
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from infleet.api.quantity import parse_quantity
+from infleet.localplane.images import known
 
 Obj = dict[str, Any]
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -169,19 +170,24 @@ def mount_map(container: Obj, volumes: dict[str, Path]) -> dict[str, str]:
 
 
 def rewrite_paths(text: str, mounts: dict[str, str]) -> str:
-    for mount in sorted(mounts, key=len, reverse=True):
-        pattern = r"(?<![\w./-])" + re.escape(mount) + r"(?=/|$|[^\w.-])"
-        text = re.sub(pattern, lambda _m, m=mount: mounts[m], text)
-    return text
+    """One pass, longest mount path first, so a local directory that was just put in
+    (itself under, say, /tmp) is never rewritten again by a shorter mount path."""
+    if not mounts:
+        return text
+    paths = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+    pattern = r"(?<![\w./-])(" + paths + r")(?=/|$|[^\w.-])"
+    return re.sub(pattern, lambda m: mounts[m.group(1)], text)
 
 
 def command_line(container: Obj, env: dict[str, str], mounts: dict[str, str]) -> list[str]:
-    argv = [*(container.get("command") or []), *(container.get("args") or [])]
-    if not container.get("command"):
+    image = known(container.get("image", ""))
+    command = container.get("command") or (list(image.entrypoint) if image else [])
+    if not command:
         raise ConfigError(
             "the local kubelet runs only containers with a command "
             "(images are ignored, so an image's entrypoint is unknown)"
         )
+    argv = [*command, *(container.get("args") or [])]
     return [rewrite_paths(expand(a, env), mounts) for a in argv]
 
 

@@ -155,6 +155,8 @@ BUILTINS: list[ResourceType] = [
         has_generation=True,
     ),
     _rt("coordination.k8s.io", "v1", "Lease", "leases"),
+    # Stored, never enforced: no network plugin here (docs/localplane.md).
+    _rt("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", short_names=["netpol"]),
     _rt("events.k8s.io", "v1", "Event", "events", short_names=["ev"]),
     _rt(
         "apiextensions.k8s.io",

@@ -22,6 +22,7 @@ from infleet.localplane.container import (
     rewrite_paths,
 )
 from infleet.localplane.events import record
+from infleet.localplane.images import image_paths
 from infleet.localplane.probes import ProbeSpec, probe_once
 from infleet.localplane.store import now_rfc3339
 
@@ -76,6 +77,7 @@ class ContainerRunner:
     async def _start(self) -> asyncio.subprocess.Process:
         pod = self.w.pod()
         mounts = mount_map(self.spec, self.w.volumes)
+        mounts |= image_paths(self.spec.get("image", ""), self.w.kubelet.workdir)
         self.env = build_env(
             self.w.kubelet.api, pod, self.spec, self.w.node, self.w.kubelet.api_url
         )
@@ -130,8 +132,16 @@ class ContainerRunner:
                 "finishedAt": now_rfc3339(),
             }
         }
+        if code != 0 and self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            self.state["terminated"]["message"] = self._log_tail()
         self.w.publish()
         return code
+
+    def _log_tail(self) -> str:
+        """The kubelet's fallback termination message: the log's last 80 lines, 2 KiB."""
+        path = self.log_path()
+        data = path.read_bytes() if path.exists() else b""
+        return b"".join(data.splitlines(keepends=True)[-80:])[-2048:].decode(errors="replace")
 
     async def loop(self, init: bool = False) -> int | None:
         """Run with the pod's restart policy; returns the final exit code (None if stopped)."""

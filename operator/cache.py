@@ -23,6 +23,7 @@ from infleet.api import GROUP, PLURAL, VERSION
 from infleet.autoscaler.kube_view import pod_view
 from infleet.operator.names import MANAGED_BY, SERVICE_LABEL
 from infleet.operator.own_writes import OwnWrites
+from infleet.operator.pod_trouble import fetch_trouble
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, InferenceService name)
@@ -33,6 +34,7 @@ CHILD_KINDS = (
     ("", "v1", "services", "Service"),
     ("", "v1", "configmaps", "ConfigMap"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 )
 PARENTS, PODS = "inference_services", "service_pods"
 CHILD_INDICES = tuple(f"service_{plural}" for _, _, plural, _ in CHILD_KINDS)
@@ -74,7 +76,11 @@ for (_group, _version, _plural, _kind), _id in zip(CHILD_KINDS, CHILD_INDICES, s
 
 @kopf.index("", "v1", "pods", labels=CHILD_SELECTOR)
 def service_pods(namespace: str, body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, Obj]:
-    return {(namespace, labels[SERVICE_LABEL]): pod_view(dict(body))}
+    pod = dict(body)
+    # The autoscaler's view of the pod, plus why its model fetch fails (status reports it).
+    return {
+        (namespace, labels[SERVICE_LABEL]): {**pod_view(pod), "fetchTrouble": fetch_trouble(pod)}
+    }
 
 
 class Cache:

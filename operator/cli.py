@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from infleet.api import InferenceService
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube_versions import OLDEST, KubeVersion, parse_version
+from infleet.operator.policy import load_policy
 from infleet.operator.render import RenderOptions, render_children
 
 
@@ -42,7 +43,7 @@ def render_documents(text: str, options: RenderOptions, namespace: str) -> list[
         except ValidationError as err:
             raise ValueError(f"{label}: {describe(err)}") from err
         except SpecError as err:
-            raise ValueError(f"{label}: spec.{err}") from err
+            raise ValueError(f"{label}: {err.located()}") from err
     return out
 
 
@@ -66,11 +67,28 @@ def render_main(argv: list[str] | None = None) -> int:
         help="render for this Kubernetes version (default: the newest; "
         f"supported from {OLDEST[0]}.{OLDEST[1]})",
     )
+    parser.add_argument(
+        "--platform-policy",
+        type=Path,
+        metavar="FILE",
+        help="check the services against this platform policy, as the operator would",
+    )
+    parser.add_argument(
+        "--namespace-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of the services' namespace, for the policy's namespaceSelector rules",
+    )
     args = parser.parse_args(argv)
     try:
         text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+        labels = dict(_label(item) for item in args.namespace_label)
         options = RenderOptions(
-            prometheus_operator=args.prometheus_operator, kube_version=args.kube_version
+            prometheus_operator=args.prometheus_operator,
+            kube_version=args.kube_version,
+            platform=load_policy(args.platform_policy) if args.platform_policy else None,
+            namespace_labels=labels,
         )
         objects = render_documents(text, options, args.namespace)
     except (OSError, yaml.YAMLError, ValueError) as err:
@@ -81,6 +99,13 @@ def render_main(argv: list[str] | None = None) -> int:
         return 1
     sys.stdout.write(dump_all(objects))
     return 0
+
+
+def _label(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--namespace-label: expected KEY=VALUE, got {item!r}")
+    return key, value
 
 
 def _kube_version(value: str) -> KubeVersion:

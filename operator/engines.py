@@ -38,6 +38,9 @@ class EngineProfile:
     queue_gauge: str
     # Whether the engine itself drains in-flight requests on SIGTERM for the grace period.
     drains_on_sigterm: bool
+    # The non-root user its pods run as: the infleet images' own user; the stock vLLM,
+    # SGLang and TGI images have none (they run as root), so the fetcher's, 1000.
+    run_as_user: int
     settings: Callable[[InferenceServiceSpec, ModelSource, int], Settings]
     positional_model: bool = False  # `vllm serve MODEL`
     reads_config_file: bool = False
@@ -170,6 +173,7 @@ ENGINES: dict[str, EngineProfile] = {
         itl_histogram="infleet:inter_token_latency_seconds",
         queue_gauge="infleet:num_requests_waiting",
         drains_on_sigterm=True,
+        run_as_user=65532,  # images/Dockerfile
         settings=_infleet,
         reads_config_file=True,
     ),
@@ -186,6 +190,7 @@ ENGINES: dict[str, EngineProfile] = {
         itl_histogram="vllm:inter_token_latency_seconds",
         queue_gauge="vllm:num_requests_waiting",
         drains_on_sigterm=False,
+        run_as_user=1000,
         settings=_vllm,
         positional_model=True,
     ),
@@ -202,6 +207,7 @@ ENGINES: dict[str, EngineProfile] = {
         itl_histogram="sglang:inter_token_latency_seconds",
         queue_gauge="sglang:num_queue_reqs",
         drains_on_sigterm=False,
+        run_as_user=1000,
         settings=_sglang,
     ),
     "tgi": EngineProfile(
@@ -217,6 +223,7 @@ ENGINES: dict[str, EngineProfile] = {
         itl_histogram="tgi_request_mean_time_per_token_duration",
         queue_gauge="tgi_queue_size",
         drains_on_sigterm=False,
+        run_as_user=1000,
         settings=_tgi,
     ),
 }

@@ -17,6 +17,10 @@ class SpecError(ValueError):
         self.field = field
         self.reason = reason
 
+    def located(self) -> str:
+        """The message with the field's full path (spec.* unless it is the metadata's)."""
+        return str(self) if self.field.startswith("metadata.") else f"spec.{self}"
+
 
 def unsupported(kind: str, field: str, what: str) -> SpecError:
     return SpecError(field, f"{what} is not supported by engine {kind}", "UnsupportedByEngine")

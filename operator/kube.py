@@ -89,6 +89,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.policy = client.PolicyV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.coordination = client.CoordinationV1Api(api)
         self.version = client.VersionApi(api)
@@ -127,6 +128,7 @@ class Kube:
             "Service": self.core.patch_namespaced_service,
             "ConfigMap": self.core.patch_namespaced_config_map,
             "PodDisruptionBudget": self.policy.patch_namespaced_pod_disruption_budget,
+            "NetworkPolicy": self.networking.patch_namespaced_network_policy,
         }
         if kind in patch:
             return as_json(self.call(patch[kind], name, ns, obj, fenced=True, **kw))

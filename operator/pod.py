@@ -10,6 +10,13 @@ from infleet.operator.engines import CONFIG_PATH, EngineProfile
 from infleet.operator.kube_versions import PRESTOP_SLEEP, KubeVersion, has
 from infleet.operator.model_source import ModelSource
 from infleet.operator.names import CONFIG_HASH, Pool, config_map_name, pool_labels
+from infleet.operator.pod_security import (
+    container_security_context,
+    engine_env,
+    pod_security_context,
+    writable_mounts,
+    writable_volumes,
+)
 from infleet.operator.presets import placement
 
 # Seconds for the endpoints controller and kube-proxy to stop sending new requests to a
@@ -65,8 +72,9 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 def _engine_container(p: PodInputs, pre_stop: int) -> dict[str, Any]:
     env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
-    env += [e.to_wire() for e in p.spec.engine.env]
-    mounts = list(p.model.mounts)
+    own = [e.to_wire() for e in p.spec.engine.env]  # engine.env may move HOME and the caches
+    env += [e for e in engine_env() if e["name"] not in {o["name"] for o in own}] + own
+    mounts = [*p.model.mounts, *writable_mounts()]
     if p.profile.reads_config_file:
         mounts.append({"name": "engine-config", "mountPath": CONFIG_PATH.rsplit("/", 1)[0]})
     if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:
@@ -84,6 +92,7 @@ def _engine_container(p: PodInputs, pre_stop: int) -> dict[str, Any]:
         "readinessProbe": _probe(p.profile.readiness_path, 5, 3),
         "livenessProbe": _probe(p.profile.liveness_path, 15, 4),
         "lifecycle": {"preStop": _pre_stop(pre_stop, p.kube_version)},
+        "securityContext": container_security_context(),
     }
 
 
@@ -95,7 +104,7 @@ def _pre_stop(seconds: int, kube_version: KubeVersion | None) -> dict[str, Any]:
 
 
 def _volumes(p: PodInputs) -> list[dict[str, Any]]:
-    volumes = list(p.model.volumes)
+    volumes = [*p.model.volumes, *writable_volumes()]
     if p.profile.reads_config_file:
         volumes.append({"name": "engine-config", "configMap": {"name": config_map_name(p.name)}})
     if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:
@@ -121,6 +130,9 @@ def render_pod_template(p: PodInputs, pool: Pool) -> dict[str, Any]:
     pre_stop, termination_grace = grace_timing(p.spec, p.profile)
     where = placement(p.spec, pool)
     pod: dict[str, Any] = {
+        "securityContext": pod_security_context(p.profile.run_as_user),
+        # The engines never call the Kubernetes API; the template may ask for a token.
+        "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": termination_grace,
         "containers": [_engine_container(p, pre_stop)],
         "volumes": _volumes(p),

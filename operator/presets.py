@@ -76,10 +76,17 @@ def _avoid(markers: dict[str, str]) -> dict[str, Any] | None:
     }
 
 
-def _check_dedicated(spec: InferenceServiceSpec, spot_tolerations: list[dict[str, Any]]) -> None:
-    spot_keys = {t.get("key") for t in spot_tolerations}
+def tolerates_spot(spec: InferenceServiceSpec, toleration: dict[str, Any]) -> bool:
+    """Whether a toleration (wire form) would let a pod onto this spec's spot nodes."""
+    spot_keys = {t.get("key") for t in PRESETS[spec.capacity.spot.preset].toleration()}
+    spot_keys |= {t.key for t in spec.capacity.spot.tolerations}
+    key, operator = toleration.get("key"), toleration.get("operator", "Equal")
+    return (key is None and operator == "Exists") or key in spot_keys
+
+
+def _check_dedicated(spec: InferenceServiceSpec) -> None:
     for i, t in enumerate(spec.capacity.dedicated.tolerations):
-        if (t.key is None and t.operator == "Exists") or t.key in spot_keys:
+        if tolerates_spot(spec, t.to_wire()):
             raise SpecError(
                 f"capacity.dedicated.tolerations[{i}]",
                 "tolerates the spot taint; dedicated pods must never land on spot nodes",
@@ -100,7 +107,7 @@ def placement(spec: InferenceServiceSpec, pool: Pool) -> Placement:
             affinity=spot.affinity,
         )
     dedicated = spec.capacity.dedicated
-    _check_dedicated(spec, [*preset.toleration(), *_tolerations(spot.tolerations)])
+    _check_dedicated(spec)
     return Placement(
         node_selector={**dedicated.node_selector, **gpu},
         tolerations=[*base_tolerations, *_tolerations(dedicated.tolerations)],

@@ -26,6 +26,7 @@ from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
 from infleet.operator.names import POOLS, pool_deployment_names
+from infleet.operator.pod_trouble import fetch_failures
 from infleet.operator.render import RenderOptions, render_children
 from infleet.operator.replicas import PoolReplicas, plan_replicas
 from infleet.operator.report import Outcome, report
@@ -52,7 +53,7 @@ def plan(body: Obj, options: RenderOptions) -> Plan:
     except ValidationError as err:
         return Plan(None, [], None, Problem("InvalidSpec", describe(err)))
     except SpecError as err:
-        return Plan(None, [], None, Problem(err.reason, f"spec.{err}"))
+        return Plan(None, [], None, Problem(err.reason, err.located()))
 
 
 def legacy_ops(meta: Obj) -> list[Obj]:
@@ -116,7 +117,8 @@ def reconcile(
     if problem is None and autoscaler is not None and p.isvc is not None:
         scaled = autoscaler.run(key, p.isvc, snap.pods)
     extra = {"lastScalingDecision": scaled.status} if scaled and scaled.status else None
-    outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now)
+    fetches = fetch_failures(snap.pods)
+    outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now, fetches)
     if scaled and scaled.status and outcome.replaced:
         outcome.events.append(("Normal", scaled.decision.reason, scaled.status["message"]))
     outcome.result, outcome.error = ("error" if error else outcome.result), error

@@ -11,17 +11,22 @@ import yaml
 
 from infleet.api import InferenceService
 from infleet.operator.engines import ENGINES, EngineProfile, Settings, engine_command
+from infleet.operator.guardrails import Guardrails, enforce
 from infleet.operator.kube_versions import KubeVersion
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE, ModelSource, resolve_model
 from infleet.operator.monitoring import render_prometheus_rule, render_service_monitor
 from infleet.operator.names import (
     RENDERED_HASH,
+    Pool,
     child_labels,
     config_map_name,
     pool_deployment_names,
     pool_labels,
 )
+from infleet.operator.network_policy import network_policy_spec
 from infleet.operator.pod import PodInputs, render_pod_template
+from infleet.operator.pod_template import apply_template
+from infleet.operator.policy import NetworkSettings, PlatformPolicy
 from infleet.operator.replicas import PoolReplicas, active_pools, plan_replicas
 
 SERVICE_PORT = 8000  # one port for every engine kind, so the URL does not depend on it
@@ -33,6 +38,8 @@ class RenderOptions:
     fetcher_image: str = DEFAULT_FETCHER_IMAGE
     engine_images: dict[str, str] = field(default_factory=dict)  # kind -> default image
     kube_version: KubeVersion | None = None  # the API server's; None: the newest
+    platform: PlatformPolicy | None = None  # the platform policy; None: no guardrails
+    namespace_labels: dict[str, str] | None = None  # the service's namespace's, for the policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,8 @@ class Prepared:
     model: ModelSource
     settings: Settings
     pod: PodInputs
+    guardrails: Guardrails | None
+    network: NetworkSettings
 
 
 def prepare(isvc: InferenceService, options: RenderOptions) -> Prepared:
@@ -56,7 +65,12 @@ def prepare(isvc: InferenceService, options: RenderOptions) -> Prepared:
     pod = PodInputs(
         isvc.name, spec, profile, model, image, command, args, config_hash, options.kube_version
     )
-    return Prepared(isvc, profile, model, settings, pod)
+    guard = None
+    if options.platform is not None:
+        rule = options.platform.rule_for(isvc.namespace, options.namespace_labels)
+        guard = Guardrails(options.platform, isvc.namespace, rule)
+    network = options.platform.network if options.platform else NetworkSettings()
+    return Prepared(isvc, profile, model, settings, pod, guard, network)
 
 
 def _meta(isvc: InferenceService, name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -88,10 +102,23 @@ def render_config_map(p: Prepared) -> dict[str, Any]:
     }
 
 
+def render_pod_templates(p: Prepared) -> dict[Pool, dict[str, Any]]:
+    """Each active pool's pod template, spec.template merged in and the platform's
+    guardrails applied; SpecError when either refuses the spec."""
+    spec = p.isvc.spec
+    templates = {
+        pool: apply_template(render_pod_template(p.pod, pool), spec, spec.template, pool)
+        for pool in active_pools(spec)
+    }
+    if p.guardrails is not None:
+        enforce(spec, {pool: t["spec"] for pool, t in templates.items()}, p.guardrails)
+    return templates
+
+
 def render_deployments(p: Prepared, replicas: PoolReplicas) -> list[dict[str, Any]]:
     names = pool_deployment_names(p.isvc.name)
     out = []
-    for pool in active_pools(p.isvc.spec):
+    for pool, template in render_pod_templates(p).items():
         labels = pool_labels(p.isvc.name, pool)
         out.append(
             {
@@ -101,7 +128,7 @@ def render_deployments(p: Prepared, replicas: PoolReplicas) -> list[dict[str, An
                 "spec": {
                     "replicas": getattr(replicas, pool),
                     "selector": {"matchLabels": labels},
-                    "template": render_pod_template(p.pod, pool),
+                    "template": template,
                     # Never below the current capacity during a rollout: one extra pod.
                     "strategy": {
                         "type": "RollingUpdate",
@@ -113,6 +140,17 @@ def render_deployments(p: Prepared, replicas: PoolReplicas) -> list[dict[str, An
             }
         )
     return out
+
+
+def render_network_policy(p: Prepared) -> dict[str, Any]:
+    name = p.isvc.name
+    rule = p.guardrails.rule if p.guardrails else None
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(p.isvc, name, child_labels(name)),
+        "spec": network_policy_spec(name, p.network, rule),
+    }
 
 
 def render_service(p: Prepared) -> dict[str, Any]:
@@ -153,7 +191,10 @@ def render_monitoring(p: Prepared) -> list[dict[str, Any]]:
 def render_children(isvc: InferenceService, options: RenderOptions | None = None) -> list[dict]:
     """Every child of `isvc`, in apply order. Raises SpecError for a spec it cannot honour."""
     p = prepare(isvc, options or RenderOptions())
-    children = [render_config_map(p), *render_deployments(p, plan_replicas(isvc))]
+    children = [render_config_map(p)]
+    if p.network.enabled:  # before the pods, so none is ever reachable without it
+        children.append(render_network_policy(p))
+    children += render_deployments(p, plan_replicas(isvc))
     children += [render_service(p), render_pdb(p)]
     if (options or RenderOptions()).prometheus_operator:
         children += render_monitoring(p)

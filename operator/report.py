@@ -48,9 +48,10 @@ def report(
     problem: Problem | None = None,
     extra: Obj | None = None,
     now: str | None = None,
+    fetches: list[str] | None = None,
 ) -> Outcome:
-    """Writes the status (plus `extra` fields, e.g. the autoscaler's decision) when it
-    changed; returns it with the Events to post."""
+    """Writes the status (plus `extra` fields, e.g. the autoscaler's decision; `fetches`:
+    the pods' model fetch failures) when it changed; returns it with the Events to post."""
     meta = body["metadata"]
     name, namespace = meta["name"], meta.get("namespace") or "default"
     now = now or now_rfc3339()
@@ -58,7 +59,7 @@ def report(
     replaced = None
     for _attempt in range(STATUS_CONFLICT_RETRIES):
         old = body.get("status") or {}
-        status = compute_status(body, deployments, service, replicas, now, problem)
+        status = compute_status(body, deployments, service, replicas, now, problem, fetches)
         status |= extra or {}
         if not status_changed(old, status):
             break

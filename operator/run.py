@@ -61,6 +61,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="KIND=IMAGE", help="default image of an engine kind",
     )  # fmt: skip
     p.add_argument(
+        "--platform-policy",
+        type=Path,
+        metavar="FILE",
+        help="tenant guardrails and network admission (docs/operations.md#platform-policy)",
+    )
+    p.add_argument(
         "--prometheus-url",
         metavar="URL",
         help="read the engines' metrics for autoscaling from this Prometheus HTTP API "
@@ -91,6 +97,14 @@ def operator_main(argv: list[str] | None = None) -> int:
         p.error(f"--prometheus-url must be an http(s) URL, got {args.prometheus_url!r}")
     if args.api_timeout <= 0:
         p.error("--api-timeout must be positive")
+    policy = None
+    if args.platform_policy:
+        from infleet.operator.policy import load_policy
+
+        try:
+            policy = load_policy(args.platform_policy)
+        except (OSError, ValueError) as err:
+            p.error(f"--platform-policy: {err}")
 
     import kopf
     from prometheus_client import start_http_server
@@ -119,6 +133,7 @@ def operator_main(argv: list[str] | None = None) -> int:
         args.fetcher_image,
         dict(args.engine_image),
         prometheus=PrometheusSource(args.prometheus_url) if args.prometheus_url else None,
+        platform=policy,
     )
     if args.metrics_port:
         start_http_server(args.metrics_port)

@@ -23,6 +23,8 @@ from infleet.operator.kube import Kube
 from infleet.operator.leader import Elector, LeaseTiming
 from infleet.operator.lease import LeaseApi
 from infleet.operator.metrics import RECONCILE_DURATION, RECONCILES
+from infleet.operator.namespaces import NamespaceLabels
+from infleet.operator.policy import PlatformPolicy
 from infleet.operator.reconcile import reconcile
 from infleet.operator.render import RenderOptions
 from infleet.operator.report import now_rfc3339
@@ -40,12 +42,14 @@ class Runtime:
         fetcher_image: str,
         engine_images: dict[str, str],
         prometheus: PrometheusSource | None = None,
+        platform: PlatformPolicy | None = None,
     ) -> None:
         self.elector = Elector(lease, kube.identity, timing, self.lead, self.follow)
         kube.fence = self.elector.fence
         self.kube, self.fetcher_image, self.engine_images = kube, fetcher_image, engine_images
         self.autoscaler = Autoscaler(prometheus, fence=self.elector.fence)
         self.discovery = Discovery(kube)
+        self.platform, self.namespaces = platform, NamespaceLabels(kube)
         self.cache = Cache()
         self.controller = Controller(self.reconcile, self.cache.keys, PERIOD_S)
         self._stop = threading.Event()
@@ -77,12 +81,17 @@ class Runtime:
             self.controller.caches_ready()
         self.controller.enqueue(key)
 
-    def options(self) -> RenderOptions:
+    def options(self, namespace: str) -> RenderOptions:
+        labels = None
+        if self.platform is not None and self.platform.needs_namespace_labels():
+            labels = self.namespaces.labels(namespace)
         return RenderOptions(
             prometheus_operator=self.discovery.prometheus_operator(),
             fetcher_image=self.fetcher_image,
             engine_images=self.engine_images,
             kube_version=self.discovery.kube_version(),
+            platform=self.platform,
+            namespace_labels=labels,
         )
 
     def reconcile(self, key: Key) -> None:
@@ -92,7 +101,7 @@ class Runtime:
             self.autoscaler.forget(key)
             return
         started = time.perf_counter()
-        outcome = reconcile(snap, self.kube, self.options(), self.autoscaler)
+        outcome = reconcile(snap, self.kube, self.options(key[0]), self.autoscaler)
         RECONCILE_DURATION.observe(time.perf_counter() - started)
         RECONCILES.labels(outcome.result).inc()
         own = self.cache.own_writes

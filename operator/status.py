@@ -96,13 +96,18 @@ def _summary(pools: dict[Pool, PoolState]) -> str:
 
 
 def _conditions(
-    pools: dict[Pool, PoolState], plan: PoolReplicas | None, problem: Problem | None
+    pools: dict[Pool, PoolState],
+    plan: PoolReplicas | None,
+    problem: Problem | None,
+    fetches: list[str],
 ) -> list[tuple]:
     failures = [f"{name}: {p.failure}" for name, p in pools.items() if p.failure]
     if problem is not None:
         degraded = (True, problem.reason, problem.message)
     elif failures:
         degraded = (True, "RolloutFailed", "; ".join(failures))
+    elif fetches:
+        degraded = (True, "ModelFetchFailed", "; ".join(fetches))
     else:
         degraded = (False, "AsExpected", "")
     pending = [name for name, p in pools.items() if not p.rolled_out or p.ready < p.desired]
@@ -135,6 +140,7 @@ def compute_status(
     plan: PoolReplicas | None,
     now: str,
     problem: Problem | None = None,
+    fetches: list[str] | None = None,
 ) -> Obj:
     """The status patch (wire form) from the raw object `body`, valid spec or not.
 
@@ -150,7 +156,7 @@ def compute_status(
     old = (body.get("status") or {}).get("conditions") or []
     conditions = [
         set_condition(old, type_, *rest, generation=generation, now=now)
-        for type_, *rest in _conditions(pools, plan, problem)
+        for type_, *rest in _conditions(pools, plan, problem, fetches or [])
     ]
     status: Obj = {
         "observedGeneration": generation,

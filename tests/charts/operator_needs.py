@@ -27,10 +27,13 @@ VERBS = {"read": "get", "get": "get", "list": "list", "create": "create"}
 VERBS |= {"patch": "patch", "replace": "update", "delete": "delete"}
 API_GROUPS = {"CoreV1Api": "", "AppsV1Api": "apps", "PolicyV1Api": "policy"}
 API_GROUPS |= {"AutoscalingV1Api": "autoscaling", "CoordinationV1Api": "coordination.k8s.io"}
+API_GROUPS |= {"NetworkingV1Api": "networking.k8s.io"}
 # A kubernetes-client method, called or passed on (`self.call(self.apps.patch_..., ...)`).
 CLIENT_CALL = re.compile(
     r"\.(read|get|list|create|patch|replace|delete)_namespaced_([a-z_]+?)(_status|_scale)?\b"
 )
+# A cluster-scoped read (`self.core.read_namespace`): the platform policy's namespace labels.
+CLUSTER_CALL = re.compile(r"\.(read|get|list)_(namespace|node)\b")
 SAMPLE = {
     "metadata": {"name": "chat", "namespace": "team-a", "uid": "0", "generation": 1},
     "spec": {
@@ -109,6 +112,14 @@ def client_call_needs() -> set[Need]:
     return needs
 
 
+def cluster_call_needs() -> set[Need]:
+    needs: set[Need] = set()
+    for path in (REPO / "operator").rglob("*.py"):
+        for m in CLUSTER_CALL.finditer(path.read_text()):
+            needs.add(("", plural(m[2]), VERBS[m[1]]))
+    return needs
+
+
 def kopf_internal_needs() -> dict[str, set[Need]]:
     listed = yaml.safe_load((HERE / "operator_permissions.yaml").read_text())
     return {
@@ -124,7 +135,7 @@ def operator_needs() -> dict[str, set[Need]]:
     derived = kopf_handler_needs() | applied_children_needs() | client_call_needs()
     release = {n for n in derived if n[:2] == LEASES}
     return {
-        "cluster": internal["cluster"],
+        "cluster": internal["cluster"] | cluster_call_needs(),
         "namespaced": internal["namespaced"] | (derived - release),
         "release": release,
     }

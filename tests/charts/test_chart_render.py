@@ -141,10 +141,16 @@ def test_two_replicas_elect_a_leader_roll_one_at_a_time_and_survive_a_drain():
     args = parser().parse_args(container["args"][1:])
     assert args.lease_name == deployment["metadata"]["name"]
     assert (args.lease_duration, args.renew_deadline, args.retry_period) == (15, 10, 2)
-    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    env = {
+        e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        for e in container["env"]
+    }
     assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
     anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
-    assert anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    assert (
+        anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == spec["selector"]["matchLabels"]
+    )
     single = render("--set", "replicaCount=1")
     assert by_kind(single, "PodDisruptionBudget") == []  # it would block every drain
 

@@ -79,3 +79,26 @@ def test_object_names_in_the_commands_match_the_documented_release_name():
     assert ("Deployment", "infleet-operator") in names
     assert ("ConfigMap", "infleet-operator-argocd-health") in names
     assert "deployment/infleet-operator" in DOC and "infleet-operator-argocd-health" in DOC
+
+
+def test_the_documented_platform_policy_installs_and_the_operator_accepts_it(tmp_path: Path):
+    from infleet.operator.policy import load_policy
+
+    values = tmp_path / "values.yaml"
+    values.write_text(marked_block("platform-policy"))
+    out = helm("template", "infleet-operator", str(CHART), "-n", NAMESPACE, "-f", str(values))
+    assert out.returncode == 0, out.stderr
+    config = next(
+        d
+        for d in yaml.safe_load_all(out.stdout)
+        if d and d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("platform-policy")
+    )
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(config["data"]["policy.yaml"])
+    policy = load_policy(policy_file)
+    assert [r.name for r in policy.tenants] == ["research", "product-teams"]
+    assert policy.rule_for("team-a", {}).max_gpus == 8
+    # The chart names this release's operator pods as the engines' operator peer.
+    (peer,) = policy.network.operator
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "infleet-operator"
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": NAMESPACE}

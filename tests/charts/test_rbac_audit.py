@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
+from tests.charts.conftest import attributes
 from tests.charts.helm import one, render
 from tests.charts.operator_needs import operator_needs
 from tests.charts.paths import CHART
-from tests.charts.conftest import attributes
 from tests.charts.test_rbac import granted, lease_role
 from tests.localplane.harness import RunningPlane
 from tests.operator.samples import body

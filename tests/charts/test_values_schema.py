@@ -21,7 +21,10 @@ CASES = [
     ),
     (["rbac.watchNamespace=team-a"], "rbac: Additional property watchNamespace is not allowed"),
     (["replicaCount=-1"], "replicaCount: Must be greater than or equal to 0"),
-    (["leaderElection.leaseDuration=1"], "leaderElection.leaseDuration: Must be greater than or equal to 2"),
+    (
+        ["leaderElection.leaseDuration=1"],
+        "leaderElection.leaseDuration: Must be greater than or equal to 2",
+    ),
     (["operator.metricsPort=80"], "operator.metricsPort: Must be greater than or equal to 1024"),
     (["image.repository="], "image.repository: String length must be greater than or equal to 1"),
     (

@@ -17,7 +17,7 @@ from tests.e2e.cluster import INTERRUPT_ANNOTATION, Cluster
 
 NAME = "e2e"
 SELECTOR = f"infleet.io/inferenceservice={NAME}"
-CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "configmaps")
+CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "configmaps", "networkpolicies")
 READY_TIMEOUT = 300
 # A cluster without GPUs or spot nodes (kind, k3d): INFLEET_E2E_GPUS=0 INFLEET_E2E_SPOT=off.
 GPUS = int(os.environ.get("INFLEET_E2E_GPUS", "1"))

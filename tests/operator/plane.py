@@ -56,6 +56,7 @@ def snapshot(api_client: Any, namespace: str, name: str) -> Snapshot:
         "Service": core.list_namespaced_service,
         "ConfigMap": core.list_namespaced_config_map,
         "PodDisruptionBudget": client.PolicyV1Api(api_client).list_namespaced_pod_disruption_budget,
+        "NetworkPolicy": client.NetworkingV1Api(api_client).list_namespaced_network_policy,
     }
     children = []
     for group, version, _, kind in CHILD_KINDS:

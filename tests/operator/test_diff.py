@@ -31,8 +31,11 @@ def test_only_missing_or_edited_children_are_applied() -> None:
     children = render_children(isvc(**MIXES["mixed"]), RenderOptions())
     live = [stored(c) for c in children]
     assert to_apply(children, live) == []
-    edited = {**live[1], "spec": {**live[1]["spec"], "replicas": 9}}
-    assert to_apply(children, [live[0], edited, *live[3:]]) == [children[1], children[2]]
+    kinds = [c["kind"] for c in children]
+    first = kinds.index("Deployment")  # ConfigMap, NetworkPolicy, then the pools'
+    edited = {**live[first], "spec": {**live[first]["spec"], "replicas": 9}}
+    kept = [*live[:first], edited, *live[first + 2 :]]  # the spot pool's is missing
+    assert to_apply(children, kept) == [children[first], children[first + 1]]
 
 
 def test_a_child_rendered_differently_is_applied_even_if_it_already_holds_every_field():

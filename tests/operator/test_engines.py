@@ -5,6 +5,7 @@ import json
 import pytest
 
 from infleet.operator.errors import SpecError
+from infleet.operator.pod_security import ENGINE_ENV
 from infleet.operator.render import render_children
 from tests.operator.samples import engine_isvc
 
@@ -126,7 +127,7 @@ def test_user_env_follows_pod_ip_and_image_override_wins():
         )
     )
     assert c["image"] == "registry.local/vllm:patched"
-    assert [e["name"] for e in c["env"]] == ["POD_IP", "HF_TOKEN"]
+    assert [e["name"] for e in c["env"]] == ["POD_IP", *ENGINE_ENV, "HF_TOKEN"]
 
 
 @pytest.mark.parametrize(

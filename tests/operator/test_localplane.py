@@ -116,6 +116,40 @@ def test_invalid_spec_degrades_and_touches_no_child(api):
     assert status["observedGeneration"] == 2
 
 
+def test_a_tenant_outside_the_platform_policy_is_degraded_and_gets_no_child(api):
+    """The chat example asks for GKE spot; this namespace's rule grants no spot toleration."""
+    from kubernetes import client
+
+    from infleet.operator.policy import PlatformPolicy
+
+    platform = PlatformPolicy.model_validate(
+        {
+            "nodePools": [{"name": "l4", "nodeSelector": {"pool": "l4"}}],
+            "tenants": [
+                {
+                    "name": "tenants",
+                    "namespaces": ["default"],
+                    "nodePools": ["l4"],
+                    "tolerations": [],
+                }
+            ],
+        }
+    )
+    create(api[1], "tenant")
+    options = RenderOptions(platform=platform)
+    outcome = reconcile(snapshot(api[1], "default", "tenant"), Kube(api[1]), options)
+    assert outcome.result == "invalid" and outcome.applied == []
+    assert snapshot(api[1], "default", "tenant").children == []  # nothing was created
+    status = client.CustomObjectsApi(api[1]).get_namespaced_custom_object(*GVP, "tenant")["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "PolicyViolation")
+    assert degraded["message"].startswith(
+        "spec.capacity.spot.preset: the spot pool's toleration {key=cloud.google.com/gke-spot"
+    )
+    assert "not allowed in namespace default (platform rule tenants)" in degraded["message"]
+    assert outcome.events == [("Warning", "PolicyViolation", degraded["message"])]
+
+
 def test_stale_reconcile_rereads_instead_of_overwriting(api):
     kube = Kube(api[1])
     create(api[1], "three")
@@ -236,3 +270,21 @@ def test_operator_process_follows_the_cluster(api, tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_every_example_is_accepted_by_the_crd_with_strict_field_validation(api):
+    """The examples (spec.template, model credentials and cache included) pass the CRD's
+    structural schema and CEL rules, with unknown fields an error rather than dropped."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api[1])
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        doc["metadata"] = {"name": f"example-{path.stem}", "namespace": "default"}
+        created = custom.create_namespaced_custom_object(*GVP, doc, field_validation="Strict")
+        assert created["spec"]["model"] == {**doc["spec"]["model"]}, path.name
+        assert (
+            created["spec"].get("template", {}).get("spec", {})
+            == doc["spec"].get("template", {}).get("spec", {})
+            or "template" not in doc["spec"]
+        ), path.name

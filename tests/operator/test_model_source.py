@@ -12,7 +12,7 @@ def test_hf_with_revision_is_fetched_into_the_cache():
     (init,) = src.init_containers
     assert init["args"] == ["hf://Qwen/Qwen2.5-7B-Instruct:v1", "/mnt/models"]
     assert src.path == "/mnt/models" and src.served_name == "Qwen/Qwen2.5-7B-Instruct"
-    assert src.volumes == [{"name": "model-cache", "emptyDir": {}}]
+    assert src.volumes == [{"name": "model-cache", "emptyDir": {"sizeLimit": "100Gi"}}]
     assert src.mounts[0]["readOnly"] is True
 
 

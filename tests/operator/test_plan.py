@@ -11,6 +11,7 @@ def test_valid_spec_plans_every_child():
     assert p.problem is None
     assert [c["kind"] for c in p.children] == [
         "ConfigMap",
+        "NetworkPolicy",
         "Deployment",
         "Service",
         "PodDisruptionBudget",

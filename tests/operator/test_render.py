@@ -45,7 +45,7 @@ def test_the_strict_schemas_catch_a_field_the_minor_lacks():
     # What the gate prevents: preStop.sleep rendered for a server that has no such field.
     newest = render_children(engine_isvc("vllm", "mixed"))
     with pytest.raises(kubernetes_validate.ValidationError, match="'sleep' was unexpected"):
-        kubernetes_validate.validate(newest[1], "1.28.0", strict=True)
+        kubernetes_validate.validate(by_kind(newest)["Deployment"][0], "1.28.0", strict=True)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_the_strict_schemas_catch_a_field_the_minor_lacks():
 )
 def test_pre_stop_sleep_is_gated_on_the_server_version(minor, pre_stop):
     isvc = engine_isvc("vllm", "mixed", engine={"shutdownGraceSeconds": 40})
-    deployment = render_children(isvc, RenderOptions(kube_version=minor))[1]
+    deployment = by_kind(render_children(isvc, RenderOptions(kube_version=minor)))["Deployment"][0]
     assert engine_container(deployment)["lifecycle"]["preStop"] == pre_stop
 
 
@@ -67,7 +67,7 @@ def test_children_in_apply_order_with_a_deployment_per_pool_in_the_spec(kind, mi
     children = render_children(engine_isvc(kind, mix))
     pools = ["Deployment", "Deployment"] if mix != "dedicated-only" else ["Deployment"]
     assert [c["kind"] for c in children] == [
-        "ConfigMap", *pools, "Service", "PodDisruptionBudget",
+        "ConfigMap", "NetworkPolicy", *pools, "Service", "PodDisruptionBudget",
     ]  # fmt: skip
 
 

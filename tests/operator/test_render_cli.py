@@ -29,8 +29,9 @@ def test_every_example_renders_to_valid_objects():
     objects = list(yaml.safe_load_all(out.stdout))
     docs = [yaml.safe_load(p.read_text()) for p in examples]
     spot = sum(1 for d in docs if d["spec"].get("capacity", {}).get("spot", {}).get("enabled"))
-    # ConfigMap, Service, PDB and a dedicated Deployment each; a spot one where spot is on
-    assert len(objects) == 4 * len(examples) + spot
+    # ConfigMap, NetworkPolicy, Service, PDB and a dedicated Deployment each; a spot one
+    # where spot is on
+    assert len(objects) == 5 * len(examples) + spot
     for obj in objects:
         kubernetes_validate.validate(obj, "1.32", strict=True)
         assert "ownerReferences" not in obj["metadata"]  # no live owner at review time
@@ -86,3 +87,30 @@ def test_prometheus_operator_flag_adds_monitoring(capsys):
     )
     kinds = [o["kind"] for o in yaml.safe_load_all(capsys.readouterr().out)]
     assert kinds[-2:] == ["ServiceMonitor", "PrometheusRule"]
+
+
+def test_render_checks_the_platform_policy_and_names_the_namespace_labels(tmp_path, capsys):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "nodePools: [{name: h100, nodeSelector: {pool: h100}}]\n"
+        "tenants: [{name: research, namespaceSelector: {matchLabels: {tier: research}},"
+        " nodePools: [h100], maxGpusPerReplica: 1}]\n"
+        "defaults: null\n"
+    )
+    example = str(REPO / "examples" / "qwen-sglang-spot-only.yaml")  # 2 GPUs per replica
+    assert render_main(["-f", example, "--platform-policy", str(policy)]) == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("metadata.namespace: no platform policy rule admits namespace research")
+    )
+    args = ["-f", example, "--platform-policy", str(policy), "--namespace-label", "tier=research"]
+    assert render_main(args) == 1
+    assert (
+        "spec.resources.gpus: 2 GPUs per replica; the platform allows 1" in capsys.readouterr().err
+    )
+    policy.write_text("tenants: [{name: a, maxGpus: -1}]\n")
+    assert render_main(["-f", example, "--platform-policy", str(policy)]) == 1
+    assert (
+        "tenants.0.maxGpus: Input should be greater than or equal to 0" in capsys.readouterr().err
+    )

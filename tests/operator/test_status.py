@@ -156,3 +156,56 @@ def test_events_for_decisions():
     )
     assert decision_events(new, bad) == [("Warning", "InvalidSpec", "spec.x: y")]
     assert decision_events(bad, bad) == []
+
+
+def test_a_failing_model_fetch_is_degraded_with_the_fetchers_last_words():
+    from infleet.operator.pod_trouble import fetch_failures, fetch_trouble
+
+    failed = {
+        "metadata": {"name": "chat-dedicated-x"},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "fetch-model",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 1,
+                            "message": "Initializing\nURI: http://m/x.gguf returned a 401 response code.\n",
+                        }
+                    },
+                }
+            ]
+        },
+    }
+    missing_secret = {
+        "metadata": {"name": "chat-dedicated-y"},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "fetch-model",
+                    "state": {
+                        "waiting": {
+                            "reason": "CreateContainerConfigError",
+                            "message": 'secret "hf-token" not found',
+                        }
+                    },
+                }
+            ]
+        },
+    }
+    fetching = {"metadata": {"name": "z"}, "status": {"initContainerStatuses": [
+        {"name": "fetch-model", "state": {"running": {}}}
+    ]}}  # fmt: skip
+    pods = [{**p, "fetchTrouble": fetch_trouble(p)} for p in (failed, missing_secret, fetching)]
+    found = fetch_failures(pods)
+    assert found == [
+        "pod chat-dedicated-x: the model fetch failed (exit code 1: Initializing / URI: "
+        "http://m/x.gguf returned a 401 response code.)",
+        "pod chat-dedicated-y: the model fetch failed (CreateContainerConfigError: secret "
+        '"hf-token" not found)',
+    ]
+    deps = {"dedicated": deployment(1, 0), "spot": None}
+    status = compute_status(body(), deps, SERVICE, PoolReplicas(1, 0), T0, None, found)
+    assert conditions(status)["Degraded"] == ("True", "ModelFetchFailed")
+    assert conditions(status)["Ready"] == ("False", "NoReplicasReady")

@@ -44,3 +44,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "infleet-operator.hasPrometheusOperator" -}}
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}true{{- end -}}
 {{- end -}}
+
+{{/* The platform policy file: platformPolicy, plus the operator's pods as a network peer. */}}
+{{- define "infleet-operator.platformPolicy" -}}
+{{- $policy := deepCopy .Values.platformPolicy -}}
+{{- $network := get $policy "network" | default dict -}}
+{{- if not (hasKey $network "operator") -}}
+{{- $peer := dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace)) "podSelector" (dict "matchLabels" (include "infleet-operator.selectorLabels" . | fromYaml)) -}}
+{{- $_ := set $network "operator" (list $peer) -}}
+{{- end -}}
+{{- $_ := set $policy "network" $network -}}
+{{- toYaml $policy -}}
+{{- end -}}

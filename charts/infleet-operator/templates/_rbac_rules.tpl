@@ -30,6 +30,10 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
+# Each service's NetworkPolicy: its engines admit only what the platform policy names.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch, create, patch]
 # Monitoring children, applied only where the Prometheus Operator's CRDs exist.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
@@ -50,6 +54,10 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# The platform policy's namespaceSelector rules read a service's namespace labels.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get]
 {{- end -}}
 
 

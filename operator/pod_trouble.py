@@ -1,0 +1,51 @@
+"""Why a service's pods cannot start their engine: the model fetch failing.
+
+A fetch that fails (a 401 from a gated model, a missing Secret, a wrong URI) leaves the
+pod in Init:Error / Init:CrashLoopBackOff, which no Deployment condition reports, so the
+operator reads it from the pods it already watches and says it in `Degraded`
+(`ModelFetchFailed`), with the fetcher's last log lines (terminationMessagePolicy
+FallbackToLogsOnError), which carry the URI and status, never the credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FETCH = "fetch-model"
+MESSAGE_CHARS = 400
+# Waiting reasons of a container that cannot start (a missing Secret or key, a bad image).
+STUCK = {"CreateContainerConfigError", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+
+
+def _failed(state: dict[str, Any]) -> str | None:
+    done = state.get("terminated")
+    if done and done.get("exitCode", 0) != 0:
+        detail = (done.get("message") or "").strip() or done.get("reason") or "Error"
+        return f"exit code {done['exitCode']}: {detail}"
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") in STUCK:
+        return f"{waiting['reason']}: {waiting.get('message') or ''}".strip(": ")
+    return None
+
+
+def fetch_trouble(pod: dict[str, Any]) -> str | None:
+    """The model fetch's failure in this pod (its own or its last run's), else None."""
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if status.get("name") != FETCH:
+            continue
+        why = _failed(status.get("state") or {}) or _failed(status.get("lastState") or {})
+        if why:
+            lines = [line for line in why.splitlines() if line.strip()]
+            text = " / ".join(lines)
+            return text if len(text) <= MESSAGE_CHARS else "..." + text[-MESSAGE_CHARS:]
+    return None
+
+
+def fetch_failures(pods: list[dict[str, Any]]) -> list[str]:
+    """`pod NAME: the model fetch failed: ...` for each pod whose fetch failed."""
+    out = []
+    for pod in pods:
+        trouble = pod.get("fetchTrouble")
+        if trouble:
+            out.append(f"pod {pod['metadata']['name']}: the model fetch failed ({trouble})")
+    return sorted(out)
