@@ -20,11 +20,15 @@ def serve_main(argv: list[str]) -> int:
     from infleet.engine.llm_engine import LLMEngine
     from infleet.engine.model_config import ModelLoadError
     from infleet.engine.server.run import serve
+    from infleet.engine.termination import write_termination_message
 
     try:
         engine = LLMEngine(args)
     except (ModelLoadError, ValueError) as err:
-        print(f"infleet serve: {err}", file=sys.stderr)
+        # One line, also where the operator reads it: exit code 2 means "refused".
+        line = f"infleet serve: {err}"
+        print(line, file=sys.stderr)
+        write_termination_message(line)
         return 2
     log.info(
         "model %s (served as %r) on %s, dtype %s, attention %s",
