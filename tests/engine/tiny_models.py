@@ -67,7 +67,8 @@ def build_tokenizer() -> Tokenizer:
 
 
 def build_checkpoint(path: Path, arch: str, seed: int = 0, **overrides: Any) -> Path:
-    """Save a random `arch` model (llama, qwen2, qwen3, mistral) + tokenizer under `path`."""
+    """Save a random `arch` model (llama, qwen2, qwen3, mistral, mixtral, qwen2_moe,
+    qwen3_moe) + tokenizer under `path`."""
     import transformers
 
     config_cls = {
@@ -75,6 +76,9 @@ def build_checkpoint(path: Path, arch: str, seed: int = 0, **overrides: Any) -> 
         "qwen2": transformers.Qwen2Config,
         "qwen3": transformers.Qwen3Config,
         "mistral": transformers.MistralConfig,
+        "mixtral": transformers.MixtralConfig,
+        "qwen2_moe": transformers.Qwen2MoeConfig,
+        "qwen3_moe": transformers.Qwen3MoeConfig,
     }[arch]
     kwargs = dict(SHAPE, bos_token_id=1, eos_token_id=2)
     kwargs.update(overrides)
