@@ -127,8 +127,8 @@ def _check_expert_counts(config: ModelConfig, loaded: set[tuple[str, int]]) -> N
         return
     found: dict[str, set[int]] = {}
     for target, shard in loaded:
-        if target.endswith(".experts.w2"):
-            found.setdefault(target.removesuffix(".experts.w2"), set()).add(shard)
+        if target.endswith(".mlp.experts.w2"):
+            found.setdefault(target.removesuffix(".mlp.experts.w2"), set()).add(shard)
     for layer, experts in sorted(found.items()):
         if len(experts) != config.moe.num_experts:
             raise ModelLoadError(

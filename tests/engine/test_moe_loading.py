@@ -1,0 +1,102 @@
+"""Loading MoE checkpoints: GGUF (llama.cpp's stacked-experts layout) fills the same
+weights as safetensors, and a checkpoint that disagrees with its config (expert count,
+top-k, shapes) is refused with both numbers in the message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from infleet.engine.loader import load_model
+from infleet.engine.model_config import ModelLoadError
+from tests.engine.tiny_models import build_checkpoint, write_gguf
+
+SMALL = dict(hidden_size=32, intermediate_size=48, num_experts_per_tok=2, num_hidden_layers=2)
+CASES = {
+    "mixtral": ("mixtral", dict(SMALL, num_local_experts=4)),
+    "qwen3_moe-dense-layer": (
+        "qwen3_moe",
+        dict(SMALL, num_experts=4, moe_intermediate_size=24, norm_topk_prob=True, mlp_only_layers=[0]),
+    ),
+    "qwen2_moe-shared": (
+        "qwen2_moe",
+        dict(SMALL, num_experts=4, moe_intermediate_size=24, shared_expert_intermediate_size=40),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gguf_fills_the_same_weights_as_safetensors(tmp_path, name):
+    arch, overrides = CASES[name]
+    hf_dir = build_checkpoint(tmp_path / "hf", arch, **overrides)
+    from_hf = load_model(str(hf_dir), device="cpu", dtype="float32")
+    from_gguf = load_model(str(write_gguf(hf_dir, tmp_path / "tiny.gguf")), device="cpu", dtype="float32")
+    assert from_gguf.config.architecture == from_hf.config.architecture
+    assert from_gguf.config.moe == from_hf.config.moe
+    want = from_hf.model.state_dict()
+    got = from_gguf.model.state_dict()
+    assert got.keys() == want.keys()
+    for key, tensor in want.items():
+        assert torch.equal(got[key], tensor), key
+
+
+@pytest.fixture(scope="module")
+def qwen3_moe(tmp_path_factory):
+    arch, overrides = CASES["qwen3_moe-dense-layer"]
+    return build_checkpoint(tmp_path_factory.mktemp("qwen3moe"), arch, **overrides)
+
+
+def _with_config(src, tmp_path, **changes):
+    """A copy of checkpoint `src` whose config.json says something else."""
+    dst = tmp_path / "edited"
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).symlink_to(f)
+    (dst / "config.json").unlink()
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.update(changes)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        # The checkpoint has 4 experts; the config says 6: the router's rows say so first.
+        ({"num_experts": 6, "num_local_experts": 6}, r"shape \(4, 32\) where \(6, 32\) .*num_experts=6"),
+        # The config says 3: expert 3's matrices have no place.
+        ({"num_experts": 3, "num_local_experts": 3}, r"experts\.3\..*expert 3 is beyond .*num_experts=3"),
+        ({"num_experts_per_tok": 5}, r"num_experts_per_tok=5 must be between 1 and num_experts=4"),
+        (
+            {"moe_intermediate_size": 16},
+            r"shape \(32, 24\) where \(32, 16\) expected \(hidden_size=32, expert intermediate_size=16\)",
+        ),
+        ({"mlp_only_layers": [2]}, r"mlp_only_layers \[2\] are outside the 2 layers"),
+    ],
+    ids=["more-experts", "fewer-experts", "top-k", "expert-width", "dense-layer-index"],
+)
+def test_a_checkpoint_that_disagrees_with_its_config_is_refused(qwen3_moe, tmp_path, changes, message):
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(str(_with_config(qwen3_moe, tmp_path, **changes)), device="cpu")
+
+
+def test_a_checkpoint_missing_an_expert_is_refused_with_the_counts(qwen3_moe, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    dst = _with_config(qwen3_moe, tmp_path)
+    weights = load_file(qwen3_moe / "model.safetensors")
+    (dst / "model.safetensors").unlink()
+    save_file({k: v for k, v in weights.items() if ".experts.3." not in k}, dst / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"3 experts in model\.layers\.1 where config\.json says num_experts=4"):
+        load_model(str(dst), device="cpu")
+
+
+def test_an_unsupported_architecture_names_itself_and_the_supported_list(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["DeepseekV3ForCausalLM"]}))
+    with pytest.raises(ModelLoadError) as err:
+        load_model(str(tmp_path), device="cpu")
+    line = str(err.value)
+    assert line.startswith("unsupported model architecture DeepseekV3ForCausalLM; supported: ")
+    assert "MixtralForCausalLM" in line and "Qwen2MoeForCausalLM" in line and "\n" not in line
