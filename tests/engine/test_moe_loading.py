@@ -100,3 +100,31 @@ def test_an_unsupported_architecture_names_itself_and_the_supported_list(tmp_pat
     line = str(err.value)
     assert line.startswith("unsupported model architecture DeepseekV3ForCausalLM; supported: ")
     assert "MixtralForCausalLM" in line and "Qwen2MoeForCausalLM" in line and "\n" not in line
+
+
+def test_weights_are_counted_with_their_experts_and_the_kv_pool_is_the_dense_siblings(tmp_path):
+    import transformers
+
+    from infleet.engine.models.weight_count import count_weights
+    from infleet.engine.runner import ModelRunner
+
+    arch, overrides = CASES["mixtral"]
+    hf_dir = build_checkpoint(tmp_path / "hf", arch, **overrides)
+    loaded = load_model(str(hf_dir), device="cpu", dtype="float32")
+    count = count_weights(loaded.model, loaded.config.moe.top_k)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir)
+    assert count.total == hf.num_parameters()  # every expert is resident
+    experts = 2 * 4 * 3 * 32 * 48  # layers x experts x (gate, up, down) x hidden x intermediate
+    assert count.experts == experts
+    assert count.active_per_token == count.total - experts // 2  # top-2 of 4
+    assert count.bytes == 4 * count.total
+    assert "in routed experts" in count.describe()
+    # The KV cache depends on attention only: the same bytes per block as a dense Mistral.
+    dense = load_model(
+        str(build_checkpoint(tmp_path / "dense", "mistral", hidden_size=32, intermediate_size=96)),
+        device="cpu",
+        dtype="float32",
+    )
+    assert ModelRunner.kv_bytes_per_block(
+        loaded.config, 16, torch.float32
+    ) == ModelRunner.kv_bytes_per_block(dense.config, 16, torch.float32)
