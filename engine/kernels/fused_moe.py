@@ -71,7 +71,9 @@ def align_by_expert(
     padded_ends = padded.cumsum(0)
     order = torch.argsort(flat, stable=True)
     experts = flat[order]
-    rank_in_expert = torch.arange(num_pairs, device=flat.device) - (counts.cumsum(0) - counts)[experts]
+    rank_in_expert = (
+        torch.arange(num_pairs, device=flat.device) - (counts.cumsum(0) - counts)[experts]
+    )
     capacity = num_pairs + num_experts * (block_m - 1)  # the worst case: every group padded
     capacity = (capacity + block_m - 1) // block_m * block_m
     sorted_pairs = torch.full((capacity,), num_pairs, dtype=torch.int32, device=flat.device)
@@ -94,7 +96,7 @@ def grouped_gemm(
     block_m: int,
 ) -> torch.Tensor:
     """`out[p] = A[p // a_rows_per_pair] @ W[expert(p)].T (* route_weights[p])`, `[P, N]`."""
-    num_experts, n, k = w.shape
+    n, k = w.shape[1:]
     if a.stride(-1) != 1 or w.stride(-1) != 1:
         raise ValueError("grouped_gemm needs a contiguous last dim in A and W")
     out = a.new_empty(num_pairs, n)

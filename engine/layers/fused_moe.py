@@ -45,7 +45,7 @@ def fused_moe_torch(
     topk_ids: torch.Tensor,
 ) -> torch.Tensor:
     """`x [T, H]` through the experts each token picked -> `[T, H]` (sum over its k)."""
-    num_tokens, top_k = topk_ids.shape
+    top_k = topk_ids.shape[1]
     flat = topk_ids.flatten()
     order = torch.argsort(flat, stable=True)  # pairs grouped by expert, token order inside
     rows = order // top_k

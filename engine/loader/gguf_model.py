@@ -51,7 +51,11 @@ _PER_LAYER = {
     "ffn_down_shexp": "mlp.shared_expert.down_proj",
     "ffn_gate_inp_shexp": "mlp.shared_expert_gate",
 }
-_STACKED_EXPERTS = {"ffn_gate_exps": "gate_proj", "ffn_up_exps": "up_proj", "ffn_down_exps": "down_proj"}
+_STACKED_EXPERTS = {
+    "ffn_gate_exps": "gate_proj",
+    "ffn_up_exps": "up_proj",
+    "ffn_down_exps": "down_proj",
+}
 _LAYER_NAME = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 
 
@@ -114,7 +118,9 @@ def _moe_config(gguf: GGUFFile, arch: str, num_layers: int) -> dict[str, Any]:
         return {}
     used = meta.get(f"{arch}.expert_used_count")
     if used is None:
-        raise ModelLoadError(f"GGUF metadata has {arch}.expert_count but no {arch}.expert_used_count")
+        raise ModelLoadError(
+            f"GGUF metadata has {arch}.expert_count but no {arch}.expert_used_count"
+        )
     cfg: dict[str, Any] = {
         "num_experts": experts,
         "num_local_experts": experts,

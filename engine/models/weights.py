@@ -117,7 +117,9 @@ def load_weights(model: CausalLM, weights: Iterable[tuple[str, torch.Tensor]]) -
 def _router_hint(config: ModelConfig, target: str) -> str:
     if config.moe is None or not target.endswith(".mlp.gate.weight"):
         return ""
-    return f" (the router's rows are experts: config.json says num_experts={config.moe.num_experts})"
+    return (
+        f" (the router's rows are experts: config.json says num_experts={config.moe.num_experts})"
+    )
 
 
 def _check_expert_counts(config: ModelConfig, loaded: set[tuple[str, int]]) -> None:

@@ -39,7 +39,9 @@ def _case(tokens: int, experts: int, top_k: int, hidden: int, inter: int, dtype,
         (20, 4, 4, 32, 32),  # top-k = every expert
     ],
 )
-def test_triton_matches_torch_path_and_float64_reference(dtype, tokens, experts, top_k, hidden, inter):
+def test_triton_matches_torch_path_and_float64_reference(
+    dtype, tokens, experts, top_k, hidden, inter
+):
     x, w13, w2, weights, ids = _case(tokens, experts, top_k, hidden, inter, dtype, seed=tokens)
     ref = fused_moe_ref(x, w13, w2, weights, ids, compute_dtype=torch.float64)
     triton_out = fused_moe(x, w13, w2, weights, ids)

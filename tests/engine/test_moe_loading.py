@@ -18,7 +18,9 @@ CASES = {
     "mixtral": ("mixtral", dict(SMALL, num_local_experts=4)),
     "qwen3_moe-dense-layer": (
         "qwen3_moe",
-        dict(SMALL, num_experts=4, moe_intermediate_size=24, norm_topk_prob=True, mlp_only_layers=[0]),
+        dict(
+            SMALL, num_experts=4, moe_intermediate_size=24, norm_topk_prob=True, mlp_only_layers=[0]
+        ),
     ),
     "qwen2_moe-shared": (
         "qwen2_moe",
@@ -32,7 +34,9 @@ def test_gguf_fills_the_same_weights_as_safetensors(tmp_path, name):
     arch, overrides = CASES[name]
     hf_dir = build_checkpoint(tmp_path / "hf", arch, **overrides)
     from_hf = load_model(str(hf_dir), device="cpu", dtype="float32")
-    from_gguf = load_model(str(write_gguf(hf_dir, tmp_path / "tiny.gguf")), device="cpu", dtype="float32")
+    from_gguf = load_model(
+        str(write_gguf(hf_dir, tmp_path / "tiny.gguf")), device="cpu", dtype="float32"
+    )
     assert from_gguf.config.architecture == from_hf.config.architecture
     assert from_gguf.config.moe == from_hf.config.moe
     want = from_hf.model.state_dict()
@@ -65,9 +69,15 @@ def _with_config(src, tmp_path, **changes):
     "changes,message",
     [
         # The checkpoint has 4 experts; the config says 6: the router's rows say so first.
-        ({"num_experts": 6, "num_local_experts": 6}, r"shape \(4, 32\) where \(6, 32\) .*num_experts=6"),
+        (
+            {"num_experts": 6, "num_local_experts": 6},
+            r"shape \(4, 32\) where \(6, 32\) .*num_experts=6",
+        ),
         # The config says 3: expert 3's matrices have no place.
-        ({"num_experts": 3, "num_local_experts": 3}, r"experts\.3\..*expert 3 is beyond .*num_experts=3"),
+        (
+            {"num_experts": 3, "num_local_experts": 3},
+            r"experts\.3\..*expert 3 is beyond .*num_experts=3",
+        ),
         ({"num_experts_per_tok": 5}, r"num_experts_per_tok=5 must be between 1 and num_experts=4"),
         (
             {"moe_intermediate_size": 16},
@@ -77,7 +87,9 @@ def _with_config(src, tmp_path, **changes):
     ],
     ids=["more-experts", "fewer-experts", "top-k", "expert-width", "dense-layer-index"],
 )
-def test_a_checkpoint_that_disagrees_with_its_config_is_refused(qwen3_moe, tmp_path, changes, message):
+def test_a_checkpoint_that_disagrees_with_its_config_is_refused(
+    qwen3_moe, tmp_path, changes, message
+):
     with pytest.raises(ModelLoadError, match=message):
         load_model(str(_with_config(qwen3_moe, tmp_path, **changes)), device="cpu")
 
@@ -88,8 +100,12 @@ def test_a_checkpoint_missing_an_expert_is_refused_with_the_counts(qwen3_moe, tm
     dst = _with_config(qwen3_moe, tmp_path)
     weights = load_file(qwen3_moe / "model.safetensors")
     (dst / "model.safetensors").unlink()
-    save_file({k: v for k, v in weights.items() if ".experts.3." not in k}, dst / "model.safetensors")
-    with pytest.raises(ModelLoadError, match=r"3 experts in model\.layers\.1 where config\.json says num_experts=4"):
+    save_file(
+        {k: v for k, v in weights.items() if ".experts.3." not in k}, dst / "model.safetensors"
+    )
+    with pytest.raises(
+        ModelLoadError, match=r"3 experts in model\.layers\.1 where config\.json says num_experts=4"
+    ):
         load_model(str(dst), device="cpu")
 
 

@@ -26,17 +26,17 @@ CASES = {
     # Qwen3-MoE, renormalised, 3 layers with the middle one dense (mlp_only_layers).
     "qwen3_moe-norm-dense-middle": (
         "qwen3_moe",
-        dict(MOE, num_experts=6, moe_intermediate_size=48, norm_topk_prob=True,
-             num_hidden_layers=3, mlp_only_layers=[1]),
+        dict(MOE, num_experts=6, moe_intermediate_size=48, norm_topk_prob=True)
+        | dict(num_hidden_layers=3, mlp_only_layers=[1]),
         (True, False, True),
-    ),  # fmt: skip
+    ),
     # Qwen3-MoE, raw top-3 probabilities, every second layer sparse (decoder_sparse_step).
     "qwen3_moe-raw-step2": (
         "qwen3_moe",
-        dict(MOE, num_experts=8, num_experts_per_tok=3, moe_intermediate_size=32,
-             norm_topk_prob=False, num_hidden_layers=3, decoder_sparse_step=2),
+        dict(MOE, num_experts=8, num_experts_per_tok=3, moe_intermediate_size=32)
+        | dict(norm_topk_prob=False, num_hidden_layers=3, decoder_sparse_step=2),
         (False, True, False),
-    ),  # fmt: skip
+    ),
     # Qwen2-MoE: a sigmoid-gated shared expert beside the routed ones.
     "qwen2_moe-shared": (
         "qwen2_moe",

@@ -28,7 +28,14 @@ def test_unsupported_architecture_exits_2_with_one_line_and_a_termination_messag
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
     line = lines[0]
-    assert line.startswith("infleet serve: unsupported model architecture GPTJForCausalLM; supported: ")
-    for name in ("LlamaForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
+    assert line.startswith(
+        "infleet serve: unsupported model architecture GPTJForCausalLM; supported: "
+    )
+    for name in (
+        "LlamaForCausalLM",
+        "MixtralForCausalLM",
+        "Qwen2MoeForCausalLM",
+        "Qwen3MoeForCausalLM",
+    ):
         assert name in line
     assert log.read_text() == line

@@ -267,7 +267,9 @@ def write_gguf(hf_path: Path, out: Path) -> Path:
             tensor = tensor.reshape(-1)  # llama.cpp keeps this [1, H] gate as a vector
         w.add_tensor(_gguf_name(name), tensor.float().numpy())
     for stacked, by_expert in sorted(experts.items()):
-        w.add_tensor(stacked, torch.stack([by_expert[e] for e in sorted(by_expert)]).float().numpy())
+        w.add_tensor(
+            stacked, torch.stack([by_expert[e] for e in sorted(by_expert)]).float().numpy()
+        )
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

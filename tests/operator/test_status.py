@@ -232,12 +232,19 @@ def test_an_engine_that_refuses_its_model_is_degraded_with_its_termination_messa
     crashed = pod("chat-dedicated-b", {"terminated": {"exitCode": 1, "message": "Traceback"}})
     silent = pod("chat-dedicated-c", {"terminated": {"exitCode": 2, "reason": "Error"}})
     running = pod("chat-dedicated-d", {"running": {}})
-    assert [engine_refusal(p) for p in (refused, crashed, silent, running)] == [line, None, None, None]
+    assert [engine_refusal(p) for p in (refused, crashed, silent, running)] == [
+        line,
+        None,
+        None,
+        None,
+    ]
     pods = [{**p, "engineRefusal": engine_refusal(p)} for p in (refused, crashed, running)]
     found = engine_refusals(pods)
     assert found == [f"pod chat-dedicated-a: the engine refused the model ({line})"]
     deps = {"dedicated": deployment(1, 0), "spot": None}
-    status = compute_status(body(), deps, SERVICE, PoolReplicas(1, 0), T0, None, PodTroubles([], found))
+    status = compute_status(
+        body(), deps, SERVICE, PoolReplicas(1, 0), T0, None, PodTroubles([], found)
+    )
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "EngineRefusedModel")
     assert "GPTJForCausalLM" in degraded["message"] and "MixtralForCausalLM" in degraded["message"]
