@@ -66,7 +66,9 @@ def align_by_expert(
     `tile_experts[t]` is the expert of tile t, -1 past the end."""
     flat = topk_ids.flatten()
     num_pairs = flat.numel()
-    counts = torch.bincount(flat, minlength=num_experts)
+    # scatter_add, not bincount: bincount reads the max id on the host (no CUDA graphs).
+    counts = torch.zeros(num_experts, dtype=torch.int64, device=flat.device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
     padded = (counts + block_m - 1) // block_m * block_m
     padded_ends = padded.cumsum(0)
     order = torch.argsort(flat, stable=True)
