@@ -32,6 +32,7 @@ from infleet.engine.moe_config import MoEConfig
 
 SHAPES = {  # hidden, expert intermediate, experts, top-k
     "small": (512, 704, 8, 2),
+    "small-64x8": (512, 192, 64, 8),  # many narrow experts, as Qwen3-MoE
     "mixtral-8x7b": (4096, 14336, 8, 2),
     "qwen3-30b-a3b": (2048, 768, 128, 8),
 }
