@@ -127,3 +127,11 @@ def test_top_k_renormalisation_changes_the_answer(case):
     finally:
         for b in blocks:
             b.norm_topk_prob = True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fused_triton_path_matches_transformers(case):
+    path, _, prompts, expected = case
+    loaded = load_model(str(path), device="cuda", dtype="float32")
+    assert _run(_engine(loaded, max_num_batched_tokens=12), prompts, "g") == expected
