@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 GATE, UP = 0, 1
+ALL_EXPERTS = -1  # the shard index of a tensor that holds every expert (transformers 5)
 
 
 def expert_shard(expert: int, part: int) -> int:
@@ -70,6 +71,15 @@ class FusedMoE(nn.Module):
             param.num_shards = shards  # load_weights expects each shard exactly once
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard: int = 0) -> None:
+        if shard == ALL_EXPERTS:  # already stacked, in this layout
+            if param.shape != loaded.shape:
+                raise ValueError(
+                    f"shape {tuple(loaded.shape)} where {tuple(param.shape)} expected "
+                    f"(num_experts={self.num_experts}, hidden_size={self.w2.shape[1]}, "
+                    f"expert intermediate_size={self.intermediate_size})"
+                )
+            param.data.copy_(loaded)
+            return
         expert, part = divmod(shard, 2) if param is self.w13 else (shard, 0)
         if not 0 <= expert < self.num_experts:
             raise ValueError(

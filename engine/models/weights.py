@@ -4,7 +4,9 @@ Every loader (safetensors, GGUF) translates into these names, so one function ch
 each parameter is filled exactly once and names what is missing or unexpected. An MoE
 layer's per-expert matrices land in the stacked `experts.w13` / `experts.w2` (see
 engine/layers/fused_moe.py); Mixtral's names (`block_sparse_moe`, w1/w3/w2) map onto
-the Qwen-MoE ones.
+the Qwen-MoE ones. transformers 5 holds (and may save) each layer's experts already
+stacked, `experts.gate_up_proj [E, 2I, H]` and `experts.down_proj [E, H, I]`: our layout,
+loaded whole.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from infleet.engine.layers.fused_moe import GATE, UP, expert_shard
+from infleet.engine.layers.fused_moe import ALL_EXPERTS, GATE, UP, expert_shard
 from infleet.engine.model_config import ModelConfig, ModelLoadError
 from infleet.engine.models.decoder import CausalLM
 
@@ -33,6 +35,7 @@ _EXPERT = re.compile(
     r"(?P<layer>.+)\.(?:mlp|block_sparse_moe)\.experts\.(?P<expert>\d+)\."
     r"(?P<matrix>w1|w3|w2|gate_proj|up_proj|down_proj)\.weight"
 )
+_STACKED = re.compile(r"(?P<layer>.+)\.mlp\.experts\.(?P<matrix>gate_up_proj|down_proj)")
 _EXPERT_PART = {"w1": GATE, "gate_proj": GATE, "w3": UP, "up_proj": UP}  # else down (w2)
 _MIXTRAL_NAMES = {"gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"}
 
@@ -44,6 +47,10 @@ def _target(name: str) -> tuple[str, int]:
         if matrix in _EXPERT_PART:
             return f"{expert['layer']}.mlp.experts.w13", expert_shard(number, _EXPERT_PART[matrix])
         return f"{expert['layer']}.mlp.experts.w2", number
+    stacked = _STACKED.fullmatch(name)
+    if stacked:
+        param = "w13" if stacked["matrix"] == "gate_up_proj" else "w2"
+        return f"{stacked['layer']}.mlp.experts.{param}", ALL_EXPERTS
     name = name.replace(".block_sparse_moe.", ".mlp.")
     parts = name.split(".")
     for i, part in enumerate(parts):
@@ -105,7 +112,10 @@ def load_weights(model: CausalLM, weights: Iterable[tuple[str, torch.Tensor]]) -
         except ValueError as err:
             hint = _router_hint(model.config, target)
             raise ModelLoadError(f"checkpoint weight {name!r}: {err}{hint}") from err
-        loaded.add((target, shard))
+        if shard == ALL_EXPERTS:
+            loaded.update((target, s) for s in range(param.num_shards))
+        else:
+            loaded.add((target, shard))
     _check_expert_counts(model.config, loaded)
     arch = model.config.architecture
     missing = sorted(_checkpoint_name(t, s, arch) for t, s in _expected(model) - loaded)

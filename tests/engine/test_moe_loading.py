@@ -144,3 +144,32 @@ def test_weights_are_counted_with_their_experts_and_the_kv_pool_is_the_dense_sib
     assert ModelRunner.kv_bytes_per_block(
         loaded.config, 16, torch.float32
     ) == ModelRunner.kv_bytes_per_block(dense.config, 16, torch.float32)
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen2_moe-shared"])
+def test_transformers_5_stacked_experts_load_whole(tmp_path, name):
+    """transformers 5 holds each layer's experts stacked (`experts.gate_up_proj`,
+    `experts.down_proj`): the same weights as the per-expert names give."""
+    import transformers
+
+    from infleet.engine.models import build_model, load_weights
+
+    arch, overrides = CASES[name]
+    hf_dir = build_checkpoint(tmp_path / "hf", arch, **overrides)
+    from_files = load_model(str(hf_dir), device="cpu", dtype="float32")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir)
+    state = hf.state_dict()
+    assert "model.layers.0.mlp.experts.gate_up_proj" in state
+    model = build_model(from_files.config, torch.device("cpu"), torch.float32)
+    load_weights(model, state.items())
+    for key, tensor in from_files.model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor), key
+    state["model.layers.1.mlp.experts.down_proj"] = state["model.layers.1.mlp.experts.down_proj"][
+        :3
+    ]
+    with pytest.raises(
+        ModelLoadError, match=r"shape \(3, 32, (\d+)\) where \(4, 32, \1\) expected \(num_experts=4"
+    ):
+        load_weights(
+            build_model(from_files.config, torch.device("cpu"), torch.float32), state.items()
+        )
