@@ -123,13 +123,17 @@ def fused_moe(
     w2: torch.Tensor,
     topk_weights: torch.Tensor,
     topk_ids: torch.Tensor,
-    block_m: int = 16,
+    block_m: int | None = None,
 ) -> torch.Tensor:
-    """`x [T, H]`, `w13 [E, 2I, H]`, `w2 [E, H, I]`, router picks `[T, k]` -> `[T, H]`."""
+    """`x [T, H]`, `w13 [E, 2I, H]`, `w2 [E, H, I]`, router picks `[T, k]` -> `[T, H]`.
+    `block_m`: rows per tile (default: 16 for decode-sized batches, up to 64 when each
+    expert gets many rows, so a weight tile is read once per 64 rows, not per 16)."""
     num_tokens, top_k = topk_ids.shape
     num_pairs = num_tokens * top_k
     if num_pairs == 0:
         return torch.zeros_like(x)
+    if block_m is None:
+        block_m = min(64, max(16, triton.next_power_of_2(num_pairs // w13.shape[0])))
     sorted_pairs, tile_experts = align_by_expert(topk_ids, w13.shape[0], block_m)
     gate_up = grouped_gemm(
         x, w13, sorted_pairs, tile_experts, num_pairs, a_rows_per_pair=top_k, block_m=block_m

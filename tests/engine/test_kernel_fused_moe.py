@@ -37,6 +37,7 @@ def _case(tokens: int, experts: int, top_k: int, hidden: int, inter: int, dtype,
         (1, 8, 2, 64, 48),  # a decode: most experts get no rows
         (37, 8, 2, 48, 40),  # ragged groups, hidden and I not multiples of the tiles
         (20, 4, 4, 32, 32),  # top-k = every expert
+        (160, 4, 2, 32, 48),  # ~80 rows per expert: 64-row tiles
     ],
 )
 def test_triton_matches_torch_path_and_float64_reference(
