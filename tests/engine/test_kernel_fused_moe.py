@@ -1,9 +1,10 @@
 """The fused MoE: the Triton grouped GEMM (Triton's interpreter on a CUDA-less machine)
 against the torch grouped_mm path and a float64 per-pair reference.
 
-Bounds are relative errors ‖out − ref‖/‖ref‖ against the float64 reference: 1e-5 in fp32
-(both sum the same products in a different order), 2e-2 in bf16/fp16 (the gate/up
-result and the activation are rounded to the model dtype, as the torch path rounds them).
+Bounds are relative errors ‖out − ref‖/‖ref‖ against the float64 reference: 1e-6 in fp32
+(both sum the same products in another order; measured ~2.3e-7), 1e-2 in bf16 and 2e-3 in
+fp16 (the gate/up result and the activation are rounded to the model dtype, as the torch
+path rounds them; measured up to 3.7e-3 and 4.5e-4). Triton against torch: twice that.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from infleet.engine.kernels.reference import fused_moe_ref
 from infleet.engine.layers.fused_moe import fused_moe_torch, route
 from tests.engine.kernel_cases import DEVICE, relative_error
 
-BOUND = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-2}
+BOUND = {torch.float32: 1e-6, torch.bfloat16: 1e-2, torch.float16: 2e-3}
 
 
 def _case(tokens: int, experts: int, top_k: int, hidden: int, inter: int, dtype, seed: int):
@@ -48,10 +49,9 @@ def test_triton_matches_torch_path_and_float64_reference(
     triton_out = fused_moe(x, w13, w2, weights, ids)
     assert triton_out.dtype == dtype and triton_out.shape == x.shape
     assert relative_error(triton_out, ref) < BOUND[dtype]
-    if dtype != torch.float16 or DEVICE.type == "cuda":  # CPU grouped_mm: fp32 and bf16
-        torch_out = fused_moe_torch(x, w13, w2, weights, ids)
-        assert relative_error(torch_out, ref) < BOUND[dtype]
-        assert relative_error(triton_out, torch_out) < 2 * BOUND[dtype]
+    torch_out = fused_moe_torch(x, w13, w2, weights, ids)
+    assert relative_error(torch_out, ref) < BOUND[dtype]
+    assert relative_error(triton_out, torch_out) < 2 * BOUND[dtype]
 
 
 def test_align_by_expert_groups_pairs_into_single_expert_tiles():
