@@ -46,6 +46,11 @@ def fused_moe_torch(
     topk_ids: torch.Tensor,
 ) -> torch.Tensor:
     """`x [T, H]` through the experts each token picked -> `[T, H]` (sum over its k)."""
+    if not hasattr(F, "grouped_mm"):
+        raise RuntimeError(
+            f"MoE models on CPU need torch.nn.functional.grouped_mm, which torch "
+            f"{torch.__version__} lacks; install the torch of constraints.txt"
+        )
     top_k = topk_ids.shape[1]
     flat = topk_ids.flatten()
     order = torch.argsort(flat, stable=True)  # pairs grouped by expert, token order inside
