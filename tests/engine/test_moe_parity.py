@@ -135,3 +135,12 @@ def test_cuda_fused_triton_path_matches_transformers(case):
     path, _, prompts, expected = case
     loaded = load_model(str(path), device="cuda", dtype="float32")
     assert _run(_engine(loaded, max_num_batched_tokens=12), prompts, "g") == expected
+
+
+@pytest.mark.parametrize("case", ["qwen3_moe-norm-dense-middle"], indirect=True)
+def test_bfloat16_smoke(case):
+    """bf16 through the CPU grouped_mm path: the first greedy tokens are transformers'."""
+    path, _, prompts, _ = case
+    loaded = load_model(str(path), device="cpu", dtype="bfloat16")
+    want = hf_greedy(path, prompts[:2], 4, dtype=torch.bfloat16)
+    assert [t[:4] for t in _run(_engine(loaded), prompts[:2], "h")] == want
