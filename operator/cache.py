@@ -23,7 +23,7 @@ from infleet.api import GROUP, PLURAL, VERSION
 from infleet.autoscaler.kube_view import pod_view
 from infleet.operator.names import MANAGED_BY, SERVICE_LABEL
 from infleet.operator.own_writes import OwnWrites
-from infleet.operator.pod_trouble import fetch_trouble
+from infleet.operator.pod_trouble import engine_refusal, fetch_trouble
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, InferenceService name)
@@ -77,10 +77,10 @@ for (_group, _version, _plural, _kind), _id in zip(CHILD_KINDS, CHILD_INDICES, s
 @kopf.index("", "v1", "pods", labels=CHILD_SELECTOR)
 def service_pods(namespace: str, body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, Obj]:
     pod = dict(body)
-    # The autoscaler's view of the pod, plus why its model fetch fails (status reports it).
-    return {
-        (namespace, labels[SERVICE_LABEL]): {**pod_view(pod), "fetchTrouble": fetch_trouble(pod)}
-    }
+    # The autoscaler's view of the pod, plus why its model fetch fails or its engine refused
+    # the model (status reports both).
+    view = {**pod_view(pod), "fetchTrouble": fetch_trouble(pod)}
+    return {(namespace, labels[SERVICE_LABEL]): {**view, "engineRefusal": engine_refusal(pod)}}
 
 
 class Cache:

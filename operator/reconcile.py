@@ -26,11 +26,11 @@ from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
 from infleet.operator.names import POOLS, pool_deployment_names
-from infleet.operator.pod_trouble import fetch_failures
+from infleet.operator.pod_trouble import engine_refusals, fetch_failures
 from infleet.operator.render import RenderOptions, render_children
 from infleet.operator.replicas import PoolReplicas, plan_replicas
 from infleet.operator.report import Outcome, report
-from infleet.operator.status import Problem
+from infleet.operator.status import PodTroubles, Problem
 
 Obj = dict[str, Any]
 LEGACY_FINALIZER = f"{GROUP}/operator"
@@ -117,8 +117,8 @@ def reconcile(
     if problem is None and autoscaler is not None and p.isvc is not None:
         scaled = autoscaler.run(key, p.isvc, snap.pods)
     extra = {"lastScalingDecision": scaled.status} if scaled and scaled.status else None
-    fetches = fetch_failures(snap.pods)
-    outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now, fetches)
+    troubles = PodTroubles(fetch_failures(snap.pods), engine_refusals(snap.pods))
+    outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now, troubles)
     if scaled and scaled.status and outcome.replaced:
         outcome.events.append(("Normal", scaled.decision.reason, scaled.status["message"]))
     outcome.result, outcome.error = ("error" if error else outcome.result), error

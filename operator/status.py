@@ -25,6 +25,14 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class PodTroubles:
+    """What the service's pods say about why they cannot start (pod_trouble.py)."""
+
+    fetches: list[str]  # model fetch failures
+    refusals: list[str]  # the engine refused the model (unsupported architecture, ...)
+
+
+@dataclass(frozen=True, slots=True)
 class PoolState:
     desired: int
     current: int
@@ -99,15 +107,17 @@ def _conditions(
     pools: dict[Pool, PoolState],
     plan: PoolReplicas | None,
     problem: Problem | None,
-    fetches: list[str],
+    troubles: PodTroubles,
 ) -> list[tuple]:
     failures = [f"{name}: {p.failure}" for name, p in pools.items() if p.failure]
     if problem is not None:
         degraded = (True, problem.reason, problem.message)
+    elif troubles.refusals:  # more precise than the rollout's eventual deadline failure
+        degraded = (True, "EngineRefusedModel", "; ".join(troubles.refusals))
     elif failures:
         degraded = (True, "RolloutFailed", "; ".join(failures))
-    elif fetches:
-        degraded = (True, "ModelFetchFailed", "; ".join(fetches))
+    elif troubles.fetches:
+        degraded = (True, "ModelFetchFailed", "; ".join(troubles.fetches))
     else:
         degraded = (False, "AsExpected", "")
     pending = [name for name, p in pools.items() if not p.rolled_out or p.ready < p.desired]
@@ -140,7 +150,7 @@ def compute_status(
     plan: PoolReplicas | None,
     now: str,
     problem: Problem | None = None,
-    fetches: list[str] | None = None,
+    troubles: PodTroubles | None = None,
 ) -> Obj:
     """The status patch (wire form) from the raw object `body`, valid spec or not.
 
@@ -156,7 +166,7 @@ def compute_status(
     old = (body.get("status") or {}).get("conditions") or []
     conditions = [
         set_condition(old, type_, *rest, generation=generation, now=now)
-        for type_, *rest in _conditions(pools, plan, problem, fetches or [])
+        for type_, *rest in _conditions(pools, plan, problem, troubles or PodTroubles([], []))
     ]
     status: Obj = {
         "observedGeneration": generation,

@@ -248,3 +248,31 @@ def test_logs_follow_ends_with_the_container(plane: RunningPlane) -> None:
     start = time.monotonic()
     out = plane.kubectl("logs", "-f", "talker", "-n", NS, timeout=20)
     assert out.stdout.split() == ["one", "two"] and time.monotonic() - start < 10
+
+
+def test_an_engine_refusal_becomes_the_terminated_message(plane: RunningPlane, tmp_path) -> None:
+    """The real `infleet serve` given an architecture it does not run: exit code 2 and its
+    one line in the container's terminated state (what the operator's Degraded reads)."""
+    import json
+    import sys
+
+    model = tmp_path / "gptj"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["GPTJForCausalLM"]}))
+    engine = {
+        "name": "engine",
+        "image": "x",
+        "command": [sys.executable, "-m", "infleet", "serve", f"--model={model}"],
+    }
+    plane.apply(pod("refused", NS, engine, restartPolicy="Never"))
+    plane.wait_for(
+        lambda: plane.get("pod", "refused", "-n", NS)["status"]["phase"] == "Failed",
+        timeout=120,
+        what="the engine to exit",
+    )
+    done = plane.get("pod", "refused", "-n", NS)["status"]["containerStatuses"][0]["state"]
+    assert done["terminated"]["exitCode"] == 2
+    message = done["terminated"]["message"]
+    assert message.startswith("infleet serve: unsupported model architecture GPTJForCausalLM")
+    assert "supported: LlamaForCausalLM" in message and "Qwen3MoeForCausalLM" in message
+    assert "\n" not in message.strip()
