@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from infleet.engine.adapters import hooks as adapter_hooks
 from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
 from infleet.engine.output_processor import RequestOutput
@@ -52,6 +53,7 @@ def build_app(engine: AsyncEngine, state: ServerState | None = None) -> web.Appl
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    adapter_hooks.install_if_enabled(app, engine.engine)
     return app
 
 
@@ -105,7 +107,8 @@ async def models(request: web.Request) -> web.Response:
         "root": engine.args.model,
         "max_model_len": engine.max_model_len,
     }
-    return web.json_response({"object": "list", "data": [card]})
+    cards = [card, *adapter_hooks.model_cards(request.app, engine.model_name)]
+    return web.json_response({"object": "list", "data": cards})
 
 
 async def _json_body(request: web.Request) -> object:
@@ -117,6 +120,7 @@ async def _json_body(request: web.Request) -> object:
 
 def _check_model(request: web.Request, model: str) -> None:
     if model != request.app[ENGINE].engine.model_name:
+        adapter_hooks.refuse_adapter(request.app, model)
         raise errors.model_not_found(model)
 
 

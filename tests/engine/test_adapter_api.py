@@ -1,0 +1,118 @@
+"""The bundled engine's adapter API: the set read before it listens, vLLM's load/unload
+endpoints with the admin key and lora/'s checks, the model list, and what a request for
+an adapter gets (404 unknown; 501 loaded, until the engine applies adapters)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from infleet.lora.artifact import pack
+from infleet.operator.lora_set import Entry
+from infleet.operator.lora_store import AdapterStore
+from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
+from tests.lora.written_adapters import OTHER, adapter_files, write_dir
+
+ADMIN = "admin-key-for-tests"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = AdapterStore(tmp_path_factory.mktemp("store"), "")
+    server = s.serve("127.0.0.1", 0)
+    s.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield s
+    server.shutdown()
+
+
+def stored(store: AdapterStore, **kw) -> str:
+    packed = pack(adapter_files(**kw))
+    store.put(packed)
+    return store.url(packed.digest)
+
+
+@pytest.fixture(scope="module")
+def server(store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    set_dir = root / "set"
+    set_dir.mkdir()
+    entry = Entry("from-the-set", stored(store, seed=1), "unused", "team-a")
+    (set_dir / "team-a.from-the-set").write_text(entry.to_json())
+    (set_dir / "..data").mkdir()  # the kubelet's own entries are not adapters
+    (set_dir / "team-b.broken").write_text("{not json")
+    engine = smollm2_engine(
+        enable_lora=True, max_lora_rank=16, lora_dir=str(root / "lora"), lora_set=str(set_dir)
+    )
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INFLEET_LORA_ADMIN_KEY", ADMIN)
+    with ServerThread(engine) as s:
+        yield s
+    mp.undo()
+
+
+def models(server) -> dict[str, dict]:
+    return {c["id"]: c for c in httpx.get(server.url + "/v1/models").json()["data"]}
+
+
+def post(server, what: str, body: dict, key: str | None = ADMIN) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{server.url}/v1/{what}", json=body, headers=headers, timeout=60)
+
+
+def test_the_set_is_served_from_the_start(server):
+    cards = models(server)
+    assert cards["from-the-set"]["parent"] == SMOLLM2
+    assert cards["from-the-set"]["root"].endswith(".tar")
+    assert "parent" not in cards[SMOLLM2]
+
+
+def test_load_list_unload_and_404(server, store):
+    url = stored(store, seed=2)
+    assert (
+        post(server, "load_lora_adapter", {"lora_name": "a2", "lora_path": url}).status_code == 200
+    )
+    assert models(server)["a2"]["root"] == url
+    again = post(server, "load_lora_adapter", {"lora_name": "a2", "lora_path": url})
+    assert again.status_code == 409
+    chat = {"model": "a2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    applied = httpx.post(server.url + "/v1/chat/completions", json=chat, timeout=60)
+    assert applied.status_code == 501 and applied.json()["error"]["code"] == "adapter_not_applied"
+    assert post(server, "unload_lora_adapter", {"lora_name": "a2"}).status_code == 200
+    assert "a2" not in models(server)
+    gone = httpx.post(server.url + "/v1/chat/completions", json=chat, timeout=60)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
+    assert post(server, "unload_lora_adapter", {"lora_name": "a2"}).status_code == 404
+
+
+@pytest.mark.parametrize("key, status", [(None, 401), ("wrong", 401)])
+def test_load_and_unload_need_the_admin_key(server, store, key, status):
+    url = stored(store, seed=3)
+    resp = post(server, "load_lora_adapter", {"lora_name": "x", "lora_path": url}, key=key)
+    assert resp.status_code == status
+    assert "x" not in models(server)
+    resp = post(server, "unload_lora_adapter", {"lora_name": "from-the-set"}, key=key)
+    assert resp.status_code == status and "from-the-set" in models(server)
+
+
+def test_refusals_name_the_field_and_change_nothing(server, store, tmp_path):
+    before = models(server)
+    cases = {
+        "other-base": stored(store, base=OTHER),
+        "rank-32": stored(store, rank=32),
+        "bad-digest": store.url("0" * 64),
+        "outside": str(write_dir(tmp_path / "a", adapter_files())),
+    }
+    for name, path in cases.items():
+        resp = post(server, "load_lora_adapter", {"lora_name": name, "lora_path": path})
+        assert resp.status_code == 400, (name, resp.text)
+        err = resp.json()["error"]
+        assert err["param"] and err["message"], name
+    assert models(server) == before
+
+
+def test_without_an_admin_key_loading_is_off(store, tmp_path, monkeypatch):
+    monkeypatch.delenv("INFLEET_LORA_ADMIN_KEY", raising=False)
+    engine = smollm2_engine(enable_lora=True, lora_dir=str(tmp_path))
+    with ServerThread(engine) as s:
+        resp = post(s, "load_lora_adapter", {"lora_name": "x", "lora_path": stored(store)})
+        assert resp.status_code == 403
