@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from infleet.api import InferenceService
 from infleet.api.lora_adapter import LoRAAdapter
+from infleet.operator.engines import ENGINES
 from infleet.operator.model_source import resolve_model
 from infleet.operator.status import Problem
 
@@ -65,6 +66,13 @@ def admit(
         return Problem(
             "LoRADisabled",
             f"InferenceService {ns}/{name} does not serve adapters (engine.lora.maxAdapters is 0)",
+        )
+    kind = isvc.spec.engine.kind
+    if not ENGINES[kind].lora_delivery:
+        return Problem(
+            "UnsupportedByEngine",
+            f"the operator does not deliver adapters to engine {kind} yet (its load API "
+            "reads local paths only); engine infleet does",
         )
     if not admits_namespace(isvc, adapter.namespace, tenant_labels):
         return Problem(
