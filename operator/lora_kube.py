@@ -50,7 +50,7 @@ class LoRAKube:
 
     def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's data, decoded; None when it does not exist."""
-        found = self.kube.read(self.kube.core.read_namespaced_secret, namespace, name)
+        found = self.kube.read(self.kube.core.read_namespaced_secret, name, namespace)
         if found is None:
             return None
         data = found.get("data") or {}
