@@ -263,6 +263,22 @@ def test_scale_out_and_pod_replacement_serve_it_before_ready(fleet) -> None:
         wait_loaded(cluster, tenants["a"], "a1", 2)
     assert probe.answers[501] > 0, probe.answers
     assert probe.answers[404] == 0, probe.answers
+    BENCH["probe_answers_during_scale_out_and_replacement"] = dict(probe.answers)
+
+
+def test_second_tenant_adapter_reaches_both_replicas(fleet) -> None:
+    cluster, ns, tenants, server = fleet
+    uri = server.add_dir("b/b1", adapter_files(rank=16, seed=3))
+    applied = time.monotonic()
+    cluster.apply(adapter("b1", tenants["b"], uri, ns))
+    wait_loaded(cluster, tenants["b"], "b1", 2)
+    BENCH["applied_to_ready_2_replicas_s"] = time.monotonic() - applied
+    for pod in ready_pods(cluster, ns):
+        assert listed(pod) == {"tenant-a-chat", "b1"}
+    cluster.kubectl("delete", "loraadapter", "b1", "-n", tenants["b"])
+    cluster.wait_for(
+        lambda: all("b1" not in listed(p) for p in ready_pods(cluster, ns)), 60, "b1 unloaded"
+    )
 
 
 def test_refusals_with_reasons_disturb_nothing(fleet) -> None:
