@@ -44,6 +44,7 @@ class EngineArgs:
     max_lora_rank: int = 16
     lora_dir: str | None = None  # where adapters live; None: a temporary directory
     lora_set: str | None = None  # the mounted set, read at start-up
+    api_keys_file: str | None = None  # sha256(key) -> tenant; None: no authentication
     # Not a flag: tests and benchmarks pin the KV pool to an exact number of blocks.
     num_kv_blocks: int | None = None
     enable_prefix_caching: bool = True
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-lora-rank", type=_positive_int, default=d.max_lora_rank)
     add("--lora-dir", default=None, metavar="DIR", help="adapters' files; lora_path inside")
     add("--lora-set", default=None, metavar="DIR", help="adapter set to load at start-up")
+    add("--api-keys-file", default=None, metavar="FILE", help="JSON: sha256(key) -> tenant")
     return p
 
 

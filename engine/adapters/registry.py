@@ -26,6 +26,7 @@ class Adapter:
     root: str  # the lora_path it was loaded from (a directory or a store URL)
     path: Path  # its local directory
     manifest: AdapterManifest
+    tenant: str | None  # whose it is (None: the platform's, visible to every caller)
 
 
 def base_shape(config: ModelConfig) -> BaseModelShape:
@@ -44,7 +45,7 @@ class AdapterRegistry:
         self._adapters: dict[str, Adapter] = {}
         self._guard = threading.Lock()
 
-    def add(self, name: str, root: str, path: Path) -> Adapter:
+    def add(self, name: str, root: str, path: Path, tenant: str | None = None) -> Adapter:
         """Checks and registers; AdapterError when refused (nothing changes then)."""
         manifest = inspect_adapter(path, self.base, self.max_rank, lora_dir=self.lora_dir)
         with self._guard:
@@ -55,7 +56,7 @@ class AdapterRegistry:
                     "lora_name",
                     f"{self.limit} adapters are loaded, the most --max-cpu-loras allows",
                 )
-            adapter = Adapter(name, root, path, manifest)
+            adapter = Adapter(name, root, path, manifest, tenant)
             self._adapters[name] = adapter
             return adapter
 

@@ -1,6 +1,6 @@
 """vLLM's runtime adapter API on the bundled engine, and the start-up read of the set.
 
-- POST /v1/load_lora_adapter {lora_name, lora_path}: 200 when loaded; 400 (OpenAI error,
+- POST /v1/load_lora_adapter {lora_name, lora_path[, tenant]}: 200 when loaded; 400 (OpenAI error,
   `param` naming the field) when the adapter is refused; 409 when the name is taken.
 - POST /v1/unload_lora_adapter {lora_name}: 200; 404 when no such adapter.
 - Both need `Authorization: Bearer <admin key>` ($INFLEET_LORA_ADMIN_KEY, from the
@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -53,6 +54,10 @@ def admin_key_from_env() -> str | None:
     return os.environ.get(ADMIN_KEY_ENV) or None
 
 
+def bearer(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+
+
 def _authorize(request: web.Request) -> AdapterApi:
     api = request.app[ADAPTERS]
     if api.admin_key is None:
@@ -60,7 +65,7 @@ def _authorize(request: web.Request) -> AdapterApi:
             403, "loading adapters is disabled: this engine has no admin key",
             type="permission_error", code="forbidden",
         )  # fmt: skip
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    given = bearer(request)
     if not hmac.compare_digest(given.encode(), api.admin_key.encode()):
         raise errors.ApiError(
             401, "loading and unloading adapters needs the admin key",
@@ -82,10 +87,10 @@ async def _body(request: web.Request, *fields: str) -> dict[str, str]:
     return body
 
 
-async def add(api: AdapterApi, name: str, lora_path: str) -> None:
+async def add(api: AdapterApi, name: str, lora_path: str, tenant: str | None) -> None:
     """Fetches (if a URL), checks and registers one adapter; AdapterError if refused."""
     path = await local_dir(lora_path, api.registry.lora_dir)
-    api.registry.add(name, lora_path, path)
+    api.registry.add(name, lora_path, path, tenant)
 
 
 async def load(request: web.Request) -> web.Response:
@@ -97,7 +102,8 @@ async def load(request: web.Request) -> web.Response:
             409, f"an adapter named {name!r} is already loaded", param="lora_name", code=409
         )
     try:
-        await add(api, name, body["lora_path"])
+        tenant = body.get("tenant")  # ours, beside vLLM's fields: whose adapter it is
+        await add(api, name, body["lora_path"], tenant if isinstance(tenant, str) else None)
     except AdapterError as err:
         raise errors.bad_request(err.message, err.field) from None
     log.info("loaded adapter %s", name)
@@ -115,7 +121,7 @@ async def unload(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "message": f"adapter {name} unloaded"})
 
 
-def set_entries(set_dir: Path) -> list[dict[str, str]]:
+def set_entries(set_dir: Path) -> list[dict[str, Any]]:
     """The entries of the mounted set (files whose names start with a dot are the
     kubelet's own: `..data`, `..2024_...`)."""
     out = []
@@ -124,7 +130,8 @@ def set_entries(set_dir: Path) -> list[dict[str, str]]:
             continue
         try:
             entry = json.loads(path.read_text())
-            out.append({"name": str(entry["name"]), "url": str(entry["url"])})
+            tenant = entry.get("tenant")
+            out.append({"name": str(entry["name"]), "url": str(entry["url"]), "tenant": tenant})
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.error("adapter set entry %s unreadable: %s", path.name, err)
     return out
@@ -136,7 +143,7 @@ async def read_set(app: web.Application) -> None:
         return
     for entry in set_entries(api.set_dir):
         try:
-            await add(api, entry["name"], entry["url"])
+            await add(api, entry["name"], entry["url"], entry["tenant"])
             log.info("adapter %s loaded from the set", entry["name"])
         except AdapterError as err:
             log.error("adapter %s of the set refused: %s", entry["name"], err.message)

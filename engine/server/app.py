@@ -62,6 +62,7 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
     state = request.app[STATE]
     generating = request.method == "POST" and request.path.startswith("/v1/")
     try:
+        adapter_hooks.authenticate(request)
         if generating:
             if state.draining:
                 raise errors.draining()
@@ -107,7 +108,7 @@ async def models(request: web.Request) -> web.Response:
         "root": engine.args.model,
         "max_model_len": engine.max_model_len,
     }
-    cards = [card, *adapter_hooks.model_cards(request.app, engine.model_name)]
+    cards = [card, *adapter_hooks.model_cards(request, engine.model_name)]
     return web.json_response({"object": "list", "data": cards})
 
 
@@ -120,7 +121,7 @@ async def _json_body(request: web.Request) -> object:
 
 def _check_model(request: web.Request, model: str) -> None:
     if model != request.app[ENGINE].engine.model_name:
-        adapter_hooks.refuse_adapter(request.app, model)
+        adapter_hooks.refuse_adapter(request, model)
         raise errors.model_not_found(model)
 
 
@@ -170,7 +171,11 @@ async def _respond(
 ) -> web.StreamResponse:
     engine = request.app[ENGINE]
     stream = engine.generate(
-        uuid.uuid4().hex, ids, params, priority=req.priority, cache_salt=req.cache_salt or ""
+        uuid.uuid4().hex,
+        ids,
+        params,
+        priority=req.priority,
+        cache_salt=adapter_hooks.cache_salt(request, req.cache_salt),
     )
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:

@@ -4,9 +4,12 @@ an adapter gets (404 unknown; 501 loaded, until the engine applies adapters)."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
+from infleet.engine.adapters.keys import key_hash
 from infleet.lora.artifact import pack
 from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
@@ -14,6 +17,7 @@ from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
 from tests.lora.written_adapters import OTHER, adapter_files, write_dir
 
 ADMIN = "admin-key-for-tests"
+KEYS = {"team-a": "key-of-team-a", "team-b": "key-of-team-b"}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +44,14 @@ def server(store, tmp_path_factory):
     (set_dir / "team-a.from-the-set").write_text(entry.to_json())
     (set_dir / "..data").mkdir()  # the kubelet's own entries are not adapters
     (set_dir / "team-b.broken").write_text("{not json")
+    keys = root / "keys.json"
+    keys.write_text(json.dumps({key_hash(k): t for t, k in KEYS.items()}))
     engine = smollm2_engine(
-        enable_lora=True, max_lora_rank=16, lora_dir=str(root / "lora"), lora_set=str(set_dir)
+        enable_lora=True,
+        max_lora_rank=16,
+        lora_dir=str(root / "lora"),
+        lora_set=str(set_dir),
+        api_keys_file=str(keys),
     )
     mp = pytest.MonkeyPatch()
     mp.setenv("INFLEET_LORA_ADMIN_KEY", ADMIN)
@@ -50,13 +60,22 @@ def server(store, tmp_path_factory):
     mp.undo()
 
 
-def models(server) -> dict[str, dict]:
-    return {c["id"]: c for c in httpx.get(server.url + "/v1/models").json()["data"]}
+def auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def models(server, key: str = ADMIN) -> dict[str, dict]:
+    resp = httpx.get(server.url + "/v1/models", headers=auth(key))
+    return {c["id"]: c for c in resp.json()["data"]}
+
+
+def chat(server, model: str, key: str | None) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    return httpx.post(server.url + "/v1/chat/completions", json=body, headers=auth(key), timeout=60)
 
 
 def post(server, what: str, body: dict, key: str | None = ADMIN) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.post(f"{server.url}/v1/{what}", json=body, headers=headers, timeout=60)
+    return httpx.post(f"{server.url}/v1/{what}", json=body, headers=auth(key), timeout=60)
 
 
 def test_the_set_is_served_from_the_start(server):
@@ -68,18 +87,15 @@ def test_the_set_is_served_from_the_start(server):
 
 def test_load_list_unload_and_404(server, store):
     url = stored(store, seed=2)
-    assert (
-        post(server, "load_lora_adapter", {"lora_name": "a2", "lora_path": url}).status_code == 200
-    )
+    body = {"lora_name": "a2", "lora_path": url, "tenant": "team-a"}
+    assert post(server, "load_lora_adapter", body).status_code == 200
     assert models(server)["a2"]["root"] == url
-    again = post(server, "load_lora_adapter", {"lora_name": "a2", "lora_path": url})
-    assert again.status_code == 409
-    chat = {"model": "a2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    applied = httpx.post(server.url + "/v1/chat/completions", json=chat, timeout=60)
+    assert post(server, "load_lora_adapter", body).status_code == 409
+    applied = chat(server, "a2", KEYS["team-a"])
     assert applied.status_code == 501 and applied.json()["error"]["code"] == "adapter_not_applied"
     assert post(server, "unload_lora_adapter", {"lora_name": "a2"}).status_code == 200
     assert "a2" not in models(server)
-    gone = httpx.post(server.url + "/v1/chat/completions", json=chat, timeout=60)
+    gone = chat(server, "a2", KEYS["team-a"])
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
     assert post(server, "unload_lora_adapter", {"lora_name": "a2"}).status_code == 404
 
@@ -108,6 +124,18 @@ def test_refusals_name_the_field_and_change_nothing(server, store, tmp_path):
         err = resp.json()["error"]
         assert err["param"] and err["message"], name
     assert models(server) == before
+
+
+def test_a_tenant_neither_lists_nor_uses_another_tenants_adapter(server):
+    assert set(models(server, KEYS["team-a"])) == {SMOLLM2, "from-the-set"}
+    assert set(models(server, KEYS["team-b"])) == {SMOLLM2}
+    assert chat(server, "from-the-set", KEYS["team-a"]).status_code == 501
+    assert chat(server, "from-the-set", KEYS["team-b"]).status_code == 404
+    assert chat(server, SMOLLM2, KEYS["team-b"]).status_code == 200
+    for key in (None, "not-a-key"):
+        assert chat(server, SMOLLM2, key).status_code == 401
+        assert httpx.get(server.url + "/v1/models", headers=auth(key)).status_code == 401
+    assert httpx.get(server.url + "/health").status_code == 200  # probes need no key
 
 
 def test_without_an_admin_key_loading_is_off(store, tmp_path, monkeypatch):
