@@ -113,6 +113,10 @@ class LoRASpec(CrdModel):
         None, description="Namespaces whose labels match may attach LoRAAdapters too."
     )
 
+    def admits_others(self) -> bool:
+        """Whether namespaces other than the service's may attach (then it authenticates)."""
+        return bool(self.allowed_namespaces) or self.namespace_selector is not None
+
 
 class EngineSpec(CrdModel):
     """Which engine runs the model and its settings."""

@@ -29,12 +29,6 @@ def admits_namespace(isvc: InferenceService, tenant: str, labels: dict[str, str]
     return lora.namespace_selector is not None and lora.namespace_selector.matches(labels or {})
 
 
-def admits_others(isvc: InferenceService) -> bool:
-    """Whether namespaces other than its own may attach (then it is authenticated)."""
-    lora = isvc.spec.engine.lora
-    return bool(lora.allowed_namespaces) or lora.namespace_selector is not None
-
-
 def _age(adapter: LoRAAdapter) -> tuple[str, str, str]:
     # RFC 3339 timestamps in UTC sort as strings; ties broken by key, so every replica of
     # the operator picks the same holder.

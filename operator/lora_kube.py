@@ -16,14 +16,10 @@ from kubernetes.client.exceptions import ApiException
 from infleet.api import GROUP, VERSION
 from infleet.api.lora_adapter import PLURAL
 from infleet.operator.kube import MERGE, Kube, as_json
+from infleet.operator.lora_names import ADMIN_KEY, API_KEY, admin_secret_name
 from infleet.operator.names import FIELD_MANAGER, child_labels
 
 Obj = dict[str, Any]
-ADMIN_KEY = "admin-key"  # the data key of the admin Secret
-
-
-def admin_secret_name(service: str) -> str:
-    return f"{service}-lora-admin"
 
 
 class LoRAKube:
@@ -113,3 +109,25 @@ class LoRAKube:
             data = self.secret_data(ns, name) or {}  # another writer was first: theirs
             return data.get(ADMIN_KEY)
         return key
+
+    def tenant_key(self, namespace: str, name: str) -> str:
+        """A tenant's API key from its Secret `name` in its namespace, created (with a new
+        random key) when missing. It is the tenant's: no owner, the operator never updates
+        or deletes it."""
+        data = self.secret_data(namespace, name)
+        if data is not None and data.get(API_KEY):
+            return data[API_KEY]
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "infleet"}},
+            "type": "Opaque",
+            "stringData": {API_KEY: secrets.token_urlsafe(32)},
+        }  # fmt: skip
+        try:
+            self.kube.call(self.kube.core.create_namespaced_secret, namespace, secret, fenced=True)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        return (self.secret_data(namespace, name) or {}).get(API_KEY, "")

@@ -17,14 +17,20 @@ from typing import Any
 
 from infleet.api import InferenceServiceSpec
 from infleet.operator.engines import EngineProfile
-from infleet.operator.lora_kube import ADMIN_KEY, admin_secret_name
-from infleet.operator.lora_set import set_name
+from infleet.operator.lora_names import (
+    ADMIN_KEY,
+    KEYS_FILE,
+    admin_secret_name,
+    api_keys_name,
+    set_name,
+)
 
 Obj = dict[str, Any]
 SET_DIR = "/etc/infleet/lora"
 LORA_DIR = "/var/lib/infleet/lora"
 ADMIN_KEY_ENV = "INFLEET_LORA_ADMIN_KEY"  # engine/adapters/routes.py reads it
-SET_VOLUME, DIR_VOLUME = "lora-set", "lora-cache"
+KEYS_DIR = "/etc/infleet/api-keys"
+SET_VOLUME, DIR_VOLUME, KEYS_VOLUME = "lora-set", "lora-cache", "api-keys"
 
 
 def add_lora(template: Obj, name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> Obj:
@@ -48,6 +54,12 @@ def add_lora(template: Obj, name: str, spec: InferenceServiceSpec, profile: Engi
             {"name": SET_VOLUME, "configMap": {"name": set_name(name), "optional": True}},
             {"name": DIR_VOLUME, "emptyDir": {}},
         ]
+        if spec.engine.lora.admits_others():  # authenticated: the tenants' key hashes
+            engine["args"][at:at] = [f"--api-keys-file={KEYS_DIR}/{KEYS_FILE}"]
+            engine["volumeMounts"].append(
+                {"name": KEYS_VOLUME, "mountPath": KEYS_DIR, "readOnly": True}
+            )
+            pod["volumes"].append({"name": KEYS_VOLUME, "configMap": {"name": api_keys_name(name)}})
     # Ahead of engine.env, which may override any of them.
     own = {e.name for e in spec.engine.env}
     engine["env"] = [e for e in env if e["name"] not in own] + engine["env"]

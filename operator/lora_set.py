@@ -16,14 +16,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from infleet.operator.lora_names import set_name
 from infleet.operator.names import child_labels
 
 Obj = dict[str, Any]
 SET_LABEL = "infleet.io/lora-set"
-
-
-def set_name(service: str) -> str:
-    return f"{service}-lora"
 
 
 def entry_key(tenant: str, adapter: str) -> str:

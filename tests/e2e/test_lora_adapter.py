@@ -6,7 +6,9 @@ in this process: it becomes Ready with loadedReplicas == replicas; a new replica
 (scale-out) and a replacement pod list it before they are Ready; while they start, a
 request naming it never gets 404. Refusals (another tenant's adapter with the same served
 name, a namespace not admitted, bad inputs) each leave Ready=False with their reason and
-disturb nothing. Deleting the adapter gets 404 for it on every replica.
+disturb nothing. Deleting the adapter gets 404 for it on every replica. The service admits
+other namespaces, so it authenticates: each admitted tenant reads its API key from its own
+namespace, and one tenant neither lists nor uses another's adapter.
 
 The engine lists and loads adapters but does not apply them to tokens yet (issue 14
 phase 2): a request naming a loaded adapter gets 501 `adapter_not_applied`, one naming
@@ -18,6 +20,7 @@ asked directly at their pod IPs.
 
 from __future__ import annotations
 
+import base64
 import http.server
 import threading
 import time
@@ -116,10 +119,24 @@ def fleet(cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPathFac
         },
     )
     server = ArtifactServer(tmp_path_factory.mktemp("artifacts"))
-    yield cluster, namespace, tenants, server
+    # The service admits other namespaces, so it authenticates: each admitted tenant finds
+    # its API key in its own namespace.
+    keys = {t: api_key(cluster, ns) for t, ns in tenants.items() if t != "c"}
+    assert not cluster.exists("secret", f"{SERVICE}-api-key", "-n", tenants["c"])
+    yield cluster, namespace, tenants, server, keys
     server.httpd.shutdown()
     for ns in tenants.values():
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def api_key(cluster: Cluster, ns: str) -> str:
+    def read() -> str | None:
+        if not cluster.exists("secret", f"{SERVICE}-api-key", "-n", ns):
+            return None
+        data = cluster.get("secret", f"{SERVICE}-api-key", "-n", ns)["data"]
+        return base64.b64decode(data["api-key"]).decode()
+
+    return cluster.wait_for(read, 120, f"the API key of {ns}")
 
 
 def adapter(name: str, ns: str, uri: str, target_ns: str, **spec: Any) -> dict[str, Any]:
@@ -146,8 +163,9 @@ def base_url(pod: dict[str, Any]) -> str:
     return f"http://{pod['status']['podIP']}:8000"
 
 
-def listed(pod: dict[str, Any]) -> set[str]:
-    cards = httpx.get(base_url(pod) + "/v1/models", timeout=10).json()["data"]
+def listed(pod: dict[str, Any], key: str) -> set[str]:
+    auth = {"Authorization": f"Bearer {key}"}
+    cards = httpx.get(base_url(pod) + "/v1/models", headers=auth, timeout=10).json()["data"]
     return {c["id"] for c in cards if c.get("parent")}
 
 
@@ -176,9 +194,9 @@ def wait_loaded(cluster: Cluster, ns: str, name: str, replicas: int) -> dict[str
     return cluster.wait_for(check, 300, f"{ns}/{name} loaded on {replicas} replicas")
 
 
-def chat_status(url: str, model: str) -> int:
+def chat_status(url: str, model: str, key: str) -> int:
     """The status a chat completion naming `model` gets from the engine at `url`."""
-    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30)
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=30)
     try:
         client.chat.completions.create(
             model=model, max_tokens=2, messages=[{"role": "user", "content": "Hi"}]
@@ -191,15 +209,15 @@ def chat_status(url: str, model: str) -> int:
 class Prober:
     """Asks the service for the adapter the whole time a block runs; counts the answers."""
 
-    def __init__(self, url: str, model: str) -> None:
-        self.url, self.model, self.answers = url, model, Counter[int]()
+    def __init__(self, url: str, model: str, key: str) -> None:
+        self.url, self.model, self.key, self.answers = url, model, key, Counter[int]()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.answers[chat_status(self.url, self.model)] += 1
+                self.answers[chat_status(self.url, self.model, self.key)] += 1
             except openai.APIConnectionError:
                 self.answers[0] += 1
             time.sleep(0.2)
@@ -214,7 +232,7 @@ class Prober:
 
 
 def test_adapter_ready_on_every_replica(fleet) -> None:
-    cluster, ns, tenants, server = fleet
+    cluster, ns, tenants, server, keys = fleet
     uri = server.add_dir("private/a1", adapter_files(rank=8, seed=1))
     secret = {"credentialsSecretRef": {"name": "artifact-token"}, "servedName": "tenant-a-chat"}
     cluster.wait_for(lambda: len(ready_pods(cluster, ns)) == 1, 300, "the base model's replica")
@@ -226,10 +244,14 @@ def test_adapter_ready_on_every_replica(fleet) -> None:
     assert st["checksum"].startswith("sha256:") and st["size"] > 0 and st["rank"] == 8
     assert st["service"] == f"{ns}/{SERVICE}" and st["servedName"] == "tenant-a-chat"
     for pod in ready_pods(cluster, ns):
-        assert listed(pod) == {"tenant-a-chat"}
+        assert listed(pod, keys["a"]) == {"tenant-a-chat"}
         # Routed to the adapter (501 until the engine applies it), unlike an unknown model.
-        assert chat_status(base_url(pod), "tenant-a-chat") == 501
-        assert chat_status(base_url(pod), "no-such-adapter") == 404
+        assert chat_status(base_url(pod), "tenant-a-chat", keys["a"]) == 501
+        assert chat_status(base_url(pod), "no-such-adapter", keys["a"]) == 404
+        # Another tenant neither lists nor uses it; no key gets nothing.
+        assert listed(pod, keys["b"]) == set()
+        assert chat_status(base_url(pod), "tenant-a-chat", keys["b"]) == 404
+        assert chat_status(base_url(pod), "tenant-a-chat", "no-key") == 401
     printed = cluster.kubectl("get", "lora", "-n", tenants["a"]).stdout
     assert "tenant-a-chat" in printed and "Loaded" in printed
     assert (
@@ -238,28 +260,28 @@ def test_adapter_ready_on_every_replica(fleet) -> None:
     )
 
 
-def _new_pod_serves_before_ready(cluster: Cluster, ns: str, old: set[str]) -> None:
+def _new_pod_serves_before_ready(cluster: Cluster, ns: str, old: set[str], key: str) -> None:
     def first_ready() -> dict[str, Any] | None:
         fresh = [p for p in ready_pods(cluster, ns) if p["metadata"]["name"] not in old]
         return fresh[0] if fresh else None
 
     pod = cluster.wait_for(first_ready, 300, "a new ready replica")
     # The engine reads the set before it listens: its first answer already lists it.
-    assert "tenant-a-chat" in listed(pod)
+    assert "tenant-a-chat" in listed(pod, key)
 
 
 def test_scale_out_and_pod_replacement_serve_it_before_ready(fleet) -> None:
-    cluster, ns, tenants, _ = fleet
+    cluster, ns, tenants, _, keys = fleet
     url = cluster.get("inferenceservice", SERVICE, "-n", ns)["status"]["url"].removesuffix("/v1")
-    with Prober(url, "tenant-a-chat") as probe:
+    with Prober(url, "tenant-a-chat", keys["a"]) as probe:
         old = {p["metadata"]["name"] for p in ready_pods(cluster, ns)}
         cluster.kubectl("scale", f"inferenceservice/{SERVICE}", "-n", ns, "--replicas=2")
-        _new_pod_serves_before_ready(cluster, ns, old)
+        _new_pod_serves_before_ready(cluster, ns, old, keys["a"])
         wait_loaded(cluster, tenants["a"], "a1", 2)
         victim = sorted(old)[0]
         old = {p["metadata"]["name"] for p in ready_pods(cluster, ns)}
         cluster.kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
-        _new_pod_serves_before_ready(cluster, ns, old)
+        _new_pod_serves_before_ready(cluster, ns, old, keys["a"])
         wait_loaded(cluster, tenants["a"], "a1", 2)
     assert probe.answers[501] > 0, probe.answers
     assert probe.answers[404] == 0, probe.answers
@@ -267,22 +289,22 @@ def test_scale_out_and_pod_replacement_serve_it_before_ready(fleet) -> None:
 
 
 def test_second_tenant_adapter_reaches_both_replicas(fleet) -> None:
-    cluster, ns, tenants, server = fleet
+    cluster, ns, tenants, server, keys = fleet
     uri = server.add_dir("b/b1", adapter_files(rank=16, seed=3))
     applied = time.monotonic()
     cluster.apply(adapter("b1", tenants["b"], uri, ns))
     wait_loaded(cluster, tenants["b"], "b1", 2)
     BENCH["applied_to_ready_2_replicas_s"] = time.monotonic() - applied
     for pod in ready_pods(cluster, ns):
-        assert listed(pod) == {"tenant-a-chat", "b1"}
+        assert listed(pod, keys["b"]) == {"b1"} and listed(pod, keys["a"]) == {"tenant-a-chat"}
     cluster.kubectl("delete", "loraadapter", "b1", "-n", tenants["b"])
     cluster.wait_for(
-        lambda: all("b1" not in listed(p) for p in ready_pods(cluster, ns)), 60, "b1 unloaded"
+        lambda: all(not listed(p, keys["b"]) for p in ready_pods(cluster, ns)), 60, "b1 unloaded"
     )
 
 
 def test_refusals_with_reasons_disturb_nothing(fleet) -> None:
-    cluster, ns, tenants, server = fleet
+    cluster, ns, tenants, server, keys = fleet
     good = adapter_files(rank=4, seed=2)
     cases = [
         ("dup", tenants["b"], server.add_dir("b/dup", good), {"servedName": "tenant-a-chat"},
@@ -310,19 +332,20 @@ def test_refusals_with_reasons_disturb_nothing(fleet) -> None:
     assert list(data) == [f"{tenants['a']}.a1"]
     wait_loaded(cluster, tenants["a"], "a1", 2)
     for pod in ready_pods(cluster, ns):
-        assert listed(pod) == {"tenant-a-chat"}
+        assert listed(pod, keys["a"]) == {"tenant-a-chat"} and listed(pod, keys["b"]) == set()
     for name, tns, *_ in cases:
         cluster.kubectl("delete", "loraadapter", name, "-n", tns, "--wait=false")
 
 
 def test_delete_gets_404_on_every_replica(fleet) -> None:
-    cluster, ns, tenants, _ = fleet
+    cluster, ns, tenants, _, keys = fleet
     cluster.kubectl("delete", "loraadapter", "a1", "-n", tenants["a"])
 
     def gone() -> bool:
         pods = ready_pods(cluster, ns)
         return bool(pods) and all(
-            "tenant-a-chat" not in listed(p) and chat_status(base_url(p), "tenant-a-chat") == 404
+            "tenant-a-chat" not in listed(p, keys["a"])
+            and chat_status(base_url(p), "tenant-a-chat", keys["a"]) == 404
             for p in pods
         )
 

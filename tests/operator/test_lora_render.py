@@ -4,10 +4,14 @@ exist; the admin key only ever by reference."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import kubernetes_validate
 import pytest
 
 from infleet.operator.errors import SpecError
+from infleet.operator.lora_service import render_api_keys, tenants
 from infleet.operator.render import render_children
 from tests.operator.samples import engine_isvc
 from tests.operator.test_render import SUPPORTED
@@ -66,3 +70,25 @@ def test_no_lora_no_lora_parts():
 def test_tgi_still_refuses_lora():
     with pytest.raises(SpecError, match=r"engine\.lora\.maxAdapters"):
         render_children(engine_isvc("tgi", "mixed", engine=LORA))
+
+
+def test_a_service_admitting_other_namespaces_authenticates():
+    own_only = engine_container(deployment("infleet")[0])
+    assert not any(a.startswith("--api-keys-file") for a in own_only["args"])
+    dep, _ = deployment("infleet", lora={**LORA["lora"], "allowedNamespaces": ["team-b"]})
+    c = engine_container(dep)
+    assert "--api-keys-file=/etc/infleet/api-keys/keys.json" in c["args"]
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["api-keys"]["configMap"] == {"name": "chat-api-keys"}
+
+
+def test_only_hashes_of_the_tenants_keys_reach_the_service():
+    isvc = engine_isvc("infleet", "mixed", engine={"lora": {**LORA["lora"],
+                       "allowedNamespaces": ["team-b", "team-c"]}})  # fmt: skip
+    assert tenants(isvc) == ["team-a", "team-b", "team-c"]
+    assert tenants(engine_isvc("infleet", "mixed", engine=LORA)) == []
+    service = {"apiVersion": "infleet.io/v1alpha1", "metadata": isvc.metadata}
+    digest = hashlib.sha256(b"secret-key").hexdigest()
+    cm = render_api_keys(service, {digest: "team-b"})
+    assert json.loads(cm["data"]["keys.json"]) == {digest: "team-b"}
+    assert "secret-key" not in json.dumps(cm)
