@@ -2,7 +2,8 @@
 
 The vLLM-compatible API every LoRA-capable engine kind offers: GET /v1/models (adapters
 are the cards with a `parent`), POST /v1/load_lora_adapter {lora_name, lora_path} and
-/v1/unload_lora_adapter {lora_name}, with the service's admin key as the bearer token.
+/v1/unload_lora_adapter {lora_name}, with the service's admin key as the bearer token
+(and, for the bundled engine, the adapter's tenant in the load request).
 A replica that does not answer counts as not serving the adapter; it is tried again on
 the next reconcile (its pod events and the periodic tick bring one).
 """
@@ -56,9 +57,11 @@ class EngineClient:
             return None
         return {c["id"]: c.get("root", "") for c in cards if c.get("parent")}
 
-    def load(self, replica: Replica, name: str, path: str) -> bool:
-        """True when loaded; False when the replica did not answer; LoadRefused on 4xx."""
-        return self._post(replica, "load_lora_adapter", {"lora_name": name, "lora_path": path})
+    def load(self, replica: Replica, name: str, path: str, tenant: str) -> bool:
+        """True when loaded; False when the replica did not answer; LoadRefused on 4xx.
+        `tenant` (beside vLLM's fields) makes it that tenant's adapter on the engine."""
+        body = {"lora_name": name, "lora_path": path, "tenant": tenant}
+        return self._post(replica, "load_lora_adapter", body)
 
     def unload(self, replica: Replica, name: str) -> bool:
         """True when it no longer serves `name` (404: it did not)."""

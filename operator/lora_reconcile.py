@@ -258,7 +258,7 @@ class LoRAReconciler:
             return True
         if root is not None:  # another artifact under that name: replaced
             client.unload(replica, entry.served_name)
-        return client.load(replica, entry.served_name, entry.url)
+        return client.load(replica, entry.served_name, entry.url, entry.tenant)
 
     def _sets_holding(self, key: Key, view: LoRAView) -> list[Key]:
         ekey = entry_key(*key)
