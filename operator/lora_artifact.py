@@ -75,8 +75,16 @@ def auth_headers(uri: str, secret: dict[str, str] | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret[key].strip()}"}
 
 
+def shown_url(url: str) -> str:
+    """The URL without what may be a credential: a presigned query, a user:password@."""
+    try:
+        return str(httpx.URL(url).copy_with(query=None, userinfo=b""))
+    except httpx.InvalidURL:
+        return "(an invalid URL)"
+
+
 def _get(client: httpx.Client, url: str, headers: dict[str, str], max_bytes: int) -> bytes:
-    shown = url.split("?", 1)[0]  # a presigned URL's query is a credential
+    shown = shown_url(url)
     try:
         with client.stream("GET", url, headers=headers, follow_redirects=True) as resp:
             if resp.status_code != 200:

@@ -139,6 +139,13 @@ def test_corrupt_archives_are_invalid(body, reason_):
     assert err.value.problem.reason == reason_
 
 
+def test_messages_never_carry_url_credentials():
+    with pytest.raises(FetchFailed) as err:
+        fetch_files("https://u:pw@h/a.tgz?X-Amz-Signature=s", {}, client_factory=served({}))
+    assert "pw" not in err.value.problem.message and "Signature" not in err.value.problem.message
+    assert "https://h/a.tgz" in err.value.problem.message
+
+
 def test_unreachable_and_bad_files():
     with pytest.raises(FetchFailed) as err:
         fetch_files("https://h/gone.tar.gz", {}, client_factory=served({}))
