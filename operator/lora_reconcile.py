@@ -245,7 +245,9 @@ class LoRAReconciler:
                     if self._push(client, r, entry, have):
                         loaded += 1
                 except LoadRefused as err:
-                    log.warning("%s/%s: %s refused it: %s", *key, r.name, err)
+                    # In the set before any replica could check it (none was ready): the
+                    # caller takes it out again.
+                    return Problem("BaseModelMismatch", str(err)), loaded
             return None, loaded
         finally:
             client.close()
