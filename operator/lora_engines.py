@@ -35,7 +35,9 @@ def ready_replicas(pods: list[Obj]) -> list[Replica]:
 
 
 class LoadRefused(Exception):
-    """The engine answered 4xx: the adapter does not fit it (its message says why)."""
+    """The engine answered 400: the adapter does not fit it (its message says why). Other
+    answers (401/403: a key out of step; 409: the engine is full) leave it not loaded, to
+    be tried again."""
 
 
 class EngineClient:
@@ -78,7 +80,7 @@ class EngineClient:
             return False
         if resp.status_code == 404 and what == "unload_lora_adapter":
             return True
-        if 400 <= resp.status_code < 500:
+        if resp.status_code == 400:  # the adapter itself is refused
             raise LoadRefused(_message(resp))
         if resp.status_code >= 300:
             log.info("%s: %s: HTTP %d", replica.name, what, resp.status_code)

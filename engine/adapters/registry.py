@@ -20,6 +20,10 @@ from infleet.lora.errors import AdapterError
 from infleet.lora.manifest import AdapterManifest
 
 
+class AdapterLimit(AdapterError):
+    """The engine holds as many adapters as it may: not the adapter's fault (409)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Adapter:
     name: str  # the served name: what clients send as `model`
@@ -52,7 +56,7 @@ class AdapterRegistry:
             if name in self._adapters:
                 raise AdapterError("lora_name", f"an adapter named {name!r} is already loaded")
             if len(self._adapters) >= self.limit:
-                raise AdapterError(
+                raise AdapterLimit(
                     "lora_name",
                     f"{self.limit} adapters are loaded, the most --max-cpu-loras allows",
                 )

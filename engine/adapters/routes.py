@@ -1,7 +1,8 @@
 """vLLM's runtime adapter API on the bundled engine, and the start-up read of the set.
 
 - POST /v1/load_lora_adapter {lora_name, lora_path[, tenant]}: 200 when loaded; 400 (OpenAI error,
-  `param` naming the field) when the adapter is refused; 409 when the name is taken.
+  `param` naming the field) when the adapter is refused; 409 when the name is taken or
+  `--max-cpu-loras` adapters are loaded already (code `adapter_limit`).
 - POST /v1/unload_lora_adapter {lora_name}: 200; 404 when no such adapter.
 - Both need `Authorization: Bearer <admin key>` ($INFLEET_LORA_ADMIN_KEY, from the
   service's `<service>-lora-admin` Secret): tenants call the OpenAI API, only the
@@ -25,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from infleet.engine.adapters.fetch import local_dir
-from infleet.engine.adapters.registry import AdapterRegistry
+from infleet.engine.adapters.registry import AdapterLimit, AdapterRegistry
 from infleet.engine.server import errors
 from infleet.lora.errors import AdapterError
 
@@ -104,6 +105,8 @@ async def load(request: web.Request) -> web.Response:
     try:
         tenant = body.get("tenant")  # ours, beside vLLM's fields: whose adapter it is
         await add(api, name, body["lora_path"], tenant if isinstance(tenant, str) else None)
+    except AdapterLimit as err:
+        raise errors.ApiError(409, err.message, param=err.field, code="adapter_limit") from None
     except AdapterError as err:
         raise errors.bad_request(err.message, err.field) from None
     log.info("loaded adapter %s", name)

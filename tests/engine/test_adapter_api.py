@@ -144,3 +144,14 @@ def test_without_an_admin_key_loading_is_off(store, tmp_path, monkeypatch):
     with ServerThread(engine) as s:
         resp = post(s, "load_lora_adapter", {"lora_name": "x", "lora_path": stored(store)})
         assert resp.status_code == 403
+
+
+def test_a_full_engine_answers_409_and_keeps_what_it_has(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLEET_LORA_ADMIN_KEY", ADMIN)
+    engine = smollm2_engine(enable_lora=True, max_loras=1, lora_dir=str(tmp_path))
+    with ServerThread(engine) as s:
+        first = {"lora_name": "one", "lora_path": stored(store, seed=7)}
+        assert post(s, "load_lora_adapter", first).status_code == 200
+        full = post(s, "load_lora_adapter", {"lora_name": "two", "lora_path": stored(store)})
+        assert full.status_code == 409 and full.json()["error"]["code"] == "adapter_limit"
+        assert set(models(s)) == {SMOLLM2, "one"}
