@@ -18,6 +18,8 @@ from infleet.engine.adapters.routes import install as install_routes
 from infleet.engine.server import errors
 
 KEYS = web.AppKey("api_keys", ApiKeys)
+TENANT = web.RequestKey("tenant", str)  # the caller's tenant, from its key
+ADMIN = web.RequestKey("admin", bool)  # the caller holds the admin key
 ADMIN_PATHS = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")  # the admin key's own
 
 
@@ -47,7 +49,7 @@ def authenticate(request: web.Request) -> None:
     given = bearer(request)
     api = request.app.get(ADAPTERS)
     if api is not None and api.admin_key and hmac.compare_digest(given, api.admin_key):
-        request["admin"] = True
+        request[ADMIN] = True
         return
     tenant = keys.tenant(given)
     if tenant is None:
@@ -55,14 +57,14 @@ def authenticate(request: web.Request) -> None:
             401, "a valid API key is required (Authorization: Bearer KEY)",
             type="authentication_error", code="invalid_api_key",
         )  # fmt: skip
-    request["tenant"] = tenant
+    request[TENANT] = tenant
 
 
 def _visible(request: web.Request, tenant: str | None) -> bool:
     """An adapter is its tenant's: others neither list nor use it."""
-    if request.app.get(KEYS) is None or request.get("admin"):
+    if request.app.get(KEYS) is None or request.get(ADMIN):
         return True
-    return tenant == request.get("tenant")
+    return tenant == request.get(TENANT)
 
 
 def model_cards(request: web.Request, base: str) -> list[dict[str, Any]]:
@@ -96,5 +98,5 @@ def refuse_adapter(request: web.Request, model: str) -> None:
 
 def cache_salt(request: web.Request, salt: str | None) -> str:
     """Prefixes are shared within a tenant only: its name salts every block hash."""
-    tenant = request.get("tenant")
+    tenant = request.get(TENANT)
     return f"{tenant}\x00{salt or ''}" if tenant else salt or ""
