@@ -7,8 +7,8 @@ operator checked. The store is a cache: the leader fills it on reconcile, and a 
 leader (an empty store) fetches again and points the set at its own address.
 
 GET /adapters/<sha256 hex>.tar answers only digests in the store (404 otherwise) and lists
-nothing. Whoever can reach the port and knows a digest can read that adapter: the chart's
-NetworkPolicy admits the engine pods only (docs/lora-onboarding.md, threats).
+nothing. Whoever can reach the port and knows a digest can read that adapter; restricting
+the port to the engine pods is the platform's NetworkPolicy (docs/lora-onboarding.md).
 """
 
 from __future__ import annotations
