@@ -44,6 +44,11 @@ class EngineProfile:
     settings: Callable[[InferenceServiceSpec, ModelSource, int], Settings]
     positional_model: bool = False  # `vllm serve MODEL`
     reads_config_file: bool = False
+    # LoRA: environment its pods get with engine.lora.maxAdapters > 0, and whether the
+    # adapter controller can deliver adapters to it (the engine downloads a store URL
+    # given as lora_path; vLLM and SGLang read local paths only: docs/lora-onboarding.md).
+    lora_env: tuple[tuple[str, str], ...] = ()
+    lora_delivery: bool = False
 
 
 def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: bool) -> None:
@@ -63,10 +68,8 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         raise unsupported(kind, "engine.quantization", f"quantization {engine.quantization}")
     if engine.speculative.method != "none":
         raise unsupported(kind, "engine.speculative.method", "speculative decoding")
-    if engine.lora.max_adapters:
-        raise unsupported(kind, "engine.lora.maxAdapters", "a fixed LoRA slot count")
     _require_plain(spec, kind, dram=False, nvme=False)
-    return {
+    out: Settings = {
         "model": model.path,
         "served-model-name": model.served_name,
         "port": port,
@@ -74,6 +77,12 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         "kv-cache-dtype": engine.kv_cache.dtype,
         "shutdown-grace-seconds": engine.shutdown_grace_seconds,
     }
+    if engine.lora.max_adapters:
+        out["enable-lora"] = True
+        out["max-loras"] = engine.lora.max_adapters
+        out["max-cpu-loras"] = engine.lora.max_cpu_adapters or engine.lora.max_adapters
+        out["max-lora-rank"] = engine.lora.max_rank
+    return out
 
 
 def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
@@ -99,6 +108,8 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
         out["enable-lora"] = True
         out["max-loras"] = engine.lora.max_adapters
         out["max-lora-rank"] = engine.lora.max_rank
+        if engine.lora.max_cpu_adapters:
+            out["max-cpu-loras"] = engine.lora.max_cpu_adapters
     spec_dec = engine.speculative
     if spec_dec.method != "none":
         config: dict[str, Any] = {"num_speculative_tokens": spec_dec.num_tokens}
@@ -130,6 +141,7 @@ def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settin
         out["enable-lora"] = True
         out["max-loras-per-batch"] = engine.lora.max_adapters
         out["max-lora-rank"] = engine.lora.max_rank
+        out["lora-target-modules"] = "all"  # adapters come at run time, none at start
     spec_dec = engine.speculative
     if spec_dec.method != "none":
         algorithm = {"ngram": "NGRAM", "eagle": "EAGLE", "draft": "STANDALONE"}[spec_dec.method]
@@ -176,6 +188,7 @@ ENGINES: dict[str, EngineProfile] = {
         run_as_user=65532,  # images/Dockerfile
         settings=_infleet,
         reads_config_file=True,
+        lora_delivery=True,
     ),
     "vllm": EngineProfile(
         kind="vllm",
@@ -193,6 +206,7 @@ ENGINES: dict[str, EngineProfile] = {
         run_as_user=1000,
         settings=_vllm,
         positional_model=True,
+        lora_env=(("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"),),
     ),
     "sglang": EngineProfile(
         kind="sglang",

@@ -25,6 +25,7 @@ from infleet.operator.cache import Snapshot, trimmed
 from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
+from infleet.operator.lora_service import prepare as prepare_lora
 from infleet.operator.names import POOLS, pool_deployment_names
 from infleet.operator.pod_trouble import engine_refusals, fetch_failures
 from infleet.operator.render import RenderOptions, render_children
@@ -97,6 +98,9 @@ def reconcile(
     live = {(c["kind"], c["metadata"]["name"]): c for c in snap.children}
     if p.problem is None:
         try:
+            what = "the LoRA keys"
+            if p.isvc is not None and p.isvc.spec.engine.lora.max_adapters:
+                prepare_lora(kube, parent, p.isvc)  # before the pods reference the keys
             for child in to_apply(p.children, snap.children):
                 what = f"{child['kind']}/{child['metadata']['name']}"
                 applied.append(trimmed(kube.apply(child), child["kind"], child["apiVersion"]))
