@@ -16,6 +16,7 @@ import datetime
 import json
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += [r for r in before["runs"] if r["policy"] not in opts.policies]
     table = cells(rows)
     report = {
-        "command": "python -m bench.autoscaler_matrix " + " ".join(argv or []),
+        "command": "python -m bench.autoscaler_matrix " + " ".join(argv or sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
         "commit": commit,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
