@@ -161,7 +161,8 @@ class Autoscaler:
     ) -> None:
         self.prometheus, self.period_s, self.metrics = prometheus, period_s, metrics
         self._clock, self._fence = clock, fence
-        self._pool = pool if pool is not None or prometheus is not None else ScrapePool()
+        # Unused with Prometheus (its executor starts no thread until a first read).
+        self._pool = pool or ScrapePool()
         self._memory: dict[Key, Memory] = {}
         self._guard = threading.Lock()  # over _memory and the exported series
 
@@ -169,7 +170,6 @@ class Autoscaler:
         """The ready replicas' engine metrics, and what failed."""
         targets = scrape_targets(pods)
         if self.prometheus is None:
-            assert self._pool is not None
             result = self._pool.scrape("/".join(key), targets, kind, now)
             return Read(result.metrics, result.failures, result.waiting)
         metrics, failures = self.prometheus.read(kind, *key)
@@ -233,8 +233,7 @@ class Autoscaler:
         with self._guard:
             self._memory.pop(key, None)
             self.metrics.forget(*key)
-        if self._pool is not None:
-            self._pool.forget("/".join(key))
+        self._pool.forget("/".join(key))
 
     def clear(self) -> None:
         """This replica no longer leads: every memory and series goes."""
