@@ -31,11 +31,8 @@ class EngineProfile:
     host_flag: str  # rendered as --FLAG=$(POD_IP)
     readiness_path: str
     liveness_path: str
-    metric_prefix: str
-    # The engine's names for what the alerts and the autoscaler read (None: not exported).
-    ttft_histogram: str | None
-    itl_histogram: str | None
-    queue_gauge: str
+    # The metric names it exports are in infleet.autoscaler.engines (ENGINE_METRICS):
+    # the one table the autoscaler, the PrometheusRule and docs/contracts.md read.
     # Whether the engine itself drains in-flight requests on SIGTERM for the grace period.
     drains_on_sigterm: bool
     # The non-root user its pods run as: the infleet images' own user; the stock vLLM,
@@ -180,10 +177,6 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="host",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="infleet:",
-        ttft_histogram="infleet:time_to_first_token_seconds",
-        itl_histogram="infleet:inter_token_latency_seconds",
-        queue_gauge="infleet:num_requests_waiting",
         drains_on_sigterm=True,
         run_as_user=65532,  # images/Dockerfile
         settings=_infleet,
@@ -198,10 +191,6 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="host",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="vllm:",
-        ttft_histogram="vllm:time_to_first_token_seconds",
-        itl_histogram="vllm:inter_token_latency_seconds",
-        queue_gauge="vllm:num_requests_waiting",
         drains_on_sigterm=False,
         run_as_user=1000,
         settings=_vllm,
@@ -216,10 +205,6 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="host",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="sglang:",
-        ttft_histogram="sglang:time_to_first_token_seconds",
-        itl_histogram="sglang:inter_token_latency_seconds",
-        queue_gauge="sglang:num_queue_reqs",
         drains_on_sigterm=False,
         run_as_user=1000,
         settings=_sglang,
@@ -232,10 +217,6 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="hostname",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="tgi_",
-        ttft_histogram=None,
-        itl_histogram="tgi_request_mean_time_per_token_duration",
-        queue_gauge="tgi_queue_size",
         drains_on_sigterm=False,
         run_as_user=1000,
         settings=_tgi,

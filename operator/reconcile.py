@@ -13,6 +13,7 @@ service or its namespace never waits for an operator again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from infleet.operator.status import PodTroubles, Problem
 Obj = dict[str, Any]
 LEGACY_FINALIZER = f"{GROUP}/operator"
 LEGACY_ANNOTATION = f"{GROUP}/last-handled-configuration"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +121,19 @@ def reconcile(
     service = live.get(("Service", meta["name"]))
     scaled = None
     if problem is None and autoscaler is not None and p.isvc is not None:
-        scaled = autoscaler.run(key, p.isvc, snap.pods)
+        scaled = autoscaler.run(key, p.isvc, snap.pods, deployments, snap.children)
+    if autoscaler is not None and scaled is not None and scaled.state is not None:
+        try:
+            applied.append(trimmed(kube.apply(scaled.state), "ConfigMap", "v1"))
+            autoscaler.saved(key, scaled.observation.now)
+        except ApiException as err:  # the memory stays here; the next decision retries
+            log.warning("%s/%s: autoscaler state not saved: %s %s", *key, err.status, err.reason)
     extra = {"lastScalingDecision": scaled.status} if scaled and scaled.status else None
+    seen = None if scaled is None else scaled.condition
     troubles = PodTroubles(fetch_failures(snap.pods), engine_refusals(snap.pods))
-    outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now, troubles)
+    outcome = report(
+        parent, kube, p.replicas, deployments, service, problem, extra, now, troubles, seen
+    )
     if scaled and scaled.status and outcome.replaced:
         outcome.events.append(("Normal", scaled.decision.reason, scaled.status["message"]))
     outcome.result, outcome.error = ("error" if error else outcome.result), error

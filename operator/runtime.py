@@ -172,6 +172,7 @@ class Runtime:
             except Exception as err:  # an Event is worth a log line, not a retry
                 log.warning("%s/%s: Event %s not posted: %s", *key, reason, err)
         if outcome.result == "invalid" and outcome.replaced:  # once, when it turns invalid
-            log.warning("%s/%s: %s", *key, outcome.status["conditions"][-1]["message"])
+            degraded = next(c for c in outcome.status["conditions"] if c["type"] == "Degraded")
+            log.warning("%s/%s: %s", *key, degraded["message"])
         if outcome.error is not None:
             raise outcome.error  # the controller retries with backoff

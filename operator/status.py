@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infleet.autoscaler.health import CONDITION as METRICS_CONDITION
+from infleet.autoscaler.health import ConditionState
 from infleet.operator.names import POOLS, Pool, pod_selector
 from infleet.operator.render import SERVICE_PORT
 from infleet.operator.replicas import PoolReplicas
@@ -151,10 +153,12 @@ def compute_status(
     now: str,
     problem: Problem | None = None,
     troubles: PodTroubles | None = None,
+    metrics: ConditionState | None = None,
 ) -> Obj:
     """The status patch (wire form) from the raw object `body`, valid spec or not.
 
-    Leaves lastScalingDecision to the autoscaler.
+    Leaves lastScalingDecision to the autoscaler; its MetricsUnavailable condition is
+    `metrics` when it decided this time, else the one the status holds (kept as is).
     """
     meta = body.get("metadata", {})
     name, namespace = meta["name"], meta.get("namespace") or "default"
@@ -168,6 +172,14 @@ def compute_status(
         set_condition(old, type_, *rest, generation=generation, now=now)
         for type_, *rest in _conditions(pools, plan, problem, troubles or PodTroubles([], []))
     ]
+    if metrics is not None:
+        conditions.append(
+            set_condition(
+                old, metrics.type, metrics.status, metrics.reason, metrics.message, generation, now
+            )
+        )
+    else:
+        conditions += [c for c in old if c.get("type") == METRICS_CONDITION]
     status: Obj = {
         "observedGeneration": generation,
         "conditions": conditions,
@@ -194,7 +206,7 @@ def decision_events(old: Obj, new: Obj) -> list[tuple[str, str, str]]:
         prev = old_conds.get(cond["type"], {})
         if (prev.get("status"), prev.get("reason")) == (cond["status"], cond["reason"]):
             continue
-        if cond["type"] == "Degraded" and cond["status"] == "True":
+        if cond["type"] in ("Degraded", METRICS_CONDITION) and cond["status"] == "True":
             events.append(("Warning", cond["reason"], cond["message"]))
         elif cond["type"] == "Ready" and cond["status"] == "True":
             events.append(("Normal", cond["reason"], cond["message"]))
