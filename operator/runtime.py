@@ -102,6 +102,10 @@ class Runtime:
         self._fill(indices)
         self.controller.enqueue(key)
 
+    def child_deleted(self, key: Key, kind: str, meta: dict[str, Any]) -> None:
+        """The watch saw a child of service `key` deleted (before `seen` enqueues `key`)."""
+        self.cache.own_writes.deleted(key, kind, meta)
+
     def _fill(self, indices: Mapping[str, Any]) -> None:
         if self.cache.fill(indices):
             self.controller.caches_ready()

@@ -3,8 +3,10 @@ handlers do. Nothing here writes: these handlers only hand keys to the controlle
 (operator/controller.py), whose workers reconcile on the leader alone.
 
 Events of the InferenceService itself and of its labelled children (a Deployment's
-readiness, a deleted or hand-edited child) enqueue it; its pods only feed the index the
-autoscale step reads (pod churn would otherwise reconcile on every pod update).
+readiness, a deleted or hand-edited child) enqueue it; a deleted child's own write is
+forgotten first (operator/own_writes.py), so that reconcile makes the child again. Its
+pods only feed the index the autoscale step reads (pod churn would otherwise reconcile
+on every pod update).
 """
 
 from __future__ import annotations
@@ -23,12 +25,20 @@ async def service_event(namespace: str, name: str, memo: kopf.Memo, **kwargs: An
     memo.runtime.seen((namespace, name), kwargs)
 
 
-async def child_event(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
-    memo.runtime.seen((namespace, labels[SERVICE_LABEL]), kwargs)
+def _child_handler(kind: str) -> Any:
+    async def child_event(
+        namespace: str, labels: kopf.Labels, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        key = (namespace, labels[SERVICE_LABEL])
+        if kwargs["type"] == "DELETED":
+            memo.runtime.child_deleted(key, kind, dict(meta))
+        memo.runtime.seen(key, kwargs)
+
+    return child_event
 
 
-for _group, _version, _plural, _ in CHILD_KINDS:
-    kopf.on.event(_group, _version, _plural, labels=CHILD_SELECTOR)(child_event)
+for _group, _version, _plural, _kind in CHILD_KINDS:
+    kopf.on.event(_group, _version, _plural, labels=CHILD_SELECTOR)(_child_handler(_kind))
 
 
 @kopf.on.startup()

@@ -17,7 +17,9 @@ import urllib.request
 import pytest
 import yaml
 
+from infleet.operator.cache import Snapshot
 from infleet.operator.kube import Kube, load_config
+from infleet.operator.own_writes import OwnWrites
 from infleet.operator.reconcile import reconcile
 from infleet.operator.render import RenderOptions
 from tests.conftest import REPO
@@ -94,6 +96,39 @@ def test_reconcile_applies_owned_children_and_puts_hand_edits_back(api):
     dedicated = client.AppsV1Api(api[1]).read_namespaced_deployment("one-dedicated", "default")
     assert dedicated.spec.replicas == 1
     assert again.events == []  # nothing new to report
+
+
+def test_a_child_deleted_before_the_watch_showed_it_is_made_again(api):
+    """The operator applies the children; the spot Deployment is deleted before the cache
+    ever shows it, so its own write stands in for it (the cache may only lag). The watch's
+    DELETED event ends that: the next reconcile makes the Deployment again."""
+    from kubernetes import client, watch
+
+    apps = client.AppsV1Api(api[1])
+    create(api[1], "lag")
+    key = ("default", "lag")
+    own = OwnWrites()
+    own.applied(key, run(api[1], "lag").applied)
+    since = apps.list_namespaced_deployment("default").metadata.resource_version
+    apps.delete_namespaced_deployment("lag-spot", "default")
+
+    def from_cache() -> Snapshot:  # the cache: every child but the one deleted
+        snap = snapshot(api[1], "default", "lag")
+        return Snapshot(snap.parent, own.children(key, snap.children), [])
+
+    assert reconcile(from_cache(), Kube(api[1]), RenderOptions()).applied == []  # it stands in
+    stream = watch.Watch().stream(
+        apps.list_namespaced_deployment, "default", resource_version=since, timeout_seconds=10
+    )
+    gone = next(
+        e["raw_object"]["metadata"]
+        for e in stream
+        if e["type"] == "DELETED" and e["raw_object"]["metadata"]["name"] == "lag-spot"
+    )
+    own.deleted(key, "Deployment", gone)
+    applied = reconcile(from_cache(), Kube(api[1]), RenderOptions()).applied
+    assert [(c["kind"], c["metadata"]["name"]) for c in applied] == [("Deployment", "lag-spot")]
+    assert apps.read_namespaced_deployment("lag-spot", "default").metadata.uid != gone["uid"]
 
 
 def test_invalid_spec_degrades_and_touches_no_child(api):

@@ -10,8 +10,8 @@ def service(rv: str) -> dict:
     return {"kind": "InferenceService", "metadata": {"name": "chat", "resourceVersion": rv}}
 
 
-def deployment(generation: int, replicas: int) -> dict:
-    meta = {"name": "chat-spot", "generation": generation}
+def deployment(generation: int, replicas: int, uid: str = "uid-1") -> dict:
+    meta = {"name": "chat-spot", "generation": generation, "uid": uid}
     return {"kind": "Deployment", "metadata": meta, "spec": {"replicas": replicas}}
 
 
@@ -34,3 +34,40 @@ def test_an_applied_child_stands_in_while_the_cached_one_is_older_or_missing():
     edited = deployment(3, 9)  # a hand edit after ours: seen, and the overlay ends
     assert own.children(KEY, [edited]) == [edited]
     assert own.children(KEY, [deployment(1, 1)]) == [deployment(1, 1)]
+
+
+def test_a_child_deleted_before_the_cache_showed_our_write_is_missing_again():
+    """The race behind a deleted Deployment left alone: the operator applies it, someone
+    deletes it before any reconcile saw it cached, and the cache never shows it again.
+    Its DELETED event ends the stand-in, so the next reconcile finds it missing."""
+    own = OwnWrites()
+    ours = deployment(1, 1)
+    own.applied(KEY, [ours])
+    assert own.children(KEY, []) == [ours]  # the watch lags: ours stands in
+    own.deleted(KEY, "Deployment", ours["metadata"])
+    assert own.children(KEY, []) == []
+
+
+def test_a_deleted_event_before_the_write_is_recorded_still_ends_it():
+    """The reconcile writes the status before it records what it applied; the test (or
+    anyone) may delete the child, and the watch report it, in between."""
+    own = OwnWrites()
+    ours = deployment(1, 1)
+    own.deleted(KEY, "Deployment", ours["metadata"])
+    own.applied(KEY, [ours])
+    assert own.children(KEY, []) == []
+    again = deployment(1, 1, uid="uid-2")  # the next reconcile makes it again
+    own.applied(KEY, [again])
+    assert own.children(KEY, []) == [again]
+
+
+def test_a_late_deleted_event_of_the_old_object_leaves_the_recreated_one_standing_in():
+    own = OwnWrites()
+    recreated = deployment(1, 1, uid="uid-2")
+    own.applied(KEY, [recreated])
+    own.deleted(
+        KEY, "Deployment", deployment(1, 1, uid="uid-1")["metadata"]
+    )  # the one it replaced, seen late
+    assert own.children(KEY, []) == [recreated]
+    own.deleted(KEY, "ConfigMap", {"name": "chat-spot", "uid": "uid-2"})
+    assert own.children(KEY, []) == [recreated]  # another kind of the same name
