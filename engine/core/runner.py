@@ -116,11 +116,7 @@ class ModelRunner:
         num_seqs = len(ctx.query_lens_host)
         decodes_only = len(input_ids) == num_seqs
         graphs = self.graphs
-        if (
-            decodes_only
-            and graphs is not None
-            and graphs.fits(num_seqs, ctx.block_tables.shape[1])
-        ):
+        if decodes_only and graphs is not None and graphs.fits(num_seqs, ctx.block_tables.shape[1]):
             return self.model.compute_logits(graphs.run(input_ids, ctx)).float()
         set_context(ctx)
         try:
