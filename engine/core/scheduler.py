@@ -129,24 +129,26 @@ class Scheduler:
                 budget -= n
         # Admitting while preempting would only evict the newcomer again next step.
         i = 0
+        passed_blocked = False  # the oldest request that did not fit is behind us
         while not preempted and i < len(self.waiting) and budget > 0:
             if len(self.running) >= self.config.max_num_seqs:
                 break
+            if passed_blocked and self._bypasses >= MAX_BYPASS:
+                break  # no one else passes it: the pool drains for it
             seq = self.waiting[i]
             hits = self.block_manager.lookup_prefix(seq)
             num_cached = len(hits) * self.block_manager.block_size
             n = min(seq.num_tokens - num_cached, budget)
             reserve = self.watermark_blocks if self.running else 0
             if not self.block_manager.admit(seq, hits, n, reserve=reserve):
-                if self._blocked is not seq:
+                if self._blocked is None:
                     self._blocked, self._bypasses = seq, 0
-                if self._bypasses >= MAX_BYPASS:
-                    break  # let the pool drain for it
+                passed_blocked = passed_blocked or seq is self._blocked
                 i += 1
                 continue
             if seq is self._blocked:
                 self._blocked = None
-            elif self._blocked is not None:
+            elif passed_blocked:
                 self._bypasses += 1
             self.waiting.pop(i)
             if seq.num_preemptions == 0:
