@@ -459,7 +459,9 @@ class EngineCore:
     # host, after the device: tokens to deltas
 
     def _process(self, launched: Launched) -> list[CompletionDelta]:
-        out = launched.future.result()
+        return self._deltas(launched, launched.future.result())
+
+    def _deltas(self, launched: Launched, out: DeviceOutput) -> list[CompletionDelta]:
         deltas: list[CompletionDelta] = []
         batch = launched.batch
         for i, seq in enumerate(batch.seqs):

@@ -11,8 +11,9 @@ int64 tensors). That is each request's own generator, stateless, vectorised over
 batch, and reproducible: the same seed gives the same tokens alone, in any batch, and
 after a preemption recompute.
 
-top-k is a `topk` (no sort); top-p sorts only the top-k candidates when every top-p row
-also has a top-k, and the full vocabulary only otherwise. Logprobs come out as tensors for
+When every sampling row has a top-k, the draw happens among the batch's top-k candidates
+(one `topk`, no sort, no other full-vocabulary pass); top-p without a top-k sorts the
+vocabulary; neither needs no order at all. Logprobs come out as tensors for
 the whole batch (read back with the tokens, no per-row sync).
 """
 
@@ -60,7 +61,7 @@ class SampleFlags:
     random: bool = False  # some row samples (temperature > 0)
     top_k: int = 0  # the largest top-k among rows (0: none)
     top_p: bool = False
-    top_p_within_k: bool = False  # every top-p row has a top-k: sort only k candidates
+    all_top_k: bool = False  # every random row has a top-k: its candidates, no full sort
     min_p: bool = False
     penalties: bool = False
     bias: bool = False
@@ -71,13 +72,12 @@ class SampleFlags:
     def of(cls, params: list[SamplingParams], vocab_size: int) -> SampleFlags:
         random_rows = [p for p in params if not p.greedy]
         ks = [p.top_k for p in random_rows if 0 < p.top_k < vocab_size]
-        top_p_rows = [p for p in random_rows if p.top_p < 1.0]
         want = [p.logprobs for p in params if p.logprobs is not None]
         return cls(
             random=bool(random_rows),
             top_k=max(ks, default=0),
-            top_p=bool(top_p_rows),
-            top_p_within_k=bool(top_p_rows) and all(0 < p.top_k < vocab_size for p in top_p_rows),
+            top_p=any(p.top_p < 1.0 for p in random_rows),
+            all_top_k=len(ks) == len(random_rows),
             min_p=any(p.min_p > 0.0 for p in random_rows),
             penalties=any(p.has_penalties for p in params),
             bias=any(p.logit_bias for p in params),
@@ -120,17 +120,29 @@ def sample(
     if flags.penalties and state.counts is not None and state.prompt_seen is not None:
         logits = _penalise(logits, floats, state.counts[slots], state.prompt_seen[slots])
 
-    tokens = logits.argmax(dim=-1)
     if flags.random:
+        # The candidates: every random row's top-k (no sort), else the sorted vocabulary
+        # where top-p or a top-k needs an order, else the vocabulary as it is.
+        if flags.all_top_k:
+            values, ids = logits.topk(flags.top_k, dim=-1)
+        elif flags.top_p or flags.top_k:
+            values, ids = logits.sort(dim=-1, descending=True)
+        else:
+            values, ids = logits, None
         temps = floats[:, st.TEMPERATURE]
         greedy = temps == 0.0
-        scaled = logits / torch.where(greedy, 1.0, temps).unsqueeze(1)
-        probs = filtered_probs(scaled, floats, flags)
+        probs = candidate_probs(values, floats, flags, ordered=ids is not None)
         u = uniforms(ints[:, st.SEED], ints[:, st.GENERATED])
         cdf = probs.cumsum(dim=-1)
-        drawn = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1)
-        drawn = drawn.clamp_(max=logits.shape[-1] - 1)
-        tokens = torch.where(greedy, tokens, drawn)
+        at = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1))
+        at = at.clamp_(max=values.shape[-1] - 1)
+        if ids is None:
+            drawn, best = at.squeeze(1), logits.argmax(dim=-1)
+        else:
+            drawn, best = ids.gather(1, at).squeeze(1), ids[:, 0]
+        tokens = torch.where(greedy, best, drawn)
+    else:
+        tokens = logits.argmax(dim=-1)
     state.record(slots, tokens)
 
     result = SampleResult(tokens)
@@ -158,38 +170,26 @@ def _penalise(
     return logits - freq * counts - pres * generated
 
 
-def filtered_probs(logits: torch.Tensor, floats: torch.Tensor, flags: SampleFlags) -> torch.Tensor:
-    """top-k, top-p, then min-p over temperature-scaled logits; each row's distribution."""
-    neg_inf = float("-inf")
-    if flags.top_k:
-        ks = floats[:, st.TOP_K].long()
-        values = logits.topk(flags.top_k, dim=-1).values  # sorted, descending
-        kth = values.gather(1, (ks.clamp(min=1) - 1).unsqueeze(1))
-        logits = logits.masked_fill((ks > 0).unsqueeze(1) & (logits < kth), neg_inf)
-        if flags.top_p_within_k:
-            # The top-k values are already sorted: top-p needs only them.
-            beyond_k = torch.arange(flags.top_k, device=logits.device) >= ks.unsqueeze(1)
-            values = values.masked_fill(beyond_k & (ks > 0).unsqueeze(1), neg_inf)
-            logits = _top_p(logits, values, floats[:, st.TOP_P], neg_inf)
-    if flags.top_p and not flags.top_p_within_k:
-        values = logits.sort(dim=-1, descending=True).values
-        logits = _top_p(logits, values, floats[:, st.TOP_P], neg_inf)
-    probs = logits.softmax(dim=-1)
-    if flags.min_p:
-        floor = floats[:, st.MIN_P].unsqueeze(1) * probs.max(dim=-1, keepdim=True).values
-        probs = probs.masked_fill(probs < floor, 0.0)
-    return probs
-
-
-def _top_p(
-    logits: torch.Tensor, sorted_values: torch.Tensor, top_p: torch.Tensor, neg_inf: float
+def candidate_probs(
+    values: torch.Tensor, floats: torch.Tensor, flags: SampleFlags, ordered: bool
 ) -> torch.Tensor:
-    """Keep, per row, the most likely tokens until their mass reaches top_p (the first
-    always stays): the cut is a threshold value found among the sorted candidates."""
-    probs = sorted_values.softmax(dim=-1)
-    before = probs.cumsum(dim=-1) - probs
-    keep = before < top_p.unsqueeze(1)
-    keep[:, 0] = True
-    # The smallest kept value; ties with it stay too. Rows without top-p keep everything.
-    threshold = sorted_values.masked_fill(~keep, float("inf")).min(dim=-1, keepdim=True).values
-    return logits.masked_fill((logits < threshold) & (top_p < 1.0).unsqueeze(1), neg_inf)
+    """Each row's sampling distribution over its candidates `values` (logits; sorted in
+    descending order when `ordered`): temperature, then top-k and top-p (which need the
+    order), then min-p. Unnormalised where tokens were cut (the draw scales by the total)."""
+    temps = floats[:, st.TEMPERATURE]
+    scaled = values / torch.where(temps == 0.0, 1.0, temps).unsqueeze(1)
+    if ordered and flags.top_k:
+        ks = floats[:, st.TOP_K].long().unsqueeze(1)
+        rank = torch.arange(values.shape[-1], device=values.device)
+        scaled = scaled.masked_fill((rank >= ks) & (ks > 0), float("-inf"))
+    probs = scaled.softmax(dim=-1)
+    if ordered and flags.top_p:
+        # Drop a token when the more likely ones already reach top_p (the first stays).
+        before = probs.cumsum(dim=-1) - probs
+        cut = before >= floats[:, st.TOP_P].unsqueeze(1)
+        cut[:, 0] = False
+        probs = probs.masked_fill(cut, 0.0)
+    if flags.min_p:
+        top = probs[:, :1] if ordered else probs.max(dim=-1, keepdim=True).values
+        probs = probs.masked_fill(probs < floats[:, st.MIN_P].unsqueeze(1) * top, 0.0)
+    return probs

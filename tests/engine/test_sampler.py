@@ -8,7 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from infleet.engine.core.logits_processors import new_bitmask
-from infleet.engine.core.sampler import SampleFlags, filtered_probs, sample
+from infleet.engine.core.sampler import SampleFlags, sample
 from infleet.engine.core.sampling_state import SamplingState
 from infleet.engine.messages import SamplingParams
 
@@ -81,21 +81,22 @@ def test_temperature_sampling_follows_the_distribution():
 
 @pytest.mark.parametrize("with_top_k", [False, True])
 def test_top_k_top_p_min_p_filter_the_tail(with_top_k):
-    logits = torch.log(torch.tensor([[0.4, 0.3, 0.2, 0.1] + [1e-9] * (VOCAB - 4)]))
-    extra = {"top_k": 8} if with_top_k else {}  # top-p inside the top-k: the no-sort path
+    probs = [0.4, 0.3, 0.2, 0.1] + [1e-9] * (VOCAB - 4)
+    logits = torch.tensor([probs]).log().expand(2000, VOCAB).contiguous()
+    # A top-k of 8 in every row: the draw runs over the top-k candidates, no sort.
+    extra = {"top_k": 8} if with_top_k else {}
 
-    def keep(**kw) -> list[bool]:
-        params = SamplingParams(**{**extra, **kw})
-        state = SamplingState(1, VOCAB, CPU)
-        state.write_slot(0, params, 1, [1], [], [])
-        flags = SampleFlags.of([params], VOCAB)
-        return (filtered_probs(logits.clone(), state.floats, flags)[0, :4] > 1e-6).tolist()
+    def drawn(**kw) -> list[bool]:
+        rows = Rows(*[row(**{**extra, **kw}) for _ in range(2000)])
+        tokens = rows.sample(logits).tokens
+        return (torch.bincount(tokens, minlength=VOCAB)[:4] > 0).tolist()
 
-    assert keep(top_k=2) == [True, True, False, False]
-    assert keep(top_p=0.65) == [True, True, False, False]
-    assert keep(top_p=0.05) == [True, False, False, False]
-    assert keep(min_p=0.6) == [True, True, False, False]  # 0.3 >= 0.6 * 0.4
-    assert keep() == [True] * 4
+    assert drawn(top_k=2) == [True, True, False, False]
+    assert drawn(top_p=0.65) == [True, True, False, False]
+    assert drawn(top_p=0.05) == [True, False, False, False]
+    assert drawn(min_p=0.6) == [True, True, False, False]  # 0.3 >= 0.6 * 0.4
+    assert drawn() == [True] * 4
+    assert drawn(temperature=0.01) == [True, False, False, False]
 
 
 def test_penalties_push_away_repeated_tokens():
