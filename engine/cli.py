@@ -19,9 +19,11 @@ def serve_main(argv: list[str]) -> int:
     # Imported after parsing so that `--help` and flag errors do not wait for torch.
     from infleet.engine.llm_engine import LLMEngine
     from infleet.engine.model_config import ModelLoadError
+    from infleet.engine.server.generation_config import read_generation_defaults
     from infleet.engine.server.run import serve
 
     try:
+        defaults = read_generation_defaults(args.model, args.generation_config)
         engine = LLMEngine(args)
     except (ModelLoadError, ValueError) as err:
         print(f"infleet serve: {err}", file=sys.stderr)
@@ -42,4 +44,6 @@ def serve_main(argv: list[str]) -> int:
         engine.num_blocks * args.block_size,
         engine.max_model_len,
     )
+    if defaults:
+        log.info("sampling defaults from generation_config.json: %s", defaults)
     return asyncio.run(serve(engine, args))

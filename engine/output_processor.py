@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from infleet.engine.detokenizer import Decoder, IncrementalDetokenizer, StopStringFilter
 from infleet.engine.sampler import TokenLogprobs
 from infleet.engine.sequence import Sequence
+from infleet.engine.server.detokenizer import Decoder, IncrementalDetokenizer, StopStringFilter
 
 
 @dataclass(slots=True)

@@ -17,7 +17,9 @@ from aiohttp import web
 from infleet.engine.args import EngineArgs
 from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.llm_engine import LLMEngine
-from infleet.engine.server.app import ServerState, build_app
+from infleet.engine.server.app import ServerSettings, ServerState, build_app
+from infleet.engine.server.generation_config import read_generation_defaults
+from infleet.engine.server.prepare import ServedModel
 
 log = logging.getLogger("infleet.engine.server")
 
@@ -45,8 +47,17 @@ async def serve(
     state = ServerState()
     # handler_cancellation: a client that hangs up cancels its handler, which aborts its
     # request and frees its KV blocks right away.
+    model = ServedModel(
+        engine.model_name,
+        args.model,
+        engine.max_model_len,
+        engine.vocab_size,
+        engine.tokenizer,
+        read_generation_defaults(args.model, args.generation_config),
+    )
+    settings = ServerSettings(args.max_request_body_size, not args.disable_log_requests)
     runner = web.AppRunner(
-        build_app(async_engine, state),
+        build_app(async_engine, model, settings, state),
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=1.0,

@@ -2,6 +2,8 @@
 blocks at once, and one failing request gets a 500 while the others are served."""
 
 import json
+import random
+import string
 import threading
 import time
 
@@ -12,11 +14,13 @@ import pytest
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
 
 pytestmark = pytest.mark.slow
+BODY_LIMIT = 1 << 20
 
 
 @pytest.fixture(scope="module")
 def server():
-    with ServerThread(smollm2_engine(max_num_seqs=1, max_queue=1)) as s:
+    engine = smollm2_engine(max_num_seqs=1, max_queue=1, max_request_body_size=BODY_LIMIT)
+    with ServerThread(engine) as s:
         yield s
 
 
@@ -131,3 +135,47 @@ def test_one_failing_request_gets_500_and_the_engine_keeps_serving(server, caplo
         timeout=60,
     )
     assert ok.status_code == 200 and engine.block_manager.usage == 0.0
+
+
+def test_oversized_body_is_413_and_big_prompts_never_stall_health(server):
+    # ~150k tokens of made-up words: tokenizing them takes a good fraction of a second,
+    # which must happen off the event loop (then refused: longer than the context).
+    rng = random.Random(0)
+    words = (
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(40_000)
+    )
+    big = json.dumps({"model": SMOLLM2, "prompt": " ".join(words), "max_tokens": 1}).encode()
+    too_big = b'{"prompt": "' + b"x" * BODY_LIMIT + b'"}'
+    results = {}
+
+    def send(name, body):
+        results[name] = httpx.post(
+            server.url + "/v1/completions",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=120,
+        )
+
+    senders = [
+        threading.Thread(target=send, args=("big", big)),
+        threading.Thread(target=send, args=("too_big", too_big)),
+    ]
+    for t in senders:
+        t.start()
+    latencies = []
+    with httpx.Client(base_url=server.url) as health:
+        while any(t.is_alive() for t in senders):
+            started = time.monotonic()
+            assert health.get("/health").status_code == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.01)
+    for t in senders:
+        t.join()
+    refused = results["too_big"]
+    assert refused.status_code == 413
+    assert refused.json()["error"]["code"] == "request_too_large"
+    assert str(BODY_LIMIT) in refused.json()["error"]["message"]
+    assert results["big"].status_code == 400
+    assert results["big"].json()["error"]["param"] == "prompt"
+    assert "maximum context length" in results["big"].json()["error"]["message"]
+    assert len(latencies) >= 5 and max(latencies) < 0.1, latencies
