@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
 from infleet.engine.server import errors
 from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from infleet.engine.server.responses import ChatFormat, CompletionFormat

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
 from infleet.engine.server.detokenizer import check_stop_strings
 
 MAX_N = 16

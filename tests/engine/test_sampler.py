@@ -4,8 +4,9 @@ import math
 
 import torch
 
-from infleet.engine.sampler import Sampler, filtered_probs
-from infleet.engine.sequence import SamplingParams, Sequence
+from infleet.engine.core.sampler import Sampler, filtered_probs
+from infleet.engine.core.sequence import Sequence
+from infleet.engine.messages import SamplingParams
 
 VOCAB = 32
 

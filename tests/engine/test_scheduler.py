@@ -1,8 +1,9 @@
 """Scheduler: one token budget per step, chunked prefill, priorities, preemption, aborts."""
 
-from infleet.engine.block_manager import BlockManager
-from infleet.engine.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
-from infleet.engine.sequence import SamplingParams, Sequence, SequenceStatus
+from infleet.engine.core.block_manager import BlockManager
+from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
+from infleet.engine.core.sequence import Sequence, SequenceStatus
+from infleet.engine.messages import SamplingParams
 
 
 def make(num_blocks=64, block_size=4, max_num_seqs=8, budget=16) -> Scheduler:

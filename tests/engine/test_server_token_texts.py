@@ -3,7 +3,7 @@
 from tokenizers import Tokenizer as Backend
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from infleet.engine.sampler import TokenLogprobs
+from infleet.engine.messages import TokenLogprobs
 from infleet.engine.server.responses import ChatFormat
 from infleet.engine.server.token_texts import TokenTexts, byte_level_alphabet
 from infleet.engine.tokenizer import Tokenizer
@@ -30,7 +30,7 @@ def test_chat_logprob_bytes_are_the_tokens_own_bytes_not_the_replacement_chars()
     partial = [i for i in ids if "\ufffd" in tok.decode([i])]
     assert partial  # the hard case really occurs
     fmt = ChatFormat("m", TokenTexts(tok), want_logprobs=True)
-    content = fmt.logprobs([TokenLogprobs(i, -0.5, [(i, -0.5)]) for i in ids])["content"]
+    content = fmt.logprobs([TokenLogprobs(i, -0.5, 1, [i], [-0.5]) for i in ids])["content"]
     joined = b"".join(bytes(entry["bytes"]) for entry in content)
     assert joined == TEXT.encode()
     for entry in content:

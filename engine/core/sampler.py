@@ -10,22 +10,13 @@ in any batch, and after a preemption recompute.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 
-from infleet.engine.sequence import SamplingParams, Sequence
+from infleet.engine.core.sequence import Sequence
+from infleet.engine.messages import SamplingParams, TokenLogprobs
 
 _SEED_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, step) over the seed space
-
-
-@dataclass(slots=True)
-class TokenLogprobs:
-    """The sampled token's logprob under the model, and the most likely alternatives."""
-
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]]
 
 
 class Sampler:
@@ -58,16 +49,16 @@ class Sampler:
         out: list[TokenLogprobs | None] = [None] * len(seqs)
         if raw_logprobs is not None:
             k = max(params[i].logprobs or 0 for i in want_logprobs)
-            top_vals, top_ids = raw_logprobs.topk(k, dim=-1) if k else (None, None)
-            picked = raw_logprobs.gather(1, tokens[want_logprobs].unsqueeze(1)).squeeze(1).tolist()
+            top_vals, top_ids = raw_logprobs.topk(k, dim=-1)
+            picked = raw_logprobs.gather(1, tokens[want_logprobs].unsqueeze(1))
+            ranks = (raw_logprobs > picked).sum(dim=-1) + 1
+            picked_l, ranks_l = picked.squeeze(1).tolist(), ranks.tolist()
+            ids_l, vals_l = top_ids.tolist(), top_vals.tolist()
             for row, i in enumerate(want_logprobs):
                 n = params[i].logprobs or 0
-                top = []
-                if n and top_ids is not None and top_vals is not None:
-                    top = list(
-                        zip(top_ids[row, :n].tolist(), top_vals[row, :n].tolist(), strict=True)
-                    )
-                out[i] = TokenLogprobs(token_list[i], picked[row], top)
+                out[i] = TokenLogprobs(
+                    token_list[i], picked_l[row], ranks_l[row], ids_l[row][:n], vals_l[row][:n]
+                )
         return token_list, out
 
     def _generator(self, seq: Sequence, device: torch.device) -> torch.Generator:

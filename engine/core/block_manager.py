@@ -15,7 +15,7 @@ from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from infleet.engine.sequence import Sequence
+from infleet.engine.core.sequence import Sequence
 
 
 @dataclass(slots=True, eq=False)

@@ -13,36 +13,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
-
-@dataclass(slots=True)
-class SamplingParams:
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0 (or -1) keeps the whole vocabulary
-    min_p: float = 0.0
-    seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    repetition_penalty: float = 1.0
-    stop: tuple[str, ...] = ()
-    stop_token_ids: tuple[int, ...] = ()
-    ignore_eos: bool = False
-    # None: no logprobs; N >= 0: the sampled token's logprob plus the N most likely tokens.
-    logprobs: int | None = None
-    skip_special_tokens: bool = True
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    @property
-    def has_penalties(self) -> bool:
-        return (
-            self.presence_penalty != 0.0
-            or self.frequency_penalty != 0.0
-            or self.repetition_penalty != 1.0
-        )
+from infleet.engine.messages import SamplingParams
 
 
 class SequenceStatus(enum.Enum):
@@ -65,6 +36,7 @@ class Sequence:
     # Part of every block hash: sequences with different salts (tenants, LoRA adapters)
     # never share KV blocks even when their tokens agree.
     cache_salt: str = ""
+    index: int = 0  # which of the request's n choices
     arrival_time: float = field(default_factory=time.monotonic)
     arrival_index: int = field(default_factory=lambda: next(_arrival_counter))
     token_ids: list[int] = field(init=False)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from infleet.engine.block_manager import BlockManager
-from infleet.engine.sequence import Sequence, SequenceStatus
+from infleet.engine.core.block_manager import BlockManager
+from infleet.engine.core.sequence import Sequence, SequenceStatus
 
 
 @dataclass(slots=True)

@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 
 from infleet.engine.args import EngineArgs
+from infleet.engine.core.runner import ModelRunner
 from infleet.engine.kernels.fp8 import kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
-from infleet.engine.runner import ModelRunner
 
 log = logging.getLogger("infleet.engine")
 
