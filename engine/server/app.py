@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP API over an `AsyncEngine` (aiohttp).
+"""The OpenAI-compatible HTTP API over the engine core's client (aiohttp).
 
 Handlers are thin: parse and validate the body, render the prompt, submit, then either
 collect the choices or stream them as server-sent events. Every failure becomes an
@@ -20,10 +20,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
-from infleet.engine.output_processor import RequestOutput
 from infleet.engine.server import errors
+from infleet.engine.server.core_client import CoreClient, CoreGone
+from infleet.engine.server.output_processor import RequestOutput
 from infleet.engine.server.prepare import Prepared, ServedModel, prepare_chat, prepare_completion
 from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, usage
 
@@ -42,14 +42,14 @@ class ServerSettings:
     log_requests: bool = True
 
 
-ENGINE = web.AppKey("engine", AsyncEngine)
+CORE = web.AppKey("core", CoreClient)
 MODEL = web.AppKey("model", ServedModel)
 STATE = web.AppKey("state", ServerState)
 SETTINGS = web.AppKey("settings", ServerSettings)
 
 
 def build_app(
-    engine: AsyncEngine,
+    core: CoreClient,
     model: ServedModel,
     settings: ServerSettings,
     state: ServerState | None = None,
@@ -58,7 +58,7 @@ def build_app(
     app = web.Application(
         middlewares=[_errors_and_admission], client_max_size=settings.max_body_bytes
     )
-    app[ENGINE] = engine
+    app[CORE] = core
     app[MODEL] = model
     app[STATE] = state or ServerState()
     app[SETTINGS] = settings
@@ -90,6 +90,8 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
         return errors.bad_request(str(err), err.param).response()
     except QueueFull as err:
         return errors.queue_full(str(err), err.retry_after).response()
+    except CoreGone as err:
+        return errors.internal(str(err)).response()
     except web.HTTPException:
         raise
     except Exception:
@@ -100,13 +102,14 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
 async def health(request: web.Request) -> web.Response:
     if request.app[STATE].draining:
         return web.json_response({"status": "draining"}, status=503)
-    if not request.app[ENGINE].healthy:
-        return web.json_response({"status": "engine stopped"}, status=503)
+    if not request.app[CORE].healthy:
+        return web.json_response({"status": "engine core stopped"}, status=503)
     return web.json_response({"status": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[ENGINE].engine.metrics.render()
+    metrics = request.app[CORE].metrics
+    body = metrics.render() if metrics is not None else b""
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -156,20 +159,20 @@ async def _respond(request: web.Request, prepared: Prepared) -> web.StreamRespon
             request_id,
             request.path,
             len(ids),
-            len(params),
-            params[0].max_tokens,
+            params.n,
+            params.max_tokens,
             req.stream,
         )
-    stream = request.app[ENGINE].generate(
+    stream = request.app[CORE].generate(
         request_id, ids, params, priority=req.priority, cache_salt=req.cache_salt or ""
     )
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:
-            return await _stream(request, stream, fmt, len(params), len(ids), req.include_usage)
-        choices = [Choice() for _ in params]
+            return await _stream(request, stream, fmt, params.n, len(ids), req.include_usage)
+        choices = [Choice() for _ in range(params.n)]
         cached = 0
-        async for i, out in stream:
-            choices[i].add(out)
+        async for out in stream:
+            choices[out.index].add(out)
             cached = out.num_cached_tokens
         failed = next((c.error for c in choices if c.error), None)
         if failed:
@@ -180,7 +183,7 @@ async def _respond(request: web.Request, prepared: Prepared) -> web.StreamRespon
 
 async def _stream(
     request: web.Request,
-    stream: AsyncIterator[tuple[int, RequestOutput]],
+    stream: AsyncIterator[RequestOutput],
     fmt: CompletionFormat | ChatFormat,
     n: int,
     num_prompt_tokens: int,
@@ -201,13 +204,13 @@ async def _stream(
             await send(fmt.role_chunk(i))
     completion_tokens = [0] * n
     cached = 0
-    async for i, out in stream:
+    async for out in stream:
         if out.error:
             await send(errors.internal(out.error).body())
             break
-        completion_tokens[i] = out.num_output_tokens
+        completion_tokens[out.index] = out.num_output_tokens
         cached = out.num_cached_tokens
-        chunk = fmt.chunk(i, out)
+        chunk = fmt.chunk(out.index, out)
         if chunk is not None:
             await send(chunk)
     if include_usage:

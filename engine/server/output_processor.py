@@ -1,17 +1,30 @@
-"""Per-request output state: new tokens -> finish checks -> text deltas for the client.
+"""The API side of every request: the core's token deltas -> text deltas and metrics.
 
 A request's output is a stream of `RequestOutput` deltas (new tokens, new text, finished
 or not); the streaming server forwards them as they come, the non-streaming one joins
-them. Text lags tokens where a possible stop string is held back.
+them. Text lags tokens where a possible stop string is held back. `OutputProcessor` keeps
+one `RequestState` per choice and measures what only the side that receives tokens can:
+time to first token, inter-token latency, end-to-end latency, token counters. Both the
+in-process `LLMEngine` and the server's core client use it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
-from infleet.engine.messages import CompletionDelta, SamplingParams, TokenLogprobs
+from infleet.engine.messages import (
+    CompletionDelta,
+    CoreOutputs,
+    CoreStats,
+    SamplingParams,
+    TokenLogprobs,
+)
+from infleet.engine.metrics import EngineMetrics
 from infleet.engine.server.detokenizer import Decoder, IncrementalDetokenizer, StopStringFilter
+
+log = logging.getLogger("infleet.engine")
 
 
 @dataclass(slots=True)
@@ -107,3 +120,92 @@ class RequestState:
         )
         self.new_token_ids, self.new_logprobs = [], []
         return out
+
+
+class OutputProcessor:
+    def __init__(self, tokenizer: Decoder, metrics: EngineMetrics):
+        self.tokenizer = tokenizer
+        self.metrics = metrics
+        self.requests: dict[str, dict[int, RequestState]] = {}  # request id -> its choices
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def add(
+        self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, arrival: float
+    ) -> None:
+        self.requests[request_id] = {
+            i: RequestState.create(request_id, i, prompt_token_ids, params, self.tokenizer, arrival)
+            for i in range(params.n)
+        }
+
+    def abort(self, request_id: str) -> None:
+        """The client went away: its choices end as "abort" (the caller tells the core)."""
+        for state in self.requests.pop(request_id, {}).values():
+            self.metrics.record_finish("abort", time.monotonic() - state.arrival_time)
+
+    def process(self, outputs: CoreOutputs) -> tuple[list[RequestOutput], list[tuple[str, int]]]:
+        """One core step's deltas -> text deltas, and the (request, choice) pairs the core
+        must abort: a stop string ended them, or their output could not be processed."""
+        results: list[RequestOutput] = []
+        to_abort: list[tuple[str, int]] = []
+        for delta in outputs.deltas:
+            state = self.requests.get(delta.request_id, {}).get(delta.index)
+            if state is None:  # aborted here while its tokens were on the way
+                continue
+            try:
+                out, core_goes_on = self._emit(state, delta)
+            except Exception:
+                log.exception("output processing failed for request %s", delta.request_id)
+                self._finish(state, "error")
+                out = state.take_output("error", error="internal error: output processing failed")
+                core_goes_on = delta.finish_reason is None
+            if core_goes_on:
+                to_abort.append((delta.request_id, delta.index))
+            results.append(out)
+        self.record_stats(outputs.stats)
+        return results, to_abort
+
+    def fail_all(self, what: str) -> list[RequestOutput]:
+        """End every request with an error (the core failed or is gone)."""
+        results = []
+        for choices in list(self.requests.values()):
+            for state in list(choices.values()):
+                self._finish(state, "error")
+                results.append(state.take_output("error", error=f"internal error: {what}"))
+        return results
+
+    def record_stats(self, s: CoreStats) -> None:
+        self.metrics.record_step(
+            waiting=s.waiting,
+            running=s.running,
+            kv_usage=s.kv_usage,
+            preemptions=s.preemptions_total,
+            prefix_queries=s.prefix_queries_total,
+            prefix_hits=s.prefix_hits_total,
+        )
+
+    def _emit(self, state: RequestState, delta: CompletionDelta) -> tuple[RequestOutput, bool]:
+        previous = state.last_token_time
+        had_tokens = state.num_output_tokens > 0
+        reason = state.add_delta(delta)
+        m = self.metrics
+        if delta.new_token_ids:
+            m.generation_tokens.inc(len(delta.new_token_ids))
+            if not had_tokens:
+                m.prompt_tokens.inc(state.num_prompt_tokens)
+                m.ttft.observe(state.last_token_time - state.arrival_time)
+            else:
+                m.itl.observe(state.last_token_time - previous)
+        if reason is not None:
+            self._finish(state, reason)
+        # A stop string ended it while the core would go on.
+        return state.take_output(reason, error=delta.error), (
+            reason is not None and delta.finish_reason is None
+        )
+
+    def _finish(self, state: RequestState, reason: str) -> None:
+        choices = self.requests.get(state.request_id)
+        if choices is not None and choices.pop(state.index, None) is not None and not choices:
+            del self.requests[state.request_id]
+        self.metrics.record_finish(reason, time.monotonic() - state.arrival_time)

@@ -40,7 +40,7 @@ class ServedModel:
 class Prepared:
     req: CompletionRequest | ChatCompletionRequest
     prompt_token_ids: list[int]
-    params: list[SamplingParams]
+    params: SamplingParams
     fmt: CompletionFormat | ChatFormat
 
 

@@ -55,8 +55,8 @@ class _Common(_Strict):
 
     def sampling_params(
         self, max_tokens: int, logprobs: int | None, defaults: dict[str, float | int]
-    ) -> list[SamplingParams]:
-        """One SamplingParams per choice; seeded choices get distinct seeds (seed + i).
+    ) -> SamplingParams:
+        """The request's SamplingParams (all n choices; the core gives choice i seed + i).
 
         `defaults` (from generation_config.json) fill the fields the request left out."""
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
@@ -66,25 +66,23 @@ class _Common(_Strict):
             sent = getattr(self, name)
             return sent if sent is not None else defaults.get(name, openai_default)
 
-        return [
-            SamplingParams(
-                max_tokens=max_tokens,
-                temperature=float(pick("temperature", 1.0)),
-                top_p=float(pick("top_p", 1.0)),
-                top_k=max(int(pick("top_k", 0)), 0),
-                min_p=float(pick("min_p", 0.0)),
-                seed=None if self.seed is None else self.seed + i,
-                presence_penalty=self.presence_penalty,
-                frequency_penalty=self.frequency_penalty,
-                repetition_penalty=float(pick("repetition_penalty", 1.0)),
-                stop=stop,
-                stop_token_ids=tuple(self.stop_token_ids or ()),
-                ignore_eos=self.ignore_eos,
-                logprobs=logprobs,
-                skip_special_tokens=self.skip_special_tokens,
-            )
-            for i in range(self.n)
-        ]
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=float(pick("temperature", 1.0)),
+            top_p=float(pick("top_p", 1.0)),
+            top_k=max(int(pick("top_k", 0)), 0),
+            min_p=float(pick("min_p", 0.0)),
+            seed=self.seed,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            repetition_penalty=float(pick("repetition_penalty", 1.0)),
+            stop=stop,
+            stop_token_ids=tuple(self.stop_token_ids or ()),
+            ignore_eos=self.ignore_eos,
+            logprobs=logprobs,
+            skip_special_tokens=self.skip_special_tokens,
+            n=self.n,
+        )
 
 
 class CompletionRequest(_Common):

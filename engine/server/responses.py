@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infleet.engine.messages import TokenLogprobs
-from infleet.engine.output_processor import RequestOutput
+from infleet.engine.server.output_processor import RequestOutput
 from infleet.engine.server.token_texts import TokenTexts
 
 

@@ -70,7 +70,7 @@ def test_full_queue_gets_429_and_disconnect_frees_blocks(server):
     # lets the queued request run.
     t.join(60)
     assert waiter["r"].usage.completion_tokens == 3
-    wait_for(lambda: engine.block_manager.usage == 0.0 and not engine.requests)
+    wait_for(lambda: engine.block_manager.usage == 0.0 and not engine.core.has_unfinished())
     metrics = httpx.get(server.url + "/metrics").text
     assert 'infleet:kv_cache_usage_perc{model_name="smollm2-135m-instruct"} 0.0' in metrics
     assert (

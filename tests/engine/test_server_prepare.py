@@ -53,16 +53,16 @@ def test_generation_config_file_sets_defaults_the_request_overrides(tmp_path):
     assert read_generation_defaults(str(tmp_path), "none") == {}
     assert read_generation_defaults("builtin:smollm2-135m-instruct", "auto") == {}
     model = served(defaults)
-    p = prepare_completion(model, body(prompt="The quick brown fox")).params[0]
+    p = prepare_completion(model, body(prompt="The quick brown fox")).params
     assert (p.temperature, p.top_p, p.top_k, p.repetition_penalty) == (0.6, 0.9, 20, 1.1)
     assert p.max_tokens == 40 and p.min_p == 0.0
-    p = prepare_completion(model, body(prompt="The quick", temperature=0, top_k=-1)).params[0]
+    p = prepare_completion(model, body(prompt="The quick", temperature=0, top_k=-1)).params
     assert (p.temperature, p.top_k, p.top_p) == (0.0, 0, 0.9)
     chat = prepare_chat(model, body(messages=[{"role": "user", "content": "hi"}]))
-    assert chat.params[0].max_tokens == 40  # the model's cap, under what the context leaves
+    assert chat.params.max_tokens == 40  # the model's cap, under what the context leaves
     plain = prepare_chat(served(), body(messages=[{"role": "user", "content": "hi"}]))
-    assert plain.params[0].temperature == 1.0
-    assert plain.params[0].max_tokens == 256 - len(plain.prompt_token_ids)
+    assert plain.params.temperature == 1.0
+    assert plain.params.max_tokens == 256 - len(plain.prompt_token_ids)
 
 
 def test_generation_defaults_ignore_other_keys_and_non_numbers():
