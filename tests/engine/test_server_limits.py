@@ -14,7 +14,7 @@ import pytest
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
 
 pytestmark = pytest.mark.slow
-BODY_LIMIT = 1 << 20
+BODY_LIMIT = 2 << 20
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +138,11 @@ def test_one_failing_request_gets_500_and_the_engine_keeps_serving(server, caplo
 
 
 def test_oversized_body_is_413_and_big_prompts_never_stall_health(server):
-    # ~150k tokens of made-up words: tokenizing them takes a good fraction of a second,
-    # which must happen off the event loop (then refused: longer than the context).
+    # ~500k tokens of made-up words: tokenizing them takes a second or more, which must
+    # happen off the event loop (then refused: longer than the context).
     rng = random.Random(0)
     words = (
-        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(40_000)
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(150_000)
     )
     big = json.dumps({"model": SMOLLM2, "prompt": " ".join(words), "max_tokens": 1}).encode()
     too_big = b'{"prompt": "' + b"x" * BODY_LIMIT + b'"}'
@@ -178,4 +178,8 @@ def test_oversized_body_is_413_and_big_prompts_never_stall_health(server):
     assert results["big"].status_code == 400
     assert results["big"].json()["error"]["param"] == "prompt"
     assert "maximum context length" in results["big"].json()["error"]["message"]
-    assert len(latencies) >= 5 and max(latencies) < 0.1, latencies
+    # 100 ms for nine polls in ten, and never a stall: on the event loop the tokenization
+    # alone would hold one poll for over a second (noise on 2 shared cores stays under that).
+    latencies.sort()
+    assert len(latencies) >= 10, latencies
+    assert latencies[int(0.9 * len(latencies))] < 0.1 and latencies[-1] < 1.0, latencies
