@@ -3,17 +3,22 @@
 A config file is a YAML mapping of the same flag names without `--` (`max-num-seqs: 64`;
 `max_num_seqs` works too). Its entries are turned into flags placed before the real
 command line, so argparse checks them the same way and a flag given on the command line
-wins (argparse keeps the last value).
+wins (argparse keeps the last value). A list gives a flag that takes several values its
+values (`lora-modules: [a=/p, b=/q]`), a mapping is passed as JSON
+(`speculative-config: {method: ngram}`), and `true`/`false` switch an on/off flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from infleet.engine.server.generation_config import MODES as GENERATION_CONFIG_MODES
 
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -37,6 +42,9 @@ class EngineArgs:
     max_queue: int = 1024
     shutdown_grace_seconds: float = 30.0
     attention_backend: str = "auto"
+    generation_config: str = "auto"  # auto, vllm, none or a directory
+    disable_log_requests: bool = False
+    max_request_body_size: int = 32 << 20  # bytes; a bigger body gets 413
     # Not a flag: tests and benchmarks pin the KV pool to an exact number of blocks.
     num_kv_blocks: int | None = None
     enable_prefix_caching: bool = True
@@ -75,6 +83,12 @@ def _fraction(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
+
+
+def _generation_config(text: str) -> str:
+    if text in GENERATION_CONFIG_MODES or Path(text).expanduser().is_dir():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: give auto, vllm, none or a directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.gpu_memory_utilization,
         help="fraction of GPU memory for weights, activations and the KV pool",
     )
+    add(
+        "--generation-config",
+        type=_generation_config,
+        default=d.generation_config,
+        metavar="auto|vllm|none|DIR",
+        help="sampling defaults: the model's generation_config.json (auto), none (vllm, none)",
+    )
+    add("--disable-log-requests", action="store_true", help="no log line per request")
+    add(
+        "--max-request-body-size",
+        type=parse_size,
+        default=d.max_request_body_size,
+        metavar="SIZE",
+        help="larger request bodies get 413 (default 32MiB)",
+    )
     return p
 
 
@@ -131,16 +160,48 @@ def config_file_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         raise ValueError(
             f"--config {path}: expected a mapping of flag names, got {type(data).__name__}"
         )
-    known = {opt for action in parser._actions for opt in action.option_strings}
+    actions = {opt: action for action in parser._actions for opt in action.option_strings}
     argv: list[str] = []
     for key, value in data.items():
         flag = "--" + str(key).replace("_", "-")
-        if flag not in known or flag in ("--config", "--help"):
+        if flag not in actions or flag in ("--config", "--help"):
             raise ValueError(f"--config {path}: unknown key {key!r}")
-        if value is None or isinstance(value, (dict, list)):
-            raise ValueError(f"--config {path}: {key!r} needs a single value, got {value!r}")
-        argv += [flag, str(value)]
+        try:
+            argv += _config_entry_argv(flag, value, actions[flag])
+        except ValueError as err:
+            raise ValueError(f"--config {path}: {key!r} {err}") from None
     return argv
+
+
+def _config_entry_argv(flag: str, value: object, action: argparse.Action) -> list[str]:
+    """One config entry as command-line words; ValueError says what the flag needs."""
+    if action.nargs == 0:  # an on/off flag (store_true, or --x/--no-x)
+        if not isinstance(value, bool):
+            raise ValueError(f"is an on/off flag: give true or false, got {value!r}")
+        if value:
+            return [flag]
+        negative = "--no-" + flag[2:]
+        if negative in action.option_strings:
+            return [negative]
+        if action.default is False or action.default is None:
+            return []  # off is the default
+        raise ValueError("cannot be switched off")
+    if value is None:
+        raise ValueError("needs a value, got nothing")
+    if isinstance(value, list):
+        if action.nargs not in ("+", "*") and not isinstance(action.nargs, int):
+            raise ValueError(f"takes a single value, got a list {value!r}")
+        return [flag, *(_word(v) for v in value)]
+    return [flag, _word(value)]
+
+
+def _word(value: object) -> str:
+    # Mappings (and mappings inside lists) travel as JSON, the way vLLM's JSON flags read them.
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def parse_args(argv: list[str]) -> EngineArgs:

@@ -17,9 +17,9 @@ from infleet.engine.core.engine_core import EngineCore
 from infleet.engine.core.runner import ModelRunner
 from infleet.engine.core.scheduler import Scheduler
 from infleet.engine.loader import LoadedModel
-from infleet.engine.messages import CompletionDelta, CoreOutputs, CoreRequest, SamplingParams
+from infleet.engine.messages import CoreOutputs, CoreRequest, SamplingParams
 from infleet.engine.metrics import EngineMetrics
-from infleet.engine.output_processor import RequestOutput, RequestState
+from infleet.engine.server.output_processor import OutputProcessor, RequestOutput
 
 log = logging.getLogger("infleet.engine")
 
@@ -35,7 +35,7 @@ class LLMEngine:
         self.num_blocks, self.max_model_len = self.core.num_blocks, self.core.max_model_len
         self.kv_bytes_per_block = self.core.kv_bytes_per_block
         self.metrics = EngineMetrics(self.model_name)
-        self.requests: dict[tuple[str, int], RequestState] = {}  # (request id, choice)
+        self.output = OutputProcessor(self.tokenizer, self.metrics)
 
     # The core's parts, for the CLI banner, benchmarks and tests that look inside.
     @property
@@ -71,20 +71,15 @@ class LLMEngine:
         self.core.add_request(
             CoreRequest(request_id, prompt, params, priority, cache_salt, arrival)
         )
-        for i in range(params.n):
-            self.requests[request_id, i] = RequestState.create(
-                request_id, i, prompt, params, self.tokenizer, arrival
-            )
+        self.output.add(request_id, prompt, params, arrival)
 
     def abort(self, request_id: str) -> None:
         """Drop a request (client gone): its blocks are free when this returns."""
         self.core.abort([request_id])
-        for key in [k for k in self.requests if k[0] == request_id]:
-            state = self.requests.pop(key)
-            self.metrics.record_finish("abort", time.monotonic() - state.arrival_time)
+        self.output.abort(request_id)
 
     def has_unfinished(self) -> bool:
-        return bool(self.requests) or self.core.has_unfinished()
+        return bool(self.output) or self.core.has_unfinished()
 
     def fail_all(self, what: str) -> list[RequestOutput]:
         """End every request with an error (the step itself broke)."""
@@ -93,10 +88,7 @@ class LLMEngine:
         except Exception:
             log.exception("could not fail requests cleanly")
             outputs = []
-        for (rid, _), _state in list(self.requests.items()):
-            outputs.append(self.rejected(rid, f"internal error: {what}"))
-        self.requests.clear()
-        return outputs
+        return outputs + self.output.fail_all(what)
 
     @staticmethod
     def rejected(request_id: str, message: str) -> RequestOutput:
@@ -109,52 +101,12 @@ class LLMEngine:
         return self._process(self.core.step())
 
     def _process(self, core_outputs: CoreOutputs) -> list[RequestOutput]:
-        outputs = []
-        for delta in core_outputs.deltas:
-            state = self.requests.get((delta.request_id, delta.index))
-            if state is None:  # aborted here while its tokens were on the way
-                continue
-            try:
-                outputs.append(self._emit(state, delta))
-            except Exception:
-                log.exception("output processing failed for request %s", delta.request_id)
-                self.core.abort([delta.request_id], index=delta.index)
-                self._finish(state, "error")
-                outputs.append(
-                    state.take_output("error", error="internal error: output processing failed")
-                )
-        self.record_metrics(core_outputs)
+        outputs, to_abort = self.output.process(core_outputs)
+        for request_id, index in to_abort:
+            self.core.abort([request_id], index=index)
         return outputs
 
-    def _emit(self, state: RequestState, delta: CompletionDelta) -> RequestOutput:
-        previous = state.last_token_time
-        had_tokens = state.num_output_tokens > 0
-        reason = state.add_delta(delta)
-        m = self.metrics
-        if delta.new_token_ids:
-            m.generation_tokens.inc(len(delta.new_token_ids))
-            if not had_tokens:
-                m.prompt_tokens.inc(state.num_prompt_tokens)
-                m.ttft.observe(state.last_token_time - state.arrival_time)
-            else:
-                m.itl.observe(state.last_token_time - previous)
-        if reason is not None:
-            if delta.finish_reason is None:  # a stop string: the core would go on
-                self.core.abort([delta.request_id], index=delta.index)
-            self._finish(state, reason)
-        return state.take_output(reason, error=delta.error)
-
-    def _finish(self, state: RequestState, reason: str) -> None:
-        self.requests.pop((state.request_id, state.index), None)
-        self.metrics.record_finish(reason, time.monotonic() - state.arrival_time)
-
     def record_metrics(self, core_outputs: CoreOutputs | None = None) -> None:
-        s = core_outputs.stats if core_outputs is not None else self.core.stats()
-        self.metrics.record_step(
-            waiting=s.waiting,
-            running=s.running,
-            kv_usage=s.kv_usage,
-            preemptions=s.preemptions_total,
-            prefix_queries=s.prefix_queries_total,
-            prefix_hits=s.prefix_hits_total,
+        self.output.record_stats(
+            core_outputs.stats if core_outputs is not None else self.core.stats()
         )

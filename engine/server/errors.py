@@ -38,6 +38,15 @@ def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code=400)
 
 
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"the request body is larger than this server accepts ({limit} bytes; see "
+        "--max-request-body-size)",
+        code="request_too_large",
+    )
+
+
 def model_not_found(model: str) -> ApiError:
     return ApiError(
         404, f"The model `{model}` does not exist.", param="model", code="model_not_found"
