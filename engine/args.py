@@ -3,17 +3,22 @@
 A config file is a YAML mapping of the same flag names without `--` (`max-num-seqs: 64`;
 `max_num_seqs` works too). Its entries are turned into flags placed before the real
 command line, so argparse checks them the same way and a flag given on the command line
-wins (argparse keeps the last value).
+wins (argparse keeps the last value). A list gives a flag that takes several values its
+values (`lora-modules: [a=/p, b=/q]`), a mapping is passed as JSON
+(`speculative-config: {method: ngram}`), and `true`/`false` switch an on/off flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from infleet.engine.server.generation_config import MODES as GENERATION_CONFIG_MODES
 
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -45,9 +50,16 @@ class EngineArgs:
     lora_dir: str | None = None  # where adapters live; None: a temporary directory
     lora_set: str | None = None  # the mounted set, read at start-up
     api_keys_file: str | None = None  # sha256(key) -> tenant; None: no authentication
+    generation_config: str = "auto"  # auto, vllm, none or a directory
+    disable_log_requests: bool = False
+    max_request_body_size: int = 32 << 20  # bytes; a bigger body gets 413
     # Not a flag: tests and benchmarks pin the KV pool to an exact number of blocks.
     num_kv_blocks: int | None = None
     enable_prefix_caching: bool = True
+    # The engine core's step loop (engine/core/engine_core.py, docs/engine.md).
+    async_scheduling: bool = True
+    enforce_eager: bool = False  # no CUDA graphs
+    gpu_memory_utilization: float = 0.90  # of the GPU the engine may fill (KV pool sizing)
 
 
 def parse_size(text: str) -> int:
@@ -80,6 +92,19 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def _generation_config(text: str) -> str:
+    if text in GENERATION_CONFIG_MODES or Path(text).expanduser().is_dir():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: give auto, vllm, none or a directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +140,34 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lora-dir", default=None, metavar="DIR", help="adapters' files; lora_path inside")
     add("--lora-set", default=None, metavar="DIR", help="adapter set to load at start-up")
     add("--api-keys-file", default=None, metavar="FILE", help="JSON: sha256(key) -> tenant")
+    add(
+        "--async-scheduling",
+        action=argparse.BooleanOptionalAction,
+        default=d.async_scheduling,
+        help="schedule step N+1 while step N runs on the device",
+    )
+    add("--enforce-eager", action="store_true", help="never capture CUDA graphs")
+    add(
+        "--gpu-memory-utilization",
+        type=_fraction,
+        default=d.gpu_memory_utilization,
+        help="fraction of GPU memory for weights, activations and the KV pool",
+    )
+    add(
+        "--generation-config",
+        type=_generation_config,
+        default=d.generation_config,
+        metavar="auto|vllm|none|DIR",
+        help="sampling defaults: the model's generation_config.json (auto), none (vllm, none)",
+    )
+    add("--disable-log-requests", action="store_true", help="no log line per request")
+    add(
+        "--max-request-body-size",
+        type=parse_size,
+        default=d.max_request_body_size,
+        metavar="SIZE",
+        help="larger request bodies get 413 (default 32MiB)",
+    )
     return p
 
 
@@ -130,16 +183,48 @@ def config_file_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         raise ValueError(
             f"--config {path}: expected a mapping of flag names, got {type(data).__name__}"
         )
-    known = {opt for action in parser._actions for opt in action.option_strings}
+    actions = {opt: action for action in parser._actions for opt in action.option_strings}
     argv: list[str] = []
     for key, value in data.items():
         flag = "--" + str(key).replace("_", "-")
-        if flag not in known or flag in ("--config", "--help"):
+        if flag not in actions or flag in ("--config", "--help"):
             raise ValueError(f"--config {path}: unknown key {key!r}")
-        if value is None or isinstance(value, (dict, list)):
-            raise ValueError(f"--config {path}: {key!r} needs a single value, got {value!r}")
-        argv += [flag, str(value)]
+        try:
+            argv += _config_entry_argv(flag, value, actions[flag])
+        except ValueError as err:
+            raise ValueError(f"--config {path}: {key!r} {err}") from None
     return argv
+
+
+def _config_entry_argv(flag: str, value: object, action: argparse.Action) -> list[str]:
+    """One config entry as command-line words; ValueError says what the flag needs."""
+    if action.nargs == 0:  # an on/off flag (store_true, or --x/--no-x)
+        if not isinstance(value, bool):
+            raise ValueError(f"is an on/off flag: give true or false, got {value!r}")
+        if value:
+            return [flag]
+        negative = "--no-" + flag[2:]
+        if negative in action.option_strings:
+            return [negative]
+        if action.default is False or action.default is None:
+            return []  # off is the default
+        raise ValueError("cannot be switched off")
+    if value is None:
+        raise ValueError("needs a value, got nothing")
+    if isinstance(value, list):
+        if action.nargs not in ("+", "*") and not isinstance(action.nargs, int):
+            raise ValueError(f"takes a single value, got a list {value!r}")
+        return [flag, *(_word(v) for v in value)]
+    return [flag, _word(value)]
+
+
+def _word(value: object) -> str:
+    # Mappings (and mappings inside lists) travel as JSON, the way vLLM's JSON flags read them.
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def parse_args(argv: list[str]) -> EngineArgs:

@@ -1,4 +1,6 @@
-"""`infleet serve`: load the model, then serve the OpenAI API until SIGTERM."""
+"""`infleet serve`: check the flags and the model, then serve the OpenAI API until SIGTERM.
+
+The model itself loads in the engine core's own process (engine/server/run.py)."""
 
 from __future__ import annotations
 
@@ -17,37 +19,21 @@ def serve_main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Imported after parsing so that `--help` and flag errors do not wait for torch.
-    from infleet.engine.llm_engine import LLMEngine
+    from infleet.engine.loader import load_tokenizer
     from infleet.engine.model_config import ModelLoadError
-    from infleet.engine.models.weight_count import count_weights
+    from infleet.engine.server.generation_config import read_generation_defaults
     from infleet.engine.server.run import serve
     from infleet.engine.termination import write_termination_message
 
     try:
-        engine = LLMEngine(args)
+        defaults = read_generation_defaults(args.model, args.generation_config)
+        load_tokenizer(args.model)  # a missing model is a clear message here, not in the core
     except (ModelLoadError, ValueError) as err:
         # One line, also where the operator reads it: exit code 2 means "refused".
         line = f"infleet serve: {err}"
         print(line, file=sys.stderr)
         write_termination_message(line)
         return 2
-    log.info(
-        "model %s (served as %r) on %s, dtype %s, attention %s",
-        args.model,
-        engine.model_name,
-        engine.loaded.device,
-        str(engine.loaded.dtype).removeprefix("torch."),
-        engine.runner.backend.name,
-    )
-    config = engine.loaded.config
-    top_k = config.moe.top_k if config.moe else 0
-    log.info("%s", count_weights(engine.loaded.model, top_k).describe())
-    log.info(
-        "KV cache: %d blocks of %d tokens (%.0f MiB, %d tokens); max model len %d",
-        engine.num_blocks,
-        args.block_size,
-        engine.num_blocks * engine.kv_bytes_per_block / 2**20,
-        engine.num_blocks * args.block_size,
-        engine.max_model_len,
-    )
-    return asyncio.run(serve(engine, args))
+    if defaults:
+        log.info("sampling defaults from generation_config.json: %s", defaults)
+    return asyncio.run(serve(args))

@@ -15,6 +15,8 @@ from infleet.engine.adapters.keys import ApiKeys
 from infleet.engine.adapters.registry import AdapterRegistry, base_shape
 from infleet.engine.adapters.routes import ADAPTERS, AdapterApi, admin_key_from_env, bearer
 from infleet.engine.adapters.routes import install as install_routes
+from infleet.engine.args import EngineArgs
+from infleet.engine.messages import CoreReady
 from infleet.engine.server import errors
 
 KEYS = web.AppKey("api_keys", ApiKeys)
@@ -23,10 +25,9 @@ ADMIN = web.RequestKey("admin", bool)  # the caller holds the admin key
 ADMIN_PATHS = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")  # the admin key's own
 
 
-def install_if_enabled(app: web.Application, engine: Any) -> None:
+def install_if_enabled(app: web.Application, args: EngineArgs, ready: CoreReady) -> None:
     """--api-keys-file: tenants authenticate; --enable-lora: the adapter API and the
     start-up read of the set."""
-    args = engine.args
     if args.api_keys_file:
         app[KEYS] = ApiKeys(Path(args.api_keys_file))
     if not args.enable_lora:
@@ -34,7 +35,7 @@ def install_if_enabled(app: web.Application, engine: Any) -> None:
     lora_dir = Path(args.lora_dir or tempfile.mkdtemp(prefix="infleet-lora-"))
     lora_dir.mkdir(parents=True, exist_ok=True)
     limit = args.max_cpu_loras or args.max_loras
-    shape = base_shape(engine.loaded.config)
+    shape = base_shape(ready)
     registry = AdapterRegistry(shape, args.max_lora_rank, lora_dir, limit)
     set_dir = Path(args.lora_set) if args.lora_set else None
     install_routes(app, AdapterApi(registry, admin_key_from_env(), set_dir))

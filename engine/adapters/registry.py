@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from infleet.engine.model_config import ModelConfig
+from infleet.engine.messages import CoreReady
 from infleet.lora.adapter_dir import inspect_adapter
 from infleet.lora.base_model import BaseModelShape
 from infleet.lora.errors import AdapterError
@@ -33,13 +33,14 @@ class Adapter:
     tenant: str | None  # whose it is (None: the platform's, visible to every caller)
 
 
-def base_shape(config: ModelConfig) -> BaseModelShape:
+def base_shape(ready: CoreReady) -> BaseModelShape:
+    """The base model's shape as the core reported it (the API process has no weights)."""
     return BaseModelShape.decoder(
-        hidden_size=config.hidden_size,
-        num_layers=config.num_layers,
-        q_size=config.num_heads * config.head_dim,
-        kv_size=config.num_kv_heads * config.head_dim,
-        intermediate_size=config.intermediate_size,
+        hidden_size=ready.hidden_size,
+        num_layers=ready.num_layers,
+        q_size=ready.q_size,
+        kv_size=ready.kv_size,
+        intermediate_size=ready.intermediate_size,
     )
 
 

@@ -47,16 +47,37 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def _resolve(uri: str) -> tuple[Path, str]:
+    """(file or directory, served name) of a model URI."""
+    if uri.startswith("builtin:"):
+        name = uri.removeprefix("builtin:")
+        return resolve_builtin(name), name
+    path = Path(uri).expanduser()
+    return path, path.stem if path.suffix == ".gguf" else path.resolve().name
+
+
+def _not_found(uri: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"model {uri!r} not found: give an HF model directory, a .gguf file, or "
+        f"builtin:NAME ({', '.join(BUILTINS)})"
+    )
+
+
+def load_tokenizer(uri: str) -> Tokenizer:
+    """The model's tokenizer alone (the API process needs no weights)."""
+    path, _ = _resolve(uri)
+    if path.is_dir():
+        return hf_dir.read_tokenizer(path)
+    if path.is_file() and path.suffix == ".gguf":
+        return tokenizer_from_gguf(read_gguf(path).metadata)
+    raise _not_found(uri)
+
+
 @torch.inference_mode()
 def load_model(uri: str, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    if uri.startswith("builtin:"):
-        name = uri.removeprefix("builtin:")
-        path, served = resolve_builtin(name), name
-    else:
-        path = Path(uri).expanduser()
-        served = path.stem if path.suffix == ".gguf" else path.resolve().name
+    path, served = _resolve(uri)
     if path.is_dir():
         config = hf_dir.read_config(path)
         tokenizer = hf_dir.read_tokenizer(path)
@@ -69,11 +90,8 @@ def load_model(uri: str, *, device: str = "auto", dtype: str = "auto") -> Loaded
         model = build_model(config, dev, torch_dtype)
         load_weights(model, iter_gguf_weights(gguf, config))
     else:
-        raise ModelLoadError(
-            f"model {uri!r} not found: give an HF model directory, a .gguf file, or "
-            f"builtin:NAME ({', '.join(BUILTINS)})"
-        )
+        raise _not_found(uri)
     return LoadedModel(model, config, tokenizer, served, dev, torch_dtype)
 
 
-__all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_model"]
+__all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_model", "load_tokenizer"]

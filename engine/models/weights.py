@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from infleet.engine.layers.fused_moe import ALL_EXPERTS, GATE, UP, expert_shard
+from infleet.engine.layers.linear import Linear
 from infleet.engine.model_config import ModelConfig, ModelLoadError
 from infleet.engine.models.decoder import CausalLM
 
@@ -122,6 +123,9 @@ def load_weights(model: CausalLM, weights: Iterable[tuple[str, torch.Tensor]]) -
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ModelLoadError(f"checkpoint is missing weights: {', '.join(missing[:5])}{more}")
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.process_weights_after_loading()
 
 
 def _router_hint(config: ModelConfig, target: str) -> str:

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP API over an `AsyncEngine` (aiohttp).
+"""The OpenAI-compatible HTTP API over the engine core's client (aiohttp).
 
 Handlers are thin: parse and validate the body, render the prompt, submit, then either
 collect the choices or stream them as server-sent events. Every failure becomes an
@@ -8,6 +8,7 @@ nothing new (503) and /health says 503 so load balancers stop sending traffic.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,14 +21,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.engine.adapters import hooks as adapter_hooks
-from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
-from infleet.engine.output_processor import RequestOutput
-from infleet.engine.sequence import SamplingParams
 from infleet.engine.server import errors
-from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
-from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, TokenTexts, usage
-from infleet.engine.tokenizer import ChatTemplateError
+from infleet.engine.server.core_client import CoreClient, CoreGone
+from infleet.engine.server.output_processor import RequestOutput
+from infleet.engine.server.prepare import Prepared, ServedModel, prepare_chat, prepare_completion
+from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, usage
 
 log = logging.getLogger("infleet.engine.server")
 
@@ -38,22 +37,37 @@ class ServerState:
     in_flight: int = 0  # generation requests being handled (drain waits for 0)
 
 
-ENGINE = web.AppKey("engine", AsyncEngine)
+@dataclass(slots=True, frozen=True)
+class ServerSettings:
+    max_body_bytes: int = 32 << 20
+    log_requests: bool = True
+
+
+CORE = web.AppKey("core", CoreClient)
+MODEL = web.AppKey("model", ServedModel)
 STATE = web.AppKey("state", ServerState)
-TEXTS = web.AppKey("texts", TokenTexts)
+SETTINGS = web.AppKey("settings", ServerSettings)
 
 
-def build_app(engine: AsyncEngine, state: ServerState | None = None) -> web.Application:
-    app = web.Application(middlewares=[_errors_and_admission], client_max_size=32 * 1024 * 1024)
-    app[ENGINE] = engine
+def build_app(
+    core: CoreClient,
+    model: ServedModel,
+    settings: ServerSettings,
+    state: ServerState | None = None,
+) -> web.Application:
+    # aiohttp's own limit stays as a backstop; _read_body answers first, in the OpenAI shape.
+    app = web.Application(
+        middlewares=[_errors_and_admission], client_max_size=settings.max_body_bytes
+    )
+    app[CORE] = core
+    app[MODEL] = model
     app[STATE] = state or ServerState()
-    app[TEXTS] = TokenTexts(engine.engine.tokenizer)
+    app[SETTINGS] = settings
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
-    adapter_hooks.install_if_enabled(app, engine.engine)
     return app
 
 
@@ -73,11 +87,19 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
             if generating:
                 state.in_flight -= 1
     except errors.ApiError as err:
+        if err.code == "model_not_found" and err.value is not None:
+            # A loaded adapter is not "no such model": say why it is not served yet.
+            try:
+                adapter_hooks.refuse_adapter(request, err.value)
+            except errors.ApiError as refusal:
+                return refusal.response()
         return err.response()
     except InvalidRequest as err:
         return errors.bad_request(str(err), err.param).response()
     except QueueFull as err:
         return errors.queue_full(str(err), err.retry_after).response()
+    except CoreGone as err:
+        return errors.internal(str(err)).response()
     except web.HTTPException:
         raise
     except Exception:
@@ -88,90 +110,70 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
 async def health(request: web.Request) -> web.Response:
     if request.app[STATE].draining:
         return web.json_response({"status": "draining"}, status=503)
-    if not request.app[ENGINE].healthy:
-        return web.json_response({"status": "engine stopped"}, status=503)
+    if not request.app[CORE].healthy:
+        return web.json_response({"status": "engine core stopped"}, status=503)
     return web.json_response({"status": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[ENGINE].engine.metrics.render()
+    metrics = request.app[CORE].metrics
+    body = metrics.render() if metrics is not None else b""
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def models(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE].engine
+    model = request.app[MODEL]
     card = {
-        "id": engine.model_name,
+        "id": model.name,
         "object": "model",
         "created": 0,
         "owned_by": "infleet",
-        "root": engine.args.model,
-        "max_model_len": engine.max_model_len,
+        "root": model.root,
+        "max_model_len": model.max_model_len,
     }
-    cards = [card, *adapter_hooks.model_cards(request, engine.model_name)]
+    cards = [card, *adapter_hooks.model_cards(request, model.name)]
     return web.json_response({"object": "list", "data": cards})
 
 
-async def _json_body(request: web.Request) -> object:
+async def _read_body(request: web.Request) -> bytes:
+    """The body, refused with 413 before it is read when its declared size is over the limit
+    (and while it is read, for chunked bodies)."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.body_too_large(limit)
     try:
-        return json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise errors.bad_request(f"the request body is not valid JSON: {err}") from None
-
-
-def _check_model(request: web.Request, model: str) -> None:
-    if model != request.app[ENGINE].engine.model_name:
-        adapter_hooks.refuse_adapter(request, model)
-        raise errors.model_not_found(model)
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.body_too_large(limit) from None
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    req: CompletionRequest = parse_request(CompletionRequest, await _json_body(request))
-    _check_model(request, req.model)
-    prompt = req.prompt_input()
-    tokenizer = request.app[ENGINE].engine.tokenizer
-    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
-    params = req.sampling_params(req.max_tokens or 16, req.logprobs)
-    fmt = CompletionFormat(req.model, request.app[TEXTS], req.logprobs is not None)
-    return await _respond(request, req, ids, params, fmt)
+    body = await _read_body(request)
+    return await _respond(
+        request, await asyncio.to_thread(prepare_completion, request.app[MODEL], body)
+    )
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    req: ChatCompletionRequest = parse_request(ChatCompletionRequest, await _json_body(request))
-    _check_model(request, req.model)
-    engine = request.app[ENGINE].engine
-    messages = [
-        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
-        for m in req.messages
-    ]
-    try:
-        text = engine.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=req.add_generation_prompt
+    body = await _read_body(request)
+    return await _respond(request, await asyncio.to_thread(prepare_chat, request.app[MODEL], body))
+
+
+async def _respond(request: web.Request, prepared: Prepared) -> web.StreamResponse:
+    req, ids, params, fmt = prepared.req, prepared.prompt_token_ids, prepared.params, prepared.fmt
+    request_id = uuid.uuid4().hex
+    if request.app[SETTINGS].log_requests:
+        log.info(
+            "request %s %s: %d prompt tokens, n=%d, max_tokens=%d, stream=%s",
+            request_id,
+            request.path,
+            len(ids),
+            params.n,
+            params.max_tokens,
+            req.stream,
         )
-    except ChatTemplateError as err:
-        raise errors.bad_request(
-            f"the chat template rejected the messages: {err}", "messages"
-        ) from None
-    ids = engine.tokenizer.encode(text, add_special_tokens=False)
-    # Chat's default is "as much as the context allows", like OpenAI's.
-    max_tokens = (
-        req.max_completion_tokens or req.max_tokens or max(1, engine.max_model_len - len(ids))
-    )
-    params = req.sampling_params(max_tokens, req.logprobs_count())
-    fmt = ChatFormat(req.model, request.app[TEXTS], req.logprobs)
-    return await _respond(request, req, ids, params, fmt)
-
-
-async def _respond(
-    request: web.Request,
-    req: CompletionRequest | ChatCompletionRequest,
-    ids: list[int],
-    params: list[SamplingParams],
-    fmt: CompletionFormat | ChatFormat,
-) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    stream = engine.generate(
-        uuid.uuid4().hex,
+    stream = request.app[CORE].generate(
+        request_id,
         ids,
         params,
         priority=req.priority,
@@ -179,11 +181,11 @@ async def _respond(
     )
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:
-            return await _stream(request, stream, fmt, len(params), len(ids), req.include_usage)
-        choices = [Choice() for _ in params]
+            return await _stream(request, stream, fmt, params.n, len(ids), req.include_usage)
+        choices = [Choice() for _ in range(params.n)]
         cached = 0
-        async for i, out in stream:
-            choices[i].add(out)
+        async for out in stream:
+            choices[out.index].add(out)
             cached = out.num_cached_tokens
         failed = next((c.error for c in choices if c.error), None)
         if failed:
@@ -194,7 +196,7 @@ async def _respond(
 
 async def _stream(
     request: web.Request,
-    stream: AsyncIterator[tuple[int, RequestOutput]],
+    stream: AsyncIterator[RequestOutput],
     fmt: CompletionFormat | ChatFormat,
     n: int,
     num_prompt_tokens: int,
@@ -215,13 +217,13 @@ async def _stream(
             await send(fmt.role_chunk(i))
     completion_tokens = [0] * n
     cached = 0
-    async for i, out in stream:
+    async for out in stream:
         if out.error:
             await send(errors.internal(out.error).body())
             break
-        completion_tokens[i] = out.num_output_tokens
+        completion_tokens[out.index] = out.num_output_tokens
         cached = out.num_cached_tokens
-        chunk = fmt.chunk(i, out)
+        chunk = fmt.chunk(out.index, out)
         if chunk is not None:
             await send(chunk)
     if include_usage:

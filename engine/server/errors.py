@@ -15,10 +15,12 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | int | None = None,
         headers: dict[str, str] | None = None,
+        value: str | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.type = status, message, type
         self.param, self.code, self.headers = param, code, headers or {}
+        self.value = value  # the offending value, where a later check needs it (not sent)
 
     def body(self) -> dict:
         return {
@@ -38,9 +40,22 @@ def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code=400)
 
 
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"the request body is larger than this server accepts ({limit} bytes; see "
+        "--max-request-body-size)",
+        code="request_too_large",
+    )
+
+
 def model_not_found(model: str) -> ApiError:
     return ApiError(
-        404, f"The model `{model}` does not exist.", param="model", code="model_not_found"
+        404,
+        f"The model `{model}` does not exist.",
+        param="model",
+        code="model_not_found",
+        value=model,
     )
 
 

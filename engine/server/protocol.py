@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
+from infleet.engine.server.detokenizer import check_stop_strings
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
@@ -29,14 +30,15 @@ class StreamOptions(_Strict):
 class _Common(_Strict):
     model: str
     n: int = Field(1, ge=1, le=MAX_N)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(-1, ge=-1)
-    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    # None: the model's generation_config.json default (--generation-config), else OpenAI's.
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
     seed: int | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
     ignore_eos: bool = False
@@ -47,39 +49,40 @@ class _Common(_Strict):
     cache_salt: str | None = None
     max_tokens: int | None = Field(None, ge=1)
 
-    @field_validator("stop")
-    @classmethod
-    def _few_stops(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(v, list) and len(v) > 16:
-            raise ValueError("at most 16 stop strings")
-        return v
-
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def sampling_params(self, max_tokens: int, logprobs: int | None) -> list[SamplingParams]:
-        """One SamplingParams per choice; seeded choices get distinct seeds (seed + i)."""
+    def sampling_params(
+        self, max_tokens: int, logprobs: int | None, defaults: dict[str, float | int]
+    ) -> SamplingParams:
+        """The request's SamplingParams (all n choices; the core gives choice i seed + i).
+
+        `defaults` (from generation_config.json) fill the fields the request left out."""
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        return [
-            SamplingParams(
-                max_tokens=max_tokens,
-                temperature=self.temperature,
-                top_p=self.top_p,
-                top_k=max(self.top_k, 0),
-                min_p=self.min_p,
-                seed=None if self.seed is None else self.seed + i,
-                presence_penalty=self.presence_penalty,
-                frequency_penalty=self.frequency_penalty,
-                repetition_penalty=self.repetition_penalty,
-                stop=stop,
-                stop_token_ids=tuple(self.stop_token_ids or ()),
-                ignore_eos=self.ignore_eos,
-                logprobs=logprobs,
-                skip_special_tokens=self.skip_special_tokens,
-            )
-            for i in range(self.n)
-        ]
+        check_stop_strings(stop)
+
+        def pick(name: str, openai_default: float | int) -> Any:
+            sent = getattr(self, name)
+            return sent if sent is not None else defaults.get(name, openai_default)
+
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=float(pick("temperature", 1.0)),
+            top_p=float(pick("top_p", 1.0)),
+            top_k=max(int(pick("top_k", 0)), 0),
+            min_p=float(pick("min_p", 0.0)),
+            seed=self.seed,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            repetition_penalty=float(pick("repetition_penalty", 1.0)),
+            stop=stop,
+            stop_token_ids=tuple(self.stop_token_ids or ()),
+            ignore_eos=self.ignore_eos,
+            logprobs=logprobs,
+            skip_special_tokens=self.skip_special_tokens,
+            n=self.n,
+        )
 
 
 class CompletionRequest(_Common):

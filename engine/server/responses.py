@@ -7,26 +7,14 @@ spellings; everything else (collecting, streaming, usage) is shared in app.py.
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from infleet.engine.output_processor import RequestOutput
-from infleet.engine.sampler import TokenLogprobs
-
-
-class TokenTexts:
-    """Token id -> its text as a logprobs entry shows it (cached: the same ids recur)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._decode = functools.lru_cache(maxsize=65536)(
-            lambda i: tokenizer.decode([i], skip_special_tokens=False)
-        )
-
-    def __call__(self, token_id: int) -> str:
-        return self._decode(token_id)
+from infleet.engine.messages import TokenLogprobs
+from infleet.engine.server.output_processor import RequestOutput
+from infleet.engine.server.token_texts import TokenTexts
 
 
 @dataclass(slots=True)
@@ -126,8 +114,11 @@ class ChatFormat(_Format):
     id_prefix = "chatcmpl"
 
     def _entry(self, token_id: int, logprob: float) -> dict[str, Any]:
-        text = self.texts(token_id)
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+        return {
+            "token": self.texts.text(token_id),
+            "logprob": logprob,
+            "bytes": list(self.texts.bytes(token_id)),
+        }
 
     def logprobs(self, lps: list[TokenLogprobs], index: int = 0) -> dict[str, Any] | None:
         if not self.want_logprobs:

@@ -20,18 +20,25 @@ def smollm2() -> LoadedModel:
     return load_model("builtin:" + SMOLLM2, device="cpu", dtype="float32")
 
 
+def smollm2_args(**overrides) -> EngineArgs:
+    return EngineArgs(device="cpu", dtype="float32", kv_cache_memory=128 << 20, **overrides)
+
+
 def smollm2_engine(**overrides) -> LLMEngine:
-    args = EngineArgs(device="cpu", kv_cache_memory=128 << 20, **overrides)
-    return LLMEngine(args, smollm2())
+    return LLMEngine(smollm2_args(**overrides), smollm2())
 
 
 class ServerThread:
     """`serve()` on a free port in a background thread; a context manager.
 
+    With an engine, its core runs in a thread of this process (tests can reach into it);
+    with only args, the core runs in its own child process, as under `infleet serve`.
     Leaving the block drains and stops the server the way SIGTERM does."""
 
-    def __init__(self, engine: LLMEngine):
+    def __init__(self, engine: LLMEngine | None = None, args: EngineArgs | None = None):
+        assert (engine is None) != (args is None)
         self.engine = engine
+        self.args = args if args is not None else engine.args
         self.url = ""
         self.exit_code: int | None = None
         self._ready = threading.Event()
@@ -43,9 +50,10 @@ class ServerThread:
         async def main() -> int:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            args = self.engine.args
+            args = self.args
             args.host, args.port = "127.0.0.1", 0
-            return await serve(self.engine, args, stop=self._stop, on_ready=self._on_ready)
+            core = self.engine.core if self.engine is not None else None
+            return await serve(args, core=core, stop=self._stop, on_ready=self._on_ready)
 
         self.exit_code = asyncio.run(main())
 

@@ -1,9 +1,18 @@
 """`infleet serve` flags and --config files (docs/contracts.md)."""
 
+import json
+
 import pytest
 
 from infleet.cli import main as infleet_main
-from infleet.engine.args import DEFAULT_MODEL, EngineArgs, parse_args, parse_size
+from infleet.engine.args import (
+    DEFAULT_MODEL,
+    EngineArgs,
+    build_parser,
+    config_file_argv,
+    parse_args,
+    parse_size,
+)
 
 
 def test_defaults_match_the_contract():
@@ -67,3 +76,41 @@ def test_bad_flags_and_missing_model_exit_2_with_a_message(capsys, tmp_path):
     assert "not a size: 'lots'" in capsys.readouterr().err
     assert infleet_main(["serve", "--model", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_config_lists_mappings_and_switches(tmp_path):
+    parser = build_parser()
+    # Flags of later issues, shaped as vLLM's: several values, and JSON.
+    parser.add_argument("--lora-modules", nargs="+")
+    parser.add_argument("--speculative-config", type=json.loads)
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(
+        "lora-modules: [a=/adapters/a, {name: b, path: /adapters/b}]\n"
+        "speculative-config: {method: ngram, num_speculative_tokens: 3}\n"
+        "disable-log-requests: true\n"
+        "generation-config: vllm\n"
+    )
+    ns = parser.parse_args(config_file_argv(str(cfg), parser))
+    assert ns.lora_modules == ["a=/adapters/a", '{"name": "b", "path": "/adapters/b"}']
+    assert ns.speculative_config == {"method": "ngram", "num_speculative_tokens": 3}
+    assert ns.disable_log_requests is True and ns.generation_config == "vllm"
+    cfg.write_text("disable-log-requests: false\nmax-request-body-size: 1MiB\n")
+    a = parse_args(["--config", str(cfg)])
+    assert a.disable_log_requests is False and a.max_request_body_size == 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("disable-log-requests: 3\n", "'disable-log-requests' is an on/off flag"),
+        ("max-num-seqs: [1, 2]\n", "'max-num-seqs' takes a single value"),
+        ("port:\n", "'port' needs a value"),
+        ("generation-config: sometimes\n", "--generation-config: 'sometimes': give auto"),
+    ],
+)
+def test_bad_config_values_name_the_key(tmp_path, capsys, content, needle):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(content)
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--config", str(cfg)])
+    assert exit_.value.code == 2 and needle in capsys.readouterr().err

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
+from tests.engine.serving import SMOLLM2, ServerThread, smollm2_args
 
 pytestmark = pytest.mark.slow
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -14,7 +14,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="module")
 def server():
-    with ServerThread(smollm2_engine(max_model_len=2048)) as s:
+    with ServerThread(args=smollm2_args(max_model_len=2048)) as s:  # the core in its own process
         yield s
 
 

@@ -1,8 +1,16 @@
 """Incremental detokenization and stop strings, with real tokenizers."""
 
+import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from infleet.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
+from infleet.engine.errors import InvalidRequest
+from infleet.engine.server.detokenizer import (
+    MAX_STOP_LENGTH,
+    MAX_STOP_STRINGS,
+    IncrementalDetokenizer,
+    StopStringFilter,
+    check_stop_strings,
+)
 from tests.engine.tiny_models import build_tokenizer
 
 TEXT = "Tokyo is 東京; foxes 🦊🦊 say naïve things, émigrés 👩‍👩‍👧 too."
@@ -73,3 +81,46 @@ def test_partial_stop_is_held_back_then_released():
 def test_earliest_of_several_stops_wins():
     f, _ = feed(["world", "lo"], ["hello world"])
     assert f.text == "hel"
+
+
+class CountingDecoder:
+    """A real tokenizer that counts its decode calls."""
+
+    def __init__(self, tok):
+        self.tok, self.calls = tok, 0
+
+    def decode(self, ids, skip_special_tokens=True):
+        self.calls += 1
+        return self.tok.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
+def test_one_decode_per_new_token_over_a_long_output():
+    tok = build_tokenizer()
+    ids = tok.encode(TEXT * 8, add_special_tokens=False).ids
+    counting = CountingDecoder(tok)
+    detok = IncrementalDetokenizer(counting, tok.encode("Hello", add_special_tokens=False).ids)
+    start = counting.calls
+    text = "".join(detok.add(i) for i in ids) + detok.flush()
+    assert text == TEXT * 8
+    # One decode per token, plus one per window slide (every 24 tokens) and the flush.
+    assert counting.calls - start <= len(ids) + len(ids) // 24 + 2
+
+
+def test_stop_string_limits_are_a_400_naming_stop():
+    check_stop_strings(("a",) * (MAX_STOP_STRINGS - 1) + ("x" * MAX_STOP_LENGTH,))
+    with pytest.raises(InvalidRequest) as err:
+        check_stop_strings(("a",) * (MAX_STOP_STRINGS + 1))
+    assert err.value.param == "stop"
+    with pytest.raises(InvalidRequest) as err:
+        check_stop_strings(("x" * (MAX_STOP_LENGTH + 1),))
+    assert err.value.param == "stop" and str(MAX_STOP_LENGTH) in str(err.value)
+
+
+def test_hold_back_is_the_longest_unsent_prefix_of_a_stop():
+    f = StopStringFilter(("abcabd",))
+    f.add("xxabcab")
+    assert f.take(finished=False) == "xx"  # "abcab" could still become "abcabd"
+    f.add("c")
+    assert f.take(finished=False) == "abc"  # "abcabc": only "abc" may still start it
+    f.add("abd")
+    assert f.stopped and f.text == "xxabc" and f.take(finished=True) == ""
