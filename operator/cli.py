@@ -27,10 +27,25 @@ def dump_all(objects: Iterable[dict[str, Any]]) -> str:
     return yaml.dump_all(objects, Dumper=_NoAliases, sort_keys=False, width=100)
 
 
+def adapters_of(docs: list[Any], namespace: str, name: str, default_ns: str) -> list[str]:
+    """Names of the LoRAAdapters among `docs` aimed at InferenceService namespace/name."""
+    out = []
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "LoRAAdapter":
+            continue
+        meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+        here = (meta.get("namespace") or default_ns) == namespace
+        if here and spec.get("inferenceService") == name and meta.get("name"):
+            out.append(meta["name"])
+    return out
+
+
 def render_documents(text: str, options: RenderOptions, namespace: str) -> list[dict[str, Any]]:
-    """Children of every InferenceService in `text`; ValueError names the bad field."""
+    """Children of every InferenceService in `text` (its router accepting the names of
+    the LoRAAdapters in `text` aimed at it); ValueError names the bad field."""
     out: list[dict[str, Any]] = []
-    for index, doc in enumerate(yaml.safe_load_all(text)):
+    docs = list(yaml.safe_load_all(text))
+    for index, doc in enumerate(docs):
         if not isinstance(doc, dict) or doc.get("kind") != "InferenceService":
             continue
         meta = doc.get("metadata") or {}
@@ -39,7 +54,8 @@ def render_documents(text: str, options: RenderOptions, namespace: str) -> list[
             raise ValueError(f"{label}: metadata.name: Field required")
         doc = {**doc, "metadata": {**meta, "namespace": meta.get("namespace") or namespace}}
         try:
-            out += render_children(InferenceService.model_validate(doc), options)
+            adapters = adapters_of(docs, doc["metadata"]["namespace"], meta["name"], namespace)
+            out += render_children(InferenceService.model_validate(doc), options, adapters)
         except ValidationError as err:
             raise ValueError(f"{label}: {describe(err)}") from err
         except SpecError as err:

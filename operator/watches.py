@@ -2,8 +2,8 @@
 handlers do. Nothing here writes: these handlers only hand keys to the controller
 (operator/controller.py), whose workers reconcile on the leader alone.
 
-Events of the InferenceService itself and of its labelled children (a Deployment's
-readiness, a deleted or hand-edited child) enqueue it; its pods only feed the index the
+Events of the InferenceService itself, of its labelled children (a Deployment's
+readiness, a deleted or hand-edited child) and of the LoRAAdapters aimed at it enqueue it; its pods only feed the index the
 autoscale step reads (pod churn would otherwise reconcile on every pod update).
 """
 
@@ -25,6 +25,13 @@ async def service_event(namespace: str, name: str, memo: kopf.Memo, **kwargs: An
 
 async def child_event(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
     memo.runtime.seen((namespace, labels[SERVICE_LABEL]), kwargs)
+
+
+@kopf.on.event(GROUP, VERSION, "loraadapters")
+async def adapter_event(namespace: str, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
+    # Its service's router accepts the adapter's name (operator/router.py).
+    if spec.get("inferenceService"):
+        memo.runtime.seen((namespace, spec["inferenceService"]), kwargs)
 
 
 for _group, _version, _plural, _ in CHILD_KINDS:
