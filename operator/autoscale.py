@@ -37,6 +37,7 @@ from infleet.autoscaler.policy import Decision, PolicyState, decide
 from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.autoscaler.scrape import scrape
 from infleet.autoscaler.view import Observation, ReplicaMetrics
+from infleet.operator.router_demand import held_requests
 
 PERIOD_S = 10.0
 METRICS = AutoscalerMetrics()
@@ -89,10 +90,15 @@ def step(
     metrics: list[ReplicaMetrics],
     memory: Memory,
     now: float,
+    activator_waiting: float | None = None,
 ) -> Step:
-    """One autoscaling decision, pure: what to write given what was read."""
+    """One autoscaling decision, pure: what to write given what was read.
+
+    `activator_waiting`: the requests the service's router holds (operator/router_demand.py);
+    None without a router, or with one that did not answer."""
     times, counted = new_interruptions(pods, memory.counted, now)
-    obs = Observation(now, metrics, pod_states(pods, now), times, activator_waiting=None)
+    states = pod_states(pods, now)
+    obs = Observation(now, metrics, states, times, activator_waiting=activator_waiting)
     decision = decide(policy_spec(isvc.spec), obs, memory.state)
     last = isvc.status.last_scaling_decision
     status = None
@@ -123,8 +129,11 @@ class Autoscaler:
         self._memory: dict[Key, Memory] = {}
         self._guard = threading.Lock()  # over _memory and the exported series
 
-    def run(self, key: Key, isvc: InferenceService, pods: list[dict]) -> Step | None:
-        """A decision when one is due for this service, else None."""
+    def run(
+        self, key: Key, isvc: InferenceService, pods: list[dict], routers: list[dict] | None = None
+    ) -> Step | None:
+        """A decision when one is due for this service, else None. `routers`: its router's
+        pods when it has one (their held requests are the activator's queue)."""
         now = self._clock()
         with self._guard:
             memory = self._memory.get(key) or Memory()
@@ -134,7 +143,8 @@ class Autoscaler:
         metrics, errors = read_metrics(self.prometheus, kind, *key, pods)
         for error in errors:
             log.warning("%s/%s metrics: %s", *key, error)
-        result = step(isvc, pods, metrics, memory, now)
+        held = None if routers is None else held_requests(routers)
+        result = step(isvc, pods, metrics, memory, now, held)
         with self._guard:
             # Only a leader exports decisions: the fence fails before a replica that lost
             # the lease clears them, so nothing is recorded after that clear.

@@ -127,10 +127,12 @@ def reconcile(
             problem = Problem("ApplyFailed", f"{what}: {err.status} {err.reason}")
     names = pool_deployment_names(meta["name"])
     deployments = {pool: live.get(("Deployment", names[pool])) for pool in POOLS}
-    service = live.get(("Service", url_service(p.children, live, meta["name"])))
+    url_name = url_service(p.children, live, meta["name"])
+    service = live.get(("Service", url_name))
     scaled = None
     if problem is None and autoscaler is not None and p.isvc is not None:
-        scaled = autoscaler.run(key, p.isvc, snap.pods)
+        routers = snap.router_pods if url_name != meta["name"] else None  # it has a router
+        scaled = autoscaler.run(key, p.isvc, snap.pods, routers)
     extra = {"lastScalingDecision": scaled.status} if scaled and scaled.status else None
     fetches = fetch_failures(snap.pods)
     outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now, fetches)
