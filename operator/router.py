@@ -30,6 +30,10 @@ DEFAULT_ROUTER_IMAGE = f"ghcr.io/infleet/infleet-operator:{__version__}"  # it s
 ROUTER_PORT = 8000  # the engines' Service port too: the URL's port never depends on the router
 ROUTER_REPLICAS = 2  # one per node (spread below), so losing a node never loses routing
 SPEC_DIR = "/etc/infleet/router"
+# Discovery's credentials, projected explicitly rather than automounted: the token works
+# where a platform turns automounting off, and it is read where the flags say.
+KUBE_API_DIR = "/var/run/secrets/infleet/kube-api"
+TOKEN_SECONDS = 3600  # the kubelet rotates it at 80 %; the router re-reads it each request
 # The router finishes requests in flight for this long after SIGTERM (its /health turns 503
 # at once); the kubelet waits a little longer before SIGKILL.
 GRACE_SECONDS = 30
@@ -43,6 +47,12 @@ RESOURCES = {
 }
 
 
+KUBE_API_SOURCES = [
+    {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+]
+
+
 def router_enabled(spec: InferenceServiceSpec, adapters: Iterable[str] = ()) -> bool:
     """spec.router.enabled, or unset: on where routing pays, with more than one replica
     allowed (prefix and load) or with LoRA adapters (adapter affinity)."""
@@ -53,8 +63,10 @@ def router_enabled(spec: InferenceServiceSpec, adapters: Iterable[str] = ()) -> 
 
 def router_args(name: str, served_name: str, adapters: Iterable[str]) -> list[str]:
     args = ["router", f"--model={served_name}", f"--service={name}", "--port-name=http"]
+    args += ["--host=$(POD_IP)"]  # as the engines: the pod's address, whatever the network
     args += [f"--spec={SPEC_DIR}/router.yaml", f"--port={ROUTER_PORT}"]
     args += [f"--shutdown-grace-seconds={GRACE_SECONDS}"]
+    args += [f"--kube-token-file={KUBE_API_DIR}/token", f"--kube-ca-file={KUBE_API_DIR}/ca.crt"]
     return args + [f"--adapter={a}" for a in sorted(set(adapters))]
 
 
@@ -144,15 +156,21 @@ def _pod_template(
         "command": ["infleet"],
         "args": router_args(name, served_name, adapters),
         "env": [
-            {
-                "name": "POD_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
+            *(
+                {"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+                for var, path in (
+                    ("POD_IP", "status.podIP"),
+                    ("POD_NAMESPACE", "metadata.namespace"),
+                )
+            ),
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "resources": RESOURCES,
-        "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+            {"name": "kube-api", "mountPath": KUBE_API_DIR, "readOnly": True},
+        ],
         "readinessProbe": {**probe, "periodSeconds": 2, "failureThreshold": 2},
         # Draining answers 503 too: only a router stuck for a minute is restarted.
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
@@ -184,7 +202,11 @@ def _pod_template(
             },
             "terminationGracePeriodSeconds": GRACE_SECONDS + KILL_MARGIN_SECONDS,
             "containers": [container],
-            "volumes": [{"name": "spec", "configMap": {"name": router_name(name)}}],
+            "automountServiceAccountToken": False,  # projected below, where args say
+            "volumes": [
+                {"name": "spec", "configMap": {"name": router_name(name)}},
+                {"name": "kube-api", "projected": {"sources": KUBE_API_SOURCES}},
+            ],
             "topologySpreadConstraints": spread,
         },
     }

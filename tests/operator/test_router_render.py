@@ -94,10 +94,15 @@ def test_the_router_deployment_runs_infleet_router_on_the_engines_service():
     assert {"--model=qwen-7b", "--service=chat", "--adapter=a", "--adapter=b"} <= set(args)
     # --spec is the ConfigMap's file, and it holds spec.router as the router reads it.
     (spec_arg,) = [a for a in args if a.startswith("--spec=")]
-    (mount,) = container["volumeMounts"]
+    mount, kube_api = container["volumeMounts"]
     assert spec_arg.removeprefix("--spec=") == f"{mount['mountPath']}/router.yaml"
-    (volume,) = pod["volumes"]
+    volume, token = pod["volumes"]
     assert volume["configMap"]["name"] == found["ConfigMap"]["metadata"]["name"]
+    # Discovery's token and CA: projected, and where its flags say.
+    assert pod["automountServiceAccountToken"] is False
+    assert token["name"] == kube_api["name"]
+    files = {f"{kube_api['mountPath']}/token", f"{kube_api['mountPath']}/ca.crt"}
+    assert {a.split("=", 1)[1] for a in args if a.startswith("--kube-")} == files
     text = found["ConfigMap"]["data"]["router.yaml"]
     assert RouterSpec.model_validate(yaml.safe_load(text)).hold_queue.max_requests == 9
     assert violations(pod) == []  # Pod Security "restricted"
