@@ -23,7 +23,7 @@ from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
 from infleet.engine.output_processor import RequestOutput
 from infleet.engine.sequence import SamplingParams
-from infleet.engine.server import errors
+from infleet.engine.server import errors, router_feed
 from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, TokenTexts, usage
 from infleet.engine.tokenizer import ChatTemplateError
@@ -40,6 +40,7 @@ class ServerState:
 ENGINE = web.AppKey("engine", AsyncEngine)
 STATE = web.AppKey("state", ServerState)
 TEXTS = web.AppKey("texts", TokenTexts)
+FEED = web.AppKey("router_feed", router_feed.RouterFeed)
 
 
 def build_app(engine: AsyncEngine, state: ServerState | None = None) -> web.Application:
@@ -52,6 +53,7 @@ def build_app(engine: AsyncEngine, state: ServerState | None = None) -> web.Appl
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app[FEED] = router_feed.install(app, engine, lambda: app[STATE].draining)
     return app
 
 
@@ -168,6 +170,7 @@ async def _respond(
     stream = engine.generate(
         uuid.uuid4().hex, ids, params, priority=req.priority, cache_salt=req.cache_salt or ""
     )
+    stream = request.app[FEED].track(request, ids, req.cache_salt or "", stream)
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:
             return await _stream(request, stream, fmt, len(params), len(ids), req.include_usage)

@@ -1,0 +1,221 @@
+"""What this replica publishes for the router (docs/router.md, the wire format in
+`infleet.api.router_wire`): `GET /router/state` (a snapshot) and `GET /router/events`
+(server-sent events: a snapshot, then `load`, `stored`, `evicted` and `draining`).
+
+The engine never computes prefix keys: the router sends a request's keys in the
+`x-infleet-prefix-keys` header. Once the request's first token is out its prompt is in
+the KV cache, and the keys are `stored`, each tied to the block it lies in (key i of n in
+prompt block ceil((i+1)·B/n)-1 of the prompt's B full blocks). When the block manager
+evicts a block (to reuse it), the keys tied to it are `evicted`.
+
+Eviction happens on the engine thread; it reaches the event loop through
+`call_soon_threadsafe`, in step order. A request's first token can be consumed after a
+later step already evicted one of its blocks, so `stored` only names the keys whose
+block is still cached at that moment: what it publishes is never more than the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from infleet.api import router_wire as wire
+from infleet.engine.async_engine import AsyncEngine
+from infleet.engine.block_manager import block_hash
+
+log = logging.getLogger("infleet.engine.router_feed")
+LOAD_PERIOD_S = 0.1  # a `load` event at most this often, and only when it changed
+SUBSCRIBER_BACKLOG = 4096  # events a slow follower may lag; past it, it reconnects
+MAX_SNAPSHOT_KEYS = 65536  # roots first; a router keeps fewer anyway
+MAX_HEADER_KEYS = 256  # what the router sends at most
+
+
+def parse_keys(header: str | None) -> list[str]:
+    """The header's keys, in chain order; a malformed header counts as none (the
+    request is served all the same, only not published)."""
+    if not header:
+        return []
+    keys = [k.strip() for k in header.split(",")[:MAX_HEADER_KEYS]]
+    if all(len(k) == 16 and all(c in "0123456789abcdef" for c in k) for k in keys):
+        return keys
+    return []
+
+
+def key_blocks(num_keys: int, num_blocks: int) -> list[int]:
+    """The prompt block each key lies in: key i of n in block ceil((i+1)·B/n)-1."""
+    return [-(-(i + 1) * num_blocks // num_keys) - 1 for i in range(num_keys)]
+
+
+def prompt_block_hashes(token_ids: list[int], salt: str, block_size: int) -> list[bytes]:
+    """The engine's chained hashes of the prompt's full blocks (block_manager.py)."""
+    hashes: list[bytes] = []
+    for i in range(len(token_ids) // block_size):
+        parent = hashes[-1] if hashes else b""
+        hashes.append(block_hash(parent, salt, token_ids[i * block_size : (i + 1) * block_size]))
+    return hashes
+
+
+class RouterFeed:
+    def __init__(self, engine: AsyncEngine, draining: Any) -> None:
+        self.engine = engine
+        self.core = engine.engine
+        self._draining = draining  # () -> bool: the server's drain flag
+        self.epoch = uuid.uuid4().hex
+        self.seq = 0
+        self.keys: OrderedDict[str, bytes] = OrderedDict()  # key -> its block, chain order
+        self.by_block: dict[bytes, list[str]] = {}
+        self.subscribers: set[asyncio.Queue[wire.Event | None]] = set()
+        self._load: tuple[int, int, float] | None = None
+        self._draining_sent = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- wiring ---------------------------------------------------------------------
+
+    async def start(self, _: web.Application) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.core.block_manager.on_evict = self._on_evict_thread
+        self._task = asyncio.create_task(self._watch_load())
+
+    async def stop(self, _: web.Application) -> None:
+        self.core.block_manager.on_evict = None
+        self._send_draining()  # a drain shorter than one load period still says so
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for queue in self.subscribers:
+            queue.put_nowait(None)
+
+    def _on_evict_thread(self, block: bytes) -> None:
+        # The engine thread: hand over to the loop, in step order.
+        if self._loop is not None and self.by_block:
+            self._loop.call_soon_threadsafe(self._evicted, block)
+
+    # -- state ----------------------------------------------------------------------
+
+    def _load_now(self) -> tuple[int, int, float]:
+        bm = self.core.block_manager
+        usage = min(1.0, max(0.0, bm.usage))
+        return self.engine.num_waiting(), self.core.scheduler.num_running, round(usage, 4)
+
+    def snapshot(self) -> wire.Snapshot:
+        waiting, running, usage = self._load_now()
+        bm = self.core.block_manager
+        return wire.Snapshot(
+            seq=self.seq,
+            epoch=self.epoch,
+            model=self.core.model_name,
+            waiting=waiting,
+            running=running,
+            kv_usage=usage,
+            kv_capacity_tokens=bm.num_blocks * bm.block_size,
+            draining=self._draining(),
+            keys=list(self.keys)[:MAX_SNAPSHOT_KEYS],
+        )
+
+    def _publish(self, make: Any, **fields: Any) -> None:
+        self.seq += 1
+        event = make(seq=self.seq, **fields)
+        for queue in list(self.subscribers):
+            if queue.qsize() >= SUBSCRIBER_BACKLOG:  # too far behind: it resyncs
+                self.subscribers.discard(queue)
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait(event)
+
+    def stored(self, token_ids: list[int], salt: str, keys: list[str]) -> None:
+        """A request's prompt is cached: its keys, tied to their blocks."""
+        bm = self.core.block_manager
+        if not bm.enable_prefix_caching:
+            return
+        blocks = prompt_block_hashes(token_ids, salt, bm.block_size)
+        if not blocks:
+            return
+        new = []
+        for key, index in zip(keys, key_blocks(len(keys), len(blocks)), strict=True):
+            block = blocks[index]
+            if key in self.keys or block not in bm.cached:  # cached is read atomically
+                continue
+            self.keys[key] = block
+            self.by_block.setdefault(block, []).append(key)
+            new.append(key)
+        if new:
+            self._publish(wire.Stored, keys=new)
+
+    def _evicted(self, block: bytes) -> None:
+        keys = self.by_block.pop(block, [])
+        for key in keys:
+            self.keys.pop(key, None)
+        if keys:
+            self._publish(wire.Evicted, keys=keys)
+
+    async def _watch_load(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_PERIOD_S)
+            load = self._load_now()
+            if load != self._load:
+                self._load = load
+                self._publish(wire.Load, waiting=load[0], running=load[1], kv_usage=load[2])
+            self._send_draining()
+
+    def _send_draining(self) -> None:
+        if self._draining() and not self._draining_sent:
+            self._draining_sent = True
+            self._publish(wire.Draining)
+
+    # -- requests -------------------------------------------------------------------
+
+    async def track(
+        self,
+        request: web.Request,
+        token_ids: list[int],
+        salt: str,
+        stream: AsyncIterator[Any],
+    ) -> AsyncIterator[Any]:
+        """`stream` as is; its first output marks the prompt cached under the header's keys."""
+        keys = parse_keys(request.headers.get(wire.PREFIX_KEYS_HEADER))
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for item in stream:
+                if keys:
+                    self.stored(token_ids, salt, keys)
+                    keys = []
+                yield item
+
+    async def state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot().model_dump(mode="json", exclude={"type"}))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        queue: asyncio.Queue[wire.Event | None] = asyncio.Queue()
+        first = self.snapshot()  # and subscribe in the same loop turn: no delta is lost
+        self.subscribers.add(queue)
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        try:
+            await resp.prepare(request)
+            await resp.write(wire.encode_event(first))
+            while (event := await queue.get()) is not None:
+                await resp.write(wire.encode_event(event))
+        except ConnectionResetError:
+            pass  # the follower went away
+        finally:
+            self.subscribers.discard(queue)
+        return resp
+
+
+def install(app: web.Application, engine: AsyncEngine, draining: Any) -> RouterFeed:
+    """Serve the feed on `app`; returns it (for `track`)."""
+    feed = RouterFeed(engine, draining)
+    app.router.add_get(wire.STATE_PATH, feed.state)
+    app.router.add_get(wire.EVENTS_PATH, feed.events)
+    app.on_startup.append(feed.start)
+    app.on_shutdown.append(feed.stop)
+    return feed
