@@ -143,7 +143,7 @@ def _conversations(client_for, tag: str, turns: int, count: int) -> None:
     """`count` conversations of `turns` turns, each with its own long system prompt; each
     request on a new connection, so a plain Service spreads them like separate clients."""
     system = "You answer briefly. " + " ".join(
-        f"Fact {i}: item {tag}-{i} is blue." for i in range(60)
+        f"Fact {i}: item {tag}-{i} is blue." for i in range(30)
     )
     chats = [
         [{"role": "system", "content": f"Conversation {tag}{c}. {system}"}] for c in range(count)
