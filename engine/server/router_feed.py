@@ -31,7 +31,8 @@ from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.block_manager import block_hash
 
 log = logging.getLogger("infleet.engine.router_feed")
-LOAD_PERIOD_S = 0.1  # a `load` event at most this often, and only when it changed
+LOAD_PERIOD_S = 0.1  # a `load` event at most this often while it changes...
+LOAD_HEARTBEAT_S = 1.0  # ...and at least this often: a router trusts load for 5 s only
 SUBSCRIBER_BACKLOG = 4096  # events a slow follower may lag; past it, it reconnects
 MAX_SNAPSHOT_KEYS = 65536  # roots first; a router keeps fewer anyway
 MAX_HEADER_KEYS = 256  # what the router sends at most
@@ -158,11 +159,12 @@ class RouterFeed:
             self._publish(wire.Evicted, keys=keys)
 
     async def _watch_load(self) -> None:
+        loop, sent_at = asyncio.get_running_loop(), 0.0
         while True:
             await asyncio.sleep(LOAD_PERIOD_S)
             load = self._load_now()
-            if load != self._load:
-                self._load = load
+            if load != self._load or loop.time() - sent_at >= LOAD_HEARTBEAT_S:
+                self._load, sent_at = load, loop.time()
                 self._publish(wire.Load, waiting=load[0], running=load[1], kv_usage=load[2])
             self._send_draining()
 
