@@ -57,11 +57,65 @@ class SpeculativeSpec(CrdModel):
     num_tokens: int = field(4, ge=1, le=16, description="Tokens proposed per step.")
 
 
+class LabelSelectorRequirement(CrdModel):
+    """One metav1.LabelSelectorRequirement."""
+
+    key: str = field(description="The label key.", min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[str] = field(
+        default_factory=list, description="Values for In and NotIn; empty otherwise."
+    )
+
+
+class LabelSelector(CrdModel):
+    """A metav1.LabelSelector (here over a namespace's labels)."""
+
+    match_labels: dict[str, str] = field(
+        default_factory=dict, description="Labels the namespace must carry."
+    )
+    match_expressions: list[LabelSelectorRequirement] = field(
+        default_factory=list, description="Requirements on the namespace's labels."
+    )
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for expr in self.match_expressions:
+            have = labels.get(expr.key)
+            ok = {
+                "In": have is not None and have in expr.values,
+                "NotIn": have not in expr.values,
+                "Exists": expr.key in labels,
+                "DoesNotExist": expr.key not in labels,
+            }[expr.operator]
+            if not ok:
+                return False
+        return True
+
+
 class LoRASpec(CrdModel):
-    """LoRA adapter slots (adapters themselves are LoRAAdapter objects)."""
+    """LoRA adapter slots, and which tenants may attach adapters (LoRAAdapter objects)."""
 
     max_adapters: int = field(0, ge=0, description="Adapters resident at once; 0 disables LoRA.")
+    max_cpu_adapters: int | None = field(
+        None, ge=1, description="Adapters kept in host memory (default: maxAdapters)."
+    )
     max_rank: int = field(16, ge=1, le=512, description="Largest adapter rank accepted.")
+    allowed_namespaces: list[str] = field(
+        default_factory=list,
+        description="Namespaces whose LoRAAdapters may attach (the service's own always "
+        "may). Admitting another namespace makes the service authenticated: each admitted "
+        "namespace gets an API key in the Secret <service>-api-key.",
+    )
+    namespace_selector: LabelSelector | None = field(
+        None, description="Namespaces whose labels match may attach LoRAAdapters too."
+    )
+
+    def admits_others(self) -> bool:
+        """Whether namespaces other than the service's may attach (then it authenticates)."""
+        return bool(self.allowed_namespaces) or self.namespace_selector is not None
 
 
 class EngineSpec(CrdModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infleet.autoscaler.load import Load
-from infleet.autoscaler.sizing import Recommendation, ceil
+from infleet.autoscaler.sizing import Recommendation, ceil, for_rate
 from infleet.autoscaler.spec import PolicySpec
 from infleet.autoscaler.windows import Window
 
@@ -25,7 +25,9 @@ RATE_LIMIT_WINDOW_S = 60.0
 class Damping:
     recommendations: Window  # what the load asked for, for the stabilization windows
     totals: Window  # what the fleet was sized to, for the rate limits
-    bursts: Window  # when each burst began, and the replicas its load needed
+    # When each burst began, and the arrival rate it reached (req/s): a load, not
+    # replicas, since the replicas a load needs change with the request shape.
+    bursts: Window
     panic_until: float = float("-inf")
     floor: tuple[float, int] | None = None  # cold start: (until, replicas found)
 
@@ -118,8 +120,8 @@ def _stabilized(
         d.panic_until = now + t.stable_window_s
     panic = now < d.panic_until
     if panic:
-        began, needed = d.bursts.last() or (now, 0.0)
-        d.bursts.samples[-1:] = [(began, max(needed, float(rec.stable or 0)))]
+        began, peak = d.bursts.last() or (now, 0.0)
+        d.bursts.samples[-1:] = [(began, max(peak, load.arrivals or 0.0))]
         sized.total, sized.code = max(sized.total, rec.burst or 0, current), "PanicBurst"
         sized.reasons.append(f"panic mode until t={d.panic_until:.0f}s: no scale-down")
     if sized.total > current and current and not panic:
@@ -137,9 +139,12 @@ def _stabilized(
             sized.total = held
     if sized.total < current:
         hold = burst_hold_s(spec, d.bursts, now)
-        needed = d.bursts.peak(now, hold)
+        peak = d.bursts.peak(now, hold)
+        # Sized with what a replica serves now: a "burst" of 8k-token prompts is held
+        # as the replicas its rate needs at today's 1k-token capacity, not at its own.
+        needed = None if peak is None else for_rate(spec, load, peak, 0.0)
         if needed is not None and needed > sized.total:
-            sized.total = min(current, int(needed))
+            sized.total = min(current, needed)
             sized.reasons.append(
                 f"keeping {sized.total} for bursts ({len(d.bursts)} in "
                 f"{d.bursts.span_s / 3600:.0f} h): capacity held {hold / 60:.0f} min after one"

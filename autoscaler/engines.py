@@ -1,4 +1,8 @@
-"""Each engine kind's own metric names, mapped onto the policy's one view.
+"""Each engine kind's own metric names, mapped onto the policy's one view: the one table
+of engine metric names. The operator's per-service PrometheusRule (operator/monitoring.py)
+reads its histograms and queue gauge from here, docs/contracts.md lists it (checked by
+tests/autoscaler/test_engine_names.py, which also checks the bundled engine exports its
+row, and the chart's alerts read only names of it).
 
 Names are the engines' own (checked against their sources and docs):
 - infleet: `infleet:*`, vLLM's suffixes (docs/contracts.md).
@@ -42,8 +46,10 @@ class EngineMetricNames:
     prompt_tokens_total: tuple[str, ...] = ()
     generation_tokens_total: tuple[str, ...] = ()
     # The time-to-first-token histogram (the blind policy's fallback evidence, read
-    # through Prometheus); TGI has none.
+    # through Prometheus; the per-service PrometheusRule's p95); TGI has none.
     ttft_histogram: str | None = None
+    # The inter-token latency histogram (the PrometheusRule's p95).
+    itl_histogram: str | None = None
 
 
 ENGINE_METRICS: dict[str, EngineMetricNames] = {
@@ -56,6 +62,7 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         prompt_tokens_total=("infleet:prompt_tokens_total",),
         generation_tokens_total=("infleet:generation_tokens_total",),
         ttft_histogram="infleet:time_to_first_token_seconds",
+        itl_histogram="infleet:inter_token_latency_seconds",
     ),
     "vllm": EngineMetricNames(
         waiting=("vllm:num_requests_waiting",),
@@ -66,6 +73,7 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         prompt_tokens_total=("vllm:prompt_tokens_total",),
         generation_tokens_total=("vllm:generation_tokens_total",),
         ttft_histogram="vllm:time_to_first_token_seconds",
+        itl_histogram="vllm:inter_token_latency_seconds",
     ),
     "sglang": EngineMetricNames(
         waiting=("sglang:num_queue_reqs",),
@@ -76,6 +84,7 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         prompt_tokens_total=("sglang:prompt_tokens_total",),
         generation_tokens_total=("sglang:generation_tokens_total",),
         ttft_histogram="sglang:time_to_first_token_seconds",
+        itl_histogram="sglang:inter_token_latency_seconds",
     ),
     "tgi": EngineMetricNames(
         waiting=("tgi_queue_size",),
@@ -83,6 +92,7 @@ ENGINE_METRICS: dict[str, EngineMetricNames] = {
         requests_total=("tgi_request_success", "tgi_request_success_total"),
         prompt_tokens_total=("tgi_request_input_length_sum",),
         generation_tokens_total=("tgi_request_generated_tokens_sum",),
+        itl_histogram="tgi_request_mean_time_per_token_duration",
     ),
 }
 

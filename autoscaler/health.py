@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 CONDITION = "MetricsUnavailable"
 
@@ -55,8 +56,11 @@ def metrics_condition(
     rejected = [f for f in failures if f.permanent]
     lasting = [f for f in failures if f.since is not None and now - f.since >= grace_s]
     if serving and blind_s >= grace_s:
+        # "since" a fixed time, not "for N s": the message (and so the status) stays the
+        # same while the blackout lasts, instead of a status write every decision.
+        since = datetime.fromtimestamp(now - blind_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         message = (
-            f"no replica's metrics for {blind_s:.0f}s: the fleet is held at its last size "
+            f"no replica's metrics since {since}: the fleet is held at its last size "
             "and grows only on the service's TTFT" + _first(failures)
         )
         return ConditionState(CONDITION, True, "NoReplicaMetrics", message)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infleet.autoscaler.capacity import capacity, learn, steady_shape
-from infleet.autoscaler.damping import damp
+from infleet.autoscaler.damping import Sized, damp
 from infleet.autoscaler.load import Load, fleet_load
-from infleet.autoscaler.placement import next_shift, place
+from infleet.autoscaler.placement import Placement, next_shift, place
 from infleet.autoscaler.signals import Interval, measure
 from infleet.autoscaler.sizing import recommend
 from infleet.autoscaler.spec import PolicySpec
@@ -106,18 +106,21 @@ def _load(spec: PolicySpec, obs: Observation, s: PolicyState) -> tuple[Load, Int
     return load, interval
 
 
-def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
-    now, s = obs.now, state.for_spec(spec)
-    elapsed = 0.0 if s.last_now is None else max(0.0, now - s.last_now)
-
-    load, _ = _load(spec, obs, s)
-
+def _size(spec: PolicySpec, obs: Observation, s: PolicyState, load: Load) -> Sized:
+    """Step 2: the total the load asks for, damped (a cold start holds what it found)."""
     current = s.total
     if current is None:
         current = _cold_start_total(obs, spec)
-        s.damping.floor = (now + spec.scaling.scale_down_stabilization_window_seconds, current)
-    sized = damp(spec, recommend(spec, load, current), load, current, now, s.damping)
+        s.damping.floor = (obs.now + spec.scaling.scale_down_stabilization_window_seconds, current)
+    return damp(spec, recommend(spec, load, current), load, current, obs.now, s.damping)
 
+
+def _place(
+    spec: PolicySpec, obs: Observation, s: PolicyState, load: Load, sized: Sized, elapsed: float
+) -> tuple[Placement, str, float]:
+    """Step 3: the pools that run the total, the decision's reason, and the spot exposure
+    accrued since the previous decision."""
+    now = obs.now
     exposure = s.spot.record(obs, elapsed)
     budget = spec.slo.spot_preemptions_per_replica_hour
     burn = burns(budget, s.spot, now) if spec.tuning.dedicated_fallback else None
@@ -142,8 +145,16 @@ def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
         reason = "SpotGapCovered"
     if sized.code in ("ManualOverride", "MetricsUnavailable"):
         reason = sized.code
+    return placement, reason, exposure
 
-    s.total, s.pools, s.last_now = sized.total, (placement.dedicated, placement.spot), now
+
+def decide(spec: PolicySpec, obs: Observation, state: PolicyState) -> Decision:
+    s = state.for_spec(spec)
+    elapsed = 0.0 if s.last_now is None else max(0.0, obs.now - s.last_now)
+    load, _ = _load(spec, obs, s)
+    sized = _size(spec, obs, s, load)
+    placement, reason, exposure = _place(spec, obs, s, load, sized, elapsed)
+    s.total, s.pools, s.last_now = sized.total, (placement.dedicated, placement.spot), obs.now
     return Decision(
         total=sized.total,
         dedicated=placement.dedicated,

@@ -20,13 +20,11 @@ the policy counts it as unknown, not idle.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import cache
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -211,22 +209,3 @@ class ScrapePool:
         with self._lock:
             for key in [k for k in self._health if k[0] == service]:
                 del self._health[key]
-
-
-_calls = itertools.count()
-
-
-@cache
-def _pool_for(timeout_s: float) -> ScrapePool:
-    return ScrapePool(ScrapeLimits(timeout_s=timeout_s, deadline_s=max(6.0, 2 * timeout_s)))
-
-
-def scrape(
-    targets: Iterable[ScrapeTarget], kind: str, timeout_s: float = 2.0
-) -> tuple[list[ReplicaMetrics], list[str]]:
-    """One service's targets read once, without backoff (what the operator's timer calls
-    until it keeps a ScrapePool): every view, and one line per target that failed."""
-    pool, service = _pool_for(timeout_s), f"@once-{next(_calls)}"
-    result = pool.scrape(service, targets, kind, now=0.0)
-    pool.forget(service)
-    return result.metrics, [f"{f.target}: {f.reason}: {f.message}" for f in result.failures]

@@ -21,7 +21,7 @@ from infleet.autoscaler.spec import PolicySpec
 from infleet.autoscaler.spot_burn import SpotHistory
 from infleet.autoscaler.windows import Window
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: bursts remember their arrival rate, not replicas
 
 
 @dataclass(slots=True)

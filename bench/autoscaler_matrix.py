@@ -16,6 +16,7 @@ import datetime
 import json
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tick", type=float, default=2.0)
     p.add_argument("--only-blackout", action="store_true",
                    help="rerun the blackout runs alone, into the existing results")  # fmt: skip
+    p.add_argument("--keep-others", action="store_true",
+                   help="keep the existing results' runs of the policies not rerun (a change "
+                   "to our policy leaves the baselines' deterministic runs as they were)")  # fmt: skip
     opts = p.parse_args(argv)
     runs = [
         (scenario, policy, seed, opts.tick, (), {})
@@ -113,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if "diurnal" in opts.scenarios:
         runs += [("diurnal", policy, seed, opts.tick, (BLACKOUT,), {})
-                 for policy in OURS[:2] for seed in opts.seeds]  # fmt: skip
+                 for policy in OURS[:2] if policy in opts.policies
+                 for seed in opts.seeds]  # fmt: skip
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     rows = list(run_all(runs, opts.jobs))
@@ -125,9 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(row["policy"], row["seed"], json.dumps(row["faults"]))
         return 0
+    kept_from = None
+    if opts.keep_others:
+        before = json.loads(RESULTS.read_text())
+        kept_from = before["commit"]
+        rows += [r for r in before["runs"] if r["policy"] not in opts.policies]
     table = cells(rows)
     report = {
-        "command": "python -m bench.autoscaler_matrix " + " ".join(argv or []),
+        "command": "python -m bench.autoscaler_matrix " + " ".join(argv or sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
         "commit": commit,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "blackout": [r for r in rows if r["faults"]],
         "runs": rows,
     }
+    if kept_from is not None:
+        report["others_commit"] = kept_from  # where the runs of the other policies come from
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown(table))

@@ -37,6 +37,14 @@ class EngineArgs:
     max_queue: int = 1024
     shutdown_grace_seconds: float = 30.0
     attention_backend: str = "auto"
+    # LoRA adapters (engine/adapters): listed and loaded; applied by issue 14 phase 2.
+    enable_lora: bool = False
+    max_loras: int = 4
+    max_cpu_loras: int | None = None  # None: --max-loras
+    max_lora_rank: int = 16
+    lora_dir: str | None = None  # where adapters live; None: a temporary directory
+    lora_set: str | None = None  # the mounted set, read at start-up
+    api_keys_file: str | None = None  # sha256(key) -> tenant; None: no authentication
     # Not a flag: tests and benchmarks pin the KV pool to an exact number of blocks.
     num_kv_blocks: int | None = None
     enable_prefix_caching: bool = True
@@ -66,6 +74,14 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = EngineArgs()
     p = argparse.ArgumentParser(
@@ -92,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.attention_backend,
         choices=["auto", "torch", "triton", "flash-attn"],
     )
+    add("--enable-lora", type=_bool, nargs="?", const=True, default=False, metavar="BOOL")
+    add("--max-loras", type=_positive_int, default=d.max_loras, help="adapters per batch")
+    add("--max-cpu-loras", type=_positive_int, default=None, help="adapters known at once")
+    add("--max-lora-rank", type=_positive_int, default=d.max_lora_rank)
+    add("--lora-dir", default=None, metavar="DIR", help="adapters' files; lora_path inside")
+    add("--lora-set", default=None, metavar="DIR", help="adapter set to load at start-up")
+    add("--api-keys-file", default=None, metavar="FILE", help="JSON: sha256(key) -> tenant")
     return p
 
 

@@ -19,12 +19,17 @@ def serve_main(argv: list[str]) -> int:
     # Imported after parsing so that `--help` and flag errors do not wait for torch.
     from infleet.engine.llm_engine import LLMEngine
     from infleet.engine.model_config import ModelLoadError
+    from infleet.engine.models.weight_count import count_weights
     from infleet.engine.server.run import serve
+    from infleet.engine.termination import write_termination_message
 
     try:
         engine = LLMEngine(args)
     except (ModelLoadError, ValueError) as err:
-        print(f"infleet serve: {err}", file=sys.stderr)
+        # One line, also where the operator reads it: exit code 2 means "refused".
+        line = f"infleet serve: {err}"
+        print(line, file=sys.stderr)
+        write_termination_message(line)
         return 2
     log.info(
         "model %s (served as %r) on %s, dtype %s, attention %s",
@@ -34,6 +39,9 @@ def serve_main(argv: list[str]) -> int:
         str(engine.loaded.dtype).removeprefix("torch."),
         engine.runner.backend.name,
     )
+    config = engine.loaded.config
+    top_k = config.moe.top_k if config.moe else 0
+    log.info("%s", count_weights(engine.loaded.model, top_k).describe())
     log.info(
         "KV cache: %d blocks of %d tokens (%.0f MiB, %d tokens); max model len %d",
         engine.num_blocks,

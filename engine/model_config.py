@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infleet.engine.moe_config import MoEConfig, MoEConfigError, moe_from_hf
 
-class ModelLoadError(ValueError):
+
+class ModelLoadError(MoEConfigError):
     """A model cannot be loaded: unsupported architecture, missing file or weight, bad value."""
 
 
@@ -26,7 +28,7 @@ class RopeScaling:
 
 @dataclass(slots=True)
 class ModelConfig:
-    architecture: str  # "llama" | "qwen2" | "qwen3" | "mistral"
+    architecture: str  # a value of SUPPORTED_ARCHITECTURES
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -45,6 +47,7 @@ class ModelConfig:
     qk_norm: bool = False
     # Per layer: attend only to the last N keys (None = full attention).
     sliding_windows: tuple[int | None, ...] = ()
+    moe: MoEConfig | None = None  # None: every layer's MLP is dense
 
     def __post_init__(self) -> None:
         if not self.sliding_windows:
@@ -58,6 +61,10 @@ class ModelConfig:
                 f"num_attention_heads={self.num_heads} is not a multiple of "
                 f"num_key_value_heads={self.num_kv_heads}"
             )
+        if self.moe is not None and len(self.moe.sparse_layers) != self.num_layers:
+            raise ModelLoadError(
+                f"{len(self.moe.sparse_layers)} sparse-layer entries for {self.num_layers} layers"
+            )
 
 
 # HF `architectures` entries and `model_type` values we can run.
@@ -66,7 +73,12 @@ SUPPORTED_ARCHITECTURES = {
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "MistralForCausalLM": "mistral",
+    "MixtralForCausalLM": "mixtral",
+    "Qwen2MoeForCausalLM": "qwen2_moe",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
 }
+# An MoE architecture's attention is its dense sibling's.
+_ATTENTION_OF = {"mixtral": "mistral", "qwen2_moe": "qwen2", "qwen3_moe": "qwen3"}
 _ROPE_TYPES = ("default", "linear", "llama3")
 
 
@@ -138,6 +150,7 @@ def _require(cfg: dict[str, Any], key: str) -> Any:
 def config_from_hf(cfg: dict[str, Any]) -> ModelConfig:
     """Build a ModelConfig from the dict in an HF `config.json`."""
     arch = detect_architecture(cfg)
+    family = _ATTENTION_OF.get(arch, arch)
     act = cfg.get("hidden_act", "silu")
     if act != "silu":
         raise ModelLoadError(f"unsupported hidden_act {act!r}; only 'silu' is implemented")
@@ -150,6 +163,7 @@ def config_from_hf(cfg: dict[str, Any]) -> ModelConfig:
         architecture=arch,
         vocab_size=int(_require(cfg, "vocab_size")),
         hidden_size=hidden,
+        # A Qwen-MoE's dense layers (mlp_only_layers) use intermediate_size.
         intermediate_size=int(_require(cfg, "intermediate_size")),
         num_layers=layers,
         num_heads=heads,
@@ -160,10 +174,20 @@ def config_from_hf(cfg: dict[str, Any]) -> ModelConfig:
         rope_theta=theta,
         rope_scaling=scaling,
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        # Qwen2 always has q/k/v biases; Llama and Qwen3 put them on q/k/v/o when asked.
-        qkv_bias=arch == "qwen2" or (arch in ("llama", "qwen3") and attention_bias),
-        o_bias=arch in ("llama", "qwen3") and attention_bias,
+        # Qwen2 has q/k/v biases (Qwen2-MoE unless qkv_bias=false); Llama and Qwen3 put
+        # them on q/k/v/o when asked.
+        qkv_bias=(family == "qwen2" and bool(cfg.get("qkv_bias", True)))
+        or (family in ("llama", "qwen3") and attention_bias),
+        o_bias=family in ("llama", "qwen3") and attention_bias,
         mlp_bias=arch == "llama" and bool(cfg.get("mlp_bias", False)),
-        qk_norm=arch == "qwen3",
-        sliding_windows=_sliding_windows(cfg, arch, layers),
+        qk_norm=family == "qwen3",
+        sliding_windows=_sliding_windows(cfg, family, layers),
+        moe=_moe(cfg, arch, layers),
     )
+
+
+def _moe(cfg: dict[str, Any], arch: str, layers: int) -> MoEConfig | None:
+    try:
+        return moe_from_hf(cfg, arch, layers)
+    except MoEConfigError as err:
+        raise ModelLoadError(str(err)) from err

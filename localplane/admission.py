@@ -6,6 +6,7 @@ custom resources get the full structural-schema + CEL treatment.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import re
@@ -235,6 +236,15 @@ class Admission:
                     )
                 ],
             )
+
+    def _core_secrets(self, obj: Obj, old: Obj | None) -> None:
+        # As the apiserver's Secret strategy: stringData is write-only, merged into data
+        # (base64) and never stored.
+        string_data = obj.pop("stringData", None) or {}
+        data = obj.setdefault("data", {}) if string_data else obj.get("data")
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj.setdefault("type", "Opaque")
 
     def _core_services(self, obj: Obj, old: Obj | None) -> None:
         spec = obj.setdefault("spec", {})

@@ -62,6 +62,8 @@ def operator_manifests(kubeconfig_yaml: str) -> list[dict[str, Any]]:
                                         for name, path in (
                                             ("POD_NAME", "metadata.name"),
                                             ("POD_NAMESPACE", "metadata.namespace"),
+                                            # the adapter store's address (engines fetch)
+                                            ("POD_IP", "status.podIP"),
                                         )
                                     ),
                                 ],

@@ -1,5 +1,11 @@
 """A container of a Pod as a local process: start, probes, restarts with back-off, and
-graceful termination (preStop, SIGTERM to its process group, grace period, SIGKILL)."""
+graceful termination (preStop, SIGTERM to its process group, grace period, SIGKILL).
+
+Termination messages: a process cannot be given a file at `terminationMessagePath`
+(/dev/termination-log) here, so each run gets a fresh local file named by the env var
+`INFLEET_TERMINATION_LOG` (the bundled engine writes its refusal there); after exit its
+contents become `terminated.message`, as the kubelet does, with the log tail as the
+fallback under FallbackToLogsOnError."""
 
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
     from infleet.localplane.podworker import PodWorker
 
 Obj = dict[str, Any]
+TERMINATION_LOG_ENV = "INFLEET_TERMINATION_LOG"
+TERMINATION_MESSAGE_BYTES = 4096  # the kubelet's cap
 
 
 def _die_with_parent() -> None:
@@ -82,6 +90,10 @@ class ContainerRunner:
             self.w.kubelet.api, pod, self.spec, self.w.node, self.w.kubelet.api_url
         )
         self.env = {k: rewrite_paths(v, mounts) for k, v in self.env.items()} | mounts_env(mounts)
+        termination = self.termination_path()
+        termination.parent.mkdir(parents=True, exist_ok=True)
+        termination.write_bytes(b"")  # a message is this run's, never a previous one's
+        self.env[TERMINATION_LOG_ENV] = str(termination)
         argv = command_line(self.spec, self.env, mounts)
         exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=self.env["PATH"])
         if exe is None or not os.access(exe, os.X_OK):
@@ -132,10 +144,21 @@ class ContainerRunner:
                 "finishedAt": now_rfc3339(),
             }
         }
-        if code != 0 and self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        message = self._termination_message()
+        if message:
+            self.state["terminated"]["message"] = message
+        elif code != 0 and self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
             self.state["terminated"]["message"] = self._log_tail()
         self.w.publish()
         return code
+
+    def termination_path(self) -> Path:
+        return self.w.root / "termination" / self.name
+
+    def _termination_message(self) -> str:
+        path = self.termination_path()
+        data = path.read_bytes()[:TERMINATION_MESSAGE_BYTES] if path.exists() else b""
+        return data.decode(errors="replace")
 
     def _log_tail(self) -> str:
         """The kubelet's fallback termination message: the log's last 80 lines, 2 KiB."""

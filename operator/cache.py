@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from infleet.api import GROUP, PLURAL, VERSION
+from infleet.api.lora_adapter import LoRAAdapter
 from infleet.autoscaler.kube_view import pod_view
 from infleet.operator.names import MANAGED_BY, ROUTER_LABEL, SERVICE_LABEL
 from infleet.operator.own_writes import OwnWrites
-from infleet.operator.pod_trouble import fetch_trouble
+from infleet.operator.pod_trouble import engine_refusal, fetch_trouble
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, InferenceService name)
@@ -86,10 +88,10 @@ for (_group, _version, _plural, _kind), _id in zip(CHILD_KINDS, CHILD_INDICES, s
 @kopf.index("", "v1", "pods", labels=CHILD_SELECTOR)
 def service_pods(namespace: str, body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, Obj]:
     pod = dict(body)
-    # The autoscaler's view of the pod, plus why its model fetch fails (status reports it).
-    return {
-        (namespace, labels[SERVICE_LABEL]): {**pod_view(pod), "fetchTrouble": fetch_trouble(pod)}
-    }
+    # The autoscaler's view of the pod, plus why its model fetch fails or its engine refused
+    # the model (status reports both).
+    view = {**pod_view(pod), "fetchTrouble": fetch_trouble(pod)}
+    return {(namespace, labels[SERVICE_LABEL]): {**view, "engineRefusal": engine_refusal(pod)}}
 
 
 @kopf.index("", "v1", "pods", labels=ROUTER_POD_SELECTOR)
@@ -99,9 +101,13 @@ def router_pods(namespace: str, body: kopf.Body, labels: kopf.Labels, **_: Any) 
 
 
 @kopf.index(GROUP, VERSION, "loraadapters")
-def service_adapters(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Key, str]:
-    # The router accepts an adapter's name as `model` (operator/router.py).
-    return {(namespace, spec.get("inferenceService", "")): name}
+def service_adapters(body: kopf.Body, **_: Any) -> dict[Key, str]:
+    # The router accepts an adapter's served name as `model` (operator/router.py).
+    try:
+        adapter = LoRAAdapter.model_validate(dict(body))
+    except ValidationError:
+        return {}  # the adapter controller reports it
+    return {adapter.service_key(): adapter.served_name()}
 
 
 class Cache:

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from infleet.api import InferenceService
+from infleet.api.lora_adapter import LoRAAdapter
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube_versions import OLDEST, KubeVersion, parse_version
 from infleet.operator.policy import load_policy
@@ -28,15 +29,20 @@ def dump_all(objects: Iterable[dict[str, Any]]) -> str:
 
 
 def adapters_of(docs: list[Any], namespace: str, name: str, default_ns: str) -> list[str]:
-    """Names of the LoRAAdapters among `docs` aimed at InferenceService namespace/name."""
+    """Served names of the LoRAAdapters among `docs` aimed at InferenceService
+    namespace/name (adapters that do not validate are left out)."""
     out = []
     for doc in docs:
         if not isinstance(doc, dict) or doc.get("kind") != "LoRAAdapter":
             continue
-        meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
-        here = (meta.get("namespace") or default_ns) == namespace
-        if here and spec.get("inferenceService") == name and meta.get("name"):
-            out.append(meta["name"])
+        meta = doc.get("metadata") or {}
+        doc = {**doc, "metadata": {**meta, "namespace": meta.get("namespace") or default_ns}}
+        try:
+            adapter = LoRAAdapter.model_validate(doc)
+        except ValidationError:
+            continue
+        if adapter.service_key() == (namespace, name):
+            out.append(adapter.served_name())
     return out
 
 

@@ -31,11 +31,8 @@ class EngineProfile:
     host_flag: str  # rendered as --FLAG=$(POD_IP)
     readiness_path: str
     liveness_path: str
-    metric_prefix: str
-    # The engine's names for what the alerts and the autoscaler read (None: not exported).
-    ttft_histogram: str | None
-    itl_histogram: str | None
-    queue_gauge: str
+    # The metric names it exports are in infleet.autoscaler.engines (ENGINE_METRICS):
+    # the one table the autoscaler, the PrometheusRule and docs/contracts.md read.
     # Whether the engine itself drains in-flight requests on SIGTERM for the grace period.
     drains_on_sigterm: bool
     # The non-root user its pods run as: the infleet images' own user; the stock vLLM,
@@ -44,6 +41,11 @@ class EngineProfile:
     settings: Callable[[InferenceServiceSpec, ModelSource, int], Settings]
     positional_model: bool = False  # `vllm serve MODEL`
     reads_config_file: bool = False
+    # LoRA: environment its pods get with engine.lora.maxAdapters > 0, and whether the
+    # adapter controller can deliver adapters to it (the engine downloads a store URL
+    # given as lora_path; vLLM and SGLang read local paths only: docs/lora-onboarding.md).
+    lora_env: tuple[tuple[str, str], ...] = ()
+    lora_delivery: bool = False
 
 
 def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: bool) -> None:
@@ -63,10 +65,8 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         raise unsupported(kind, "engine.quantization", f"quantization {engine.quantization}")
     if engine.speculative.method != "none":
         raise unsupported(kind, "engine.speculative.method", "speculative decoding")
-    if engine.lora.max_adapters:
-        raise unsupported(kind, "engine.lora.maxAdapters", "a fixed LoRA slot count")
     _require_plain(spec, kind, dram=False, nvme=False)
-    return {
+    out: Settings = {
         "model": model.path,
         "served-model-name": model.served_name,
         "port": port,
@@ -74,6 +74,12 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         "kv-cache-dtype": engine.kv_cache.dtype,
         "shutdown-grace-seconds": engine.shutdown_grace_seconds,
     }
+    if engine.lora.max_adapters:
+        out["enable-lora"] = True
+        out["max-loras"] = engine.lora.max_adapters
+        out["max-cpu-loras"] = engine.lora.max_cpu_adapters or engine.lora.max_adapters
+        out["max-lora-rank"] = engine.lora.max_rank
+    return out
 
 
 def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
@@ -99,6 +105,8 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
         out["enable-lora"] = True
         out["max-loras"] = engine.lora.max_adapters
         out["max-lora-rank"] = engine.lora.max_rank
+        if engine.lora.max_cpu_adapters:
+            out["max-cpu-loras"] = engine.lora.max_cpu_adapters
     spec_dec = engine.speculative
     if spec_dec.method != "none":
         config: dict[str, Any] = {"num_speculative_tokens": spec_dec.num_tokens}
@@ -130,6 +138,7 @@ def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settin
         out["enable-lora"] = True
         out["max-loras-per-batch"] = engine.lora.max_adapters
         out["max-lora-rank"] = engine.lora.max_rank
+        out["lora-target-modules"] = "all"  # adapters come at run time, none at start
     spec_dec = engine.speculative
     if spec_dec.method != "none":
         algorithm = {"ngram": "NGRAM", "eagle": "EAGLE", "draft": "STANDALONE"}[spec_dec.method]
@@ -168,14 +177,11 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="host",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="infleet:",
-        ttft_histogram="infleet:time_to_first_token_seconds",
-        itl_histogram="infleet:inter_token_latency_seconds",
-        queue_gauge="infleet:num_requests_waiting",
         drains_on_sigterm=True,
         run_as_user=65532,  # images/Dockerfile
         settings=_infleet,
         reads_config_file=True,
+        lora_delivery=True,
     ),
     "vllm": EngineProfile(
         kind="vllm",
@@ -185,14 +191,11 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="host",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="vllm:",
-        ttft_histogram="vllm:time_to_first_token_seconds",
-        itl_histogram="vllm:inter_token_latency_seconds",
-        queue_gauge="vllm:num_requests_waiting",
         drains_on_sigterm=False,
         run_as_user=1000,
         settings=_vllm,
         positional_model=True,
+        lora_env=(("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"),),
     ),
     "sglang": EngineProfile(
         kind="sglang",
@@ -202,10 +205,6 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="host",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="sglang:",
-        ttft_histogram="sglang:time_to_first_token_seconds",
-        itl_histogram="sglang:inter_token_latency_seconds",
-        queue_gauge="sglang:num_queue_reqs",
         drains_on_sigterm=False,
         run_as_user=1000,
         settings=_sglang,
@@ -218,10 +217,6 @@ ENGINES: dict[str, EngineProfile] = {
         host_flag="hostname",
         readiness_path="/health",
         liveness_path="/health",
-        metric_prefix="tgi_",
-        ttft_histogram=None,
-        itl_histogram="tgi_request_mean_time_per_token_duration",
-        queue_gauge="tgi_queue_size",
         drains_on_sigterm=False,
         run_as_user=1000,
         settings=_tgi,

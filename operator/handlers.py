@@ -1,5 +1,5 @@
 """The handler registry: importing this module registers every kopf handler."""
 
-from infleet.operator import cache, login, settings, watches
+from infleet.operator import cache, login, lora_cache, lora_watches, settings, watches
 
-__all__ = ["cache", "login", "settings", "watches"]
+__all__ = ["cache", "login", "lora_cache", "lora_watches", "settings", "watches"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from infleet.autoscaler.engines import names_for
 from infleet.operator.engines import EngineProfile
 from infleet.operator.names import POOL_LABEL, SERVICE_LABEL
 
@@ -57,7 +58,8 @@ def recording_rules(namespace: str, name: str, profile: EngineProfile) -> list[d
     match = f'{{namespace="{namespace}", inferenceservice="{name}"}}'
     labels = {"inferenceservice": name}
     rules = []
-    for record, histogram in ((TTFT_P95, profile.ttft_histogram), (ITL_P95, profile.itl_histogram)):
+    names = names_for(profile.kind)
+    for record, histogram in ((TTFT_P95, names.ttft_histogram), (ITL_P95, names.itl_histogram)):
         if histogram is None:
             continue  # the engine exports no such histogram
         expr = (
@@ -65,7 +67,7 @@ def recording_rules(namespace: str, name: str, profile: EngineProfile) -> list[d
             f"(rate({histogram}_bucket{match}[5m])))"
         )
         rules.append({"record": record, "expr": expr, "labels": labels})
-    queue = f"sum by (namespace) ({profile.queue_gauge}{match})"
+    queue = f"sum by (namespace) ({names.waiting[0]}{match})"
     rules.append({"record": QUEUE, "expr": queue, "labels": labels})
     return rules
 

@@ -37,6 +37,11 @@ def router_labels(name: str) -> dict[str, str]:
     return {MANAGED_BY: "infleet", ROUTER_LABEL: name}
 
 
+def autoscaler_state_name(name: str) -> str:
+    """The ConfigMap that keeps the autoscaling policy's memory across operator restarts."""
+    return f"{name}-autoscaler"
+
+
 def child_labels(name: str) -> dict[str, str]:
     """Labels on every child of InferenceService `name`."""
     return {MANAGED_BY: "infleet", SERVICE_LABEL: name}

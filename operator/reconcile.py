@@ -13,6 +13,7 @@ service or its namespace never waits for an operator again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +26,18 @@ from infleet.operator.cache import Snapshot, trimmed
 from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
+from infleet.operator.lora_service import prepare as prepare_lora
 from infleet.operator.names import POOLS, pool_deployment_names, router_name
-from infleet.operator.pod_trouble import fetch_failures
+from infleet.operator.pod_trouble import engine_refusals, fetch_failures
 from infleet.operator.render import RenderOptions, render_children
 from infleet.operator.replicas import PoolReplicas, plan_replicas
 from infleet.operator.report import Outcome, report
-from infleet.operator.status import Problem
+from infleet.operator.status import PodTroubles, Problem
 
 Obj = dict[str, Any]
 LEGACY_FINALIZER = f"{GROUP}/operator"
 LEGACY_ANNOTATION = f"{GROUP}/last-handled-configuration"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,9 @@ def reconcile(
     live = {(c["kind"], c["metadata"]["name"]): c for c in snap.children}
     if p.problem is None:
         try:
+            what = "the LoRA keys"
+            if p.isvc is not None and p.isvc.spec.engine.lora.max_adapters:
+                prepare_lora(kube, parent, p.isvc)  # before the pods reference the keys
             for child in to_apply(p.children, snap.children):
                 what = f"{child['kind']}/{child['metadata']['name']}"
                 applied.append(trimmed(kube.apply(child), child["kind"], child["apiVersion"]))
@@ -132,10 +138,19 @@ def reconcile(
     scaled = None
     if problem is None and autoscaler is not None and p.isvc is not None:
         routers = snap.router_pods if url_name != meta["name"] else None  # it has a router
-        scaled = autoscaler.run(key, p.isvc, snap.pods, routers)
+        scaled = autoscaler.run(key, p.isvc, snap.pods, deployments, snap.children, routers)
+    if autoscaler is not None and scaled is not None and scaled.state is not None:
+        try:
+            applied.append(trimmed(kube.apply(scaled.state), "ConfigMap", "v1"))
+            autoscaler.saved(key, scaled.observation.now)
+        except ApiException as err:  # the memory stays here; the next decision retries
+            log.warning("%s/%s: autoscaler state not saved: %s %s", *key, err.status, err.reason)
     extra = {"lastScalingDecision": scaled.status} if scaled and scaled.status else None
-    fetches = fetch_failures(snap.pods)
-    outcome = report(parent, kube, p.replicas, deployments, service, problem, extra, now, fetches)
+    seen = None if scaled is None else scaled.condition
+    troubles = PodTroubles(fetch_failures(snap.pods), engine_refusals(snap.pods))
+    outcome = report(
+        parent, kube, p.replicas, deployments, service, problem, extra, now, troubles, seen
+    )
     if scaled and scaled.status and outcome.replaced:
         outcome.events.append(("Normal", scaled.decision.reason, scaled.status["message"]))
     outcome.result, outcome.error = ("error" if error else outcome.result), error

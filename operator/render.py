@@ -14,6 +14,7 @@ from infleet.api import InferenceService
 from infleet.operator.engines import ENGINES, EngineProfile, Settings, engine_command
 from infleet.operator.guardrails import Guardrails, enforce
 from infleet.operator.kube_versions import KubeVersion
+from infleet.operator.lora_pod import add_lora
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE, ModelSource, resolve_model
 from infleet.operator.monitoring import render_prometheus_rule, render_service_monitor
 from infleet.operator.names import (
@@ -116,7 +117,12 @@ def render_pod_templates(p: Prepared) -> dict[Pool, dict[str, Any]]:
     guardrails applied; SpecError when either refuses the spec."""
     spec = p.isvc.spec
     templates = {
-        pool: apply_template(render_pod_template(p.pod, pool), spec, spec.template, pool)
+        pool: apply_template(
+            add_lora(render_pod_template(p.pod, pool), p.isvc.name, spec, p.profile),
+            spec,
+            spec.template,
+            pool,
+        )
         for pool in active_pools(spec)
     }
     if p.guardrails is not None:

@@ -11,10 +11,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from infleet.autoscaler.health import ConditionState
 from infleet.operator.kube import Kube
 from infleet.operator.names import Pool
 from infleet.operator.replicas import PoolReplicas
-from infleet.operator.status import Problem, compute_status, decision_events
+from infleet.operator.status import PodTroubles, Problem, compute_status, decision_events
 
 Obj = dict[str, Any]
 STATUS_CONFLICT_RETRIES = 3
@@ -48,10 +49,13 @@ def report(
     problem: Problem | None = None,
     extra: Obj | None = None,
     now: str | None = None,
-    fetches: list[str] | None = None,
+    troubles: PodTroubles | None = None,
+    metrics: ConditionState | None = None,
 ) -> Outcome:
-    """Writes the status (plus `extra` fields, e.g. the autoscaler's decision; `fetches`:
-    the pods' model fetch failures) when it changed; returns it with the Events to post."""
+    """Writes the status (plus `extra` fields, e.g. the autoscaler's decision; `troubles`:
+    the pods' fetch failures and engine refusals; `metrics`: the autoscaler's
+    MetricsUnavailable, None when it did not decide this time) when it changed; returns it
+    with the Events to post."""
     meta = body["metadata"]
     name, namespace = meta["name"], meta.get("namespace") or "default"
     now = now or now_rfc3339()
@@ -59,7 +63,9 @@ def report(
     replaced = None
     for _attempt in range(STATUS_CONFLICT_RETRIES):
         old = body.get("status") or {}
-        status = compute_status(body, deployments, service, replicas, now, problem, fetches)
+        status = compute_status(
+            body, deployments, service, replicas, now, problem, troubles, metrics
+        )
         status |= extra or {}
         if not status_changed(old, status):
             break

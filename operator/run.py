@@ -78,6 +78,16 @@ def parser() -> argparse.ArgumentParser:
         help="read the engines' metrics for autoscaling from this Prometheus HTTP API "
         "(e.g. http://prometheus-operated.monitoring:9090) instead of scraping each pod",
     )
+    store = p.add_argument_group("LoRA adapter store (docs/lora-onboarding.md)")
+    store.add_argument(
+        "--adapter-store", type=Path, default=None, metavar="DIR",
+        help="where fetched adapters are kept (default: a temporary directory)",
+    )  # fmt: skip
+    store.add_argument(
+        "--adapter-store-port", type=int, default=8082,
+        help="port the replicas download adapters from (busy: any free one); 0: no adapter "
+        "controller",
+    )  # fmt: skip
     election = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease)")
     election.add_argument(
         "--identity", default=None, help="this replica's name in the lease (default: $POD_NAME)"
@@ -122,6 +132,11 @@ def operator_main(argv: list[str] | None = None) -> int:
     from infleet.operator.lease import LeaseApi
     from infleet.operator.runtime import Runtime
 
+    adapter_store = None
+    if args.adapter_store_port:
+        from infleet.operator.lora_store import open_store
+
+        adapter_store = open_store(args.adapter_store, args.adapter_store_port)
     timing = LeaseTiming(
         args.lease_duration, args.renew_deadline, args.retry_period, args.api_timeout
     )
@@ -141,6 +156,7 @@ def operator_main(argv: list[str] | None = None) -> int:
         prometheus=PrometheusSource(args.prometheus_url) if args.prometheus_url else None,
         platform=policy,
         router_image=args.router_image,
+        adapter_store=adapter_store,
     )
     if args.metrics_port:
         start_http_server(args.metrics_port)

@@ -22,6 +22,11 @@ from infleet.operator.discovery import Discovery
 from infleet.operator.kube import Kube
 from infleet.operator.leader import Elector, LeaseTiming
 from infleet.operator.lease import LeaseApi
+from infleet.operator.lora_artifact import fetch_files
+from infleet.operator.lora_cache import LoRACache, target_of
+from infleet.operator.lora_kube import LoRAKube
+from infleet.operator.lora_reconcile import LoRAReconciler
+from infleet.operator.lora_store import AdapterStore
 from infleet.operator.metrics import RECONCILE_DURATION, RECONCILES
 from infleet.operator.namespaces import NamespaceLabels
 from infleet.operator.policy import PlatformPolicy
@@ -32,6 +37,7 @@ from infleet.operator.router import DEFAULT_ROUTER_IMAGE
 
 log = logging.getLogger(__name__)
 KIND = (SERVICE_KIND, API_VERSION)
+LORA_WORKERS = 4
 
 
 class Runtime:
@@ -45,6 +51,7 @@ class Runtime:
         prometheus: PrometheusSource | None = None,
         platform: PlatformPolicy | None = None,
         router_image: str = DEFAULT_ROUTER_IMAGE,
+        adapter_store: AdapterStore | None = None,
     ) -> None:
         self.elector = Elector(lease, kube.identity, timing, self.lead, self.follow)
         kube.fence = self.elector.fence
@@ -55,6 +62,16 @@ class Runtime:
         self.platform, self.namespaces = platform, NamespaceLabels(kube)
         self.cache = Cache()
         self.controller = Controller(self.reconcile, self.cache.keys, PERIOD_S)
+        # The adapter controller: its own keys and workers, the same lease and caches.
+        self.lora_cache = LoRACache()
+        self.lora = None
+        if adapter_store is not None:
+            self.lora = LoRAReconciler(
+                LoRAKube(kube), adapter_store, fetch_files, self.namespaces.labels
+            )
+        self.adapters = Controller(
+            self.reconcile_adapter, self.lora_cache.keys, PERIOD_S, workers=LORA_WORKERS
+        )
         self._stop = threading.Event()
         self._election = threading.Thread(
             target=self.elector.run, args=(self._stop,), name="leader-election", daemon=True
@@ -62,6 +79,8 @@ class Runtime:
 
     def start(self) -> None:
         self.controller.start()
+        if self.lora is not None:
+            self.adapters.start()
         self._election.start()
 
     def stop(self) -> None:
@@ -70,19 +89,57 @@ class Runtime:
         self._election.join(self.elector.timing.api_timeout_s + 1)
         self.elector.release()
         self.controller.stop()
+        self.adapters.stop()
 
     def lead(self) -> None:
         self.controller.lead()
+        self.adapters.lead()
 
     def follow(self) -> None:
         self.controller.follow()
+        self.adapters.follow()
         self.autoscaler.clear()
 
     def seen(self, key: Key, indices: Mapping[str, Any]) -> None:
         """A watch event concerning service `key` (kopf hands every handler its indices)."""
+        self._fill(indices)
+        self.controller.enqueue(key)
+
+    def _fill(self, indices: Mapping[str, Any]) -> None:
         if self.cache.fill(indices):
             self.controller.caches_ready()
-        self.controller.enqueue(key)
+        if self.lora_cache.fill(indices):
+            self.adapters.caches_ready()
+
+    def adapter_seen(self, key: Key, body: dict[str, Any], indices: Mapping[str, Any]) -> None:
+        """A LoRAAdapter event: it, and the other adapters of its service (a freed served
+        name, a changed set), are reconciled."""
+        self._fill(indices)
+        self.adapters.enqueue(key)
+        target = target_of(body)
+        if target is not None:
+            for other in self.lora_cache.adapters_of(target):
+                self.adapters.enqueue(other)
+
+    def service_pods_seen(self, service: Key, indices: Mapping[str, Any]) -> None:
+        """A pod of `service` changed: its adapters are pushed to any new ready replica."""
+        self._fill(indices)
+        for key in self.lora_cache.adapters_of(service):
+            self.adapters.enqueue(key)
+
+    def reconcile_adapter(self, key: Key) -> None:
+        """One reconcile of adapter `key` (a controller worker holds the key)."""
+        assert self.lora is not None  # its workers run only with a store
+        result = self.lora.reconcile(key, self.lora_cache.view(key), now_rfc3339())
+        for type_, reason, message in result.events:
+            try:
+                about = result.body or self.lora_cache.view(key).adapter
+                if about is not None:
+                    self.kube.post_event(about, type_, reason, message, now_rfc3339())
+            except Exception as err:  # an Event is worth a log line, not a retry
+                log.warning("%s/%s: Event %s not posted: %s", *key, reason, err)
+        if result.requeue_after is not None:
+            self.adapters.queue.add_after(key, result.requeue_after)
 
     def options(self, namespace: str) -> RenderOptions:
         labels = None
@@ -119,6 +176,7 @@ class Runtime:
             except Exception as err:  # an Event is worth a log line, not a retry
                 log.warning("%s/%s: Event %s not posted: %s", *key, reason, err)
         if outcome.result == "invalid" and outcome.replaced:  # once, when it turns invalid
-            log.warning("%s/%s: %s", *key, outcome.status["conditions"][-1]["message"])
+            degraded = next(c for c in outcome.status["conditions"] if c["type"] == "Degraded")
+            log.warning("%s/%s: %s", *key, degraded["message"])
         if outcome.error is not None:
             raise outcome.error  # the controller retries with backoff

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infleet.autoscaler.health import CONDITION as METRICS_CONDITION
+from infleet.autoscaler.health import ConditionState
 from infleet.operator.names import POOLS, Pool, pod_selector
 from infleet.operator.render import SERVICE_PORT
 from infleet.operator.replicas import PoolReplicas
@@ -22,6 +24,14 @@ class Problem:
 
     reason: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PodTroubles:
+    """What the service's pods say about why they cannot start (pod_trouble.py)."""
+
+    fetches: list[str]  # model fetch failures
+    refusals: list[str]  # the engine refused the model (unsupported architecture, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +110,17 @@ def _conditions(
     pools: dict[Pool, PoolState],
     plan: PoolReplicas | None,
     problem: Problem | None,
-    fetches: list[str],
+    troubles: PodTroubles,
 ) -> list[tuple]:
     failures = [f"{name}: {p.failure}" for name, p in pools.items() if p.failure]
     if problem is not None:
         degraded = (True, problem.reason, problem.message)
+    elif troubles.refusals:  # more precise than the rollout's eventual deadline failure
+        degraded = (True, "EngineRefusedModel", "; ".join(troubles.refusals))
     elif failures:
         degraded = (True, "RolloutFailed", "; ".join(failures))
-    elif fetches:
-        degraded = (True, "ModelFetchFailed", "; ".join(fetches))
+    elif troubles.fetches:
+        degraded = (True, "ModelFetchFailed", "; ".join(troubles.fetches))
     else:
         degraded = (False, "AsExpected", "")
     pending = [name for name, p in pools.items() if not p.rolled_out or p.ready < p.desired]
@@ -141,11 +153,13 @@ def compute_status(
     plan: PoolReplicas | None,
     now: str,
     problem: Problem | None = None,
-    fetches: list[str] | None = None,
+    troubles: PodTroubles | None = None,
+    metrics: ConditionState | None = None,
 ) -> Obj:
     """The status patch (wire form) from the raw object `body`, valid spec or not.
 
-    Leaves lastScalingDecision to the autoscaler.
+    Leaves lastScalingDecision to the autoscaler; its MetricsUnavailable condition is
+    `metrics` when it decided this time, else the one the status holds (kept as is).
     """
     meta = body.get("metadata", {})
     name, namespace = meta["name"], meta.get("namespace") or "default"
@@ -157,8 +171,16 @@ def compute_status(
     old = (body.get("status") or {}).get("conditions") or []
     conditions = [
         set_condition(old, type_, *rest, generation=generation, now=now)
-        for type_, *rest in _conditions(pools, plan, problem, fetches or [])
+        for type_, *rest in _conditions(pools, plan, problem, troubles or PodTroubles([], []))
     ]
+    if metrics is not None:
+        conditions.append(
+            set_condition(
+                old, metrics.type, metrics.status, metrics.reason, metrics.message, generation, now
+            )
+        )
+    else:
+        conditions += [c for c in old if c.get("type") == METRICS_CONDITION]
     status: Obj = {
         "observedGeneration": generation,
         "conditions": conditions,
@@ -185,7 +207,7 @@ def decision_events(old: Obj, new: Obj) -> list[tuple[str, str, str]]:
         prev = old_conds.get(cond["type"], {})
         if (prev.get("status"), prev.get("reason")) == (cond["status"], cond["reason"]):
             continue
-        if cond["type"] == "Degraded" and cond["status"] == "True":
+        if cond["type"] in ("Degraded", METRICS_CONDITION) and cond["status"] == "True":
             events.append(("Warning", cond["reason"], cond["message"]))
         elif cond["type"] == "Ready" and cond["status"] == "True":
             events.append(("Normal", cond["reason"], cond["message"]))

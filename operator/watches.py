@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from infleet.api import GROUP, PLURAL, VERSION
+from infleet.api.lora_adapter import LoRAAdapter
 from infleet.operator.cache import CHILD_KINDS, CHILD_SELECTOR
 from infleet.operator.names import SERVICE_LABEL
 
@@ -28,10 +30,13 @@ async def child_event(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kw
 
 
 @kopf.on.event(GROUP, VERSION, "loraadapters")
-async def adapter_event(namespace: str, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
-    # Its service's router accepts the adapter's name (operator/router.py).
-    if spec.get("inferenceService"):
-        memo.runtime.seen((namespace, spec["inferenceService"]), kwargs)
+async def adapter_router_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    # Its service's router accepts the adapter's served name (operator/router.py).
+    try:
+        key = LoRAAdapter.model_validate(dict(body)).service_key()
+    except ValidationError:
+        return
+    memo.runtime.seen(key, kwargs)
 
 
 for _group, _version, _plural, _ in CHILD_KINDS:

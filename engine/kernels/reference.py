@@ -135,3 +135,25 @@ def silu_mul_ref(x: torch.Tensor, compute_dtype: torch.dtype = torch.float32) ->
     gate, up = x.to(compute_dtype).chunk(2, dim=-1)
     activated = F.silu(gate).to(x.dtype).to(compute_dtype)
     return (activated * up).to(x.dtype)
+
+
+def fused_moe_ref(
+    x: torch.Tensor,  # [T, H]
+    w13: torch.Tensor,  # [E, 2I, H]: gate rows, then up rows
+    w2: torch.Tensor,  # [E, H, I]
+    topk_weights: torch.Tensor,  # [T, k]
+    topk_ids: torch.Tensor,  # [T, k]
+    compute_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Each token through each expert it picked, one (token, expert) pair at a time, the
+    pair's output weighted and summed; the gate/up result and the activation are rounded to
+    x's dtype as the torch layers round them."""
+    out = torch.zeros(x.shape, dtype=compute_dtype, device=x.device)
+    for t in range(x.shape[0]):
+        for j in range(topk_ids.shape[1]):
+            e = int(topk_ids[t, j])
+            gate_up = (w13[e].to(compute_dtype) @ x[t].to(compute_dtype)).to(x.dtype)
+            hidden = silu_mul_ref(gate_up[None], compute_dtype)[0]
+            down = w2[e].to(compute_dtype) @ hidden.to(compute_dtype)
+            out[t] += down * topk_weights[t, j].to(compute_dtype)
+    return out.to(x.dtype)

@@ -2,6 +2,9 @@
 
 The metadata becomes an HF-style config dict, so GGUF and safetensors models go through the
 same validation; tensor names are translated to transformers names for `load_weights`.
+MoE layers use llama.cpp's standard layout: one stacked `[E, ...]` tensor per projection
+(`ffn_{gate,up,down}_exps`), split here into transformers' per-expert matrices; a Mixtral
+is a "llama" GGUF with an expert count.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ _ARCHITECTURES = {
     "llama": "LlamaForCausalLM",
     "qwen2": "Qwen2ForCausalLM",
     "qwen3": "Qwen3ForCausalLM",
+    "qwen2moe": "Qwen2MoeForCausalLM",
+    "qwen3moe": "Qwen3MoeForCausalLM",
 }
+# llama.cpp's router normalisation when the file has no expert_weights_norm key.
+_NORM_TOPK_DEFAULT = {"llama": True, "qwen2moe": False, "qwen3moe": True}
 _TOP_LEVEL = {
     "token_embd": "model.embed_tokens",
     "output_norm": "model.norm",
@@ -38,6 +45,16 @@ _PER_LAYER = {
     "ffn_gate": "mlp.gate_proj",
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
+    "ffn_gate_inp": "mlp.gate",
+    "ffn_gate_shexp": "mlp.shared_expert.gate_proj",
+    "ffn_up_shexp": "mlp.shared_expert.up_proj",
+    "ffn_down_shexp": "mlp.shared_expert.down_proj",
+    "ffn_gate_inp_shexp": "mlp.shared_expert_gate",
+}
+_STACKED_EXPERTS = {
+    "ffn_gate_exps": "gate_proj",
+    "ffn_up_exps": "up_proj",
+    "ffn_down_exps": "down_proj",
 }
 _LAYER_NAME = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 
@@ -78,6 +95,7 @@ def hf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
         "tie_word_embeddings": "output.weight" not in gguf.tensors,
         "attention_bias": "blk.0.attn_q.bias" in gguf.tensors,
     }
+    cfg.update(_moe_config(gguf, arch, cfg["num_hidden_layers"]))
     scaling = meta.get(f"{arch}.rope.scaling.type", "none")
     if scaling == "linear":
         cfg["rope_scaling"] = {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
@@ -88,6 +106,39 @@ def hf_config_dict(gguf: GGUFFile) -> dict[str, Any]:
         raise ModelLoadError(
             "GGUF sliding-window attention is not supported; use the HF checkpoint"
         )
+    return cfg
+
+
+def _moe_config(gguf: GGUFFile, arch: str, num_layers: int) -> dict[str, Any]:
+    """The config.json MoE keys from expert metadata ({} for a dense model). Dense layers
+    among sparse ones are the blocks without a router tensor."""
+    meta = gguf.metadata
+    experts = int(meta.get(f"{arch}.expert_count") or 0)
+    if not experts:
+        return {}
+    used = meta.get(f"{arch}.expert_used_count")
+    if used is None:
+        raise ModelLoadError(
+            f"GGUF metadata has {arch}.expert_count but no {arch}.expert_used_count"
+        )
+    cfg: dict[str, Any] = {
+        "num_experts": experts,
+        "num_local_experts": experts,
+        "num_experts_per_tok": int(used),
+        "norm_topk_prob": bool(meta.get(f"{arch}.expert_weights_norm", _NORM_TOPK_DEFAULT[arch])),
+        "mlp_only_layers": [
+            i for i in range(num_layers) if f"blk.{i}.ffn_gate_inp.weight" not in gguf.tensors
+        ],
+    }
+    if arch == "llama":
+        cfg["architectures"] = ["MixtralForCausalLM"]
+        if cfg["mlp_only_layers"]:
+            raise ModelLoadError("GGUF Mixtral with dense layers is not supported")
+    else:  # Qwen-MoE: expert width, and the dense layers' width in feed_forward_length
+        cfg["moe_intermediate_size"] = int(meta[f"{arch}.expert_feed_forward_length"])
+        shared = meta.get(f"{arch}.expert_shared_feed_forward_length")
+        if shared:
+            cfg["shared_expert_intermediate_size"] = int(shared)
     return cfg
 
 
@@ -117,9 +168,17 @@ def iter_gguf_weights(gguf: GGUFFile, config: ModelConfig) -> Iterator[tuple[str
     for name, tensor in gguf.tensors.items():
         weight = dequantize(tensor.raw, tensor.qtype, tensor.shape)
         match = _LAYER_NAME.fullmatch(name)
-        if config.architecture == "llama" and match and match.group(2) in permuted:
-            weight = undo_rope_permutation(weight, permuted[match.group(2)])
-        yield hf_tensor_name(name), weight
+        kind = match.group(2) if match else None
+        if config.architecture in ("llama", "mixtral") and kind in permuted:
+            weight = undo_rope_permutation(weight, permuted[kind])
+        if kind in _STACKED_EXPERTS:
+            prefix = f"model.layers.{match.group(1)}.mlp.experts"
+            for expert, matrix in enumerate(weight):
+                yield f"{prefix}.{expert}.{_STACKED_EXPERTS[kind]}.weight", matrix
+        elif kind == "ffn_gate_inp_shexp":  # llama.cpp stores the [1, H] gate as a vector
+            yield hf_tensor_name(name), weight.reshape(1, -1)
+        else:
+            yield hf_tensor_name(name), weight
 
 
 def read_gguf_config(gguf: GGUFFile) -> ModelConfig:

@@ -1,7 +1,9 @@
-"""One decoder-only transformer for Llama, Mistral, Qwen2 and Qwen3.
+"""One decoder-only transformer for Llama, Mistral, Qwen2, Qwen3 and their MoE siblings
+(Mixtral, Qwen2-MoE, Qwen3-MoE).
 
 The architectures differ only in fields of ModelConfig (q/k/v/o biases, per-head q/k
-RMSNorm, sliding windows, rope scaling, tied embeddings), so there is one implementation.
+RMSNorm, sliding windows, rope scaling, tied embeddings, which layers are sparse), so
+there is one implementation.
 Module names follow the transformers checkpoints, except that q/k/v and gate/up are
 packed into one matmul each (see `weights.py`).
 """
@@ -18,6 +20,7 @@ from infleet.engine.layers.linear import Linear
 from infleet.engine.layers.norm import RMSNorm
 from infleet.engine.layers.rotary import RotaryEmbedding
 from infleet.engine.model_config import ModelConfig
+from infleet.engine.models.moe_block import SparseMoeBlock
 
 
 class SelfAttention(nn.Module):
@@ -50,9 +53,9 @@ class SelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, size: int | None = None) -> None:
         super().__init__()
-        size = config.intermediate_size
+        size = size or config.intermediate_size
         self.gate_up_proj = Linear(config.hidden_size, [size, size], bias=config.mlp_bias)
         self.down_proj = Linear(size, config.hidden_size, bias=config.mlp_bias)
 
@@ -71,7 +74,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.self_attn = SelfAttention(config, rotary, layer)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = MLP(config)
+        sparse = config.moe is not None and config.moe.sparse_layers[layer]
+        self.mlp = SparseMoeBlock(config, MLP) if sparse else MLP(config)
 
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from infleet.engine.adapters import hooks as adapter_hooks
 from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
 from infleet.engine.output_processor import RequestOutput
@@ -53,6 +54,7 @@ def build_app(engine: AsyncEngine, state: ServerState | None = None) -> web.Appl
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    adapter_hooks.install_if_enabled(app, engine.engine)
     app[FEED] = router_feed.install(app, engine, lambda: app[STATE].draining)
     return app
 
@@ -62,6 +64,7 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
     state = request.app[STATE]
     generating = request.method == "POST" and request.path.startswith("/v1/")
     try:
+        adapter_hooks.authenticate(request)
         if generating:
             if state.draining:
                 raise errors.draining()
@@ -107,7 +110,8 @@ async def models(request: web.Request) -> web.Response:
         "root": engine.args.model,
         "max_model_len": engine.max_model_len,
     }
-    return web.json_response({"object": "list", "data": [card]})
+    cards = [card, *adapter_hooks.model_cards(request, engine.model_name)]
+    return web.json_response({"object": "list", "data": cards})
 
 
 async def _json_body(request: web.Request) -> object:
@@ -119,6 +123,7 @@ async def _json_body(request: web.Request) -> object:
 
 def _check_model(request: web.Request, model: str) -> None:
     if model != request.app[ENGINE].engine.model_name:
+        adapter_hooks.refuse_adapter(request, model)
         raise errors.model_not_found(model)
 
 
@@ -167,10 +172,9 @@ async def _respond(
     fmt: CompletionFormat | ChatFormat,
 ) -> web.StreamResponse:
     engine = request.app[ENGINE]
-    stream = engine.generate(
-        uuid.uuid4().hex, ids, params, priority=req.priority, cache_salt=req.cache_salt or ""
-    )
-    stream = request.app[FEED].track(request, ids, req.cache_salt or "", stream)
+    salt = adapter_hooks.cache_salt(request, req.cache_salt)
+    stream = engine.generate(uuid.uuid4().hex, ids, params, priority=req.priority, cache_salt=salt)
+    stream = request.app[FEED].track(request, ids, salt, stream)
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:
             return await _stream(request, stream, fmt, len(params), len(ids), req.include_usage)

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from infleet.autoscaler.engines import ENGINE_METRICS, FIELDS, exported_samples, replica_metrics
 from infleet.autoscaler.prometheus_api import PrometheusSource
-from infleet.autoscaler.scrape import ScrapeTarget, samples, scrape
-from infleet.operator.autoscale import read_metrics
+from infleet.autoscaler.scrape import ScrapeLimits, ScrapePool, ScrapeTarget, samples
+from infleet.operator.autoscale import Autoscaler
 from tests.autoscaler.live_servers import free_port, infleet_serve, prometheus, scraped, wait_until
 from tests.autoscaler.test_timer import pod
 
@@ -110,16 +110,17 @@ def vllm_like():
 
 def test_scrape_reads_a_live_exposition_server_and_reports_a_dead_one(vllm_like):
     dead = f"http://127.0.0.1:{free_port()}/metrics"
-    views, errors = scrape(
+    read = ScrapePool(ScrapeLimits(timeout_s=1.0)).scrape(
+        "team-a/chat",
         [
             ScrapeTarget("chat-spot-a", "spot", f"http://{vllm_like}/metrics"),
             ScrapeTarget("chat-spot-b", "spot", dead),
         ],
         "vllm",
-        timeout_s=1.0,
+        now=0.0,
     )
-    assert len(views) == 1 and len(errors) == 1 and errors[0].startswith("chat-spot-b: ")
-    v = views[0]
+    assert len(read.metrics) == 1 and [f.target for f in read.failures] == ["chat-spot-b"]
+    v = read.metrics[0]
     assert (v.pod, v.pool, v.waiting, v.running, v.kv_usage) == ("chat-spot-a", "spot", 4, 12, 0.25)
     assert (v.preemptions_total, v.requests_total) == (2.0, 37.0)
 
@@ -145,11 +146,14 @@ def engine(tmp_path_factory):
 
 @pytest.mark.slow
 def test_scrape_reads_our_engine_serving_a_tiny_model(engine):
-    views, errors = scrape(
-        [ScrapeTarget("chat-dedicated-a", "dedicated", engine + "/metrics")], "infleet"
+    read = ScrapePool().scrape(
+        "team-a/chat",
+        [ScrapeTarget("chat-dedicated-a", "dedicated", engine + "/metrics")],
+        "infleet",
+        now=0.0,
     )
-    assert errors == []
-    (v,) = views
+    assert read.failures == []
+    (v,) = read.metrics
     assert v.waiting == 0 and v.running == 0  # idle between requests
     assert v.requests_total == 3.0  # the three completions above
     assert v.preemptions_total == 0.0
@@ -201,13 +205,15 @@ def test_prometheus_api_source_reads_a_live_prometheus(engine, vllm_like):
         # The operator's timer through this source: only pods ready now count (Prometheus
         # keeps a replaced pod's series for minutes), and a failure is reported, not raised.
         pods = [pod("chat-spot-a", "spot"), pod("chat-spot-b", "spot", state="starting")]
-        metrics, errors = read_metrics(source, "vllm", "team-a", "chat", pods)
-        assert [m.pod for m in metrics] == ["chat-spot-a"] and errors == []
+        read = Autoscaler(source).read("vllm", ("team-a", "chat"), pods, 0.0)
+        assert [m.pod for m in read.metrics] == ["chat-spot-a"] and read.failures == []
         pods = [pod("chat-spot-a", "spot", state="starting")]
-        assert read_metrics(source, "vllm", "team-a", "chat", pods) == ([], [])
+        read = Autoscaler(source).read("vllm", ("team-a", "chat"), pods, 0.0)
+        assert (read.metrics, read.failures) == ([], [])
         gone = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
-        metrics, errors = read_metrics(gone, "vllm", "team-a", "chat", pods)
-        assert metrics == [] and errors[0].startswith("prometheus: ConnectError")
+        read = Autoscaler(gone).read("vllm", ("team-a", "chat"), pods, 0.0)
+        assert read.metrics == [] and read.failures[0].source == "prometheus"
+        assert read.ttft_p95_s is None
         # The same failure as the counters and the condition take it.
         assert gone.read("vllm", "team-a", "chat")[1][0].reason == "ConnectError"
         assert gone.ttft_p95("infleet", "team-a", "chat") is None

@@ -57,8 +57,8 @@ def test_a_restored_policy_keeps_the_spot_burn_and_does_not_scale_down_at_once(s
 
 def test_another_version_or_a_broken_snapshot_is_refused():
     data = snapshot(decide_once())
-    with pytest.raises(ValueError, match="version 0, expected 1"):
-        restore({**data, "v": 0})
+    with pytest.raises(ValueError, match=f"version 1, expected {SNAPSHOT_VERSION}"):
+        restore({**data, "v": 1})  # bursts in replicas, not req/s: started cold
     with pytest.raises(ValueError, match="malformed"):
         restore({**data, "spot": {"shift": "x"}})
     with pytest.raises(ValueError, match="version None"):

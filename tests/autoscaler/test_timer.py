@@ -12,7 +12,7 @@ from infleet.autoscaler.adapter import policy_spec
 from infleet.autoscaler.exporter import AutoscalerMetrics
 from infleet.autoscaler.kube_view import new_interruptions, pod_states, pod_view, scrape_targets
 from infleet.autoscaler.view import PENDING, READY, STARTING, ReplicaMetrics
-from infleet.operator.autoscale import Memory, rfc3339, step
+from infleet.operator.autoscale import Memory, Read, rfc3339, step
 
 T0 = 1_800_000_000.0
 
@@ -125,11 +125,13 @@ def test_the_adapter_hands_the_policy_the_apis_own_models():
     assert policy_spec(service(capacity={"dedicated": {"min": 1}}).spec).spot_max == 0
 
 
-def metrics_for(pods, waiting, finished) -> list[ReplicaMetrics]:
-    return [
-        ReplicaMetrics(t.pod, t.pool, waiting, 30.0, 0.4, 0.0, finished)
-        for t in scrape_targets(pods)
-    ]
+def metrics_for(pods, waiting, finished) -> Read:
+    return Read(
+        [
+            ReplicaMetrics(t.pod, t.pool, waiting, 30.0, 0.4, 0.0, finished)
+            for t in scrape_targets(pods)
+        ]
+    )
 
 
 def test_a_step_writes_status_event_reason_and_scale_only_on_change():

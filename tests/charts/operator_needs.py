@@ -16,6 +16,7 @@ import yaml
 from kubernetes import client
 
 from infleet.api import GROUP, PLURAL, InferenceService
+from infleet.api.lora_adapter import PLURAL as LORA_PLURAL
 from infleet.operator import handlers  # noqa: F401  (importing registers every handler)
 from infleet.operator.render import RenderOptions, render_children
 from tests.charts.paths import HERE
@@ -104,9 +105,11 @@ def client_call_needs() -> set[Need]:
         for m in CLIENT_CALL.finditer(path.read_text()):
             verb, name, sub = VERBS[m[1]], m[2], (m[3] or "").lstrip("_")
             if name == "custom_object":
-                # The InferenceService's (the monitoring children's applies use the same
-                # method; applied_children_needs has those).
-                group, resource = GROUP, PLURAL
+                # The InferenceService's, or in the adapter controller's module the
+                # LoRAAdapter's (the monitoring children's applies use the same method;
+                # applied_children_needs has those).
+                lora = "from infleet.api.lora_adapter import PLURAL" in path.read_text()
+                group, resource = GROUP, LORA_PLURAL if lora else PLURAL
             else:
                 group, resource = _api_group(m[0][1:]), plural(name)
             needs.add((group, f"{resource}/{sub}" if sub else resource, verb))

@@ -119,10 +119,17 @@ def test_operator_deployment_is_locked_down_and_probed():
     assert container["ports"] == [
         {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
         {"name": "healthz", "containerPort": 8081, "protocol": "TCP"},
+        {"name": "adapters", "containerPort": 8082, "protocol": "TCP"},
     ]
     # `infleet operator` serves kopf's /healthz on --liveness-port, /metrics on --metrics-port.
     args = parser().parse_args(container["args"][1:])  # every flag is one the operator takes
     assert (args.metrics_port, args.liveness_port, args.api_timeout) == (8080, 8081, 10)
+    # The adapter store on a writable volume of its own, advertised at the pod's IP.
+    assert (str(args.adapter_store), args.adapter_store_port) == ("/var/lib/infleet/adapters", 8082)
+    assert {"name": "adapters", "mountPath": "/var/lib/infleet/adapters"} in container[
+        "volumeMounts"
+    ]
+    assert any(e["name"] == "POD_IP" for e in container["env"])
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
@@ -225,7 +232,10 @@ def test_rbac_create_false_renders_no_rbac_but_still_runs_the_operator():
 def test_argocd_health_configmap_ships_the_tested_lua_script_verbatim():
     config = next(o for o in render() if o["metadata"]["name"].endswith("-argocd-health"))
     assert config["data"] == {
-        "resource.customizations.health.infleet.io_InferenceService": HEALTH_LUA.read_text()
+        "resource.customizations.health.infleet.io_InferenceService": HEALTH_LUA.read_text(),
+        "resource.customizations.health.infleet.io_LoRAAdapter": HEALTH_LUA.with_name(
+            "argocd-health-lora.lua"
+        ).read_text(),
     }
 
 

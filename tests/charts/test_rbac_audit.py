@@ -6,10 +6,12 @@ authorizer sees it while `infleet operator` creates, updates and deletes an Infe
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -19,10 +21,49 @@ from tests.charts.operator_needs import operator_needs
 from tests.charts.paths import CHART
 from tests.charts.test_rbac import granted, lease_role
 from tests.localplane.harness import RunningPlane
+from tests.lora.written_adapters import adapter_files
 from tests.operator.samples import body
 
 # The operator's own clients, kopf's and the kubernetes client's, name themselves so.
 OPERATOR_AGENT = "infleet-operator/"
+
+
+def artifact_server() -> http.server.ThreadingHTTPServer:
+    files = adapter_files(rank=4)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = files.get(self.path.rsplit("/", 1)[-1])
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def lora_adapter(server: http.server.ThreadingHTTPServer) -> dict:
+    uri = f"http://127.0.0.1:{server.server_address[1]}/a"
+    return {
+        "apiVersion": "infleet.io/v1alpha1",
+        "kind": "LoRAAdapter",
+        "metadata": {"name": "a", "namespace": "team-b"},
+        "spec": {"uri": uri, "credentialsSecretRef": {"name": "token"},
+                 "inferenceServiceRef": {"name": "chat", "namespace": "team-a"}},
+    }  # fmt: skip
+
+
+def adapter_checksum(plane: RunningPlane) -> str | None:
+    status = plane.get("loraadapter", "a", "-n", "team-b").get("status") or {}
+    return status.get("checksum")
 
 
 def observed_generation(plane: RunningPlane) -> int | None:
@@ -35,8 +76,11 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
     plane, log = audited_plane
     plane.kubectl("apply", "-f", str(CHART / "crds"))
     plane.kubectl("create", "namespace", "team-a")
+    plane.kubectl("create", "namespace", "team-b")
+    lora = {"lora": {"maxAdapters": 2, "allowedNamespaces": ["team-b"]}}
     spot = {"spot": {"enabled": True, "preset": "gke"}}
-    sample = body("chat", "team-a", capacity=spot, router={"enabled": True})
+    sample = body("chat", "team-a", capacity=spot, engine=lora, router={"enabled": True})
+    artifacts = artifact_server()
     proc = subprocess.Popen(
         [sys.executable, "-m", "infleet", "operator", "--all-namespaces",
          "--metrics-port=0", "--liveness-port=0", "--lease-name=infleet-operator"],
@@ -46,6 +90,11 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
         plane.apply(sample)
         plane.wait_for(lambda: observed_generation(plane) == 1, timeout=60, what="first reconcile")
         plane.kubectl("get", "deployment", "chat-spot", "-n", "team-a")
+        # A tenant's adapter: its Secret read, the set created, its status written.
+        plane.kubectl("create", "secret", "generic", "token", "-n", "team-b",
+                      "--from-literal=BEARER_TOKEN=t")  # fmt: skip
+        plane.apply(lora_adapter(artifacts))
+        plane.wait_for(lambda: adapter_checksum(plane), timeout=60, what="adapter fetched")
         plane.kubectl("patch", "inferenceservice", "chat", "-n", "team-a", "--type=merge",
                       "-p", '{"spec": {"scaling": {"maxReplicas": 6}}}')  # fmt: skip
         plane.wait_for(lambda: observed_generation(plane) == 2, timeout=60, what="update reconcile")
@@ -60,12 +109,15 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+        artifacts.shutdown()
     made = {n for r in log if r.user_agent.startswith(OPERATOR_AGENT) for n in attributes(r)}
     assert ("infleet.io", "inferenceservices/status", "patch") in made  # the operator did run
     assert ("coordination.k8s.io", "leases", "update") in made  # and led
     assert ("apps", "deployments", "delete") in made  # and pruned
     assert ("rbac.authorization.k8s.io", "roles", "create") in made  # and ran a router
     assert ("rbac.authorization.k8s.io", "rolebindings", "delete") in made  # then pruned it
+    assert ("infleet.io", "loraadapters/status", "patch") in made  # and onboarded
+    assert ("", "secrets", "get") in made and ("", "secrets", "create") in made
 
     # The release namespace is where the lease lives; here the operator ran in `default`.
     chart = render("--set", "fullnameOverride=infleet-operator")

@@ -67,7 +67,8 @@ def build_tokenizer() -> Tokenizer:
 
 
 def build_checkpoint(path: Path, arch: str, seed: int = 0, **overrides: Any) -> Path:
-    """Save a random `arch` model (llama, qwen2, qwen3, mistral) + tokenizer under `path`."""
+    """Save a random `arch` model (llama, qwen2, qwen3, mistral, mixtral, qwen2_moe,
+    qwen3_moe) + tokenizer under `path`."""
     import transformers
 
     config_cls = {
@@ -75,6 +76,9 @@ def build_checkpoint(path: Path, arch: str, seed: int = 0, **overrides: Any) -> 
         "qwen2": transformers.Qwen2Config,
         "qwen3": transformers.Qwen3Config,
         "mistral": transformers.MistralConfig,
+        "mixtral": transformers.MixtralConfig,
+        "qwen2_moe": transformers.Qwen2MoeConfig,
+        "qwen3_moe": transformers.Qwen3MoeConfig,
     }[arch]
     kwargs = dict(SHAPE, bos_token_id=1, eos_token_id=2)
     kwargs.update(overrides)
@@ -165,7 +169,20 @@ _GGUF_NAMES = {
     "mlp.gate_proj": "ffn_gate",
     "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
+    "mlp.gate": "ffn_gate_inp",
+    "block_sparse_moe.gate": "ffn_gate_inp",
+    "mlp.shared_expert.gate_proj": "ffn_gate_shexp",
+    "mlp.shared_expert.up_proj": "ffn_up_shexp",
+    "mlp.shared_expert.down_proj": "ffn_down_shexp",
+    "mlp.shared_expert_gate": "ffn_gate_inp_shexp",
 }
+# llama.cpp stacks each projection of all experts into one [E, ...] tensor.
+_GGUF_EXPERTS = {
+    "w1": "ffn_gate_exps", "gate_proj": "ffn_gate_exps",
+    "w3": "ffn_up_exps", "up_proj": "ffn_up_exps",
+    "w2": "ffn_down_exps", "down_proj": "ffn_down_exps",
+}  # fmt: skip
+_GGUF_ARCH = {"mixtral": "llama", "qwen2_moe": "qwen2moe", "qwen3_moe": "qwen3moe"}
 
 
 def _gguf_name(name: str) -> str:
@@ -188,8 +205,10 @@ def _interleave_rope_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def write_gguf(hf_path: Path, out: Path) -> Path:
-    """Convert a tiny checkpoint from `build_checkpoint` into an F32 GGUF file."""
+    """Convert a tiny checkpoint from `build_checkpoint` into an F32 GGUF file (MoE
+    checkpoints in llama.cpp's stacked-experts layout)."""
     import json
+    import re
 
     import gguf
     from safetensors.torch import load_file
@@ -202,7 +221,16 @@ def write_gguf(hf_path: Path, out: Path) -> Path:
         cfg["num_key_value_heads"],
     )
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    w = gguf.GGUFWriter(str(out), arch)
+    moe = arch in _GGUF_ARCH
+    w = gguf.GGUFWriter(str(out), _GGUF_ARCH.get(arch, arch))
+    if moe:
+        w.add_expert_count(cfg.get("num_local_experts") or cfg["num_experts"])
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+        if arch != "mixtral":
+            w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+            w.add_expert_weights_norm(cfg["norm_topk_prob"])
+        if cfg.get("shared_expert_intermediate_size"):
+            w.add_expert_shared_feed_forward_length(cfg["shared_expert_intermediate_size"])
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
@@ -226,10 +254,22 @@ def write_gguf(hf_path: Path, out: Path) -> Path:
     w.add_eos_token_id(tok["model"]["vocab"]["</s>"])
     w.add_add_bos_token(True)
     w.add_chat_template((hf_path / "chat_template.jinja").read_text())
+    experts: dict[str, dict[int, torch.Tensor]] = {}
     for name, tensor in sorted(load_file(hf_path / "model.safetensors").items()):
-        if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+        if arch in ("llama", "mixtral") and name.endswith(("q_proj.weight", "k_proj.weight")):
             tensor = _interleave_rope_rows(tensor, heads if "q_proj" in name else kv_heads)
+        expert = re.fullmatch(r"model\.layers\.(\d+)\.\w+\.experts\.(\d+)\.(\w+)\.weight", name)
+        if expert:
+            stacked = f"blk.{expert[1]}.{_GGUF_EXPERTS[expert[3]]}.weight"
+            experts.setdefault(stacked, {})[int(expert[2])] = tensor
+            continue
+        if name.endswith("shared_expert_gate.weight"):
+            tensor = tensor.reshape(-1)  # llama.cpp keeps this [1, H] gate as a vector
         w.add_tensor(_gguf_name(name), tensor.float().numpy())
+    for stacked, by_expert in sorted(experts.items()):
+        w.add_tensor(
+            stacked, torch.stack([by_expert[e] for e in sorted(by_expert)]).float().numpy()
+        )
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -293,3 +293,31 @@ def test_a_projected_service_account_token_reaches_the_api_server(plane: Running
     # Every namespace has the CA, and a deleted copy comes back.
     plane.kubectl("delete", "configmap", "kube-root-ca.crt", "-n", NS)
     plane.wait_for(lambda: plane.get("configmap", "kube-root-ca.crt", "-n", NS), what="the CA back")
+
+
+def test_an_engine_refusal_becomes_the_terminated_message(plane: RunningPlane, tmp_path) -> None:
+    """The real `infleet serve` given an architecture it does not run: exit code 2 and its
+    one line in the container's terminated state (what the operator's Degraded reads)."""
+    import json
+    import sys
+
+    model = tmp_path / "gptj"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["GPTJForCausalLM"]}))
+    engine = {
+        "name": "engine",
+        "image": "x",
+        "command": [sys.executable, "-m", "infleet", "serve", f"--model={model}"],
+    }
+    plane.apply(pod("refused", NS, engine, restartPolicy="Never"))
+    plane.wait_for(
+        lambda: plane.get("pod", "refused", "-n", NS)["status"]["phase"] == "Failed",
+        timeout=120,
+        what="the engine to exit",
+    )
+    done = plane.get("pod", "refused", "-n", NS)["status"]["containerStatuses"][0]["state"]
+    assert done["terminated"]["exitCode"] == 2
+    message = done["terminated"]["message"]
+    assert message.startswith("infleet serve: unsupported model architecture GPTJForCausalLM")
+    assert "supported: LlamaForCausalLM" in message and "Qwen3MoeForCausalLM" in message
+    assert "\n" not in message.strip()

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from infleet.operator.autoscale import Memory, step
+from infleet.operator.autoscale import Memory, Read, step
 from infleet.operator.router_demand import held_requests
 from tests.autoscaler.live_servers import wait_until
 from tests.autoscaler.test_timer import T0, service
@@ -52,7 +52,7 @@ def test_a_request_held_by_the_router_scales_a_service_at_zero_up():
 
         threading.Thread(target=client, daemon=True).start()
         wait_until(lambda: held_requests(pods) == 1.0, 20, "the request held")
-        result = step(at_zero(), [], [], Memory(), T0, activator_waiting=held_requests(pods))
+        result = step(at_zero(), [], Read(), Memory(), T0, activator_waiting=held_requests(pods))
         assert result.decision.total >= 1
         assert result.decision.reason == "ActivatedFromZero"
         assert result.status is not None and result.status["dedicated"] >= 1

@@ -1,7 +1,7 @@
 """Status from the children's state: conditions, replica counts, URL, events."""
 
 from infleet.operator.replicas import PoolReplicas
-from infleet.operator.status import Problem, compute_status, decision_events
+from infleet.operator.status import PodTroubles, Problem, compute_status, decision_events
 from tests.operator.samples import body
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
@@ -206,6 +206,46 @@ def test_a_failing_model_fetch_is_degraded_with_the_fetchers_last_words():
         '"hf-token" not found)',
     ]
     deps = {"dedicated": deployment(1, 0), "spot": None}
-    status = compute_status(body(), deps, SERVICE, PoolReplicas(1, 0), T0, None, found)
+    troubles = PodTroubles(found, [])
+    status = compute_status(body(), deps, SERVICE, PoolReplicas(1, 0), T0, None, troubles)
     assert conditions(status)["Degraded"] == ("True", "ModelFetchFailed")
+    assert conditions(status)["Ready"] == ("False", "NoReplicasReady")
+
+
+def test_an_engine_that_refuses_its_model_is_degraded_with_its_termination_message():
+    from infleet.operator.pod_trouble import engine_refusal, engine_refusals
+
+    line = (
+        "infleet serve: unsupported model architecture GPTJForCausalLM; supported: "
+        "LlamaForCausalLM, MixtralForCausalLM"
+    )
+
+    def pod(name, state, last=None):
+        engine = {"name": "engine", "state": state, "lastState": last or {}}
+        return {"metadata": {"name": name}, "status": {"containerStatuses": [engine]}}
+
+    refused = pod(
+        "chat-dedicated-a",
+        {"waiting": {"reason": "CrashLoopBackOff"}},
+        {"terminated": {"exitCode": 2, "reason": "Error", "message": line + "\n"}},
+    )
+    crashed = pod("chat-dedicated-b", {"terminated": {"exitCode": 1, "message": "Traceback"}})
+    silent = pod("chat-dedicated-c", {"terminated": {"exitCode": 2, "reason": "Error"}})
+    running = pod("chat-dedicated-d", {"running": {}})
+    assert [engine_refusal(p) for p in (refused, crashed, silent, running)] == [
+        line,
+        None,
+        None,
+        None,
+    ]
+    pods = [{**p, "engineRefusal": engine_refusal(p)} for p in (refused, crashed, running)]
+    found = engine_refusals(pods)
+    assert found == [f"pod chat-dedicated-a: the engine refused the model ({line})"]
+    deps = {"dedicated": deployment(1, 0), "spot": None}
+    status = compute_status(
+        body(), deps, SERVICE, PoolReplicas(1, 0), T0, None, PodTroubles([], found)
+    )
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "EngineRefusedModel")
+    assert "GPTJForCausalLM" in degraded["message"] and "MixtralForCausalLM" in degraded["message"]
     assert conditions(status)["Ready"] == ("False", "NoReplicasReady")

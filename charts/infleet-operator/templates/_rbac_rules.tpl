@@ -15,10 +15,20 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [infleet.io]
   resources: [inferenceservices/status]
   verbs: [patch]
-# LoRAAdapters: their names are what a service's router accepts besides the base model.
+# LoRAAdapters: watched and indexed (the adapter controller; their names are what a
+# service's router accepts), read when one is deleted meanwhile; their status (Ready, loadedReplicas, checksum) is all the operator writes.
 - apiGroups: [infleet.io]
   resources: [loraadapters]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
+- apiGroups: [infleet.io]
+  resources: [loraadapters/status]
+  verbs: [patch]
+# Secrets: a tenant's adapter credentials (credentialsSecretRef) are read into memory for
+# one fetch and never written anywhere; each LoRA service's engine admin key is created
+# once (<service>-lora-admin, owned by the service) and read to load/unload adapters.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create]
 # Children: server-side applied under one field manager (apply creates a missing object, so
 # create too); watched so that a hand edit is put back. Owner references delete them with
 # their InferenceService; a pool's Deployment is deleted when the pool leaves the spec, the

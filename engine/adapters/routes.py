@@ -1,0 +1,152 @@
+"""vLLM's runtime adapter API on the bundled engine, and the start-up read of the set.
+
+- POST /v1/load_lora_adapter {lora_name, lora_path[, tenant]}: 200 when loaded; 400 (OpenAI error,
+  `param` naming the field) when the adapter is refused; 409 when the name is taken or
+  `--max-cpu-loras` adapters are loaded already (code `adapter_limit`).
+- POST /v1/unload_lora_adapter {lora_name}: 200; 404 when no such adapter.
+- Both need `Authorization: Bearer <admin key>` ($INFLEET_LORA_ADMIN_KEY, from the
+  service's `<service>-lora-admin` Secret): tenants call the OpenAI API, only the
+  operator loads and unloads. Without an admin key the engine refuses both (403).
+- The set (`--lora-set DIR`, the mounted `<service>-lora` ConfigMap: one JSON entry per
+  file) is loaded before the server listens, so a replica reports ready only once it
+  serves every adapter of the set; an entry that fails is logged and skipped (the
+  operator reports it on the adapter).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from infleet.engine.adapters.fetch import local_dir
+from infleet.engine.adapters.registry import AdapterLimit, AdapterRegistry
+from infleet.engine.server import errors
+from infleet.lora.errors import AdapterError
+
+log = logging.getLogger("infleet.engine.adapters")
+ADMIN_KEY_ENV = "INFLEET_LORA_ADMIN_KEY"
+
+
+@dataclass(slots=True)
+class AdapterApi:
+    registry: AdapterRegistry
+    admin_key: str | None
+    set_dir: Path | None
+
+
+ADAPTERS = web.AppKey("adapters", AdapterApi)
+
+
+def install(app: web.Application, api: AdapterApi) -> None:
+    app[ADAPTERS] = api
+    app.router.add_post("/v1/load_lora_adapter", load)
+    app.router.add_post("/v1/unload_lora_adapter", unload)
+    app.on_startup.append(read_set)
+
+
+def admin_key_from_env() -> str | None:
+    return os.environ.get(ADMIN_KEY_ENV) or None
+
+
+def bearer(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+
+
+def _authorize(request: web.Request) -> AdapterApi:
+    api = request.app[ADAPTERS]
+    if api.admin_key is None:
+        raise errors.ApiError(
+            403, "loading adapters is disabled: this engine has no admin key",
+            type="permission_error", code="forbidden",
+        )  # fmt: skip
+    given = bearer(request)
+    if not hmac.compare_digest(given.encode(), api.admin_key.encode()):
+        raise errors.ApiError(
+            401, "loading and unloading adapters needs the admin key",
+            type="authentication_error", code="invalid_api_key",
+        )  # fmt: skip
+    return api
+
+
+async def _body(request: web.Request, *fields: str) -> dict[str, str]:
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise errors.bad_request("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise errors.bad_request("the request body must be a JSON object")
+    for name in fields:
+        if not isinstance(body.get(name), str) or not body[name]:
+            raise errors.bad_request(f"{name} is required (a non-empty string)", name)
+    return body
+
+
+async def add(api: AdapterApi, name: str, lora_path: str, tenant: str | None) -> None:
+    """Fetches (if a URL), checks and registers one adapter; AdapterError if refused."""
+    path = await local_dir(lora_path, api.registry.lora_dir)
+    api.registry.add(name, lora_path, path, tenant)
+
+
+async def load(request: web.Request) -> web.Response:
+    api = _authorize(request)
+    body = await _body(request, "lora_name", "lora_path")
+    name = body["lora_name"]
+    if api.registry.get(name) is not None:
+        raise errors.ApiError(
+            409, f"an adapter named {name!r} is already loaded", param="lora_name", code=409
+        )
+    try:
+        tenant = body.get("tenant")  # ours, beside vLLM's fields: whose adapter it is
+        await add(api, name, body["lora_path"], tenant if isinstance(tenant, str) else None)
+    except AdapterLimit as err:
+        raise errors.ApiError(409, err.message, param=err.field, code="adapter_limit") from None
+    except AdapterError as err:
+        raise errors.bad_request(err.message, err.field) from None
+    log.info("loaded adapter %s", name)
+    return web.json_response({"status": "ok", "message": f"adapter {name} loaded"})
+
+
+async def unload(request: web.Request) -> web.Response:
+    api = _authorize(request)
+    name = (await _body(request, "lora_name"))["lora_name"]
+    if api.registry.remove(name) is None:
+        raise errors.ApiError(
+            404, f"no adapter named {name!r} is loaded", param="lora_name", code="not_found"
+        )
+    log.info("unloaded adapter %s", name)
+    return web.json_response({"status": "ok", "message": f"adapter {name} unloaded"})
+
+
+def set_entries(set_dir: Path) -> list[dict[str, Any]]:
+    """The entries of the mounted set (files whose names start with a dot are the
+    kubelet's own: `..data`, `..2024_...`)."""
+    out = []
+    for path in sorted(set_dir.iterdir()) if set_dir.is_dir() else []:
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            entry = json.loads(path.read_text())
+            tenant = entry.get("tenant")
+            out.append({"name": str(entry["name"]), "url": str(entry["url"]), "tenant": tenant})
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.error("adapter set entry %s unreadable: %s", path.name, err)
+    return out
+
+
+async def read_set(app: web.Application) -> None:
+    api = app[ADAPTERS]
+    if api.set_dir is None:
+        return
+    for entry in set_entries(api.set_dir):
+        try:
+            await add(api, entry["name"], entry["url"], entry["tenant"])
+            log.info("adapter %s loaded from the set", entry["name"])
+        except AdapterError as err:
+            log.error("adapter %s of the set refused: %s", entry["name"], err.message)

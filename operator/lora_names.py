@@ -1,0 +1,27 @@
+"""Names of what the operator creates for LoRA (pinned in docs/lora-onboarding.md)."""
+
+from __future__ import annotations
+
+ADMIN_KEY = "admin-key"  # data key of the admin Secret
+API_KEY = "api-key"  # data key of a tenant's API key Secret
+KEYS_FILE = "keys.json"  # data key of the API keys ConfigMap
+
+
+def set_name(service: str) -> str:
+    """The adapter set ConfigMap, in the service's namespace."""
+    return f"{service}-lora"
+
+
+def admin_secret_name(service: str) -> str:
+    """The engines' admin key Secret, in the service's namespace."""
+    return f"{service}-lora-admin"
+
+
+def api_key_secret_name(service: str) -> str:
+    """A tenant's API key Secret, in the tenant's namespace."""
+    return f"{service}-api-key"
+
+
+def api_keys_name(service: str) -> str:
+    """The tenants' key hashes ConfigMap, in the service's namespace."""
+    return f"{service}-api-keys"

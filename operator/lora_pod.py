@@ -1,0 +1,66 @@
+"""The LoRA parts of an engine pod (engine.lora.maxAdapters > 0), added to the rendered
+template: nothing here depends on which adapters exist, so adding or removing one never
+changes the template and never restarts a replica.
+
+- every kind: the engine table's LoRA environment (vLLM: runtime loading allowed);
+- an engine the adapter controller delivers to (the bundled one): the service's set
+  ConfigMap mounted read-only (optional: none exists before the first adapter) and named
+  by --lora-set, a writable --lora-dir for the downloaded adapters, and the admin key
+  from the `<service>-lora-admin` Secret the operator creates (a reference; the key
+  itself is never in the template). Paths go on the command line, not in the config
+  file, so the local plane's mount-path rewriting reaches them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infleet.api import InferenceServiceSpec
+from infleet.operator.engines import EngineProfile
+from infleet.operator.lora_names import (
+    ADMIN_KEY,
+    KEYS_FILE,
+    admin_secret_name,
+    api_keys_name,
+    set_name,
+)
+
+Obj = dict[str, Any]
+SET_DIR = "/etc/infleet/lora"
+LORA_DIR = "/var/lib/infleet/lora"
+ADMIN_KEY_ENV = "INFLEET_LORA_ADMIN_KEY"  # engine/adapters/routes.py reads it
+KEYS_DIR = "/etc/infleet/api-keys"
+SET_VOLUME, DIR_VOLUME, KEYS_VOLUME = "lora-set", "lora-cache", "api-keys"
+
+
+def add_lora(template: Obj, name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> Obj:
+    """`template` with the LoRA parts (unchanged when LoRA is off)."""
+    if not spec.engine.lora.max_adapters:
+        return template
+    pod = template["spec"]
+    engine = next(c for c in pod["containers"] if c["name"] == "engine")
+    env = [{"name": k, "value": v} for k, v in profile.lora_env]
+    if profile.lora_delivery:
+        ref = {"name": admin_secret_name(name), "key": ADMIN_KEY}
+        env.append({"name": ADMIN_KEY_ENV, "valueFrom": {"secretKeyRef": ref}})
+        # Before the user's engine.args, which come last and win.
+        at = len(engine["args"]) - len(spec.engine.args)
+        engine["args"][at:at] = [f"--lora-set={SET_DIR}", f"--lora-dir={LORA_DIR}"]
+        engine["volumeMounts"] += [
+            {"name": SET_VOLUME, "mountPath": SET_DIR, "readOnly": True},
+            {"name": DIR_VOLUME, "mountPath": LORA_DIR},
+        ]
+        pod["volumes"] += [
+            {"name": SET_VOLUME, "configMap": {"name": set_name(name), "optional": True}},
+            {"name": DIR_VOLUME, "emptyDir": {}},
+        ]
+        if spec.engine.lora.admits_others():  # authenticated: the tenants' key hashes
+            engine["args"][at:at] = [f"--api-keys-file={KEYS_DIR}/{KEYS_FILE}"]
+            engine["volumeMounts"].append(
+                {"name": KEYS_VOLUME, "mountPath": KEYS_DIR, "readOnly": True}
+            )
+            pod["volumes"].append({"name": KEYS_VOLUME, "configMap": {"name": api_keys_name(name)}})
+    # Ahead of engine.env, which may override any of them.
+    own = {e.name for e in spec.engine.env}
+    engine["env"] = [e for e in env if e["name"] not in own] + engine["env"]
+    return template

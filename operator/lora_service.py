@@ -1,0 +1,71 @@
+"""What a LoRA service needs before its pods can start: the engines' admin key and, when it
+admits other namespaces, one API key per admitted tenant.
+
+A service that admits only its own namespace stays as it was (unauthenticated, as every
+service without LoRA tenancy). One that admits others is authenticated: each tenant
+namespace in `{own} ∪ allowedNamespaces` gets a key in its own Secret `<service>-api-key`
+(data key `api-key`, created once, never rotated by the operator: delete the Secret to
+rotate), and the service's ConfigMap `<service>-api-keys` maps each key's sha256 to its
+namespace, the tenant. Only hashes leave the tenants' namespaces. Namespaces admitted by
+`namespaceSelector` alone get no key yet (docs/lora-onboarding.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from infleet.api import InferenceService
+from infleet.operator.kube import Kube
+from infleet.operator.lora_kube import LoRAKube
+from infleet.operator.lora_names import KEYS_FILE, api_key_secret_name, api_keys_name
+from infleet.operator.names import child_labels
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+def tenants(isvc: InferenceService) -> list[str]:
+    """The namespaces that get an API key (none: the service is not authenticated)."""
+    if not isvc.spec.engine.lora.admits_others():
+        return []
+    return sorted({isvc.namespace, *isvc.spec.engine.lora.allowed_namespaces})
+
+
+def render_api_keys(service: Obj, hashes: dict[str, str]) -> Obj:
+    meta = service["metadata"]
+    owner = {"apiVersion": service["apiVersion"], "kind": "InferenceService",
+             "name": meta["name"], "uid": meta["uid"], "controller": True}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": api_keys_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": child_labels(meta["name"]),
+            "ownerReferences": [owner],
+        },
+        "data": {KEYS_FILE: json.dumps(hashes, sort_keys=True)},
+    }
+
+
+def prepare(kube: Kube, service: Obj, isvc: InferenceService) -> None:
+    """The admin key, and the tenants' keys and their hashes, before the pods need them."""
+    lkube = LoRAKube(kube)
+    lkube.admin_key(service, create=True)
+    hashes: dict[str, str] = {}
+    for tenant in tenants(isvc):
+        try:
+            key = lkube.tenant_key(tenant, api_key_secret_name(isvc.name))
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            log.info("%s/%s: tenant namespace %s does not exist", isvc.namespace, isvc.name, tenant)
+            continue
+        hashes[hashlib.sha256(key.encode()).hexdigest()] = tenant
+    if hashes:
+        kube.apply(render_api_keys(service, hashes))

@@ -1,0 +1,94 @@
+"""LoRA in the rendered pods: every LoRA-capable engine kind from the one engine table,
+valid against the Kubernetes schemas; nothing in the template depends on which adapters
+exist; the admin key only ever by reference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import kubernetes_validate
+import pytest
+
+from infleet.operator.errors import SpecError
+from infleet.operator.lora_service import render_api_keys, tenants
+from infleet.operator.render import render_children
+from tests.operator.samples import engine_isvc
+from tests.operator.test_render import SUPPORTED
+
+LORA = {"lora": {"maxAdapters": 4, "maxCpuAdapters": 8, "maxRank": 32}}
+
+
+def deployment(kind: str, **engine):
+    children = render_children(engine_isvc(kind, "mixed", engine={**LORA, **engine}))
+    return next(c for c in children if c["kind"] == "Deployment"), children
+
+
+def engine_container(dep):
+    return next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "engine")
+
+
+@pytest.mark.parametrize("kind", ["infleet", "vllm", "sglang"])
+def test_lora_pods_validate_against_the_strict_schemas(kind):
+    _, children = deployment(kind)
+    for child in children:
+        kubernetes_validate.validate(child, f"1.{SUPPORTED[-1][1]}.0", strict=True)
+
+
+def test_vllm_gets_lora_flags_and_runtime_loading():
+    c = engine_container(deployment("vllm")[0])
+    assert {"--enable-lora", "--max-loras=4", "--max-cpu-loras=8", "--max-lora-rank=32"} <= set(
+        c["args"]
+    )
+    assert {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"} in c["env"]
+
+
+def test_sglang_gets_lora_flags():
+    c = engine_container(deployment("sglang")[0])
+    assert {"--enable-lora", "--max-loras-per-batch=4", "--max-lora-rank=32"} <= set(c["args"])
+
+
+def test_infleet_reads_the_set_and_the_admin_key_by_reference():
+    dep, children = deployment("infleet", args=["--max-num-seqs=8"])
+    config = next(c for c in children if c["kind"] == "ConfigMap")["data"]["engine.yaml"]
+    assert "enable-lora: true" in config and "max-lora-rank: 32" in config
+    c = engine_container(dep)
+    assert c["args"][-3:] == ["--lora-set=/etc/infleet/lora", "--lora-dir=/var/lib/infleet/lora",
+                              "--max-num-seqs=8"]  # fmt: skip
+    key = next(e for e in c["env"] if e["name"] == "INFLEET_LORA_ADMIN_KEY")
+    assert key["valueFrom"] == {"secretKeyRef": {"name": "chat-lora-admin", "key": "admin-key"}}
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["lora-set"]["configMap"] == {"name": "chat-lora", "optional": True}
+
+
+def test_no_lora_no_lora_parts():
+    children = render_children(engine_isvc("infleet", "mixed"))
+    dep = next(c for c in children if c["kind"] == "Deployment")
+    assert "lora" not in str(dep)
+
+
+def test_tgi_still_refuses_lora():
+    with pytest.raises(SpecError, match=r"engine\.lora\.maxAdapters"):
+        render_children(engine_isvc("tgi", "mixed", engine=LORA))
+
+
+def test_a_service_admitting_other_namespaces_authenticates():
+    own_only = engine_container(deployment("infleet")[0])
+    assert not any(a.startswith("--api-keys-file") for a in own_only["args"])
+    dep, _ = deployment("infleet", lora={**LORA["lora"], "allowedNamespaces": ["team-b"]})
+    c = engine_container(dep)
+    assert "--api-keys-file=/etc/infleet/api-keys/keys.json" in c["args"]
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["api-keys"]["configMap"] == {"name": "chat-api-keys"}
+
+
+def test_only_hashes_of_the_tenants_keys_reach_the_service():
+    isvc = engine_isvc("infleet", "mixed", engine={"lora": {**LORA["lora"],
+                       "allowedNamespaces": ["team-b", "team-c"]}})  # fmt: skip
+    assert tenants(isvc) == ["team-a", "team-b", "team-c"]
+    assert tenants(engine_isvc("infleet", "mixed", engine=LORA)) == []
+    service = {"apiVersion": "infleet.io/v1alpha1", "metadata": isvc.metadata}
+    digest = hashlib.sha256(b"secret-key").hexdigest()
+    cm = render_api_keys(service, {digest: "team-b"})
+    assert json.loads(cm["data"]["keys.json"]) == {digest: "team-b"}
+    assert "secret-key" not in json.dumps(cm)
