@@ -124,6 +124,9 @@ class CoreStats(msgspec.Struct, array_like=True):
 class CoreOutputs(msgspec.Struct, tag="outputs"):
     deltas: list[CompletionDelta]
     stats: CoreStats
+    # Prefix-cache blocks (their chained hashes) evicted in this step, in order: the API
+    # side's router feed (engine/server/router_feed.py) unpublishes their keys.
+    evicted: list[bytes] = msgspec.field(default_factory=list)
 
 
 class CoreReady(msgspec.Struct, tag="ready"):
@@ -139,6 +142,7 @@ class CoreReady(msgspec.Struct, tag="ready"):
     dtype: str
     attention_backend: str
     eos_token_ids: list[int]
+    prefix_caching: bool = True
     # The decoder's shape, for the API side's adapter checks (no weights there).
     hidden_size: int = 0
     num_layers: int = 0

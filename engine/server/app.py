@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.engine.adapters import hooks as adapter_hooks
 from infleet.engine.errors import InvalidRequest, QueueFull
-from infleet.engine.server import errors
+from infleet.engine.server import errors, router_feed
 from infleet.engine.server.core_client import CoreClient, CoreGone
 from infleet.engine.server.output_processor import RequestOutput
 from infleet.engine.server.prepare import Prepared, ServedModel, prepare_chat, prepare_completion
@@ -47,6 +47,7 @@ CORE = web.AppKey("core", CoreClient)
 MODEL = web.AppKey("model", ServedModel)
 STATE = web.AppKey("state", ServerState)
 SETTINGS = web.AppKey("settings", ServerSettings)
+FEED = web.AppKey("router_feed", router_feed.RouterFeed)
 
 
 def build_app(
@@ -68,6 +69,7 @@ def build_app(
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app[FEED] = router_feed.install(app, core, model.name, lambda: app[STATE].draining)
     return app
 
 
@@ -172,13 +174,11 @@ async def _respond(request: web.Request, prepared: Prepared) -> web.StreamRespon
             params.max_tokens,
             req.stream,
         )
+    salt = adapter_hooks.cache_salt(request, req.cache_salt)
     stream = request.app[CORE].generate(
-        request_id,
-        ids,
-        params,
-        priority=req.priority,
-        cache_salt=adapter_hooks.cache_salt(request, req.cache_salt),
+        request_id, ids, params, priority=req.priority, cache_salt=salt
     )
+    stream = request.app[FEED].track(request, ids, salt, stream)
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:
             return await _stream(request, stream, fmt, params.n, len(ids), req.include_usage)

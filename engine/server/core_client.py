@@ -18,7 +18,7 @@ import collections
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from infleet.engine.errors import QueueFull
@@ -27,6 +27,7 @@ from infleet.engine.messages import (
     CoreOutputs,
     CoreReady,
     CoreRequest,
+    CoreStats,
     FromCore,
     SamplingParams,
     ToCore,
@@ -62,6 +63,8 @@ class CoreClient:
         self.gone = asyncio.Event()
         self.gone_reason = ""
         self._ready = asyncio.Event()
+        self.stats = CoreStats()  # the core's last step's
+        self.on_evicted: Callable[[list[bytes]], None] | None = None  # the router feed
         self._streams: dict[str, asyncio.Queue[RequestOutput]] = {}
         self._waiting = 0  # the core's queue at its last step
         self._sent_since_stats = 0  # requests sent after that step's stats
@@ -153,6 +156,9 @@ class CoreClient:
             self._ready.set()
         elif isinstance(message, CoreOutputs) and self.output is not None:
             self._waiting, self._sent_since_stats = message.stats.waiting, 0
+            self.stats = message.stats
+            if message.evicted and self.on_evicted is not None:
+                self.on_evicted(message.evicted)
             outputs, to_abort = self.output.process(message)
             for request_id, index in to_abort:
                 self.transport.send(Abort([request_id], index=index))

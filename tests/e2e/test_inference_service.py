@@ -30,6 +30,7 @@ def manifest(ns: str, *, env: list[dict[str, str]] | None = None, **spec: Any) -
         "model": {"uri": "builtin:smollm2-135m-instruct"},
         "resources": {"gpus": GPUS, "cpu": "1", "memory": "2Gi"},
         "scaling": {"minReplicas": 1, "maxReplicas": 3},
+        "router": {"enabled": False},  # clients straight to the engines (test_router.py: on)
         "capacity": {
             "dedicated": {"min": 0 if spot else 1},
             "spot": {"enabled": True, "max": 3, "preset": SPOT_PRESET}
