@@ -107,7 +107,9 @@ def test_apply_becomes_ready_and_answers(cluster: Cluster, namespace: str) -> No
     assert f"{NAME}-dedicated" in deployments
     assert set(deployments) <= {f"{NAME}-dedicated", f"{NAME}-spot"}
     assert [n for n, _ in children["services"]] == [NAME]
-    assert [n for n, _ in children["configmaps"]] == [f"{NAME}-engine"]
+    # The engine's flags, and the autoscaler's saved state once it has decided.
+    configmaps = {n for n, _ in children["configmaps"]}
+    assert f"{NAME}-engine" in configmaps <= {f"{NAME}-engine", f"{NAME}-autoscaler"}
 
 
 def test_invalid_specs_are_rejected_with_the_rule(cluster: Cluster, namespace: str) -> None:
