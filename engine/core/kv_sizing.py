@@ -39,6 +39,7 @@ def resolve_kv_pool(args: EngineArgs, loaded: LoadedModel) -> KVPool:
             attention_backend=args.attention_backend,
             max_num_batched_tokens=args.max_num_batched_tokens,
             max_num_seqs=args.max_num_seqs,
+            gpu_memory_utilization=args.gpu_memory_utilization,
         )
         if num_blocks < 1:
             raise ValueError(

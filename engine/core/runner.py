@@ -104,6 +104,12 @@ class ModelRunner:
         what is wrong with the first one. The tensors are views into one buffer per step."""
         return self.inputs.build(batch)
 
+    @torch.inference_mode()
+    def copy_block(self, src: int, dst: int) -> None:
+        """Copy one block's K/V (every layer): a forked choice's own copy of a partial
+        prompt block it is about to write into."""
+        self.kv_cache[:, :, dst] = self.kv_cache[:, :, src]
+
     def forward(self, batch: list[SeqSlice]) -> torch.Tensor:
         """float32 logits `[len(batch), vocab]` at each slice's last token."""
         input_ids, ctx = self.prepare(batch)

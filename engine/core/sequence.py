@@ -12,11 +12,17 @@ import enum
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from infleet.engine.messages import SamplingParams
 
+# A sampled token the host has not seen yet (async scheduling): the device feeds the real
+# one into the next step, and the host writes it here when that step's output arrives.
+PLACEHOLDER = -1
+
 
 class SequenceStatus(enum.Enum):
+    FORK_PENDING = "fork-pending"  # choice i > 0 of n: waits for choice 0's prompt prefill
     WAITING = "waiting"
     RUNNING = "running"
     FINISHED = "finished"
@@ -47,6 +53,11 @@ class Sequence:
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: str | None = None
     num_preemptions: int = 0
+    slot: int | None = None  # row in the persistent batch while running (sampling_state.py)
+    seed: int = 0  # this choice's sampling seed (sampling_state.request_seed)
+    num_pending: int = 0  # trailing PLACEHOLDER tokens (sampled, still on the device)
+    constraint: Any = None  # a logits_processors.RequestConstraint, for structured outputs
+    forks: list[Sequence] = field(default_factory=list)  # choices 1..n-1 (on choice 0)
 
     def __post_init__(self) -> None:
         self.token_ids = list(self.prompt_token_ids)

@@ -19,7 +19,8 @@ def req(rid, prompt_len, max_tokens=4, priority=0) -> Sequence:
 def step(s: Scheduler) -> ScheduledBatch:
     """One engine step without a model: every completed slice samples token 7."""
     batch = s.schedule()
-    for seq, needs in zip(batch.seqs, s.finish_step(batch), strict=True):
+    for seq, needs in zip(batch.seqs, s.advance(batch), strict=True):
+        s.block_manager.cache_full_blocks(seq)
         if needs:
             seq.token_ids.append(7)
             if seq.num_output_tokens >= seq.params.max_tokens:
