@@ -2,7 +2,7 @@
 `openai` SDK: Poisson arrivals at several rates, streaming completions, TTFT and ITL
 percentiles, with async scheduling on and off.
 
-    .venv/bin/python -m bench.online_serving --rates 0.5,1,2 --num-requests 64 \\
+    .venv/bin/python -m bench.online_serving --rates 0.5,1,2,inf --num-requests 64 \\
         --max-concurrency 64 --out bench-results/online.json
 
 Each (async scheduling, rate) point starts a fresh server, sends `--num-requests`
@@ -85,7 +85,8 @@ async def run_point(url: str, requests: list[tuple[str, int]], rate: float, opts
     start = time.monotonic()
     for prompt, max_tokens in requests:
         tasks.append(asyncio.create_task(one_request(client, prompt, max_tokens, gate)))
-        await asyncio.sleep(rng.expovariate(rate))
+        if rate != float("inf"):  # inf: all at once, --max-concurrency streams open
+            await asyncio.sleep(rng.expovariate(rate))
     results = await asyncio.gather(*tasks)
     wall = time.monotonic() - start
     ttft = [r["times"][0] - r["sent"] for r in results if r["times"]]
@@ -122,7 +123,7 @@ async def main_async(opts: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rates", default="0.5,1,2", help="request rates (req/s), comma list")
+    p.add_argument("--rates", default="0.5,1,2,inf", help="request rates (req/s, inf: a burst)")
     p.add_argument("--num-requests", type=int, default=64)
     p.add_argument("--max-concurrency", type=int, default=64)
     p.add_argument("--input-len", type=parse_range, default=(16, 256), metavar="LO:HI")
