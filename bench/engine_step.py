@@ -10,13 +10,12 @@ not overlap; the last column is the step time with async scheduling, where the h
 of step N+1 runs during step N's forward. Every request decodes until the end (ignore_eos),
 so the batch stays full.
 
-    .venv/bin/python bench/engine_step.py --batch-sizes 1 64 256 [--penalties] [--logprobs 5]
+    .venv/bin/python -m bench.engine_step --batch-sizes 1 64 256 [--penalties] [--logprobs 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 from collections import defaultdict
@@ -24,26 +23,14 @@ from collections.abc import Callable
 
 import torch
 
+from bench.step_time import stub
 from infleet.engine.args import EngineArgs
 from infleet.engine.core import engine_core
 from infleet.engine.llm_engine import LLMEngine
-from infleet.engine.loader import LoadedModel, load_model
+from infleet.engine.loader import LoadedModel
 from infleet.engine.messages import SamplingParams
-from infleet.engine.models import build_model
 
 PHASES = ("schedule", "launch", "prepare", "forward", "sample", "output", "output+api")
-
-
-def stub(device: str) -> LoadedModel:
-    """SmolLM2's tokenizer and vocabulary over a 1-layer, 64-wide random model."""
-    real = load_model("builtin:smollm2-135m-instruct", device="cpu", dtype="float32")
-    config = dataclasses.replace(
-        real.config, hidden_size=64, intermediate_size=64, num_layers=1, num_heads=2,
-        num_kv_heads=1, head_dim=32, sliding_windows=(None,),
-    )  # fmt: skip
-    dev = torch.device(device)
-    model = build_model(config, dev, torch.float32)
-    return LoadedModel(model, config, real.tokenizer, "stub", dev, torch.float32)
 
 
 def timed(record: list[float], fn: Callable) -> Callable:

@@ -78,17 +78,17 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _generation_config(text: str) -> str:
-    if text in GENERATION_CONFIG_MODES or Path(text).expanduser().is_dir():
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r}: give auto, vllm, none or a directory")
-
-
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
+
+
+def _generation_config(text: str) -> str:
+    if text in GENERATION_CONFIG_MODES or Path(text).expanduser().is_dir():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: give auto, vllm, none or a directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "torch", "triton", "flash-attn"],
     )
     add(
+        "--async-scheduling",
+        action=argparse.BooleanOptionalAction,
+        default=d.async_scheduling,
+        help="schedule step N+1 while step N runs on the device",
+    )
+    add("--enforce-eager", action="store_true", help="never capture CUDA graphs")
+    add(
+        "--gpu-memory-utilization",
+        type=_fraction,
+        default=d.gpu_memory_utilization,
+        help="fraction of GPU memory for weights, activations and the KV pool",
+    )
+    add(
         "--generation-config",
         type=_generation_config,
         default=d.generation_config,
@@ -131,19 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.max_request_body_size,
         metavar="SIZE",
         help="larger request bodies get 413 (default 32MiB)",
-    )
-    add(
-        "--async-scheduling",
-        action=argparse.BooleanOptionalAction,
-        default=d.async_scheduling,
-        help="schedule step N+1 while step N runs on the device",
-    )
-    add("--enforce-eager", action="store_true", help="never capture CUDA graphs")
-    add(
-        "--gpu-memory-utilization",
-        type=_fraction,
-        default=d.gpu_memory_utilization,
-        help="fraction of GPU memory for weights, activations and the KV pool",
     )
     return p
 

@@ -70,7 +70,6 @@ class CoreRequest(msgspec.Struct, tag="add"):
 class Abort(msgspec.Struct, tag="abort"):
     request_ids: list[str]
     index: int | None = None  # only this choice of each (a stop string ended it); None: all
-    index: int | None = None  # only this choice (a stop string ended it); None: all
 
 
 class Shutdown(msgspec.Struct, tag="shutdown"):

@@ -63,7 +63,8 @@ class SampleFlags:
     top_p: bool = False
     all_top_k: bool = False  # every random row has a top-k: its candidates, no full sort
     min_p: bool = False
-    penalties: bool = False
+    repetition: bool = False  # some row has a repetition penalty
+    presence_frequency: bool = False  # some row has a presence or frequency penalty
     bias: bool = False
     min_tokens: bool = False
     logprobs: int = -1  # the most top logprobs a row asks for; -1: no row wants logprobs
@@ -79,7 +80,10 @@ class SampleFlags:
             top_p=any(p.top_p < 1.0 for p in random_rows),
             all_top_k=len(ks) == len(random_rows),
             min_p=any(p.min_p > 0.0 for p in random_rows),
-            penalties=any(p.has_penalties for p in params),
+            repetition=any(p.repetition_penalty != 1.0 for p in params),
+            presence_frequency=any(
+                p.presence_penalty != 0.0 or p.frequency_penalty != 0.0 for p in params
+            ),
             bias=any(p.logit_bias for p in params),
             min_tokens=any(p.min_tokens > 0 for p in params),
             logprobs=max(want, default=-1),
@@ -117,8 +121,8 @@ def sample(
         logits.masked_fill_(state.stop_mask[slots] & early, float("-inf"))
     if bitmask is not None:
         apply_bitmask(logits, bitmask)
-    if flags.penalties and state.counts is not None and state.prompt_seen is not None:
-        logits = _penalise(logits, floats, state.counts[slots], state.prompt_seen[slots])
+    if (flags.repetition or flags.presence_frequency) and state.counts is not None:
+        logits = _penalise(logits, floats, flags, state, slots)
 
     if flags.random:
         # The candidates: every random row's top-k (no sort), else the sorted vocabulary
@@ -156,18 +160,27 @@ def sample(
 
 
 def _penalise(
-    logits: torch.Tensor, floats: torch.Tensor, counts: torch.Tensor, prompt_seen: torch.Tensor
+    logits: torch.Tensor,
+    floats: torch.Tensor,
+    flags: SampleFlags,
+    state: st.SamplingState,
+    slots: torch.Tensor,
 ) -> torch.Tensor:
     """OpenAI presence/frequency penalties over generated tokens and HF's repetition
     penalty over prompt + generated tokens (rows without penalties are left as they are:
-    their factors are 1 and 0)."""
+    their factors are 1 and 0). Only the kinds some row uses cost a pass over the vocab."""
+    assert state.counts is not None and state.prompt_seen is not None
+    counts = state.counts[slots]
     generated = counts > 0
-    rep = floats[:, st.REPETITION].unsqueeze(1)
-    factor = torch.where(generated | prompt_seen, rep, 1.0)
-    logits = torch.where(logits > 0, logits / factor, logits * factor)
-    freq = floats[:, st.FREQUENCY].unsqueeze(1)
-    pres = floats[:, st.PRESENCE].unsqueeze(1)
-    return logits - freq * counts - pres * generated
+    if flags.repetition:
+        rep = floats[:, st.REPETITION].unsqueeze(1)
+        factor = torch.where(generated | state.prompt_seen[slots], rep, 1.0)
+        logits = torch.where(logits > 0, logits / factor, logits * factor)
+    if flags.presence_frequency:
+        freq = floats[:, st.FREQUENCY].unsqueeze(1)
+        pres = floats[:, st.PRESENCE].unsqueeze(1)
+        logits = logits - freq * counts - pres * generated
+    return logits
 
 
 def candidate_probs(
