@@ -119,6 +119,9 @@ class CoreStats(msgspec.Struct, array_like=True):
     prefix_queries_total: int = 0
     prefix_hits_total: int = 0
     prompt_tokens_computed_total: int = 0  # prompt tokens the model actually ran (not cached)
+    # CoreRequests the core loop has taken in (engine/server/core_loop.py sets it): the API
+    # side counts the ones it sent beyond this as waiting too (the 429 bound).
+    requests_received_total: int = 0
 
 
 class CoreOutputs(msgspec.Struct, tag="outputs"):
