@@ -62,15 +62,17 @@ def test_bookmarks_and_initial_events_end(plane: RunningPlane) -> None:
             "allowWatchBookmarks": "true",
             "labelSelector": "!team",
         },
-        until=3,
+        until=4,
     )
-    assert got[0]["type"] == "ADDED" and got[0]["object"]["metadata"]["name"] == "c"
-    assert got[1]["type"] == "BOOKMARK"
-    assert got[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
-    assert got[2]["type"] == "BOOKMARK"  # periodic, every 0.5 s in these tests
-    assert int(got[2]["object"]["metadata"]["resourceVersion"]) >= int(
-        got[0]["object"]["metadata"]["resourceVersion"]
-    )
+    # The initial events: ours and the root CA's ConfigMap every namespace gets.
+    initial, got = got[:2], got[2:]
+    assert [e["type"] for e in initial] == ["ADDED", "ADDED"]
+    assert {e["object"]["metadata"]["name"] for e in initial} == {"c", "kube-root-ca.crt"}
+    assert got[0]["type"] == "BOOKMARK"
+    assert got[0]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert got[1]["type"] == "BOOKMARK"  # periodic, every 0.5 s in these tests
+    newest = max(int(e["object"]["metadata"]["resourceVersion"]) for e in initial)
+    assert int(got[1]["object"]["metadata"]["resourceVersion"]) >= newest
 
 
 def test_timeout_seconds_ends_the_stream(plane: RunningPlane) -> None:
