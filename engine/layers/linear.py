@@ -14,8 +14,13 @@ from torch import nn
 
 
 class Linear(nn.Module):
+    # A quantized weight format (engine/quantization/methods.py) replaces `weight` with its
+    # own parameters and does the multiply; None is the float layer.
+    quant_method = None
+
     def __init__(self, in_features: int, out_features: int | Sequence[int], bias: bool) -> None:
         super().__init__()
+        self.in_features = in_features
         self.shard_sizes = [out_features] if isinstance(out_features, int) else list(out_features)
         out = sum(self.shard_sizes)
         self.weight = nn.Parameter(torch.empty(out, in_features), requires_grad=False)
@@ -33,4 +38,6 @@ class Linear(nn.Module):
         target.copy_(loaded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quant_method is not None:
+            return self.quant_method.apply(self, x, self.bias)
         return F.linear(x, self.weight, self.bias)

@@ -13,6 +13,8 @@ from infleet.engine.loader.gguf_format import read_gguf
 from infleet.engine.loader.gguf_model import iter_gguf_weights, read_gguf_config
 from infleet.engine.model_config import ModelConfig, ModelLoadError
 from infleet.engine.models import CausalLM, build_model, load_weights
+from infleet.engine.quantization.apply import attach_methods, finish_loading, used_weights
+from infleet.engine.quantization.checkpoint import QuantScheme, resolve_scheme
 from infleet.engine.tokenizer import Tokenizer
 from infleet.engine.tokenizer.from_gguf import tokenizer_from_gguf
 
@@ -27,6 +29,7 @@ class LoadedModel:
     served_name: str
     device: torch.device
     dtype: torch.dtype
+    quantization: QuantScheme | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -48,7 +51,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 @torch.inference_mode()
-def load_model(uri: str, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(
+    uri: str, *, device: str = "auto", dtype: str = "auto", quantization: str = "auto"
+) -> LoadedModel:
+    """`quantization`: auto (the checkpoint's own format, else none), none, fp8 or fp4
+    (an unquantized checkpoint is quantized at load; engine/quantization/)."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     if uri.startswith("builtin:"):
@@ -60,20 +67,27 @@ def load_model(uri: str, *, device: str = "auto", dtype: str = "auto") -> Loaded
     if path.is_dir():
         config = hf_dir.read_config(path)
         tokenizer = hf_dir.read_tokenizer(path)
-        model = build_model(config, dev, torch_dtype)
-        load_weights(model, hf_dir.iter_weights(hf_dir.weight_files(path)))
+        scheme = resolve_scheme(quantization, hf_dir.read_quantization_config(path))
+        weights = hf_dir.iter_weights(hf_dir.weight_files(path))
     elif path.is_file() and path.suffix == ".gguf":
         gguf = read_gguf(path)
         config = read_gguf_config(gguf)
         tokenizer = tokenizer_from_gguf(gguf.metadata)
-        model = build_model(config, dev, torch_dtype)
-        load_weights(model, iter_gguf_weights(gguf, config))
+        scheme = resolve_scheme(quantization, None)  # GGUF blocks are dequantized at load
+        weights = iter_gguf_weights(gguf, config)
     else:
         raise ModelLoadError(
             f"model {uri!r} not found: give an HF model directory, a .gguf file, or "
             f"builtin:NAME ({', '.join(BUILTINS)})"
         )
-    return LoadedModel(model, config, tokenizer, served, dev, torch_dtype)
+    model = build_model(config, dev, torch_dtype)
+    if scheme is not None:
+        attach_methods(model, scheme)
+        weights = used_weights(scheme, weights)
+    load_weights(model, weights)
+    if scheme is not None:
+        finish_loading(model)
+    return LoadedModel(model, config, tokenizer, served, dev, torch_dtype, scheme)
 
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_model"]
