@@ -19,6 +19,7 @@ def serve_main(argv: list[str]) -> int:
     # Imported after parsing so that `--help` and flag errors do not wait for torch.
     from infleet.engine.llm_engine import LLMEngine
     from infleet.engine.model_config import ModelLoadError
+    from infleet.engine.quantization.apply import weights_line
     from infleet.engine.server.run import serve
 
     try:
@@ -34,6 +35,7 @@ def serve_main(argv: list[str]) -> int:
         str(engine.loaded.dtype).removeprefix("torch."),
         engine.runner.backend.name,
     )
+    log.info(weights_line(engine.loaded))
     log.info(
         "KV cache: %d blocks of %d tokens (%.0f MiB, %d tokens); max model len %d",
         engine.num_blocks,

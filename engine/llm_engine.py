@@ -33,7 +33,9 @@ log = logging.getLogger("infleet.engine")
 class LLMEngine:
     def __init__(self, args: EngineArgs, loaded: LoadedModel | None = None):
         self.args = args
-        self.loaded = loaded or load_model(args.model, device=args.device, dtype=args.dtype)
+        self.loaded = loaded or load_model(
+            args.model, device=args.device, dtype=args.dtype, quantization=args.quantization
+        )
         self.tokenizer = self.loaded.tokenizer
         self.model_name = args.served_model_name or self.loaded.served_name
         self.vocab_size = self.loaded.config.vocab_size

@@ -13,7 +13,12 @@ from infleet.engine.loader.gguf_format import read_gguf
 from infleet.engine.loader.gguf_model import iter_gguf_weights, read_gguf_config
 from infleet.engine.model_config import ModelConfig, ModelLoadError
 from infleet.engine.models import CausalLM, build_model, load_weights
-from infleet.engine.quantization.apply import attach_methods, finish_loading, used_weights
+from infleet.engine.quantization.apply import (
+    attach_methods,
+    finish_loading,
+    used_weights,
+    weight_bytes,
+)
 from infleet.engine.quantization.checkpoint import QuantScheme, resolve_scheme
 from infleet.engine.tokenizer import Tokenizer
 from infleet.engine.tokenizer.from_gguf import tokenizer_from_gguf
@@ -30,6 +35,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     quantization: QuantScheme | None = None
+    unquantized_weight_bytes: int | None = None  # what the weights take in the model dtype
 
 
 def resolve_device(device: str) -> torch.device:
@@ -81,13 +87,14 @@ def load_model(
             f"builtin:NAME ({', '.join(BUILTINS)})"
         )
     model = build_model(config, dev, torch_dtype)
+    float_bytes = weight_bytes(model)  # uninitialised: sizes only
     if scheme is not None:
         attach_methods(model, scheme)
         weights = used_weights(scheme, weights)
     load_weights(model, weights)
     if scheme is not None:
         finish_loading(model)
-    return LoadedModel(model, config, tokenizer, served, dev, torch_dtype, scheme)
+    return LoadedModel(model, config, tokenizer, served, dev, torch_dtype, scheme, float_bytes)
 
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_model"]

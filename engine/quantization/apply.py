@@ -61,3 +61,15 @@ def used_weights(
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of the model's parameters (tied ones once)."""
     return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def weights_line(loaded) -> str:
+    """The start-up log's weights line: format and bytes, against the model dtype's."""
+    scheme = loaded.quantization
+    fmt = "unquantized" if scheme is None else f"{scheme.method} ({scheme.source})"
+    now, full = weight_bytes(loaded.model), loaded.unquantized_weight_bytes or 0
+    line = f"weights: {fmt}, {now / 2**20:.0f} MiB"
+    if scheme is not None:
+        line += f" ({full / 2**20:.0f} MiB in {str(loaded.dtype).removeprefix('torch.')}, "
+        line += f"{(full - now) / 2**20:.0f} MiB freed; on CUDA the KV pool is sized after, so it takes them)"
+    return line
