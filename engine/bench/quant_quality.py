@@ -86,26 +86,40 @@ def decode_tok_s(runner: ModelRunner, prompt: list[int], steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def run(model: str, tokens: int, prompts: int, max_new: int, window: int) -> dict:
-    results, reference = {}, None
-    for fmt in ("none", "fp8", "fp4"):
-        loaded = load_model(model, device="cpu", quantization=fmt)
-        per_seq = -(-(max(window, 32 + max_new)) // 16)
-        runner = ModelRunner(loaded, num_blocks=per_seq * max(prompts, 1), block_size=16)
-        text = corpus_tokens(loaded, tokens)
-        step = len(text) // prompts
-        starts = [text[i * step : i * step + 32] for i in range(prompts)]
-        outputs = greedy(runner, starts, max_new)
-        reference = reference or outputs
-        results[fmt] = {
-            "perplexity": perplexity(runner, text, window),
-            "greedy_agreement": agreement(reference, outputs),
-            "weight_bytes": weight_bytes(loaded.model),
-            "decode_tok_s": decode_tok_s(runner, starts[0], 16),
-        }
-    base = results["none"]["perplexity"]
-    for fmt in results:
-        results[fmt]["perplexity_vs_reference"] = results[fmt]["perplexity"] / base - 1
+FORMATS = ("none", "fp8", "fp4")
+
+
+def measure(fmt: str, model: str, tokens: int, prompts: int, max_new: int, window: int):
+    """One weight format: (figures, the greedy continuations of the prompts)."""
+    loaded = load_model(model, device="cpu", quantization=fmt)
+    per_seq = -(-(max(window, 32 + max_new)) // 16)
+    runner = ModelRunner(loaded, num_blocks=per_seq * max(prompts, 1), block_size=16)
+    text = corpus_tokens(loaded, tokens)
+    step = len(text) // prompts
+    starts = [text[i * step : i * step + 32] for i in range(prompts)]  # 32-token prompts
+    figures = {
+        "perplexity": perplexity(runner, text, window),
+        "weight_bytes": weight_bytes(loaded.model),
+        "decode_tok_s": decode_tok_s(runner, starts[0], 16),
+    }
+    return figures, greedy(runner, starts, max_new)
+
+
+def run(model: str, tokens: int, prompts: int, max_new: int, window: int, jobs: int) -> dict:
+    """Each format in its own process when `jobs` > 1 (they share nothing)."""
+    args = [(fmt, model, tokens, prompts, max_new, window) for fmt in FORMATS]
+    if jobs > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(min(jobs, len(FORMATS))) as pool:
+            measured = pool.starmap(measure, args)
+    else:
+        measured = [measure(*a) for a in args]
+    results = {fmt: figures for fmt, (figures, _) in zip(FORMATS, measured, strict=True)}
+    reference, base = measured[0][1], results["none"]["perplexity"]
+    for figures, outputs in measured:
+        figures["greedy_agreement"] = agreement(reference, outputs)
+        figures["perplexity_vs_reference"] = figures["perplexity"] / base - 1
     return results
 
 
@@ -116,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", type=int, default=50)
     p.add_argument("--max-new", type=int, default=16)
     p.add_argument("--window", type=int, default=512)
+    p.add_argument("--jobs", type=int, default=1, help="formats measured in parallel")
     a = p.parse_args(argv)
-    print(json.dumps(run(a.model, a.tokens, a.prompts, a.max_new, a.window), indent=2))
+    results = run(a.model, a.tokens, a.prompts, a.max_new, a.window, a.jobs)
+    print(json.dumps(results, indent=2))
     return 0
 
 

@@ -74,12 +74,17 @@ def quantize_nvfp4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return pack_codes(e2m1_codes(scaled).view(n, k)), block_scale, global_scale
 
 
+def _byte_values(device: torch.device) -> torch.Tensor:
+    """`[256, 2]`: the two e2m1 values (low nibble first) each byte holds."""
+    return e2m1_values(unpack_codes(torch.arange(256, dtype=torch.uint8, device=device)[:, None]))
+
+
 def block_scaled_weight(packed: torch.Tensor, block_scale: torch.Tensor) -> torch.Tensor:
-    """`e2m1 · block_scale` as float32 `[N, K]`: the weight without its global scale."""
-    values = e2m1_values(unpack_codes(packed))
-    n, k = values.shape
-    scales = block_scale.float().repeat_interleave(BLOCK, dim=1)
-    return (values.view(n, k) * scales).view(n, k)
+    """`e2m1 · block_scale` as float32 `[N, K]`: the weight without its global scale.
+    One gather per byte (the CPU path runs this every forward)."""
+    n = packed.shape[0]
+    values = _byte_values(packed.device)[packed.long()].view(n, -1, BLOCK)
+    return (values * block_scale.float().unsqueeze(-1)).view(n, -1)
 
 
 def dequantize_nvfp4(
