@@ -90,6 +90,6 @@ def loaded_from_hf(hf_model, config: dict, name: str, quantization: str = "none"
         attach_methods(model, scheme)
     load_weights(model, hf_model.state_dict().items())
     if scheme is not None:
-        finish_loading(model)
+        finish_loading()
     tokenizer = numbered_tokenizer(ours.vocab_size)
     return LoadedModel(model, ours, tokenizer, name, param.device, param.dtype, scheme, float_bytes)

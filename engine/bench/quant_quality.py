@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from infleet.engine.attention.context import reset_context, set_context
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
 from infleet.engine.quantization.apply import weight_bytes
-from infleet.engine.runner import ModelRunner, SeqSlice
 
 
 def corpus_tokens(loaded: LoadedModel, count: int) -> list[int]:

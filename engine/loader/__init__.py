@@ -91,9 +91,9 @@ def load_model(
     if scheme is not None:
         attach_methods(model, scheme)
         weights = used_weights(scheme, weights)
-    load_weights(model, weights)
+    load_weights(model, weights)  # finishes each layer's format (online: quantizes)
     if scheme is not None:
-        finish_loading(model)
+        finish_loading()
     return LoadedModel(model, config, tokenizer, served, dev, torch_dtype, scheme, float_bytes)
 
 

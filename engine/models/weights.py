@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from infleet.engine.layers.linear import Linear
 from infleet.engine.model_config import ModelLoadError
 from infleet.engine.models.decoder import CausalLM
 
@@ -81,3 +82,6 @@ def load_weights(model: CausalLM, weights: Iterable[tuple[str, torch.Tensor]]) -
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ModelLoadError(f"checkpoint is missing weights: {', '.join(missing[:5])}{more}")
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.process_weights_after_loading()

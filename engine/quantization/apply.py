@@ -14,14 +14,6 @@ from infleet.engine.quantization.checkpoint import QuantScheme, UnsupportedQuant
 from infleet.engine.quantization.methods import METHOD_CLASSES
 
 
-def _quantized_layers(model: nn.Module) -> Iterator[tuple[str, Linear]]:
-    return (
-        (name, m)
-        for name, m in model.named_modules()
-        if isinstance(m, Linear) and m.quant_method is not None
-    )
-
-
 def attach_methods(model: nn.Module, scheme: QuantScheme) -> None:
     """Every linear layer but the LM head (kept in the model dtype, as vLLM and the
     checkpoints' own `ignore` lists do) and those the checkpoint leaves unquantized."""
@@ -39,14 +31,18 @@ def attach_methods(model: nn.Module, scheme: QuantScheme) -> None:
             )
         if ignored.pop():
             continue
+        if layer.tp_size != 1:
+            raise UnsupportedQuantization("quantized weights run with tensor parallelism 1 only")
+        device, dtype = layer.weight.device, layer.weight.dtype
+        del layer.weight  # the float format's parameter, uninitialised: nothing is lost
         method = METHOD_CLASSES[scheme.method](scheme, layer.shard_sizes)
-        method.create_weights(layer, layer.in_features)
+        with torch.device(device):
+            method.create_weights(layer, layer.in_features, layer.shard_sizes, dtype)
         layer.quant_method = method
 
 
-def finish_loading(model: nn.Module) -> None:
-    for _, layer in _quantized_layers(model):
-        layer.quant_method.process_weights_after_loading(layer)
+def finish_loading() -> None:
+    """After load_weights (which finished each layer's format)."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the float weights' memory goes back to the KV pool's sizing
 

@@ -1,6 +1,6 @@
-"""FP8 and FP4 weight formats of the linear layer ("quant methods"): create the layer's
-parameters, load checkpoint tensors into them shard by shard, finish after loading, and
-multiply.
+"""FP8 and FP4 weight formats of the linear layer (`LinearMethod`s of
+engine/layers/linear.py): create the layer's parameters, load checkpoint tensors into them
+shard by shard, finish after loading, and multiply.
 
 A method is made per layer (it knows the layer's packed shard sizes, which its loaders
 narrow to). Online quantization keeps the layer's float `weight` for loading and
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from infleet.engine.kernels.fp8 import FP8_DTYPE
+from infleet.engine.layers.linear import FloatLinear
 from infleet.engine.quantization.checkpoint import QuantScheme
 from infleet.engine.quantization.fp4 import BLOCK, fp4_linear, quantize_nvfp4
 from infleet.engine.quantization.fp8 import fp8_linear, quantize_rows
@@ -41,18 +42,25 @@ class QuantLinearMethod:
         self.scheme = scheme
         self.shard_sizes = list(shard_sizes)  # load_weights counts each parameter's shards
 
-    def create_weights(self, layer: nn.Module, input_size: int) -> None:
-        """Replace the float weight with the checkpoint's tensors (online: keep it)."""
-        if not self.scheme.prequantized:
-            return
+    def create_weights(
+        self,
+        layer: nn.Module,
+        input_size: int,
+        output_partition_sizes: list[int],
+        params_dtype: torch.dtype,
+    ) -> None:
+        """The checkpoint's tensors, named as it names them; online: the float weight,
+        loaded as a float layer's and quantized once loaded."""
         if self.params is _FP4_PARAMS and input_size % (2 * BLOCK):
             raise ValueError(f"NVFP4 needs the input dim to be a multiple of 32, got {input_size}")
-        device, rows = layer.weight.device, sum(self.shard_sizes)
-        del layer.weight
+        if not self.scheme.prequantized:
+            FloatLinear().create_weights(layer, input_size, output_partition_sizes, params_dtype)
+            return
+        rows = sum(output_partition_sizes)
         for name, role in self.scheme.tensor_names.items():
             dtype, cols = self.params[role]
             shape = (rows,) if cols is None else (rows, cols(input_size))
-            param = nn.Parameter(torch.empty(shape, dtype=dtype, device=device), False)
+            param = nn.Parameter(torch.empty(shape, dtype=dtype), False)
             param.weight_loader = self.weight_loader
             param.quant_role = role
             layer.register_parameter(name, param)

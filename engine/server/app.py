@@ -21,8 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
+from infleet.engine.messages import SamplingParams
 from infleet.engine.output_processor import RequestOutput
-from infleet.engine.sequence import SamplingParams
 from infleet.engine.server import errors
 from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, TokenTexts, usage

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20

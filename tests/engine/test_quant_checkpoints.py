@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import load_model
 from infleet.engine.quantization.apply import weight_bytes
 from infleet.engine.quantization.checkpoint import (
@@ -19,7 +20,7 @@ from infleet.engine.quantization.checkpoint import (
 )
 from infleet.engine.quantization.fp4 import dequantize_nvfp4
 from infleet.engine.quantization.fp8 import quantize_rows
-from infleet.engine.runner import ModelRunner, SeqSlice
+from infleet.engine.quantization.methods import QuantLinearMethod
 from tests.engine.kernel_cases import relative_error
 from tests.engine.quant_checkpoints import quantize_with_library, rewrite_as_modelopt
 from tests.engine.tiny_models import PROMPTS, build_checkpoint
@@ -37,6 +38,10 @@ def _logits(loaded) -> torch.Tensor:
     prompt = loaded.tokenizer.encode(PROMPTS[2])
     runner = ModelRunner(loaded, num_blocks=8, block_size=16)
     return runner.forward([SeqSlice(prompt, 0, list(range(8)))])[0]
+
+
+def _quantized(layer) -> bool:
+    return isinstance(getattr(layer, "quant_method", None), QuantLinearMethod)
 
 
 def _dequantized(layer) -> torch.Tensor:
@@ -59,7 +64,7 @@ def _float_twin(quantized, float_path):
     twin = load_model(str(float_path), device="cpu", quantization="none")
     layers = dict(quantized.model.named_modules())
     for name, layer in twin.model.named_modules():
-        if getattr(layers.get(name), "quant_method", None) is not None:
+        if _quantized(layers.get(name)):
             layer.weight.data.copy_(_dequantized(layers[name]))
             if quantized.quantization.method == "fp8":
                 layer.register_forward_pre_hook(_fake_quantize_activations)
@@ -82,9 +87,9 @@ def test_compressed_tensors_checkpoint_matches_the_librarys_dequantization(
     layers = dict(loaded.model.named_modules())
     for name, ref in reference.model.named_modules():
         if name.endswith(("qkv_proj", "o_proj", "gate_up_proj", "down_proj")):
-            assert layers[name].quant_method is not None, name
+            assert _quantized(layers[name]), name
             torch.testing.assert_close(_dequantized(layers[name]), ref.weight, rtol=rtol, atol=1e-9)
-    assert loaded.model.lm_head.quant_method is None  # the checkpoint's `ignore`
+    assert not _quantized(loaded.model.lm_head)  # the checkpoint's `ignore`
     # Same numbers up to fp32 summation order (and, for FP8, a rare e4m3 tie flipped by it).
     twin = _float_twin(loaded, path / "dequantized")
     assert relative_error(_logits(loaded), _logits(twin)) < 1e-4
@@ -120,7 +125,7 @@ def test_online_quantization_at_load(method, float_dir):
     assert weight_bytes(loaded.model) < weight_bytes(full.model)
     floats = dict(full.model.named_modules())
     for name, layer in loaded.model.named_modules():
-        if getattr(layer, "quant_method", None) is not None:
+        if _quantized(layer):
             assert 0 < relative_error(_dequantized(layer), floats[name].weight) < ONLINE[method]
     twin = _float_twin(loaded, float_dir)
     assert relative_error(_logits(loaded), _logits(twin)) < 1e-4
