@@ -149,7 +149,14 @@ class EngineSpec(CrdModel):
         default_factory=Parallelism, description="Tensor / pipeline / expert parallelism."
     )
     quantization: Literal["none", "fp8", "fp4"] = field(
-        "none", description="Weight quantization: none, fp8 or fp4."
+        "none",
+        description=(
+            "Weight quantization: none, fp8 or fp4. infleet: fp8 is W8A8 (e4m3 weights per "
+            "channel, activations per token) and fp4 is NVFP4 weight-only (W4A16); both run "
+            "a pre-quantized checkpoint (compressed-tensors or ModelOpt) or quantize an "
+            "unquantized one at load. vllm and sglang: fp8, and fp4 as a pre-quantized "
+            "NVFP4 checkpoint (modelopt_fp4). tgi: fp8 only."
+        ),
     )
     kv_cache: KVCacheSpec = field(default_factory=KVCacheSpec, description="The KV cache.")
     speculative: SpeculativeSpec = field(

@@ -37,6 +37,7 @@ class EngineArgs:
     block_size: int = 16
     kv_cache_memory: int | None = None  # bytes; None: 1 GiB on CPU, measured on CUDA
     kv_cache_dtype: str = "auto"
+    quantization: str = "auto"  # auto: the checkpoint's own format, else none
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
     max_queue: int = 1024
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--block-size", type=_positive_int, default=d.block_size, help="tokens per KV block")
     add("--kv-cache-memory", type=parse_size, default=None, metavar="SIZE", help="KV pool size")
     add("--kv-cache-dtype", default=d.kv_cache_dtype, choices=["auto", "fp8"])
+    add(
+        "--quantization",
+        default=d.quantization,
+        choices=["auto", "none", "fp8", "fp4"],
+        help="weights: auto (the checkpoint's format), fp8 (W8A8), fp4 (NVFP4, W4A16)",
+    )
     add("--max-num-seqs", type=_positive_int, default=d.max_num_seqs)
     add("--max-num-batched-tokens", type=_positive_int, default=d.max_num_batched_tokens)
     add("--max-queue", type=_positive_int, default=d.max_queue, help="waiting requests before 429")

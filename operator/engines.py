@@ -38,6 +38,10 @@ class EngineProfile:
     # The non-root user its pods run as: the infleet images' own user; the stock vLLM,
     # SGLang and TGI images have none (they run as root), so the fetcher's, 1000.
     run_as_user: int
+    # engine.quantization -> this engine's value for its quantization flag; a value not
+    # listed is unsupported. fp4 is a pre-quantized NVFP4 checkpoint everywhere; infleet
+    # also quantizes an unquantized checkpoint at load (docs/operator.md).
+    quantization: dict[str, str]
     settings: Callable[[InferenceServiceSpec, ModelSource, int], Settings]
     positional_model: bool = False  # `vllm serve MODEL`
     reads_config_file: bool = False
@@ -56,13 +60,22 @@ def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: b
         raise unsupported(kind, "engine.kvCache.nvme", "an NVMe KV tier")
 
 
+def _quantization(kind: str, spec: InferenceServiceSpec, flag: str) -> Settings:
+    """`{flag: value}` from the engine table's quantization column, or {} for none."""
+    wanted = spec.engine.quantization
+    if wanted == "none":
+        return {}
+    value = ENGINES[kind].quantization.get(wanted)
+    if value is None:
+        raise unsupported(kind, "engine.quantization", f"quantization {wanted}")
+    return {flag: value}
+
+
 def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "infleet"
     p = engine.parallelism
     if (p.tensor, p.pipeline, p.expert) != (1, 1, 1):
         raise unsupported(kind, "engine.parallelism", "parallelism above 1")
-    if engine.quantization != "none":
-        raise unsupported(kind, "engine.quantization", f"quantization {engine.quantization}")
     if engine.speculative.method != "none":
         raise unsupported(kind, "engine.speculative.method", "speculative decoding")
     _require_plain(spec, kind, dram=False, nvme=False)
@@ -73,6 +86,7 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         "device": "auto" if spec.resources.gpus else "cpu",
         "kv-cache-dtype": engine.kv_cache.dtype,
         "shutdown-grace-seconds": engine.shutdown_grace_seconds,
+        **_quantization(kind, spec, "quantization"),
     }
     if engine.lora.max_adapters:
         out["enable-lora"] = True
@@ -97,8 +111,7 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
                 f"engine.parallelism.tensor ({p.tensor})",
             )
         out["enable-expert-parallel"] = True
-    if engine.quantization != "none":
-        out["quantization"] = {"fp8": "fp8", "fp4": "modelopt_fp4"}[engine.quantization]
+    out |= _quantization(kind, spec, "quantization")
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8"
     if engine.lora.max_adapters:
@@ -127,8 +140,7 @@ def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settin
     out: Settings = {"model-path": model.path, "served-model-name": model.served_name}
     out["enable-metrics"] = True  # SGLang exports /metrics only when asked
     out |= {"port": port, "tp-size": p.tensor, "pp-size": p.pipeline, "ep-size": p.expert}
-    if engine.quantization != "none":
-        out["quantization"] = {"fp8": "fp8", "fp4": "modelopt_fp4"}[engine.quantization]
+    out |= _quantization(kind, spec, "quantization")
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8_e4m3"
     if engine.kv_cache.dram is not None:
@@ -152,15 +164,12 @@ def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settin
 def _tgi(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "tgi"
     _require_plain(spec, kind, dram=False, nvme=False)
-    if engine.quantization == "fp4":
-        raise unsupported(kind, "engine.quantization", "quantization fp4")
     if engine.lora.max_adapters:
         raise unsupported(kind, "engine.lora.maxAdapters", "dynamic LoRA slots")
     if engine.speculative.method not in ("none", "ngram"):
         raise unsupported(kind, "engine.speculative.method", engine.speculative.method)
     out: Settings = {"model-id": model.path, "port": port, "num-shard": engine.parallelism.tensor}
-    if engine.quantization == "fp8":
-        out["quantize"] = "fp8"
+    out |= _quantization(kind, spec, "quantize")
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8_e4m3fn"
     if engine.speculative.method == "ngram":
@@ -179,6 +188,7 @@ ENGINES: dict[str, EngineProfile] = {
         liveness_path="/health",
         drains_on_sigterm=True,
         run_as_user=65532,  # images/Dockerfile
+        quantization={"fp8": "fp8", "fp4": "fp4"},
         settings=_infleet,
         reads_config_file=True,
         lora_delivery=True,
@@ -193,6 +203,7 @@ ENGINES: dict[str, EngineProfile] = {
         liveness_path="/health",
         drains_on_sigterm=False,
         run_as_user=1000,
+        quantization={"fp8": "fp8", "fp4": "modelopt_fp4"},
         settings=_vllm,
         positional_model=True,
         lora_env=(("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"),),
@@ -207,6 +218,7 @@ ENGINES: dict[str, EngineProfile] = {
         liveness_path="/health",
         drains_on_sigterm=False,
         run_as_user=1000,
+        quantization={"fp8": "fp8", "fp4": "modelopt_fp4"},
         settings=_sglang,
     ),
     "tgi": EngineProfile(
@@ -219,6 +231,7 @@ ENGINES: dict[str, EngineProfile] = {
         liveness_path="/health",
         drains_on_sigterm=False,
         run_as_user=1000,
+        quantization={"fp8": "fp8"},
         settings=_tgi,
     ),
 }

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--max-num-batched-tokens", type=int, default=8192)
     p.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto")
+    p.add_argument(
+        "--quantization", choices=["none", "fp8", "fp4"], default="none", help="our weights"
+    )
     p.add_argument("--attention-backend", default="auto")
     p.add_argument(
         "--kv-cache-memory",
@@ -91,7 +94,7 @@ def bench_model(name: str, opts: argparse.Namespace, device: torch.device) -> di
     hf_model = random_hf_model(config, device, dtype)
     done: dict[str, dict] = {}
     kv_element_bytes = {"hf": torch.empty(0, dtype=dtype).element_size()}
-    loaded = loaded_from_hf(hf_model, config, name)
+    loaded = loaded_from_hf(hf_model, config, name, opts.quantization)
     wbytes = count_weight_bytes(loaded.model)
     if "ours" in engines:
         done["ours"], kv_element_bytes["ours"] = _run_ours(loaded, runs, opts)
@@ -105,6 +108,7 @@ def bench_model(name: str, opts: argparse.Namespace, device: torch.device) -> di
     gc.collect()
     results = {w: {e: summarize(*done[e][w]) for e in done} for w in runs}
     report = {"weight_bytes": wbytes, "config": config, "workloads": results}
+    report["quantization"] = opts.quantization
     if "decode" in runs:
         nbytes = (1 << 30) if device.type == "cuda" else (16 << 20)
         report["copy_bandwidth_bytes_s"] = bandwidth = copy_bandwidth(device, nbytes)

@@ -17,6 +17,8 @@ from tokenizers.models import WordLevel
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import config_from_hf
 from infleet.engine.models import build_model, load_weights
+from infleet.engine.quantization.apply import attach_methods, finish_loading, weight_bytes
+from infleet.engine.quantization.checkpoint import resolve_scheme
 from infleet.engine.tokenizer import Tokenizer
 
 # config.json of meta-llama/Llama-3.1-8B and Qwen/Qwen3-0.6B (the fields that shape them).
@@ -76,21 +78,18 @@ def numbered_tokenizer(vocab_size: int) -> Tokenizer:
                      chat_template=None)  # fmt: skip
 
 
-def loaded_from_hf(hf_model, config: dict, name: str) -> LoadedModel:
-    """Our engine's model holding the same weights as `hf_model` (copied once)."""
+def loaded_from_hf(hf_model, config: dict, name: str, quantization: str = "none") -> LoadedModel:
+    """Our engine's model holding the same weights as `hf_model` (copied once), quantized
+    at load as `--quantization fp8|fp4` would."""
     ours = config_from_hf(config)
     param = next(hf_model.parameters())
     model = build_model(ours, param.device, param.dtype)
+    float_bytes = weight_bytes(model)
+    scheme = resolve_scheme(quantization, None)
+    if scheme is not None:
+        attach_methods(model, scheme)
     load_weights(model, hf_model.state_dict().items())
+    if scheme is not None:
+        finish_loading()
     tokenizer = numbered_tokenizer(ours.vocab_size)
-    return LoadedModel(model, ours, tokenizer, name, param.device, param.dtype)
-
-
-def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes of parameters a decode step reads (tied embeddings count once)."""
-    seen, total = set(), 0
-    for p in model.parameters():
-        if p.data_ptr() not in seen:
-            seen.add(p.data_ptr())
-            total += p.numel() * p.element_size()
-    return total
+    return LoadedModel(model, ours, tokenizer, name, param.device, param.dtype, scheme, float_bytes)

@@ -110,7 +110,9 @@ class Launched:
 class EngineCore:
     def __init__(self, args: EngineArgs, loaded: LoadedModel | None = None):
         self.args = args
-        self.loaded = loaded or load_model(args.model, device=args.device, dtype=args.dtype)
+        self.loaded = loaded or load_model(
+            args.model, device=args.device, dtype=args.dtype, quantization=args.quantization
+        )
         self.model_name = args.served_model_name or self.loaded.served_name
         self.vocab_size = self.loaded.config.vocab_size
         pool = resolve_kv_pool(args, self.loaded)

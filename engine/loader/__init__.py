@@ -13,6 +13,13 @@ from infleet.engine.loader.gguf_format import read_gguf
 from infleet.engine.loader.gguf_model import iter_gguf_weights, read_gguf_config
 from infleet.engine.model_config import ModelConfig, ModelLoadError
 from infleet.engine.models import CausalLM, build_model, load_weights
+from infleet.engine.quantization.apply import (
+    attach_methods,
+    finish_loading,
+    used_weights,
+    weight_bytes,
+)
+from infleet.engine.quantization.checkpoint import QuantScheme, resolve_scheme
 from infleet.engine.tokenizer import Tokenizer
 from infleet.engine.tokenizer.from_gguf import tokenizer_from_gguf
 
@@ -27,6 +34,8 @@ class LoadedModel:
     served_name: str
     device: torch.device
     dtype: torch.dtype
+    quantization: QuantScheme | None = None
+    unquantized_weight_bytes: int | None = None  # what the weights take in the model dtype
 
 
 def resolve_device(device: str) -> torch.device:
@@ -77,24 +86,36 @@ def load_tokenizer(uri: str) -> Tokenizer:
 
 
 @torch.inference_mode()
-def load_model(uri: str, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(
+    uri: str, *, device: str = "auto", dtype: str = "auto", quantization: str = "auto"
+) -> LoadedModel:
+    """`quantization`: auto (the checkpoint's own format, else none), none, fp8 or fp4
+    (an unquantized checkpoint is quantized at load; engine/quantization/)."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     path, served = _resolve(uri)
     if path.is_dir():
         config = hf_dir.read_config(path)
         tokenizer = hf_dir.read_tokenizer(path)
-        model = build_model(config, dev, torch_dtype)
-        load_weights(model, hf_dir.iter_weights(hf_dir.weight_files(path)))
+        scheme = resolve_scheme(quantization, hf_dir.read_quantization_config(path))
+        weights = hf_dir.iter_weights(hf_dir.weight_files(path))
     elif path.is_file() and path.suffix == ".gguf":
         gguf = read_gguf(path)
         config = read_gguf_config(gguf)
         tokenizer = tokenizer_from_gguf(gguf.metadata)
-        model = build_model(config, dev, torch_dtype)
-        load_weights(model, iter_gguf_weights(gguf, config))
+        scheme = resolve_scheme(quantization, None)  # GGUF blocks are dequantized at load
+        weights = iter_gguf_weights(gguf, config)
     else:
         raise _not_found(uri)
-    return LoadedModel(model, config, tokenizer, served, dev, torch_dtype)
+    model = build_model(config, dev, torch_dtype)
+    float_bytes = weight_bytes(model)  # uninitialised: sizes only
+    if scheme is not None:
+        attach_methods(model, scheme)
+        weights = used_weights(scheme, weights)
+    load_weights(model, weights)  # finishes each layer's format (online: quantizes)
+    if scheme is not None:
+        finish_loading()
+    return LoadedModel(model, config, tokenizer, served, dev, torch_dtype, scheme, float_bytes)
 
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_model", "load_tokenizer"]

@@ -28,6 +28,15 @@ def read_config(path: Path) -> ModelConfig:
     return config_from_hf(_read_json(path / "config.json"))
 
 
+def read_quantization_config(path: Path) -> dict[str, Any] | None:
+    """config.json's `quantization_config`, or ModelOpt's hf_quant_config.json; None if the
+    checkpoint is not quantized."""
+    found = _read_json(path / "config.json").get("quantization_config")
+    if found is None and (path / "hf_quant_config.json").is_file():
+        found = {"quant_method": "modelopt", **_read_json(path / "hf_quant_config.json")}
+    return found
+
+
 def weight_files(path: Path) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.is_file():

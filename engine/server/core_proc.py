@@ -92,6 +92,7 @@ def main(argv: list[str]) -> int:
     from infleet.engine.core.engine_core import EngineCore
     from infleet.engine.model_config import ModelLoadError
     from infleet.engine.models.weight_count import count_weights
+    from infleet.engine.quantization.apply import weights_line
     from infleet.engine.server.core_loop import run_core_loop
     from infleet.engine.termination import write_termination_message
 
@@ -107,6 +108,7 @@ def main(argv: list[str]) -> int:
     log.info(
         "%s", count_weights(core.loaded.model, config.moe.top_k if config.moe else 0).describe()
     )
+    log.info("%s", weights_line(core.loaded))
     inbox: queue.SimpleQueue[ToCore] = queue.SimpleQueue()
     threading.Thread(target=_read_commands, args=(sock, inbox), daemon=True).start()
 

@@ -89,6 +89,21 @@ def test_sglang_command_line():
     ]
 
 
+@pytest.mark.parametrize("quantization", ["fp8", "fp4"])
+def test_infleet_quantization_reaches_the_engines_own_flags(quantization, tmp_path):
+    """The ConfigMap the operator writes is read by `infleet serve`'s own parser."""
+    import yaml
+
+    from infleet.engine.args import parse_args
+
+    isvc = engine_isvc("infleet", "mixed", engine={"quantization": quantization})
+    config_map = next(c for c in render_children(isvc) if c["kind"] == "ConfigMap")
+    settings = yaml.safe_load(config_map["data"]["engine.yaml"])
+    assert settings["quantization"] == quantization
+    (tmp_path / "engine.yaml").write_text(config_map["data"]["engine.yaml"])
+    assert parse_args(["--config", str(tmp_path / "engine.yaml")]).quantization == quantization
+
+
 def test_tgi_command_line_from_a_pvc():
     isvc = engine_isvc(
         "tgi",
@@ -138,12 +153,6 @@ def test_user_env_follows_pod_ip_and_image_override_wins():
             {"engine": {"parallelism": {"tensor": 2}}, "resources": {"gpus": 2}},
             "engine.parallelism",
             "parallelism above 1 is not supported by engine infleet",
-        ),
-        (
-            "infleet",
-            {"engine": {"quantization": "fp8"}},
-            "engine.quantization",
-            "quantization fp8 is not supported by engine infleet",
         ),
         (
             "tgi",
