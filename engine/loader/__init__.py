@@ -81,7 +81,9 @@ def load_tokenizer(uri: str) -> Tokenizer:
         hf_dir.read_config(path)
         return hf_dir.read_tokenizer(path)
     if path.is_file() and path.suffix == ".gguf":
-        return tokenizer_from_gguf(read_gguf(path).metadata)
+        gguf = read_gguf(path)
+        read_gguf_config(gguf)  # the architecture first, as for a directory
+        return tokenizer_from_gguf(gguf.metadata)
     raise _not_found(uri)
 
 

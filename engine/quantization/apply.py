@@ -17,11 +17,12 @@ from infleet.engine.quantization.methods import METHOD_CLASSES
 def attach_methods(model: nn.Module, scheme: QuantScheme) -> None:
     """Every linear layer but the LM head (kept in the model dtype, as vLLM and the
     checkpoints' own `ignore` lists do) and those the checkpoint leaves unquantized."""
+    architecture = model.config.architecture
     for name, layer in model.named_modules():
         if not isinstance(layer, Linear) or name == "lm_head":
             continue
         parts = {
-            _checkpoint_name(name, shard) for shard in range(len(layer.shard_sizes))
+            _checkpoint_name(name, shard, architecture) for shard in range(len(layer.shard_sizes))
         }  # q_proj/k_proj/v_proj of a packed qkv_proj
         ignored = {scheme.is_ignored(part) for part in parts}
         if len(ignored) > 1:

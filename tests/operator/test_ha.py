@@ -39,6 +39,7 @@ def plane() -> Iterator[RunningPlane]:
 def service(name: str) -> dict[str, Any]:
     obj = yaml.safe_load((REPO / "examples" / "chat-local.yaml").read_text())
     obj["metadata"] = {"name": name, "namespace": "default"}
+    obj["spec"]["router"] = {"enabled": False}  # the engines' children are what is counted
     return obj
 
 
