@@ -9,8 +9,9 @@ wins (argparse keeps the last value).
 from __future__ import annotations
 
 import argparse
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -40,6 +41,11 @@ class EngineArgs:
     # Not a flag: tests and benchmarks pin the KV pool to an exact number of blocks.
     num_kv_blocks: int | None = None
     enable_prefix_caching: bool = True
+    # API keys (engine/server/auth.py); repr=False: keys never reach a log line.
+    api_key: str | None = field(default=None, repr=False)
+    api_keys_file: str | None = None
+    admin_api_key: str | None = field(default=None, repr=False)
+    metrics_require_key: bool = False
 
 
 def parse_size(text: str) -> int:
@@ -92,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.attention_backend,
         choices=["auto", "torch", "triton", "flash-attn"],
     )
+    env = os.environ.get
+    add("--api-key", default=env("INFLEET_API_KEY"), help="one tenant's key (env INFLEET_API_KEY)")
+    add("--api-keys-file", default=None, metavar="FILE", help="YAML tenant -> key hashes")
+    add("--admin-api-key", default=env("INFLEET_ADMIN_API_KEY"), help="key for LoRA load/unload")
+    add("--metrics-require-key", action="store_true", help="/metrics needs a key too")
     return p
 
 

@@ -19,8 +19,14 @@ def serve_main(argv: list[str]) -> int:
     # Imported after parsing so that `--help` and flag errors do not wait for torch.
     from infleet.engine.llm_engine import LLMEngine
     from infleet.engine.model_config import ModelLoadError
+    from infleet.engine.server.auth import Keys
     from infleet.engine.server.run import serve
 
+    try:  # a bad keys file fails here, before minutes of model loading
+        Keys.from_flags(args.api_key, args.api_keys_file, args.admin_api_key)
+    except (OSError, ValueError) as err:
+        print(f"infleet serve: --api-keys-file: {err}", file=sys.stderr)
+        return 2
     try:
         engine = LLMEngine(args)
     except (ModelLoadError, ValueError) as err:

@@ -23,9 +23,11 @@ from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
 from infleet.engine.output_processor import RequestOutput
 from infleet.engine.sequence import SamplingParams
-from infleet.engine.server import errors
+from infleet.engine.server import auth, errors
 from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, TokenTexts, usage
+from infleet.engine.server.tool_output import chat_format
+from infleet.engine.server.tool_request import chat_inputs
 from infleet.engine.tokenizer import ChatTemplateError
 
 log = logging.getLogger("infleet.engine.server")
@@ -42,8 +44,11 @@ STATE = web.AppKey("state", ServerState)
 TEXTS = web.AppKey("texts", TokenTexts)
 
 
-def build_app(engine: AsyncEngine, state: ServerState | None = None) -> web.Application:
-    app = web.Application(middlewares=[_errors_and_admission], client_max_size=32 * 1024 * 1024)
+def build_app(
+    engine: AsyncEngine, state: ServerState | None = None, keys: auth.Keys | None = None
+) -> web.Application:
+    middlewares = [_errors_and_admission, auth.middleware(keys or auth.Keys())]
+    app = web.Application(middlewares=middlewares, client_max_size=32 * 1024 * 1024)
     app[ENGINE] = engine
     app[STATE] = state or ServerState()
     app[TEXTS] = TokenTexts(engine.engine.tokenizer)
@@ -102,7 +107,7 @@ async def models(request: web.Request) -> web.Response:
         "object": "model",
         "created": 0,
         "owned_by": "infleet",
-        "root": engine.args.model,
+        "root": engine.model_name,  # never the local path the model was loaded from
         "max_model_len": engine.max_model_len,
     }
     return web.json_response({"object": "list", "data": [card]})
@@ -135,13 +140,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, await _json_body(request))
     _check_model(request, req.model)
     engine = request.app[ENGINE].engine
-    messages = [
-        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
-        for m in req.messages
-    ]
+    template = engine.tokenizer.chat_template
+    tool_mode, messages, extra = chat_inputs(req, template)
     try:
         text = engine.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=req.add_generation_prompt
+            messages, add_generation_prompt=req.add_generation_prompt, **extra
         )
     except ChatTemplateError as err:
         raise errors.bad_request(
@@ -153,7 +156,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         req.max_completion_tokens or req.max_tokens or max(1, engine.max_model_len - len(ids))
     )
     params = req.sampling_params(max_tokens, req.logprobs_count())
-    fmt = ChatFormat(req.model, request.app[TEXTS], req.logprobs)
+    fmt = chat_format(req.model, request.app[TEXTS], req.logprobs, tool_mode, template)
     return await _respond(request, req, ids, params, fmt)
 
 
@@ -166,7 +169,11 @@ async def _respond(
 ) -> web.StreamResponse:
     engine = request.app[ENGINE]
     stream = engine.generate(
-        uuid.uuid4().hex, ids, params, priority=req.priority, cache_salt=req.cache_salt or ""
+        uuid.uuid4().hex,
+        ids,
+        params,
+        priority=req.priority,
+        cache_salt=auth.cache_salt(auth.caller(request).name, req.cache_salt),
     )
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infleet.engine.errors import InvalidRequest
 from infleet.engine.sequence import SamplingParams
+from infleet.engine.server.tool_request import AssistantToolCall, Tool, ToolChoice
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
@@ -114,6 +115,8 @@ class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[AssistantToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -126,7 +129,9 @@ class ChatCompletionRequest(_Common):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    tools: list[Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
     add_generation_prompt: bool = True
 
     def logprobs_count(self) -> int | None:
@@ -149,7 +154,6 @@ def parse_request(model: type[_Strict], body: object) -> Any:
         "echo": getattr(req, "echo", False) is True,
         "suffix": getattr(req, "suffix", None) is not None,
         "best_of": getattr(req, "best_of", None) not in (None, 1),
-        "tools": bool(getattr(req, "tools", None)),
     }
     for name, used in unsupported.items():
         if used:

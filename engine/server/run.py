@@ -18,6 +18,7 @@ from infleet.engine.args import EngineArgs
 from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.llm_engine import LLMEngine
 from infleet.engine.server.app import ServerState, build_app
+from infleet.engine.server.auth import Keys
 
 log = logging.getLogger("infleet.engine.server")
 
@@ -36,6 +37,9 @@ async def serve(
 ) -> int:
     """Serve until `stop` is set (by SIGTERM/SIGINT when not given), then drain."""
     loop = asyncio.get_running_loop()
+    keys = Keys.from_flags(
+        args.api_key, args.api_keys_file, args.admin_api_key, args.metrics_require_key
+    )
     if stop is None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -46,7 +50,7 @@ async def serve(
     # handler_cancellation: a client that hangs up cancels its handler, which aborts its
     # request and frees its KV blocks right away.
     runner = web.AppRunner(
-        build_app(async_engine, state),
+        build_app(async_engine, state, keys),
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=1.0,
