@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,12 @@ from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
 from infleet.engine.output_processor import RequestOutput
 from infleet.engine.sequence import SamplingParams
-from infleet.engine.server import auth, errors
+from infleet.engine.server import auth, errors, tokenize
+from infleet.engine.server.chat_prompt import chat_prompt
+from infleet.engine.server.prompts import EchoFormat, generate_all, prompt_list
 from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, TokenTexts, usage
 from infleet.engine.server.tool_output import chat_format
-from infleet.engine.server.tool_request import chat_inputs
-from infleet.engine.tokenizer import ChatTemplateError
 
 log = logging.getLogger("infleet.engine.server")
 
@@ -57,6 +56,7 @@ def build_app(
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_routes(tokenize.routes(lambda r: r.app[ENGINE].engine, _json_body))
     return app
 
 
@@ -128,66 +128,65 @@ def _check_model(request: web.Request, model: str) -> None:
 async def completions(request: web.Request) -> web.StreamResponse:
     req: CompletionRequest = parse_request(CompletionRequest, await _json_body(request))
     _check_model(request, req.model)
-    prompt = req.prompt_input()
     tokenizer = request.app[ENGINE].engine.tokenizer
-    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
+    prompts = [tokenizer.encode(p) if isinstance(p, str) else p for p in prompt_list(req.prompt)]
     params = req.sampling_params(req.max_tokens or 16, req.logprobs)
-    fmt = CompletionFormat(req.model, request.app[TEXTS], req.logprobs is not None)
-    return await _respond(request, req, ids, params, fmt)
+    if req.echo:
+        echoed = [tokenizer.decode(ids, skip_special_tokens=False) for ids in prompts]
+        fmt = EchoFormat(req.model, request.app[TEXTS], echoed, len(params))
+    else:
+        fmt = CompletionFormat(req.model, request.app[TEXTS], req.logprobs is not None)
+    return await _respond(request, req, prompts, params, fmt)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, await _json_body(request))
     _check_model(request, req.model)
     engine = request.app[ENGINE].engine
-    template = engine.tokenizer.chat_template
-    tool_mode, messages, extra = chat_inputs(req, template)
-    try:
-        text = engine.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=req.add_generation_prompt, **extra
-        )
-    except ChatTemplateError as err:
-        raise errors.bad_request(
-            f"the chat template rejected the messages: {err}", "messages"
-        ) from None
+    tool_mode, text = chat_prompt(engine.tokenizer, req)
     ids = engine.tokenizer.encode(text, add_special_tokens=False)
     # Chat's default is "as much as the context allows", like OpenAI's.
     max_tokens = (
         req.max_completion_tokens or req.max_tokens or max(1, engine.max_model_len - len(ids))
     )
     params = req.sampling_params(max_tokens, req.logprobs_count())
+    template = engine.tokenizer.chat_template
     fmt = chat_format(req.model, request.app[TEXTS], req.logprobs, tool_mode, template)
-    return await _respond(request, req, ids, params, fmt)
+    return await _respond(request, req, [ids], params, fmt)
 
 
 async def _respond(
     request: web.Request,
     req: CompletionRequest | ChatCompletionRequest,
-    ids: list[int],
+    prompts: list[list[int]],
     params: list[SamplingParams],
     fmt: CompletionFormat | ChatFormat,
 ) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    stream = engine.generate(
-        uuid.uuid4().hex,
-        ids,
+    stream = generate_all(
+        request.app[ENGINE],
+        prompts,
         params,
         priority=req.priority,
         cache_salt=auth.cache_salt(auth.caller(request).name, req.cache_salt),
     )
+    n, num_prompt_tokens = len(prompts) * len(params), sum(map(len, prompts))
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:
-            return await _stream(request, stream, fmt, len(params), len(ids), req.include_usage)
-        choices = [Choice() for _ in params]
-        cached = 0
+            return await _stream(
+                request, stream, fmt, n, num_prompt_tokens, req.include_usage, len(params)
+            )
+        choices = [Choice() for _ in range(n)]
+        cached_by_prompt: dict[int, int] = {}
         async for i, out in stream:
             choices[i].add(out)
-            cached = out.num_cached_tokens
+            cached_by_prompt[i // len(params)] = out.num_cached_tokens
+        cached = sum(cached_by_prompt.values())  # a prompt's choices share its count
         failed = next((c.error for c in choices if c.error), None)
         if failed:
             raise errors.internal(failed)
         completion_tokens = sum(c.num_tokens for c in choices)
-        return web.json_response(fmt.response(choices, usage(len(ids), completion_tokens, cached)))
+        body = fmt.response(choices, usage(num_prompt_tokens, completion_tokens, cached))
+        return web.json_response(body)
 
 
 async def _stream(
@@ -197,6 +196,7 @@ async def _stream(
     n: int,
     num_prompt_tokens: int,
     include_usage: bool,
+    per_prompt: int,
 ) -> web.StreamResponse:
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -211,14 +211,13 @@ async def _stream(
     if isinstance(fmt, ChatFormat):
         for i in range(n):
             await send(fmt.role_chunk(i))
-    completion_tokens = [0] * n
-    cached = 0
+    completion_tokens, cached = [0] * n, [0] * n
     async for i, out in stream:
         if out.error:
             await send(errors.internal(out.error).body())
             break
         completion_tokens[i] = out.num_output_tokens
-        cached = out.num_cached_tokens
+        cached[i] = out.num_cached_tokens
         chunk = fmt.chunk(i, out)
         if chunk is not None:
             await send(chunk)
@@ -227,7 +226,7 @@ async def _stream(
             fmt.envelope(
                 fmt.chunk_object,
                 choices=[],
-                usage=usage(num_prompt_tokens, sum(completion_tokens), cached),
+                usage=usage(num_prompt_tokens, sum(completion_tokens), sum(cached[::per_prompt])),
             )
         )
     await resp.write(b"data: [DONE]\n\n")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from infleet.engine.errors import InvalidRequest
 from infleet.engine.sequence import SamplingParams
 from infleet.engine.server.tool_request import AssistantToolCall, Tool, ToolChoice
+from infleet.engine.structured.request import ResponseFormat, StructuredOutputs
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
@@ -47,6 +48,13 @@ class _Common(_Strict):
     priority: int = 0
     cache_salt: str | None = None
     max_tokens: int | None = Field(None, ge=1)
+    # Structured outputs (engine/structured/request.py): OpenAI's, vLLM's, vLLM's older.
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputs | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
 
     @field_validator("stop")
     @classmethod
@@ -89,21 +97,6 @@ class CompletionRequest(_Common):
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None
-
-    def prompt_input(self) -> str | list[int]:
-        """The one prompt: a string or a list of token ids (a batch of one is unwrapped)."""
-        p = self.prompt
-        if isinstance(p, list) and len(p) == 1 and isinstance(p[0], (str, list)):
-            p = p[0]
-        if isinstance(p, str):
-            return p
-        if isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
-            return p
-        if isinstance(p, list) and p and all(isinstance(x, (str, list)) for x in p):
-            raise InvalidRequest(
-                "batched prompts are not supported: send one prompt per request", "prompt"
-            )
-        raise InvalidRequest("prompt must be a string or a list of token ids", "prompt")
 
 
 class TextPart(_Strict):
@@ -151,13 +144,14 @@ def parse_request(model: type[_Strict], body: object) -> Any:
         param = _param(first["loc"])
         raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param) from None
     unsupported = {
-        "echo": getattr(req, "echo", False) is True,
+        "echo": getattr(req, "echo", False) and getattr(req, "logprobs", None) is not None,
         "suffix": getattr(req, "suffix", None) is not None,
         "best_of": getattr(req, "best_of", None) not in (None, 1),
     }
     for name, used in unsupported.items():
         if used:
-            raise InvalidRequest(f"{name} is not supported by this server", name)
+            what = "echo with logprobs (prompt logprobs)" if name == "echo" else name
+            raise InvalidRequest(f"{what} is not supported by this server", name)
     return req
 
 

@@ -1,5 +1,5 @@
-"""The xgrammar constraint over SmolLM2's real tokenizer: whatever tokens a model picks, the
-lets through spell a document of the requested shape, compact, and then only eos."""
+"""The xgrammar constraint over SmolLM2's real tokenizer: whatever allowed tokens a model
+picks, they spell a document of the requested shape, compact, and then only eos."""
 
 from __future__ import annotations
 
