@@ -18,10 +18,10 @@ import time
 
 import torch
 
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
 from infleet.engine.models import build_model
-from infleet.engine.runner import ModelRunner, SeqSlice
 
 VOCAB = 128256  # Llama 3's: token ids are realistic in size
 

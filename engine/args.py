@@ -41,6 +41,10 @@ class EngineArgs:
     # Not a flag: tests and benchmarks pin the KV pool to an exact number of blocks.
     num_kv_blocks: int | None = None
     enable_prefix_caching: bool = True
+    # The engine core's step loop (engine/core/engine_core.py, docs/engine.md).
+    async_scheduling: bool = True
+    enforce_eager: bool = False  # no CUDA graphs
+    gpu_memory_utilization: float = 0.90  # of the GPU the engine may fill (KV pool sizing)
     # API keys (engine/server/auth.py); repr=False: keys never reach a log line.
     api_key: str | None = field(default=None, repr=False)
     api_keys_file: str | None = None
@@ -72,6 +76,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = EngineArgs()
     p = argparse.ArgumentParser(
@@ -97,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--attention-backend",
         default=d.attention_backend,
         choices=["auto", "torch", "triton", "flash-attn"],
+    )
+    add(
+        "--async-scheduling",
+        action=argparse.BooleanOptionalAction,
+        default=d.async_scheduling,
+        help="schedule step N+1 while step N runs on the device",
+    )
+    add("--enforce-eager", action="store_true", help="never capture CUDA graphs")
+    add(
+        "--gpu-memory-utilization",
+        type=_fraction,
+        default=d.gpu_memory_utilization,
+        help="fraction of GPU memory for weights, activations and the KV pool",
     )
     env = os.environ.get
     add("--api-key", default=env("INFLEET_API_KEY"), help="one tenant's key (env INFLEET_API_KEY)")

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from infleet.engine.errors import QueueFull
 from infleet.engine.llm_engine import LLMEngine
+from infleet.engine.messages import SamplingParams
 from infleet.engine.output_processor import RequestOutput
-from infleet.engine.sequence import SamplingParams
 
 log = logging.getLogger("infleet.engine")
 

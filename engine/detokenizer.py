@@ -61,8 +61,9 @@ class IncrementalDetokenizer:
 class StopStringFilter:
     """Accumulates a sequence's text; finds stop strings; says what is safe to stream."""
 
-    def __init__(self, stop: tuple[str, ...]):
+    def __init__(self, stop: tuple[str, ...], include_stop: bool = False):
         self.stop = tuple(s for s in stop if s)
+        self.include_stop = include_stop  # include_stop_str_in_output: keep the stop string
         self.max_stop_len = max((len(s) for s in self.stop), default=0)
         self.text = ""
         self.num_sent = 0  # characters already handed to the client
@@ -70,16 +71,17 @@ class StopStringFilter:
 
     def add(self, delta: str) -> bool:
         """Append decoded text; returns True when a stop string ended the sequence (the
-        text is then cut right before it)."""
+        text is then cut right before it, or right after it with include_stop)."""
         if self.stopped or not delta:
             return self.stopped
         start = max(0, len(self.text) - self.max_stop_len + 1)
         self.text += delta
         if not self.stop:
             return False
-        hits = [i for i in (self.text.find(s, start) for s in self.stop) if i >= 0]
+        hits = [(i, len(s)) for s in self.stop if (i := self.text.find(s, start)) >= 0]
         if hits:
-            self.text = self.text[: min(hits)]
+            at, length = min(hits)
+            self.text = self.text[: at + (length if self.include_stop else 0)]
             self.stopped = True
         return self.stopped
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import LoadedModel
-from infleet.engine.runner import ModelRunner, SeqSlice
 
 
 def kv_blocks_for_memory(

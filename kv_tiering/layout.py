@@ -1,7 +1,7 @@
 """What one KV block is below the device: its shape, dtype and bytes, and the transfer unit.
 
 The device pool is one tensor `[2, layers, num_blocks, block_size, kv_heads, head_dim]`
-(engine/runner.py): a block's K and V for all layers are 2 x layers strided pieces there.
+(engine/core/runner.py): a block's K and V for all layers are 2 x layers strided pieces there.
 Below the device a block is one contiguous unit `[2, layers, block_size, kv_heads,
 head_dim]` ("block-first"): one copy moves it between DRAM and the device, one file holds
 it on NVMe, and one checksum covers it. docs/kv_tiering.md measures this choice against a

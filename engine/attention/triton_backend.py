@@ -4,7 +4,7 @@ Per layer and step: one KV-write launch (quantizing to e4m3 when the cache is fp
 paged-attention launch over the whole flat batch (decodes and prefill chunks together),
 plus a merge launch when decodes are split over the keys. Nothing here syncs with the
 host or allocates by data-dependent size, so a decode step can be captured in a CUDA
-graph (engine/cuda_graphs.py).
+graph (engine/core/cuda_graphs.py).
 """
 
 from __future__ import annotations

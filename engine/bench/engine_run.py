@@ -8,7 +8,7 @@ from typing import Any
 from infleet.engine.bench.stats import summarize
 from infleet.engine.bench.workloads import BenchRequest
 from infleet.engine.llm_engine import LLMEngine
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
 
 
 def _params(output_len: int) -> SamplingParams:

@@ -16,7 +16,7 @@ from infleet.engine.bench.gpu_report import RequestTrace
 from infleet.engine.bench.gpu_workloads import Request
 from infleet.engine.llm_engine import LLMEngine
 from infleet.engine.loader import LoadedModel
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
 
 
 def make_engine(loaded: LoadedModel, args: EngineArgs) -> LLMEngine:

@@ -20,14 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.engine.async_engine import AsyncEngine
 from infleet.engine.errors import InvalidRequest, QueueFull
+from infleet.engine.messages import SamplingParams
 from infleet.engine.output_processor import RequestOutput
-from infleet.engine.sequence import SamplingParams
 from infleet.engine.server import auth, errors, tokenize
 from infleet.engine.server.chat_prompt import chat_prompt
 from infleet.engine.server.prompts import EchoFormat, generate_all, prompt_list
 from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, TokenTexts, usage
 from infleet.engine.server.tool_output import chat_format
+from infleet.engine.structured.request import structured_spec
 
 log = logging.getLogger("infleet.engine.server")
 
@@ -130,7 +131,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     _check_model(request, req.model)
     tokenizer = request.app[ENGINE].engine.tokenizer
     prompts = [tokenizer.encode(p) if isinstance(p, str) else p for p in prompt_list(req.prompt)]
-    params = req.sampling_params(req.max_tokens or 16, req.logprobs)
+    params = req.sampling_params(req.max_tokens or 16, req.logprobs, structured_spec(req))
     if req.echo:
         echoed = [tokenizer.decode(ids, skip_special_tokens=False) for ids in prompts]
         fmt = EchoFormat(req.model, request.app[TEXTS], echoed, len(params))
@@ -149,7 +150,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     max_tokens = (
         req.max_completion_tokens or req.max_tokens or max(1, engine.max_model_len - len(ids))
     )
-    params = req.sampling_params(max_tokens, req.logprobs_count())
+    params = req.sampling_params(max_tokens, req.logprobs_count(), structured_spec(req, tool_mode))
     template = engine.tokenizer.chat_template
     fmt = chat_format(req.model, request.app[TEXTS], req.logprobs, tool_mode, template)
     return await _respond(request, req, [ids], params, fmt)

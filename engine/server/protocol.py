@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams, StructuredSpec
 from infleet.engine.server.tool_request import AssistantToolCall, Tool, ToolChoice
 from infleet.engine.structured.request import ResponseFormat, StructuredOutputs
 
@@ -55,6 +55,20 @@ class _Common(_Strict):
     guided_regex: str | None = None
     guided_choice: list[str] | None = None
     guided_grammar: str | None = None
+    min_tokens: int = Field(0, ge=0)
+    logit_bias: dict[str, float] | None = None
+    include_stop_str_in_output: bool = False
+    user: str | None = None  # accepted and ignored on purpose: tenants come from API keys
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (v or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"keys are token ids, got {token!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"biases are in [-100, 100], got {bias} for token {token}")
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -67,9 +81,12 @@ class _Common(_Strict):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def sampling_params(self, max_tokens: int, logprobs: int | None) -> list[SamplingParams]:
+    def sampling_params(
+        self, max_tokens: int, logprobs: int | None, structured: StructuredSpec | None = None
+    ) -> list[SamplingParams]:
         """One SamplingParams per choice; seeded choices get distinct seeds (seed + i)."""
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        bias = {int(t): b for t, b in self.logit_bias.items()} if self.logit_bias else None
         return [
             SamplingParams(
                 max_tokens=max_tokens,
@@ -86,6 +103,10 @@ class _Common(_Strict):
                 ignore_eos=self.ignore_eos,
                 logprobs=logprobs,
                 skip_special_tokens=self.skip_special_tokens,
+                min_tokens=self.min_tokens,
+                logit_bias=bias,
+                include_stop_str_in_output=self.include_stop_str_in_output,
+                structured=structured,
             )
             for i in range(self.n)
         ]

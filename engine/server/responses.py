@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from infleet.engine.messages import TokenLogprobs
 from infleet.engine.output_processor import RequestOutput
-from infleet.engine.sampler import TokenLogprobs
 
 
 class TokenTexts:

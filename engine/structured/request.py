@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from infleet.engine.errors import InvalidRequest
+from infleet.engine.messages import StructuredSpec
 
 Structured = tuple[str, str]  # (kind, value): StructuredSpec's fields
 
@@ -139,3 +140,12 @@ def tool_choice_schema(tools: list[Any], mode: str, parallel: bool) -> Structure
     if not parallel:
         array["maxItems"] = 1
     return ("json_schema", json.dumps(array))
+
+
+def structured_spec(req: Any, tool_mode: str | None = None) -> StructuredSpec | None:
+    """The request's StructuredSpec for the core (None: unconstrained)."""
+    tools = None
+    if tool_mode is not None:
+        tools = tool_choice_schema(req.tools, tool_mode, req.parallel_tool_calls)
+    found = structured_of(req, tools)
+    return StructuredSpec(*found) if found else None

@@ -15,10 +15,10 @@ import torch
 from infleet.engine.attention import PagedAttention
 from infleet.engine.bench.gpu_kernels import PagedBatch
 from infleet.engine.bench.gpu_kernels import paged_batch as random_paged_batch
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
 from infleet.engine.models import build_model
-from infleet.engine.runner import ModelRunner, SeqSlice
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

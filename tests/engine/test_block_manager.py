@@ -3,8 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infleet.engine.block_manager import BlockManager
-from infleet.engine.sequence import SamplingParams, Sequence
+from infleet.engine.core.block_manager import BlockManager
+from infleet.engine.core.sequence import Sequence
+from infleet.engine.messages import SamplingParams
 
 
 def seq(tokens, salt="") -> Sequence:

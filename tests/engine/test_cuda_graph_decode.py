@@ -12,13 +12,13 @@ import torch
 
 from infleet.engine.attention import reset_context, set_context
 from infleet.engine.attention.triton_backend import TritonBackend
-from infleet.engine.cuda_graphs import (
+from infleet.engine.core.cuda_graphs import (
     DecodeGraphs,
     StaticDecodeInputs,
     bucket_for,
     graph_batch_sizes,
 )
-from infleet.engine.runner import ModelRunner, SeqSlice
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from tests.engine.kernel_cases import DEVICE, greedy_decode, tiny_loaded, use_backend
 
 PROMPTS = [list(range(1, 19)), [5, 9, 3], [7] * 33]  # 2 blocks, 1 block, 3 blocks (partial)

@@ -11,7 +11,7 @@ import torch
 from infleet.engine.args import EngineArgs
 from infleet.engine.llm_engine import LLMEngine
 from infleet.engine.loader import load_model
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
 from tests.engine.tiny_models import VOCAB_SIZE, build_checkpoint
 
 TARGET_LEN = 37  # longer than the busy engine's budget: its prefill must be chunked

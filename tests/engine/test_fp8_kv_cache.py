@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.gpu_memory import kv_blocks_for_memory, profile_batch
 from infleet.engine.kernels.fp8 import (
     FP8_DTYPE,
@@ -19,7 +20,6 @@ from infleet.engine.kernels.fp8 import (
 from infleet.engine.kernels.reference import paged_attention_ref
 from infleet.engine.loader import load_model
 from infleet.engine.model_config import ModelConfig
-from infleet.engine.runner import ModelRunner, SeqSlice
 from tests.engine.kernel_cases import paged_batch, relative_error
 from tests.engine.serving import smollm2
 from tests.engine.test_kernel_paged_attention import MIXED

@@ -10,11 +10,11 @@ from gguf import GGMLQuantizationType as Q
 from gguf.quants import dequantize as gguf_dequantize
 from gguf.quants import quantize
 
+from infleet.engine.core.runner import ModelRunner
 from infleet.engine.loader import ModelLoadError, load_model
 from infleet.engine.loader.builtin import resolve_builtin
 from infleet.engine.loader.dequant import dequantize
 from infleet.engine.loader.gguf_format import read_gguf
-from infleet.engine.runner import ModelRunner
 from tests.engine.tiny_models import PROMPTS, build_checkpoint, hf_greedy, runner_greedy, write_gguf
 
 SAMPLE = "Hello world! 12345 What is the capital of France?  café"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from infleet.engine.attention import PagedAttention
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import load_model
-from infleet.engine.runner import ModelRunner, SeqSlice
 from tests.engine.tiny_models import PROMPTS, build_checkpoint, hf_greedy, runner_greedy
 
 MAX_NEW = 24

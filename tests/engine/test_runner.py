@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from infleet.engine.attention import get_context
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import load_model
-from infleet.engine.runner import ModelRunner, SeqSlice
 from tests.engine.tiny_models import build_checkpoint
 
 

@@ -1,8 +1,9 @@
 """Scheduler: one token budget per step, chunked prefill, priorities, preemption, aborts."""
 
-from infleet.engine.block_manager import BlockManager
-from infleet.engine.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
-from infleet.engine.sequence import SamplingParams, Sequence, SequenceStatus
+from infleet.engine.core.block_manager import BlockManager
+from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
+from infleet.engine.core.sequence import Sequence, SequenceStatus
+from infleet.engine.messages import SamplingParams
 
 
 def make(num_blocks=64, block_size=4, max_num_seqs=8, budget=16) -> Scheduler:
@@ -18,7 +19,8 @@ def req(rid, prompt_len, max_tokens=4, priority=0) -> Sequence:
 def step(s: Scheduler) -> ScheduledBatch:
     """One engine step without a model: every completed slice samples token 7."""
     batch = s.schedule()
-    for seq, needs in zip(batch.seqs, s.finish_step(batch), strict=True):
+    for seq, needs in zip(batch.seqs, s.advance(batch), strict=True):
+        s.block_manager.cache_full_blocks(seq)
         if needs:
             seq.token_ids.append(7)
             if seq.num_output_tokens >= seq.params.max_tokens:

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from infleet.engine.core.sampling_state import SamplingState
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,8 @@ def test_one_failing_request_gets_500_and_the_engine_keeps_serving(server, caplo
     engine = server.engine
     engine.args.max_num_seqs = 2
     engine.scheduler.config.max_num_seqs = 2
+    # The persistent batch has a row per sequence the engine may run: two now (idle engine).
+    engine.core.sampling = SamplingState(2, engine.vocab_size, engine.core.device)
     poison = 31337  # a token id whose forward we make fail (a fault in the model layer)
     model = engine.loaded.model
     real_forward = model.forward

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from infleet.engine.attention import AttentionContext
-from infleet.engine.runner import ModelRunner, SeqSlice
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from tests.engine.kernel_cases import tiny_loaded
 
 MAX_LEN, NUM_BLOCKS, VOCAB = 1024, 512, 128

@@ -11,8 +11,8 @@ import torch
 
 from infleet.engine.attention import select_backend
 from infleet.engine.attention.triton_backend import TritonBackend
+from infleet.engine.core.runner import ModelRunner
 from infleet.engine.loader import load_model
-from infleet.engine.runner import ModelRunner
 from tests.engine.kernel_cases import use_backend
 from tests.engine.test_model_hf_parity import CASES
 from tests.engine.tiny_models import PROMPTS, build_checkpoint, runner_greedy

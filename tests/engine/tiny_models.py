@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from infleet.engine.runner import ModelRunner, SeqSlice
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 
 VOCAB_SIZE = 512
 CHAT_TEMPLATE = (

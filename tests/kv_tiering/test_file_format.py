@@ -67,8 +67,8 @@ def test_packing_refuses_bad_fields():
 
 
 def test_the_layout_matches_the_engines_pool_and_its_bytes_per_block():
+    from infleet.engine.core.runner import ModelRunner
     from infleet.engine.model_config import ModelConfig
-    from infleet.engine.runner import ModelRunner
 
     config = ModelConfig(
         architecture="llama", vocab_size=10, hidden_size=128, intermediate_size=10,

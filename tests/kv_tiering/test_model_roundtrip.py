@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from infleet.engine.block_manager import block_hash
+from infleet.engine.core.block_manager import block_hash
+from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.loader import load_model
-from infleet.engine.runner import ModelRunner, SeqSlice
 from infleet.kv_tiering import TierConfig, TieredBlockStore, model_fingerprint
 from tests.engine.tiny_models import VOCAB_SIZE, build_checkpoint
 

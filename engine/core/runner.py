@@ -1,7 +1,7 @@
 """ModelRunner: owns the paged KV pool and turns a list of sequence slices into one forward.
 
 `prepare` is the one place where a step's tensors are built (token ids, positions, slot
-mapping, block tables; engine/step_inputs.py); the attention context carries them to
+mapping, block tables; engine/core/step_inputs.py); the attention context carries them to
 every layer.
 """
 
@@ -18,11 +18,11 @@ from infleet.engine.attention import (
     select_backend,
     set_context,
 )
-from infleet.engine.cuda_graphs import DecodeGraphs
+from infleet.engine.core.cuda_graphs import DecodeGraphs
+from infleet.engine.core.step_inputs import StepInputBuilder
 from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
-from infleet.engine.step_inputs import StepInputBuilder
 
 
 @dataclass(slots=True)
@@ -105,16 +105,24 @@ class ModelRunner:
         return self.inputs.build(batch)
 
     @torch.inference_mode()
+    def copy_block(self, src: int, dst: int) -> None:
+        """Copy one block's K/V (every layer): a forked choice's own copy of a partial
+        prompt block it is about to write into."""
+        self.kv_cache[:, :, dst] = self.kv_cache[:, :, src]
+
     def forward(self, batch: list[SeqSlice]) -> torch.Tensor:
         """float32 logits `[len(batch), vocab]` at each slice's last token."""
         input_ids, ctx = self.prepare(batch)
-        decodes_only = len(input_ids) == len(batch)
+        return self.run(input_ids, ctx)
+
+    @torch.inference_mode()
+    def run(self, input_ids: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        """The device half of `forward`: logits of prepared inputs. The engine core calls
+        it on its device thread, after patching fed-back token ids into `input_ids`."""
+        num_seqs = len(ctx.query_lens_host)
+        decodes_only = len(input_ids) == num_seqs
         graphs = self.graphs
-        if (
-            decodes_only
-            and graphs is not None
-            and graphs.fits(len(batch), ctx.block_tables.shape[1])
-        ):
+        if decodes_only and graphs is not None and graphs.fits(num_seqs, ctx.block_tables.shape[1]):
             return self.model.compute_logits(graphs.run(input_ids, ctx)).float()
         set_context(ctx)
         try:

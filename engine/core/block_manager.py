@@ -15,7 +15,7 @@ from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from infleet.engine.sequence import Sequence
+from infleet.engine.core.sequence import Sequence
 
 
 @dataclass(slots=True, eq=False)
@@ -132,12 +132,15 @@ class BlockManager:
             seq.block_table.append(self._allocate())
         return True
 
-    def cache_full_blocks(self, seq: Sequence) -> None:
-        """Hash seq's newly computed full blocks so later requests can reuse them."""
+    def cache_full_blocks(self, seq: Sequence, upto: int | None = None) -> None:
+        """Hash seq's newly computed full blocks so later requests can reuse them; only
+        blocks before token `upto` (the end of a step whose output has arrived: its
+        tokens are known and its K/V written)."""
         if not self.enable_prefix_caching:
             return
         bs = self.block_size
-        for i in range(len(seq.block_hashes), seq.num_computed_tokens // bs):
+        end = seq.num_computed_tokens if upto is None else min(upto, seq.num_computed_tokens)
+        for i in range(len(seq.block_hashes), end // bs):
             parent = seq.block_hashes[-1] if seq.block_hashes else b""
             chunk = seq.token_ids[i * bs : (i + 1) * bs]
             h = block_hash(parent, seq.cache_salt, chunk)
@@ -149,6 +152,27 @@ class BlockManager:
                 block.hash, block.parent_hash, block.cache_salt = h, parent, seq.cache_salt
                 block.token_ids = tuple(chunk)
                 self.cached[h] = block
+
+    def fork(self, parent: Sequence, child: Sequence) -> tuple[int, int] | None:
+        """Give child (same tokens as parent, no blocks yet) parent's computed prompt: the
+        full blocks shared, a fresh block for a partial last one. Returns (source, copy)
+        block ids whose K/V the caller must copy, (-1, -1) if none; None (nothing changed)
+        when no block is free."""
+        assert not child.block_table
+        computed = parent.num_computed_tokens
+        full = computed // self.block_size
+        partial = computed % self.block_size != 0
+        if partial and not self.free:
+            return None
+        for block_id in parent.block_table[:full]:
+            self._take(self.blocks[block_id])
+        child.block_table = parent.block_table[:full]
+        child.block_hashes = parent.block_hashes[:full]
+        child.num_computed_tokens = computed
+        if not partial:
+            return -1, -1
+        child.block_table.append(self._allocate())
+        return parent.block_table[full], child.block_table[-1]
 
     def free_seq(self, seq: Sequence) -> None:
         """Release seq's blocks at once (finish, abort, preemption); tail blocks first so

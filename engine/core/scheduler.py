@@ -1,12 +1,23 @@
 """Continuous batching: which sequences compute how many tokens in the next step.
 
 Every step has one token budget (`max_num_batched_tokens`) shared by everything: running
-decodes are served first (one token each), then running prefills continue with chunks of
+decodes are served first (one token each; in turns when they outnumber the budget, so
+every one progresses), then running prefills continue with chunks of
 what is left, then waiting requests are admitted in priority order with a first chunk.
 A long prompt therefore takes at most the leftover budget per step and never stalls the
 streams already decoding. When the KV pool runs dry, the least urgent running sequence
 (highest priority value, then newest) is preempted: its blocks are freed and it goes back
 to the queue to be recomputed later (its prefix is usually still cached).
+
+Head-of-line: a waiting request that does not fit the pool now may be bypassed by smaller
+ones behind it, but only `MAX_BYPASS` times in a row; then admission stops until the
+pool has drained enough for it (with nothing running the whole pool is its, and a request
+that cannot fit even then was refused at validation). No starvation, and no hang.
+
+Under async scheduling a sequence may be scheduled while its last sampled token is still
+on the device (a PLACEHOLDER in its token ids): it simply decodes that token next. One
+that will surely end by length when that token arrives is not scheduled again, and one
+with a constraint waits for its token (its mask needs it).
 """
 
 from __future__ import annotations
@@ -14,8 +25,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from infleet.engine.block_manager import BlockManager
-from infleet.engine.sequence import Sequence, SequenceStatus
+from infleet.engine.core.block_manager import BlockManager
+from infleet.engine.core.sequence import Sequence, SequenceStatus
+
+# Admissions that may pass a waiting request too large for the pool's free blocks.
+MAX_BYPASS = 8
 
 
 @dataclass(slots=True)
@@ -51,8 +65,11 @@ class Scheduler:
         self.running: list[Sequence] = []
         self.num_preemptions = 0
         # Admission keeps ~1% of the pool free so that decodes of running sequences do not
-        # immediately preempt a just-admitted request (thrashing).
+        # immediately preempt a just-admitted request (thrashing); not when nothing runs.
         self.watermark_blocks = block_manager.num_blocks // 100
+        self._blocked: Sequence | None = None  # the waiting request being bypassed
+        self._bypasses = 0
+        self._decode_turn = 0  # rotates decodes when they outnumber the token budget
 
     @property
     def num_waiting(self) -> int:
@@ -75,6 +92,8 @@ class Scheduler:
             self.running.remove(seq)
         elif seq.status is SequenceStatus.WAITING:
             self.waiting.remove(seq)
+        if seq is self._blocked:
+            self._blocked = None
         self.block_manager.free_seq(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason
@@ -84,8 +103,14 @@ class Scheduler:
         scheduled: dict[Sequence, int] = {}
         preempted: list[Sequence] = []
         self.running.sort(key=lambda s: s.order_key)
-        decodes = [s for s in self.running if s.num_uncomputed_tokens == 1]
-        prefills = [s for s in self.running if s.num_uncomputed_tokens > 1]
+        ready = [s for s in self.running if schedulable(s)]
+        decodes = [s for s in ready if s.num_uncomputed_tokens == 1]
+        if len(decodes) > budget:
+            # More decodes than tokens: serve them in turns, so each one progresses.
+            turn = self._decode_turn % len(decodes)
+            decodes = decodes[turn:] + decodes[:turn]
+            self._decode_turn = turn + budget
+        prefills = [s for s in ready if s.num_uncomputed_tokens > 1]
         for seq in decodes + prefills:
             if budget == 0:
                 break
@@ -103,16 +128,27 @@ class Scheduler:
                 scheduled[seq] = n
                 budget -= n
         # Admitting while preempting would only evict the newcomer again next step.
-        while not preempted and self.waiting and budget > 0:
+        i = 0
+        while not preempted and i < len(self.waiting) and budget > 0:
             if len(self.running) >= self.config.max_num_seqs:
                 break
-            seq = self.waiting[0]
+            seq = self.waiting[i]
             hits = self.block_manager.lookup_prefix(seq)
             num_cached = len(hits) * self.block_manager.block_size
             n = min(seq.num_tokens - num_cached, budget)
-            if not self.block_manager.admit(seq, hits, n, reserve=self.watermark_blocks):
-                break
-            self.waiting.pop(0)
+            reserve = self.watermark_blocks if self.running else 0
+            if not self.block_manager.admit(seq, hits, n, reserve=reserve):
+                if self._blocked is not seq:
+                    self._blocked, self._bypasses = seq, 0
+                if self._bypasses >= MAX_BYPASS:
+                    break  # let the pool drain for it
+                i += 1
+                continue
+            if seq is self._blocked:
+                self._blocked = None
+            elif self._blocked is not None:
+                self._bypasses += 1
+            self.waiting.pop(i)
             if seq.num_preemptions == 0:
                 seq.num_cached_prompt_tokens = num_cached
             seq.status = SequenceStatus.RUNNING
@@ -128,10 +164,16 @@ class Scheduler:
         self.num_preemptions += 1
         self.add(seq)
 
-    def finish_step(self, batch: ScheduledBatch) -> list[bool]:
-        """Record the step's computed tokens; returns, per slice, whether it needs a sample."""
+    def advance(self, batch: ScheduledBatch) -> list[bool]:
+        """Count the batch's tokens as computed (the device will have computed them before
+        anything reads them); returns, per slice, whether it needs a sample."""
         needs_sample = [batch.completes(i) for i in range(len(batch))]
         for seq, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
             seq.num_computed_tokens += n
-            self.block_manager.cache_full_blocks(seq)
         return needs_sample
+
+
+def schedulable(seq: Sequence) -> bool:
+    """Whether a running sequence can be given work now (see the module docstring)."""
+    waits = seq.num_output_tokens >= seq.params.max_tokens or seq.constraint is not None
+    return not (seq.num_pending and waits)

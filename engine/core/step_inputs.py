@@ -23,7 +23,7 @@ import torch
 from infleet.engine.attention import AttentionContext
 
 if TYPE_CHECKING:
-    from infleet.engine.runner import SeqSlice
+    from infleet.engine.core.runner import SeqSlice
 
 _TORCH_DTYPES = {np.dtype(np.int64): torch.int64, np.dtype(np.int32): torch.int32}
 # Block-table ids packed per `struct` call: one call per row costs most at narrow tables,

@@ -12,40 +12,17 @@ import enum
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from infleet.engine.messages import SamplingParams
 
-@dataclass(slots=True)
-class SamplingParams:
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0 (or -1) keeps the whole vocabulary
-    min_p: float = 0.0
-    seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    repetition_penalty: float = 1.0
-    stop: tuple[str, ...] = ()
-    stop_token_ids: tuple[int, ...] = ()
-    ignore_eos: bool = False
-    # None: no logprobs; N >= 0: the sampled token's logprob plus the N most likely tokens.
-    logprobs: int | None = None
-    skip_special_tokens: bool = True
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    @property
-    def has_penalties(self) -> bool:
-        return (
-            self.presence_penalty != 0.0
-            or self.frequency_penalty != 0.0
-            or self.repetition_penalty != 1.0
-        )
+# A sampled token the host has not seen yet (async scheduling): the device feeds the real
+# one into the next step, and the host writes it here when that step's output arrives.
+PLACEHOLDER = -1
 
 
 class SequenceStatus(enum.Enum):
+    FORK_PENDING = "fork-pending"  # choice i > 0 of n: waits for choice 0's prompt prefill
     WAITING = "waiting"
     RUNNING = "running"
     FINISHED = "finished"
@@ -65,6 +42,7 @@ class Sequence:
     # Part of every block hash: sequences with different salts (tenants, LoRA adapters)
     # never share KV blocks even when their tokens agree.
     cache_salt: str = ""
+    index: int = 0  # which of the request's n choices
     arrival_time: float = field(default_factory=time.monotonic)
     arrival_index: int = field(default_factory=lambda: next(_arrival_counter))
     token_ids: list[int] = field(init=False)
@@ -75,6 +53,11 @@ class Sequence:
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: str | None = None
     num_preemptions: int = 0
+    slot: int | None = None  # row in the persistent batch while running (sampling_state.py)
+    seed: int = 0  # this choice's sampling seed (sampling_state.request_seed)
+    num_pending: int = 0  # trailing PLACEHOLDER tokens (sampled, still on the device)
+    constraint: Any = None  # a logits_processors.RequestConstraint, for structured outputs
+    forks: list[Sequence] = field(default_factory=list)  # choices 1..n-1 (on choice 0)
 
     def __post_init__(self) -> None:
         self.token_ids = list(self.prompt_token_ids)

@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 
 from infleet.engine.args import EngineArgs
+from infleet.engine.core.runner import ModelRunner
 from infleet.engine.kernels.fp8 import kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
-from infleet.engine.runner import ModelRunner
 
 log = logging.getLogger("infleet.engine")
 
@@ -39,6 +39,7 @@ def resolve_kv_pool(args: EngineArgs, loaded: LoadedModel) -> KVPool:
             attention_backend=args.attention_backend,
             max_num_batched_tokens=args.max_num_batched_tokens,
             max_num_seqs=args.max_num_seqs,
+            gpu_memory_utilization=args.gpu_memory_utilization,
         )
         if num_blocks < 1:
             raise ValueError(
