@@ -1,8 +1,7 @@
 """OpenAI request bodies, validated strictly: a wrong type is a 400 naming the field.
 
-Unknown fields are ignored (clients send `user`, `metadata`, ...); fields we know but do
-not implement (`echo`, `suffix`, `best_of`, tools) are rejected rather than silently
-dropped, so a client never believes it got what it did not.
+Fields we do not implement are refused with a 400 naming them, fields no one defines are
+ignored with a logged warning: the policy is engine/server/fields.py's.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infleet.engine.errors import InvalidRequest
 from infleet.engine.messages import SamplingParams, StructuredSpec
+from infleet.engine.server.fields import check_fields
 from infleet.engine.server.tool_request import AssistantToolCall, Tool, ToolChoice
 from infleet.engine.structured.request import ResponseFormat, StructuredOutputs
 
@@ -58,7 +58,6 @@ class _Common(_Strict):
     min_tokens: int = Field(0, ge=0)
     logit_bias: dict[str, float] | None = None
     include_stop_str_in_output: bool = False
-    user: str | None = None  # accepted and ignored on purpose: tenants come from API keys
 
     @field_validator("logit_bias")
     @classmethod
@@ -116,8 +115,6 @@ class CompletionRequest(_Common):
     prompt: Any
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
-    suffix: str | None = None
-    best_of: int | None = None
 
 
 class TextPart(_Strict):
@@ -164,15 +161,7 @@ def parse_request(model: type[_Strict], body: object) -> Any:
         first = err.errors()[0]
         param = _param(first["loc"])
         raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param) from None
-    unsupported = {
-        "echo": getattr(req, "echo", False) and getattr(req, "logprobs", None) is not None,
-        "suffix": getattr(req, "suffix", None) is not None,
-        "best_of": getattr(req, "best_of", None) not in (None, 1),
-    }
-    for name, used in unsupported.items():
-        if used:
-            what = "echo with logprobs (prompt logprobs)" if name == "echo" else name
-            raise InvalidRequest(f"{what} is not supported by this server", name)
+    check_fields(model, req, body)  # the unknown-field policy: engine/server/fields.py
     return req
 
 
