@@ -37,7 +37,10 @@ SCHEMA = {
         "skills": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 2},
         "address": {
             "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 10}, "zip": {"type": "integer"}},
+            "properties": {
+                "city": {"type": "string", "maxLength": 10},
+                "zip": {"type": "integer", "minimum": 0, "maximum": 99999},
+            },
             "required": ["city", "zip"],
         },
     },
@@ -81,9 +84,18 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=160)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--async-scheduling", action=argparse.BooleanOptionalAction, default=True,
+        help="the engine's flag: constrained rows skip a step under it (no token feedback)",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    engine = LLMEngine(EngineArgs(device="cpu", kv_cache_memory=512 << 20, max_model_len=1024))
+    engine = LLMEngine(
+        EngineArgs(
+            device="cpu", kv_cache_memory=512 << 20, max_model_len=1024,
+            async_scheduling=args.async_scheduling,
+        )
+    )  # fmt: skip
     messages = [{"role": "user", "content": "Describe a person as JSON."}]
     text = engine.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     prompt = engine.tokenizer.encode(text, add_special_tokens=False)
@@ -107,6 +119,7 @@ def main() -> None:
     ).stdout.strip()
     result["meta"] = {
         "requests": args.requests, "max_tokens": args.max_tokens, "commit": commit,
+        "async_scheduling": args.async_scheduling,
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }  # fmt: skip
