@@ -152,7 +152,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     params = req.sampling_params(max_tokens, req.logprobs_count(), structured_spec(req, tool_mode))
     template = engine.tokenizer.chat_template
-    fmt = chat_format(req.model, request.app[TEXTS], req.logprobs, tool_mode, template)
+    fmt = chat_format(
+        req.model, request.app[TEXTS], req.logprobs, tool_mode, template, req.parallel_tool_calls
+    )
     return await _respond(request, req, [ids], params, fmt)
 
 

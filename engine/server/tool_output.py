@@ -31,16 +31,24 @@ class ToolChatFormat(ChatFormat):
     """ChatFormat whose choices carry tool calls; `mode` is tool_request.tool_mode's."""
 
     def __init__(
-        self, model: str, texts: TokenTexts, want_logprobs: bool, mode: str, parser: ToolParser
+        self,
+        model: str,
+        texts: TokenTexts,
+        want_logprobs: bool,
+        mode: str,
+        parser: ToolParser,
+        parallel: bool = True,
     ):
         super().__init__(model, texts, want_logprobs)
-        self.mode, self.parser = mode, parser
+        self.mode, self.parser, self.parallel = mode, parser, parallel
         self._states: dict[int, _ChoiceState] = {}
 
     def split(self, text: str) -> tuple[str | None, list[ToolCall]]:
         """A whole output -> (content or None, calls)."""
         if self.mode == "auto":
             content, calls = self.parser.parse(text)
+            if not self.parallel:  # parallel_tool_calls: false keeps the first call
+                calls = calls[:1]
             return (content or None) if calls else content, calls
         if self.mode == "required":
             try:
@@ -133,8 +141,13 @@ def _partial_suffix(text: str, marker: str) -> int:
 
 
 def chat_format(
-    model: str, texts: TokenTexts, want_logprobs: bool, mode: str | None, template: str | None
+    model: str,
+    texts: TokenTexts,
+    want_logprobs: bool,
+    mode: str | None,
+    template: str | None,
+    parallel: bool = True,
 ) -> ChatFormat:
     if mode is None:
         return ChatFormat(model, texts, want_logprobs)
-    return ToolChatFormat(model, texts, want_logprobs, mode, parser_for(template))
+    return ToolChatFormat(model, texts, want_logprobs, mode, parser_for(template), parallel)

@@ -101,3 +101,10 @@ def test_required_turns_the_forced_list_into_calls():
         tc for c in _stream(fmt, [text[:10], text[10:]]) for tc in c["delta"].get("tool_calls", [])
     ]
     assert [tc["index"] for tc in calls] == [0, 1]
+
+
+def test_parallel_tool_calls_false_keeps_the_first_call():
+    fmt = ToolChatFormat("m", None, False, "auto", HermesParser(), parallel=False)
+    text = f"<tool_call>{WEATHER}</tool_call><tool_call>{WEATHER}</tool_call>"
+    body = fmt.choice(0, Choice(text=text, finish_reason="stop"))
+    assert len(body["message"]["tool_calls"]) == 1
