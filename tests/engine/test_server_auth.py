@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from infleet.api.tenants import hash_key
+from infleet.cli import main as infleet_main
 from infleet.engine.args import EngineArgs, parse_args
 from infleet.engine.server.auth import cache_salt
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
@@ -168,3 +169,12 @@ def test_metrics_can_require_a_key(tmp_path):
     ok = make_mocked_request("GET", "/metrics", headers={"Authorization": "Bearer sk-one"})
     assert _caller(keys, ok).name == "default"
     assert _caller(keys, make_mocked_request("GET", "/health")).name == "default"
+
+
+def test_a_bad_keys_file_stops_serve_before_loading_the_model(tmp_path, capsys):
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("team-a: [plaintext-key]\n")
+    assert infleet_main(["serve", "--api-keys-file", str(keys)]) == 2
+    err = capsys.readouterr().err
+    assert "--api-keys-file" in err and "'team-a'" in err and "not a key hash" in err
+    assert infleet_main(["serve", "--api-keys-file", str(tmp_path / "missing.yaml")]) == 2
