@@ -40,7 +40,7 @@ RULES: dict[str, Rule] = {
     "autoscaler": Rule(may=("api",), never=HEAVY),
     "router": Rule(may=("api",), never=HEAVY + KUBE),
     "localplane": Rule(may=("api",), never=HEAVY),
-    "engine": Rule(may=("kv_tiering", "lora"), never=KUBE),
+    "engine": Rule(may=("api", "kv_tiering", "lora"), never=KUBE),
     "lora": Rule(may=(), never=KUBE),
     "kv_tiering": Rule(may=(), never=KUBE),
 }
