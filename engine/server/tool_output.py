@@ -14,8 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infleet.engine.output_processor import RequestOutput
-from infleet.engine.server.responses import ChatFormat, Choice, TokenTexts
+from infleet.engine.server.output_processor import RequestOutput
+from infleet.engine.server.responses import ChatFormat, Choice
+from infleet.engine.server.token_texts import TokenTexts
 from infleet.engine.server.tool_parsers import ToolCall, ToolParser, parser_for
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from infleet.engine.output_processor import RequestOutput
+from infleet.engine.server.output_processor import RequestOutput
 from infleet.engine.server.responses import Choice
 from infleet.engine.server.tool_output import ToolChatFormat
 from infleet.engine.server.tool_parsers import parser_for
