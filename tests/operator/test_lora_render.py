@@ -94,3 +94,17 @@ def test_only_hashes_of_the_tenants_keys_reach_the_service():
     table = parse_keys(yaml.safe_load(cm["data"]["keys.yaml"]))
     assert table == {hash_key("secret-key"): Tenant("team-b")}
     assert "secret-key" not in json.dumps(cm)
+
+
+def test_spec_api_keys_tenants_is_the_one_keys_file_of_a_lora_tenant_service():
+    lora = {**LORA["lora"], "allowedNamespaces": ["team-b"]}
+    dep, children = deployment(
+        "infleet", lora=lora, apiKeys={"secretName": "my-keys", "format": "tenants"}
+    )
+    c = engine_container(dep)
+    assert not any(a.startswith("--api-keys-file") for a in c["args"])
+    config = next(c for c in children if c["kind"] == "ConfigMap")["data"]["engine.yaml"]
+    assert "api-keys-file: /etc/infleet/api-keys/keys.yaml" in config
+    keys = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys"]
+    assert [v["secret"]["secretName"] for v in keys] == ["my-keys"]
+    kubernetes_validate.validate(dep, f"1.{SUPPORTED[-1][1]}.0", strict=True)
