@@ -86,6 +86,21 @@ def check_prompt(model: ServedModel, ids: list[int], max_tokens: int) -> None:
         )
 
 
+def check_params(model: ServedModel, params: SamplingParams) -> None:
+    """Raise InvalidRequest (400) for sampling fields the core would refuse: its own refusal
+    comes back from another process, too late for a 400."""
+    if params.min_tokens > params.max_tokens:
+        raise InvalidRequest(
+            f"min_tokens must be in [0, max_tokens={params.max_tokens}], got {params.min_tokens}",
+            "min_tokens",
+        )
+    if params.logit_bias and any(not 0 <= t < model.vocab_size for t in params.logit_bias):
+        raise InvalidRequest(
+            f"logit_bias has token ids outside the vocabulary [0, {model.vocab_size})",
+            "logit_bias",
+        )
+
+
 def prepare_completion(model: ServedModel, body: bytes) -> Prepared:
     req: CompletionRequest = parse_request(CompletionRequest, parse_json(body))
     _check_model(model, req.model)
@@ -99,6 +114,7 @@ def prepare_completion(model: ServedModel, body: bytes) -> Prepared:
     params = req.sampling_params(
         max_tokens, req.logprobs, model.generation_defaults, structured_spec(req)
     )
+    check_params(model, params)
     fmt: CompletionFormat
     if req.echo:
         echoed = [model.tokenizer.decode(ids, skip_special_tokens=False) for ids in prompts]
@@ -124,6 +140,7 @@ def prepare_chat(model: ServedModel, body: bytes) -> Prepared:
         model.generation_defaults,
         structured_spec(req, tool_mode),
     )
+    check_params(model, params)
     fmt = chat_format(
         req.model,
         model.texts,

@@ -93,6 +93,7 @@ def test_user_is_accepted_and_changes_nothing(server):
         ("prediction", {"type": "content", "content": "x"}),
         ("logit_bias", {"hello": 1}),
         ("logit_bias", {"5": 101}),
+        ("logit_bias", {"999999": 1}),  # outside the vocabulary
         ("min_tokens", -1),
     ],
 )
