@@ -120,11 +120,17 @@ class CoreStats(msgspec.Struct, array_like=True):
     prefix_queries_total: int = 0
     prefix_hits_total: int = 0
     prompt_tokens_computed_total: int = 0  # prompt tokens the model actually ran (not cached)
+    # CoreRequests the core loop has taken in (engine/server/core_loop.py sets it): the API
+    # side counts the ones it sent beyond this as waiting too (the 429 bound).
+    requests_received_total: int = 0
 
 
 class CoreOutputs(msgspec.Struct, tag="outputs"):
     deltas: list[CompletionDelta]
     stats: CoreStats
+    # Prefix-cache blocks (their chained hashes) evicted in this step, in order: the API
+    # side's router feed (engine/server/router_feed.py) unpublishes their keys.
+    evicted: list[bytes] = msgspec.field(default_factory=list)
 
 
 class CoreReady(msgspec.Struct, tag="ready"):
@@ -140,6 +146,7 @@ class CoreReady(msgspec.Struct, tag="ready"):
     dtype: str
     attention_backend: str
     eos_token_ids: list[int]
+    prefix_caching: bool = True
     # The decoder's shape, for the API side's adapter checks (no weights there).
     hidden_size: int = 0
     num_layers: int = 0

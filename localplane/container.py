@@ -131,8 +131,39 @@ def build_env(api: Any, pod: Obj, container: Obj, node: Obj, api_url: str) -> di
     return env
 
 
-def prepare_volumes(api: Any, pod: Obj, root: Path) -> dict[str, Path]:
-    """Materialize the pod's volumes under `root`; returns volume name -> directory."""
+def _write_items(api: Any, ns: str, kind: str, ref: Obj, path: Path) -> None:
+    """A configMap or secret (volume or projected source) as files under `path`."""
+    if kind == "secret":
+        ref = {**ref, "name": ref.get("secretName", ref.get("name", ""))}
+    data = _lookup(api, ns, kind, ref, None) or {}
+    items = ref.get("items") or [{"key": k, "path": k} for k in data]  # type: ignore[union-attr]
+    for item in items:
+        if item["key"] in data:  # type: ignore[operator]
+            target = path / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])  # type: ignore[index]
+
+
+def _write_projected(api: Any, pod: Obj, sources: list[Obj], token: str, path: Path) -> None:
+    """A projected volume: configMaps, secrets, the pod's namespace and a service account
+    token. The plane has one bearer token (credentials.py), so every pod's service account
+    token is that one: RBAC is not emulated, a real cluster's is what the chart tests."""
+    ns = pod["metadata"]["namespace"]
+    for source in sources:
+        for kind in ("configMap", "secret"):
+            if kind in source:
+                _write_items(api, ns, kind, source[kind], path)
+        if "serviceAccountToken" in source:
+            (path / source["serviceAccountToken"]["path"]).write_text(token)
+        for item in (source.get("downwardAPI") or {}).get("items") or []:
+            if "fieldRef" in item:
+                target = path / item["path"]
+                target.write_text(str(_field_ref(pod, item["fieldRef"]["fieldPath"])))
+
+
+def prepare_volumes(api: Any, pod: Obj, root: Path, token: str = "") -> dict[str, Path]:
+    """Materialize the pod's volumes under `root`; returns volume name -> directory.
+    `token`: what a projected service account token holds."""
     dirs: dict[str, Path] = {}
     ns = pod["metadata"]["namespace"]
     for vol in pod["spec"].get("volumes") or []:
@@ -142,18 +173,10 @@ def prepare_volumes(api: Any, pod: Obj, root: Path) -> dict[str, Path]:
             dirs[vol["name"]] = Path(vol["hostPath"]["path"])
             continue
         for kind in ("configMap", "secret"):
-            ref = vol.get(kind)
-            if ref is None:
-                continue
-            if kind == "secret":
-                ref = {**ref, "name": ref.get("secretName", "")}
-            data = _lookup(api, ns, kind, ref, None) or {}
-            items = ref.get("items") or [{"key": k, "path": k} for k in data]  # type: ignore[union-attr]
-            for item in items:
-                if item["key"] in data:  # type: ignore[operator]
-                    target = path / item["path"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(data[item["key"]])  # type: ignore[index]
+            if kind in vol:
+                _write_items(api, ns, kind, vol[kind], path)
+        if "projected" in vol:
+            _write_projected(api, pod, vol["projected"].get("sources") or [], token, path)
         if "persistentVolumeClaim" in vol:
             raise ConfigError(f"volume {vol['name']}: persistentVolumeClaim is not emulated")
         dirs[vol["name"]] = path

@@ -31,8 +31,10 @@ class Kubelet(Controller):
         backoff: float = 10.0,
         pod_network: str = "127.1.0.0/16",
         hollow: bool = False,
+        token: str = "",
     ) -> None:
         super().__init__(api)
+        self.token = token  # projected service account tokens (container.prepare_volumes)
         self.workdir, self.api_url, self.backoff = workdir, api_url, backoff
         # Hollow pods run no process: Running and Ready at once (scale tests of controllers).
         self.hollow = hollow

@@ -21,6 +21,7 @@ from infleet.localplane.credentials import issue
 from infleet.localplane.crud import Api
 from infleet.localplane.gc import GarbageCollector, NamespaceController
 from infleet.localplane.resources import Registry
+from infleet.localplane.root_ca import RootCaPublisher
 from infleet.localplane.server import ApiServer
 from infleet.localplane.store import Store, WatchEvent
 
@@ -65,6 +66,7 @@ class LocalPlane:
             CrdRegistrar(self.api, self.registry, self.store),
             GarbageCollector(self.api),
             NamespaceController(self.api),
+            RootCaPublisher(self.api, self.credentials.ca_pem.decode()),
         ]
         self._tasks: list[asyncio.Task[None]] = []
         self.on_stop: list[Callable[[], Awaitable[None]]] = []

@@ -58,7 +58,8 @@ class PodWorker:
             return
         while not self.stop_event.is_set():
             try:
-                self.volumes = prepare_volumes(self.kubelet.api, self.pod(), self.root / "volumes")
+                root, token = self.root / "volumes", self.kubelet.token
+                self.volumes = prepare_volumes(self.kubelet.api, self.pod(), root, token)
                 break
             except ConfigError as err:
                 record(self.kubelet.api, self.pod(), "Warning", "FailedMount", str(err), "kubelet")

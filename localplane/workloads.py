@@ -29,6 +29,7 @@ def add_workloads(plane: LocalPlane) -> None:
         plane.config.restart_backoff,
         plane.config.pod_network,
         hollow=plane.config.hollow_pods,
+        token=plane.credentials.token,
     )
     proxy = ServiceProxy(api)
     disruption = DisruptionController(api)

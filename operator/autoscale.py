@@ -42,6 +42,7 @@ from infleet.autoscaler.prometheus_api import PrometheusSource
 from infleet.autoscaler.scrape import ScrapePool
 from infleet.autoscaler.view import Observation, ReplicaMetrics
 from infleet.operator.autoscale_state import WRITE_EVERY_S, render_state, restored_state
+from infleet.operator.router_demand import held_requests
 
 PERIOD_S = 10.0
 METRICS = AutoscalerMetrics()
@@ -101,15 +102,19 @@ def step(
     memory: Memory,
     now: float,
     desired: int | None = None,
+    activator_waiting: float | None = None,
 ) -> Step:
-    """One autoscaling decision, pure: what to write given what was read."""
+    """One autoscaling decision, pure: what to write given what was read.
+
+    `activator_waiting`: the requests the service's router holds (operator/router_demand.py);
+    None without a router, or with one that did not answer."""
     times, counted = new_interruptions(pods, memory.counted, now)
     obs = Observation(
         now,
         read.metrics,
         pod_states(pods, now),
         times,
-        activator_waiting=None,
+        activator_waiting=activator_waiting,
         ttft_p95_s=read.ttft_p95_s,
         desired=desired,
     )
@@ -199,10 +204,12 @@ class Autoscaler:
         pods: list[dict],
         deployments: dict[str, Obj | None] | None = None,
         children: list[Obj] | None = None,
+        routers: list[Obj] | None = None,
     ) -> Step | None:
         """A decision when one is due for this service, else None. `deployments` (the
         pools' live Deployments) give a cold start the replicas asked for; `children`
-        (the cached ones) hold the state a previous leader kept."""
+        (the cached ones) hold the state a previous leader kept; `routers`: its router's
+        pods when it has one (their held requests are the activator's queue)."""
         now = self._clock()
         memory = self._memory_for(key, children or [])
         if now - memory.decided_at < self.period_s:
@@ -210,7 +217,9 @@ class Autoscaler:
         read = self.read(isvc.spec.engine.kind, key, pods, now)
         for failure in read.failures:
             log.warning("%s/%s metrics: %s: %s", *key, failure.target, failure.message)
-        result = step(isvc, pods, read, memory, now, desired_replicas(deployments or {}))
+        held = None if routers is None else held_requests(routers)
+        desired = desired_replicas(deployments or {})
+        result = step(isvc, pods, read, memory, now, desired, activator_waiting=held)
         with self._guard:
             # Only a leader exports decisions: the fence fails before a replica that lost
             # the lease clears them, so nothing is recorded after that clear.

@@ -1,7 +1,8 @@
 """What the operator has seen of each InferenceService, kept current by kopf's watches.
 
 kopf indices hold the services, their labelled children (Deployments, Services,
-ConfigMaps, PDBs) and their pods, so a reconcile starts from memory instead of reading
+ConfigMaps, PDBs, the router's RBAC objects), their pods, their routers' pods and the
+names of the LoRAAdapters aimed at them, so a reconcile starts from memory instead of reading
 every object from the API server (at 1,000 services, reads per event or per tick were
 most of the operator's traffic). Both replicas keep them, so a standby that takes over
 starts warm. kopf runs no handler before every index has its initial listing, so the
@@ -14,14 +15,16 @@ stands in for the cached objects it replaced (operator/own_writes.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from infleet.api import GROUP, PLURAL, VERSION
+from infleet.api.lora_adapter import LoRAAdapter
 from infleet.autoscaler.kube_view import pod_view
-from infleet.operator.names import MANAGED_BY, SERVICE_LABEL
+from infleet.operator.names import MANAGED_BY, ROUTER_LABEL, SERVICE_LABEL
 from infleet.operator.own_writes import OwnWrites
 from infleet.operator.pod_trouble import engine_refusal, fetch_trouble
 
@@ -35,8 +38,14 @@ CHILD_KINDS = (
     ("", "v1", "configmaps", "ConfigMap"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("", "v1", "serviceaccounts", "ServiceAccount"),  # the router's (operator/router.py)
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
 )
+# The router's pods: not the service's replicas, so they carry ROUTER_LABEL instead.
+ROUTER_POD_SELECTOR = {MANAGED_BY: "infleet", ROUTER_LABEL: kopf.PRESENT}
 PARENTS, PODS = "inference_services", "service_pods"
+ROUTER_PODS, ADAPTERS = "router_pods", "service_adapters"
 CHILD_INDICES = tuple(f"service_{plural}" for _, _, plural, _ in CHILD_KINDS)
 
 
@@ -47,6 +56,8 @@ class Snapshot:
     parent: Obj
     children: list[Obj]  # every labelled child of the kinds above
     pods: list[Obj]  # trimmed by autoscaler.kube_view.pod_view
+    adapters: list[str] = field(default_factory=list)  # LoRAAdapters aimed at it: names
+    router_pods: list[Obj] = field(default_factory=list)  # trimmed by pod_view
 
 
 def trimmed(body: Mapping[str, Any], kind: str, api_version: str) -> Obj:
@@ -83,6 +94,22 @@ def service_pods(namespace: str, body: kopf.Body, labels: kopf.Labels, **_: Any)
     return {(namespace, labels[SERVICE_LABEL]): {**view, "engineRefusal": engine_refusal(pod)}}
 
 
+@kopf.index("", "v1", "pods", labels=ROUTER_POD_SELECTOR)
+def router_pods(namespace: str, body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, Obj]:
+    # Their /metrics hold the requests the activator holds (the autoscale step reads it).
+    return {(namespace, labels[ROUTER_LABEL]): pod_view(dict(body))}
+
+
+@kopf.index(GROUP, VERSION, "loraadapters")
+def service_adapters(body: kopf.Body, **_: Any) -> dict[Key, str]:
+    # The router accepts an adapter's served name as `model` (operator/router.py).
+    try:
+        adapter = LoRAAdapter.model_validate(dict(body))
+    except ValidationError:
+        return {}  # the adapter controller reports it
+    return {adapter.service_key(): adapter.served_name()}
+
+
 class Cache:
     def __init__(self) -> None:
         self._indices: Mapping[str, Any] = {}
@@ -92,7 +119,8 @@ class Cache:
         """Takes kopf's indices from a handler's kwargs; True the first time."""
         if self._indices:
             return False
-        self._indices = {name: indices[name] for name in (PARENTS, PODS, *CHILD_INDICES)}
+        wanted = (PARENTS, PODS, ROUTER_PODS, ADAPTERS, *CHILD_INDICES)
+        self._indices = {name: indices[name] for name in wanted}
         return True
 
     def keys(self) -> list[Key]:
@@ -112,4 +140,6 @@ class Cache:
         parent = self.own_writes.service(key, found[0])
         children = [c for index in CHILD_INDICES for c in self._values(index, key)]
         children = self.own_writes.children(key, children)
-        return Snapshot(parent, children, self._values(PODS, key))
+        adapters = sorted(self._values(ADAPTERS, key))
+        pods, routers = self._values(PODS, key), self._values(ROUTER_PODS, key)
+        return Snapshot(parent, children, pods, adapters, routers)

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from infleet.api import InferenceService
+from infleet.api.lora_adapter import LoRAAdapter
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube_versions import OLDEST, KubeVersion, parse_version
 from infleet.operator.policy import load_policy
@@ -27,10 +28,30 @@ def dump_all(objects: Iterable[dict[str, Any]]) -> str:
     return yaml.dump_all(objects, Dumper=_NoAliases, sort_keys=False, width=100)
 
 
+def adapters_of(docs: list[Any], namespace: str, name: str, default_ns: str) -> list[str]:
+    """Served names of the LoRAAdapters among `docs` aimed at InferenceService
+    namespace/name (adapters that do not validate are left out)."""
+    out = []
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "LoRAAdapter":
+            continue
+        meta = doc.get("metadata") or {}
+        doc = {**doc, "metadata": {**meta, "namespace": meta.get("namespace") or default_ns}}
+        try:
+            adapter = LoRAAdapter.model_validate(doc)
+        except ValidationError:
+            continue
+        if adapter.service_key() == (namespace, name):
+            out.append(adapter.served_name())
+    return out
+
+
 def render_documents(text: str, options: RenderOptions, namespace: str) -> list[dict[str, Any]]:
-    """Children of every InferenceService in `text`; ValueError names the bad field."""
+    """Children of every InferenceService in `text` (its router accepting the names of
+    the LoRAAdapters in `text` aimed at it); ValueError names the bad field."""
     out: list[dict[str, Any]] = []
-    for index, doc in enumerate(yaml.safe_load_all(text)):
+    docs = list(yaml.safe_load_all(text))
+    for index, doc in enumerate(docs):
         if not isinstance(doc, dict) or doc.get("kind") != "InferenceService":
             continue
         meta = doc.get("metadata") or {}
@@ -39,7 +60,8 @@ def render_documents(text: str, options: RenderOptions, namespace: str) -> list[
             raise ValueError(f"{label}: metadata.name: Field required")
         doc = {**doc, "metadata": {**meta, "namespace": meta.get("namespace") or namespace}}
         try:
-            out += render_children(InferenceService.model_validate(doc), options)
+            adapters = adapters_of(docs, doc["metadata"]["namespace"], meta["name"], namespace)
+            out += render_children(InferenceService.model_validate(doc), options, adapters)
         except ValidationError as err:
             raise ValueError(f"{label}: {describe(err)}") from err
         except SpecError as err:

@@ -9,16 +9,29 @@ of itself (operator/render.py), so one rendered differently (a new operator vers
 is applied once even where the old object already contains the new fields.
 
 Prune: a live child the spec no longer renders goes, if it is of a kind the operator
-may delete (PRUNABLE: a pool's Deployment, when the pool leaves the spec) and this
-service is its controller; nothing else is touched.
+may delete (PRUNABLE: a pool's Deployment, when the pool leaves the spec; the router's
+children, when the router is turned off) and this service is its controller; nothing
+else is touched.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from infleet.operator.names import SERVICE_LABEL, router_name
+
 Obj = dict[str, Any]
 PRUNABLE = ("Deployment",)
+# The router's children (operator/router.py) go when the router is turned off; other
+# children of these kinds (the engines' Service, ConfigMap, PDB) are always rendered.
+ROUTER_KINDS = (
+    "Service",
+    "ConfigMap",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+)
 
 
 def contains(live: Any, desired: Any) -> bool:
@@ -52,13 +65,20 @@ def controlled_by(obj: Obj, owner_uid: str) -> bool:
     return any(r.get("uid") == owner_uid and r.get("controller") for r in refs)
 
 
+def prunable(obj: Obj) -> bool:
+    if obj["kind"] in PRUNABLE:
+        return True
+    service = (obj["metadata"].get("labels") or {}).get(SERVICE_LABEL)
+    return obj["kind"] in ROUTER_KINDS and obj["metadata"]["name"] == router_name(service or "")
+
+
 def to_prune(desired: list[Obj], live: list[Obj], owner_uid: str) -> list[Obj]:
     """Live children this service controls, of a prunable kind, that it no longer renders."""
     wanted = {_ident(c) for c in desired}
     return [
         obj
         for obj in live
-        if obj["kind"] in PRUNABLE
+        if prunable(obj)
         and _ident(obj) not in wanted
         and controlled_by(obj, owner_uid)
         and not obj["metadata"].get("deletionTimestamp")

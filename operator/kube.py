@@ -90,6 +90,7 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.policy = client.PolicyV1Api(api)
         self.networking = client.NetworkingV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.coordination = client.CoordinationV1Api(api)
         self.version = client.VersionApi(api)
@@ -129,6 +130,9 @@ class Kube:
             "ConfigMap": self.core.patch_namespaced_config_map,
             "PodDisruptionBudget": self.policy.patch_namespaced_pod_disruption_budget,
             "NetworkPolicy": self.networking.patch_namespaced_network_policy,
+            "ServiceAccount": self.core.patch_namespaced_service_account,
+            "Role": self.rbac.patch_namespaced_role,
+            "RoleBinding": self.rbac.patch_namespaced_role_binding,
         }
         if kind in patch:
             return as_json(self.call(patch[kind], name, ns, obj, fenced=True, **kw))
@@ -137,14 +141,21 @@ class Kube:
         fn = self.custom.patch_namespaced_custom_object
         return as_json(self.call(fn, group, version, ns, plural, name, obj, fenced=True, **kw))
 
-    def delete_deployment(self, namespace: str, name: str, uid: str) -> None:
-        """Deletes that Deployment (its pods follow in the background); a newer one of the
-        same name, or none at all, is left alone."""
+    def delete_child(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Deletes that child (a Deployment's pods follow in the background); a newer one
+        of the same name, or none at all, is left alone."""
         body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        delete: dict[str, Callable[..., Any]] = {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "Service": self.core.delete_namespaced_service,
+            "ConfigMap": self.core.delete_namespaced_config_map,
+            "PodDisruptionBudget": self.policy.delete_namespaced_pod_disruption_budget,
+            "ServiceAccount": self.core.delete_namespaced_service_account,
+            "Role": self.rbac.delete_namespaced_role,
+            "RoleBinding": self.rbac.delete_namespaced_role_binding,
+        }
         try:
-            self.call(
-                self.apps.delete_namespaced_deployment, name, namespace, body=body, fenced=True
-            )
+            self.call(delete[kind], name, namespace, body=body, fenced=True)
         except ApiException as err:
             if err.status not in (404, 409):
                 raise

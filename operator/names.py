@@ -13,6 +13,9 @@ SERVICE_LABEL = "infleet.io/inferenceservice"
 POOL_LABEL = "infleet.io/pool"
 CONFIG_HASH = "infleet.io/config-hash"  # on pod templates: a config change rolls the pods
 RENDERED_HASH = "infleet.io/rendered-hash"  # on every child: what the operator last applied
+# On the router's pods instead of SERVICE_LABEL: they are not the service's replicas, so
+# the engines' Service, PDB, NetworkPolicy, status.selector and autoscaler never see them.
+ROUTER_LABEL = "infleet.io/router"
 
 
 def pool_deployment_names(name: str) -> dict[Pool, str]:
@@ -22,6 +25,16 @@ def pool_deployment_names(name: str) -> dict[Pool, str]:
 
 def config_map_name(name: str) -> str:
     return f"{name}-engine"
+
+
+def router_name(name: str) -> str:
+    """The router's Deployment, Service, ConfigMap, PDB and RBAC objects."""
+    return f"{name}-router"
+
+
+def router_labels(name: str) -> dict[str, str]:
+    """Labels on the router's pods; also its Deployment's, Service's and PDB's selector."""
+    return {MANAGED_BY: "infleet", ROUTER_LABEL: name}
 
 
 def autoscaler_state_name(name: str) -> str:

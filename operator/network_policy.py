@@ -6,6 +6,7 @@ Ingress to the engine pods (egress stays open: the model fetch needs its store):
   it off, from the service's own namespace;
 - the same port from Prometheus (scrapes /metrics) and from the operator (its autoscaler
   reads /metrics; LoRA adapters are pushed to the engines);
+- the engine port from the service's router (operator/router.py), when it has one;
 - every port from the service's own pods (replicas of a multi-node group talk to each
   other: NCCL, the engines' own coordination ports).
 Anything else, another tenant's namespace included, is refused where the cluster's network
@@ -16,16 +17,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from infleet.operator.names import child_labels
+from infleet.operator.names import child_labels, router_labels
 from infleet.operator.policy import NetworkSettings, TenantRule
 
 Obj = dict[str, Any]
 ENGINE_PORT = [{"port": "http", "protocol": "TCP"}]
 
 
-def network_policy_spec(name: str, network: NetworkSettings, rule: TenantRule | None) -> Obj:
+def network_policy_spec(
+    name: str, network: NetworkSettings, rule: TenantRule | None, router: bool = False
+) -> Obj:
     own_pods = {"podSelector": {"matchLabels": child_labels(name)}}
     clients = [*network.ingress_from, *(rule.ingress_from if rule else [])]
+    if router:  # the clients' way in: whoever may reach the router reaches the engines
+        clients.append({"podSelector": {"matchLabels": router_labels(name)}})
     if network.same_namespace:
         clients.append({"podSelector": {}})
     ingress = [{"from": [*network.prometheus, *network.operator], "ports": ENGINE_PORT}]

@@ -27,7 +27,7 @@ from infleet.operator.diff import to_apply, to_prune
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
 from infleet.operator.lora_service import prepare as prepare_lora
-from infleet.operator.names import POOLS, pool_deployment_names
+from infleet.operator.names import POOLS, pool_deployment_names, router_name
 from infleet.operator.pod_trouble import engine_refusals, fetch_failures
 from infleet.operator.render import RenderOptions, render_children
 from infleet.operator.replicas import PoolReplicas, plan_replicas
@@ -48,15 +48,29 @@ class Plan:
     problem: Problem | None
 
 
-def plan(body: Obj, options: RenderOptions) -> Plan:
+def plan(body: Obj, options: RenderOptions, adapters: list[str] | None = None) -> Plan:
     """The children to apply, or why none may be touched."""
     try:
         isvc = InferenceService.model_validate(body)
-        return Plan(isvc, render_children(isvc, options), plan_replicas(isvc), None)
+        children = render_children(isvc, options, adapters or [])
+        return Plan(isvc, children, plan_replicas(isvc), None)
     except ValidationError as err:
         return Plan(None, [], None, Problem("InvalidSpec", describe(err)))
     except SpecError as err:
         return Plan(None, [], None, Problem(err.reason, err.located()))
+
+
+def url_service(children: list[Obj], live: dict[tuple[str, str], Obj], name: str) -> str:
+    """The Service status.url names: the router's where the service has one (rendered now,
+    or, with a spec that cannot be rendered, still live), else the engines'."""
+    routed = router_name(name)
+    if children:
+        has_router = any(
+            c["kind"] == "Service" and c["metadata"]["name"] == routed for c in children
+        )
+    else:
+        has_router = ("Service", routed) in live
+    return routed if has_router else name
 
 
 def legacy_ops(meta: Obj) -> list[Obj]:
@@ -95,7 +109,7 @@ def reconcile(
         parent = kube.patch_metadata(*key, ops) or kube.get_inference_service(*key)
     if parent is None or parent["metadata"].get("deletionTimestamp"):
         return Outcome({}, result="deleted", body=parent)  # owner references do the rest
-    p = plan(parent, options)
+    p = plan(parent, options, snap.adapters)
     problem, error, applied = p.problem, None, []
     live = {(c["kind"], c["metadata"]["name"]): c for c in snap.children}
     if p.problem is None:
@@ -108,8 +122,9 @@ def reconcile(
                 applied.append(trimmed(kube.apply(child), child["kind"], child["apiVersion"]))
                 live[(child["kind"], child["metadata"]["name"])] = applied[-1]
             for stale in to_prune(p.children, snap.children, meta["uid"]):
-                what = f"deleting Deployment/{stale['metadata']['name']}"
-                kube.delete_deployment(key[0], stale["metadata"]["name"], stale["metadata"]["uid"])
+                kind, name, uid = stale["kind"], stale["metadata"]["name"], stale["metadata"]["uid"]
+                what = f"deleting {kind}/{name}"
+                kube.delete_child(kind, key[0], name, uid)
                 live.pop((stale["kind"], stale["metadata"]["name"]))
         except ApiException as err:
             if transient(err):
@@ -118,10 +133,12 @@ def reconcile(
             problem = Problem("ApplyFailed", f"{what}: {err.status} {err.reason}")
     names = pool_deployment_names(meta["name"])
     deployments = {pool: live.get(("Deployment", names[pool])) for pool in POOLS}
-    service = live.get(("Service", meta["name"]))
+    url_name = url_service(p.children, live, meta["name"])
+    service = live.get(("Service", url_name))
     scaled = None
     if problem is None and autoscaler is not None and p.isvc is not None:
-        scaled = autoscaler.run(key, p.isvc, snap.pods, deployments, snap.children)
+        routers = snap.router_pods if url_name != meta["name"] else None  # it has a router
+        scaled = autoscaler.run(key, p.isvc, snap.pods, deployments, snap.children, routers)
     if autoscaler is not None and scaled is not None and scaled.state is not None:
         try:
             applied.append(trimmed(kube.apply(scaled.state), "ConfigMap", "v1"))

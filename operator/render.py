@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from infleet.operator.pod import PodInputs, render_pod_template
 from infleet.operator.pod_template import apply_template
 from infleet.operator.policy import NetworkSettings, PlatformPolicy
 from infleet.operator.replicas import PoolReplicas, active_pools, plan_replicas
+from infleet.operator.router import DEFAULT_ROUTER_IMAGE, render_router, router_enabled
 
 SERVICE_PORT = 8000  # one port for every engine kind, so the URL does not depend on it
 
@@ -41,6 +43,7 @@ class RenderOptions:
     kube_version: KubeVersion | None = None  # the API server's; None: the newest
     platform: PlatformPolicy | None = None  # the platform policy; None: no guardrails
     namespace_labels: dict[str, str] | None = None  # the service's namespace's, for the policy
+    router_image: str = DEFAULT_ROUTER_IMAGE  # the operator's own: it ships infleet.router
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,13 @@ class Prepared:
     pod: PodInputs
     guardrails: Guardrails | None
     network: NetworkSettings
+    adapters: tuple[str, ...]  # names of the LoRAAdapters aimed at the service
+    router: bool  # the router is on (operator/router.py)
 
 
-def prepare(isvc: InferenceService, options: RenderOptions) -> Prepared:
+def prepare(
+    isvc: InferenceService, options: RenderOptions, adapters: Iterable[str] = ()
+) -> Prepared:
     spec = isvc.spec
     profile = ENGINES[spec.engine.kind]
     model = resolve_model(spec.model, options.fetcher_image)
@@ -71,7 +78,9 @@ def prepare(isvc: InferenceService, options: RenderOptions) -> Prepared:
         rule = options.platform.rule_for(isvc.namespace, options.namespace_labels)
         guard = Guardrails(options.platform, isvc.namespace, rule)
     network = options.platform.network if options.platform else NetworkSettings()
-    return Prepared(isvc, profile, model, settings, pod, guard, network)
+    names = tuple(sorted(set(adapters)))
+    router = router_enabled(spec, names)
+    return Prepared(isvc, profile, model, settings, pod, guard, network, names, router)
 
 
 def _meta(isvc: InferenceService, name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -155,7 +164,7 @@ def render_network_policy(p: Prepared) -> dict[str, Any]:
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _meta(p.isvc, name, child_labels(name)),
-        "spec": network_policy_spec(name, p.network, rule),
+        "spec": network_policy_spec(name, p.network, rule, router=p.router),
     }
 
 
@@ -194,15 +203,30 @@ def render_monitoring(p: Prepared) -> list[dict[str, Any]]:
     ]
 
 
-def render_children(isvc: InferenceService, options: RenderOptions | None = None) -> list[dict]:
-    """Every child of `isvc`, in apply order. Raises SpecError for a spec it cannot honour."""
-    p = prepare(isvc, options or RenderOptions())
+def render_router_children(p: Prepared, options: RenderOptions) -> list[dict[str, Any]]:
+    def meta(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        return _meta(p.isvc, name, labels)
+
+    served = p.model.served_name
+    return render_router(p.isvc.name, p.isvc.spec, served, p.adapters, options.router_image, meta)
+
+
+def render_children(
+    isvc: InferenceService, options: RenderOptions | None = None, adapters: Iterable[str] = ()
+) -> list[dict]:
+    """Every child of `isvc`, in apply order. Raises SpecError for a spec it cannot honour.
+
+    `adapters`: the names of the LoRAAdapters aimed at it, which its router accepts."""
+    options = options or RenderOptions()
+    p = prepare(isvc, options, adapters)
     children = [render_config_map(p)]
     if p.network.enabled:  # before the pods, so none is ever reachable without it
         children.append(render_network_policy(p))
     children += render_deployments(p, plan_replicas(isvc))
     children += [render_service(p), render_pdb(p)]
-    if (options or RenderOptions()).prometheus_operator:
+    if p.router:
+        children += render_router_children(p, options)
+    if options.prometheus_operator:
         children += render_monitoring(p)
     return [stamped(child) for child in children]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from infleet import __version__
 from infleet.operator.engines import ENGINES
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE
+from infleet.operator.router import DEFAULT_ROUTER_IMAGE
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -55,6 +56,11 @@ def parser() -> argparse.ArgumentParser:
         "--fetcher-image",
         default=DEFAULT_FETCHER_IMAGE,
         help="model fetch init container (args: SOURCE DEST)",
+    )
+    p.add_argument(
+        "--router-image",
+        default=DEFAULT_ROUTER_IMAGE,
+        help="image of the services' routers (`infleet router`): the operator's own",
     )
     p.add_argument(
         "--engine-image", type=_engine_image, action="append", default=[],
@@ -149,6 +155,7 @@ def operator_main(argv: list[str] | None = None) -> int:
         dict(args.engine_image),
         prometheus=PrometheusSource(args.prometheus_url) if args.prometheus_url else None,
         platform=policy,
+        router_image=args.router_image,
         adapter_store=adapter_store,
     )
     if args.metrics_port:

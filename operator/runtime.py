@@ -33,6 +33,7 @@ from infleet.operator.policy import PlatformPolicy
 from infleet.operator.reconcile import reconcile
 from infleet.operator.render import RenderOptions
 from infleet.operator.report import now_rfc3339
+from infleet.operator.router import DEFAULT_ROUTER_IMAGE
 
 log = logging.getLogger(__name__)
 KIND = (SERVICE_KIND, API_VERSION)
@@ -49,11 +50,13 @@ class Runtime:
         engine_images: dict[str, str],
         prometheus: PrometheusSource | None = None,
         platform: PlatformPolicy | None = None,
+        router_image: str = DEFAULT_ROUTER_IMAGE,
         adapter_store: AdapterStore | None = None,
     ) -> None:
         self.elector = Elector(lease, kube.identity, timing, self.lead, self.follow)
         kube.fence = self.elector.fence
         self.kube, self.fetcher_image, self.engine_images = kube, fetcher_image, engine_images
+        self.router_image = router_image
         self.autoscaler = Autoscaler(prometheus, fence=self.elector.fence)
         self.discovery = Discovery(kube)
         self.platform, self.namespaces = platform, NamespaceLabels(kube)
@@ -150,6 +153,7 @@ class Runtime:
             prometheus_operator=self.discovery.prometheus_operator(),
             fetcher_image=self.fetcher_image,
             engine_images=self.engine_images,
+            router_image=self.router_image,
             kube_version=self.discovery.kube_version(),
             platform=self.platform,
             namespace_labels=labels,

@@ -13,6 +13,7 @@ import kopf
 
 from infleet.api import GROUP
 from infleet.operator.cache import CHILD_KINDS, CHILD_SELECTOR
+from infleet.operator.names import MANAGED_BY
 
 WATCH_SERVER_TIMEOUT_S = 300  # the API server ends a watch after this; kopf re-opens it
 # The handlers' label filter (CHILD_SELECTOR) as a server-side selector string.
@@ -39,5 +40,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Filter the child and pod watches on the server: kopf otherwise streams every
     # Deployment, Service, ConfigMap, PDB and Pod of the cluster and drops the ones
     # without our labels.
-    for group, version, plural, _ in (*CHILD_KINDS, ("", "v1", "pods", "Pod")):
+    for group, version, plural, _ in CHILD_KINDS:
         settings.watching.label_selectors[(group, version, plural)] = CHILD_LABEL_SELECTOR
+    # Pods: the engines' and the routers' (which carry ROUTER_LABEL instead of SERVICE_LABEL).
+    settings.watching.label_selectors[("", "v1", "pods")] = f"{MANAGED_BY}=infleet"

@@ -71,6 +71,7 @@ def service_url(name: str, namespace: str, service: Obj | None) -> str | None:
     """The Service's load-balancer (or loopback) address when it has one, else cluster DNS."""
     if service is None:
         return None
+    name = service.get("metadata", {}).get("name") or name  # the router's, when it has one
     for ingress in (service.get("status") or {}).get("loadBalancer", {}).get("ingress") or []:
         host = ingress.get("ip") or ingress.get("hostname")
         if host:

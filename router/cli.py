@@ -44,8 +44,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kube-api", help="API server URL (default: in-cluster, with the service account)"
     )
-    p.add_argument("--kube-token-file", type=Path, help="bearer token for --kube-api")
-    p.add_argument("--kube-ca-file", type=Path, help="CA bundle for an https --kube-api")
+    p.add_argument(
+        "--kube-token-file",
+        type=Path,
+        help="bearer token (default in a pod: the service account's)",
+    )
+    p.add_argument(
+        "--kube-ca-file", type=Path, help="CA bundle (default in a pod: the service account's)"
+    )
     p.add_argument("--spec", type=Path, help="YAML of spec.router: tenant limits, hold queue")
     p.add_argument("--api-keys-file", type=Path, help="YAML tenant -> key hashes (reloaded)")
     p.add_argument("--host", default="0.0.0.0")
@@ -84,7 +90,7 @@ def _discover(args: argparse.Namespace) -> Discover:
     if args.kube_api:
         access = KubeAccess(args.kube_api.rstrip("/"), args.kube_token_file, args.kube_ca_file)
     elif "KUBERNETES_SERVICE_HOST" in os.environ:
-        access = KubeAccess.in_cluster()
+        access = KubeAccess.in_cluster(args.kube_token_file, args.kube_ca_file)
     else:
         raise SystemExit("infleet router: --service outside a pod needs --kube-api URL")
 

@@ -1,4 +1,4 @@
-"""Follow each replica's published state (router/wire.py) into the replica set.
+"""Follow each replica's published state (api/router_wire.py) into the replica set.
 
 One task per replica reads its `/router/events` stream and folds each event in. A gap
 in `seq`, a malformed event or a dropped stream ends the fold: the replica falls back to
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from infleet.router import wire
+from infleet.api import router_wire as wire
 from infleet.router.replicas import ReplicaSet
 
 log = logging.getLogger("infleet.router.follower")

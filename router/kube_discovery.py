@@ -41,10 +41,13 @@ class KubeAccess:
     ca_file: Path | None = None
 
     @classmethod
-    def in_cluster(cls) -> KubeAccess:
+    def in_cluster(cls, token_file: Path | None = None, ca_file: Path | None = None) -> KubeAccess:
+        """The API server of the pod's cluster; the token and CA from the service account's
+        mount unless given (a projected token mounted elsewhere: operator/router.py)."""
         host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
         host = f"[{host}]" if ":" in host else host
-        return cls(f"https://{host}:{port}", SA_DIR / "token", SA_DIR / "ca.crt")
+        token, ca = token_file or SA_DIR / "token", ca_file or SA_DIR / "ca.crt"
+        return cls(f"https://{host}:{port}", token, ca)
 
     def headers(self) -> dict[str, str]:
         if self.token_file is None:

@@ -2,7 +2,7 @@
 
 Fed two ways: from what the router itself sent where (approximate: it assumes a replica
 keeps what it was sent, up to a budget), and, where an engine publishes its cache
-(router/wire.py), from the engine's own stored/evicted keys, which replace the guesses.
+(api/router_wire.py), from the engine's own stored/evicted keys, which replace the guesses.
 
 Bounded: each replica keeps at most `capacity` keys (least recently used go first), set
 from the replica's published KV size when known. A request's keys are recorded last key

@@ -10,8 +10,9 @@ re-sends its history, so turn n+1's keys start with turn n's. Only full chunks g
 The salt is the tenant and the model or adapter name: the engine salts its KV cache the
 same way, so a prefix is only ever shared where the engine would share it.
 
-This module is the one definition of the scheme ("infleet-text-v1" on the wire): stdlib
-only, so the engine can import it when it publishes its cached keys (docs/router.md).
+This module is the one definition of the scheme (named on the wire as
+`infleet.api.router_wire.SCHEME`); the engine never computes keys, it echoes the ones the
+router sends (docs/router.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-SCHEME = "infleet-text-v1"
 CHUNK_BYTES = 256
 KEY_TOKENS = CHUNK_BYTES // 4  # tokens a key stands for: BPE averages ~4 bytes a token
 MAX_KEYS = 256  # prompts beyond 64 KiB route by their first 64 KiB

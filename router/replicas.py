@@ -1,5 +1,5 @@
 """The router's live view of the replicas: what discovery says, what the router itself
-has seen (requests in flight, refusals), and what engines publish (router/wire.py).
+has seen (requests in flight, refusals), and what engines publish (api/router_wire.py).
 
 It turns that into the picker's `Candidate`s. Load comes from the engine's published
 queue while it is fresh, plus the requests this router sent since; without a fresh
@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from infleet.router import wire
+from infleet.api import router_wire as wire
 from infleet.router.picker import Candidate
 from infleet.router.prefix_index import PrefixIndex
 from infleet.router.prefix_keys import KEY_TOKENS
@@ -44,6 +44,10 @@ class Replica:
     published: wire.Load | None = None
     published_at: float = 0.0
     sent_since_published: int = 0
+    # This router's requests that ended since: a load sample taken mid-request (every
+    # 100 ms at most) still counts them, and a conversation's next turn, sent a moment
+    # later, must not see its own previous turn as load on the replica that holds it.
+    finished_since_published: int = 0
     published_adapters: frozenset[str] | None = None
     published_draining: bool = False
     epoch: str = ""
@@ -90,6 +94,8 @@ class ReplicaSet:
                 assert r.published is not None
                 waiting = r.published.waiting + r.sent_since_published
                 running, kv = r.published.running, r.published.kv_usage
+                done = min(r.finished_since_published, waiting + running)
+                waiting, running = max(0, waiting - done), running - max(0, done - waiting)
             else:
                 waiting, running, kv = r.in_flight, 0, None
             adapters = r.published_adapters if r.published_adapters is not None else r.sent_adapters
@@ -135,6 +141,7 @@ class ReplicaSet:
         r = self.replicas.get(name)
         if r is not None and r.in_flight > 0:
             r.in_flight -= 1
+            r.finished_since_published += 1
 
     def refused(self, name: str, keys: Sequence[int], now: float, *, suspend: bool) -> None:
         """`name` turned the request away before any token: it holds nothing new."""
@@ -189,7 +196,7 @@ class ReplicaSet:
         r.published = wire.Load(
             seq=load.seq, waiting=load.waiting, running=load.running, kv_usage=load.kv_usage
         )
-        r.published_at, r.sent_since_published = now, 0
+        r.published_at, r.sent_since_published, r.finished_since_published = now, 0, 0
 
     def _notify(self) -> None:
         self.changed.set()

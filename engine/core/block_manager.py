@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from infleet.engine.core.sequence import Sequence
@@ -56,6 +57,7 @@ class BlockManager:
         # Prefix-cache counters in tokens, like vLLM: queried prompt tokens and hits.
         self.prefix_queries = 0
         self.prefix_hits = 0
+        self.on_evict: Callable[[bytes], None] | None = None  # EngineCore: to the router feed
 
     @property
     def num_free_blocks(self) -> int:
@@ -199,6 +201,8 @@ class BlockManager:
             # Evict: the block's old contents are about to be overwritten.
             if self.cached.get(block.hash) is block:
                 del self.cached[block.hash]
+                if self.on_evict is not None:
+                    self.on_evict(block.hash)
             block.hash, block.parent_hash, block.token_ids = None, b"", ()
         block.ref_count = 1
         return block_id

@@ -138,6 +138,13 @@ class EngineCore:
         self.prompt_tokens_computed = 0
         self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infleet-device")
         self._in_flight: Launched | None = None
+        self._evicted: list[bytes] = []  # cached blocks evicted since the last outputs
+        self.block_manager.on_evict = self._evicted.append
+
+    def _take_evicted(self) -> list[bytes]:
+        evicted = self._evicted[:]
+        self._evicted.clear()
+        return evicted
 
     def ready(self) -> CoreReady:
         config = self.loaded.config
@@ -152,6 +159,7 @@ class EngineCore:
             dtype=str(self.loaded.dtype).removeprefix("torch."),
             attention_backend=self.runner.backend.name,
             eos_token_ids=sorted(self.eos_token_ids),
+            prefix_caching=self.args.enable_prefix_caching,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             q_size=config.num_heads * config.head_dim,
@@ -252,7 +260,7 @@ class EngineCore:
             for seq in list(seqs):
                 deltas.append(self._fail(seq, what))
         self.requests.clear()
-        return CoreOutputs(deltas, self.stats())
+        return CoreOutputs(deltas, self.stats(), self._take_evicted())
 
     def shutdown(self) -> None:
         self.abort(list(self.requests))
@@ -268,7 +276,7 @@ class EngineCore:
         else:
             done = launched
         deltas = self._process(done) if done is not None else []
-        return CoreOutputs(deltas, self.stats())
+        return CoreOutputs(deltas, self.stats(), self._take_evicted())
 
     # host, before the device: schedule, prepare, submit
 

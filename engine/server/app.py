@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.engine.adapters import hooks as adapter_hooks
 from infleet.engine.errors import InvalidRequest, QueueFull
-from infleet.engine.server import auth, errors, tokenize
+from infleet.engine.server import auth, errors, router_feed, tokenize
 from infleet.engine.server.core_client import CoreClient, CoreGone
 from infleet.engine.server.output_processor import RequestOutput
 from infleet.engine.server.prepare import (
@@ -53,6 +53,7 @@ CORE = web.AppKey("core", CoreClient)
 MODEL = web.AppKey("model", ServedModel)
 STATE = web.AppKey("state", ServerState)
 SETTINGS = web.AppKey("settings", ServerSettings)
+FEED = web.AppKey("router_feed", router_feed.RouterFeed)
 
 
 def build_app(
@@ -78,6 +79,7 @@ def build_app(
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app[FEED] = router_feed.install(app, core, model.name, lambda: app[STATE].draining)
     app.router.add_routes(tokenize.routes(lambda r: r.app[MODEL], _json_body))
     return app
 
@@ -176,12 +178,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _respond(request: web.Request, prepared: Prepared) -> web.StreamResponse:
     req, prompts, params, fmt = prepared.req, prepared.prompts, prepared.params, prepared.fmt
     num_prompt_tokens = sum(map(len, prompts))
+    salt = auth.cache_salt(auth.caller(request).name, req.cache_salt)
+    feed = request.app[FEED]
+
+    def track(ids: list[int], out: AsyncIterator[RequestOutput]) -> AsyncIterator[RequestOutput]:
+        return feed.track(request, ids, salt, out)
+
+    # The router's prefix keys header describes one prompt: a list of prompts is not tracked.
     stream = generate_all(
         request.app[CORE],
         prompts,
         params,
+        track if len(prompts) == 1 else None,
         priority=req.priority,
-        cache_salt=auth.cache_salt(auth.caller(request).name, req.cache_salt),
+        cache_salt=salt,
     )
     if request.app[SETTINGS].log_requests:
         log.info(

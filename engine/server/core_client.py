@@ -18,7 +18,7 @@ import collections
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from infleet.engine.errors import QueueFull
@@ -27,6 +27,7 @@ from infleet.engine.messages import (
     CoreOutputs,
     CoreReady,
     CoreRequest,
+    CoreStats,
     FromCore,
     SamplingParams,
     ToCore,
@@ -62,9 +63,10 @@ class CoreClient:
         self.gone = asyncio.Event()
         self.gone_reason = ""
         self._ready = asyncio.Event()
+        self.on_evicted: Callable[[list[bytes]], None] | None = None  # the router feed
         self._streams: dict[str, asyncio.Queue[RequestOutput]] = {}
-        self._waiting = 0  # the core's queue at its last step
-        self._sent_since_stats = 0  # requests sent after that step's stats
+        self._sent = 0  # requests sent so far
+        self.stats = CoreStats()  # the core's, as of its latest step
         self._finish_times: collections.deque[float] = collections.deque(maxlen=512)
 
     async def start(self) -> CoreReady:
@@ -87,7 +89,8 @@ class CoreClient:
         return self.ready is not None and not self.gone.is_set()
 
     def num_waiting(self) -> int:
-        return self._waiting + self._sent_since_stats
+        """Requests queued in the core at its latest step, plus those still on their way."""
+        return self.stats.waiting + self._sent - self.stats.requests_received_total
 
     def retry_after(self, waiting: int) -> int:
         """Seconds until the queue has likely drained enough, from the recent finish rate."""
@@ -119,7 +122,7 @@ class CoreClient:
         stream: asyncio.Queue[RequestOutput] = asyncio.Queue()
         self._streams[request_id] = stream
         self.output.add(request_id, prompt_token_ids, params, now)
-        self._sent_since_stats += 1
+        self._sent += 1
         self.transport.send(
             CoreRequest(request_id, prompt_token_ids, params, priority, cache_salt, now)
         )
@@ -152,7 +155,9 @@ class CoreClient:
             self.output = OutputProcessor(self.tokenizer, self.metrics)
             self._ready.set()
         elif isinstance(message, CoreOutputs) and self.output is not None:
-            self._waiting, self._sent_since_stats = message.stats.waiting, 0
+            self.stats = message.stats
+            if message.evicted and self.on_evicted is not None:
+                self.on_evicted(message.evicted)
             outputs, to_abort = self.output.process(message)
             for request_id, index in to_abort:
                 self.transport.send(Abort([request_id], index=index))

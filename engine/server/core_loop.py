@@ -37,6 +37,7 @@ def run_core_loop(
     """Serve until a Shutdown arrives (the API side's, or the transport's at end of input)."""
     emit(core.ready())
     last_stats: CoreStats | None = None
+    received = 0  # CoreRequests taken in, reported in every CoreStats
     while True:
         commands = [inbox.get()] if not core.has_unfinished() else []
         while True:
@@ -52,6 +53,7 @@ def run_core_loop(
             if isinstance(cmd, Abort):
                 core.abort(cmd.request_ids, index=cmd.index)
             elif isinstance(cmd, CoreRequest):
+                received += 1
                 rejected += _add(core, cmd)
         if core.has_unfinished():
             try:
@@ -63,8 +65,9 @@ def run_core_loop(
             out.deltas[:0] = rejected
         else:
             out = CoreOutputs(rejected, core.stats())  # aborts may have freed blocks
-            if not rejected and out.stats == last_stats:
-                continue
+        out.stats.requests_received_total = received
+        if not out.deltas and out.stats == last_stats:
+            continue  # idle, and nothing changed since the last message
         last_stats = out.stats
         emit(out)
 

@@ -33,6 +33,10 @@ class ServedModel:
     vocab_size: int  # the model's: prompt ids must be below it
     tokenizer: Tokenizer
     generation_defaults: dict[str, float | int] = field(default_factory=dict)
+    # The core's KV pool and batch (CoreReady); 0: no limit known here.
+    num_blocks: int = 0
+    block_size: int = 16
+    max_num_seqs: int = 0
     texts: TokenTexts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,8 +72,12 @@ def _default_max_tokens(model: ServedModel, num_prompt_tokens: int, fallback: in
     return fallback if fallback is not None else room
 
 
-def check_prompt(model: ServedModel, ids: list[int], max_tokens: int) -> None:
-    """Raise InvalidRequest (400) for a prompt no engine step could serve."""
+def check_prompt(model: ServedModel, ids: list[int], max_tokens: int, num_choices: int) -> None:
+    """Raise InvalidRequest (400) for a request the core could never serve.
+
+    The core checks the same limits (EngineCore.validate) and would end such a request
+    with an error; checked here, before it is sent, the client gets a 400 naming the limit.
+    """
     n = len(ids)
     if n == 0:
         raise InvalidRequest("the prompt is empty", "prompt")
@@ -83,6 +91,17 @@ def check_prompt(model: ServedModel, ids: list[int], max_tokens: int) -> None:
     if min(ids) < 0 or max(ids) >= model.vocab_size:
         raise InvalidRequest(
             f"the prompt has token ids outside the vocabulary [0, {model.vocab_size})", "prompt"
+        )
+    blocks = -(-(n + max_tokens) // model.block_size)
+    if model.num_blocks and blocks > model.num_blocks:
+        raise InvalidRequest(
+            f"the request needs {blocks} KV cache blocks ({n} prompt + {max_tokens} "
+            f"completion tokens) and the KV cache has {model.num_blocks}",
+            "max_tokens",
+        )
+    if model.max_num_seqs and num_choices > model.max_num_seqs:
+        raise InvalidRequest(
+            f"n is {num_choices}; this engine runs at most {model.max_num_seqs} sequences", "n"
         )
 
 
@@ -110,7 +129,7 @@ def prepare_completion(model: ServedModel, body: bytes) -> Prepared:
     longest = max(map(len, prompts))
     max_tokens = req.max_tokens or _default_max_tokens(model, longest, 16)
     for ids in prompts:  # all of them before any is submitted
-        check_prompt(model, ids, max_tokens)
+        check_prompt(model, ids, max_tokens, req.n)
     params = req.sampling_params(
         max_tokens, req.logprobs, model.generation_defaults, structured_spec(req)
     )
@@ -133,7 +152,7 @@ def prepare_chat(model: ServedModel, body: bytes) -> Prepared:
     max_tokens = (
         req.max_completion_tokens or req.max_tokens or _default_max_tokens(model, len(ids), None)
     )
-    check_prompt(model, ids, max_tokens)
+    check_prompt(model, ids, max_tokens, req.n)
     params = req.sampling_params(
         max_tokens,
         req.logprobs_count(),

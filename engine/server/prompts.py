@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from infleet.engine.errors import InvalidRequest, QueueFull
@@ -48,17 +48,26 @@ def prompt_list(prompt: Any) -> list[str | list[int]]:
     )
 
 
+Track = Callable[[list[int], AsyncIterator[RequestOutput]], AsyncIterator[RequestOutput]]
+
+
 def generate_all(
-    core: CoreClient, prompts: list[list[int]], params: SamplingParams, **kw: Any
+    core: CoreClient,
+    prompts: list[list[int]],
+    params: SamplingParams,
+    track: Track | None = None,
+    **kw: Any,
 ) -> AsyncIterator[tuple[int, RequestOutput]]:
     """CoreClient.generate over several prompts, as (choice index, output) pairs; raises
     QueueFull/CoreGone at once, before any prompt is submitted. The prompts were checked
-    (prepare.py) before this."""
+    (prepare.py) before this. `track` wraps each prompt's stream (the router feed's)."""
     if len(prompts) > 1:
         waiting = core.num_waiting()
         if waiting + len(prompts) > core.max_queue:
             raise QueueFull(waiting, core.retry_after(waiting))
     streams = [core.generate(uuid.uuid4().hex, ids, params, **kw) for ids in prompts]
+    if track is not None:
+        streams = [track(ids, s) for ids, s in zip(prompts, streams, strict=True)]
     return _merge(streams, params.n)
 
 

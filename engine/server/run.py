@@ -99,6 +99,9 @@ async def serve(
         ready.vocab_size,
         tokenizer,
         read_generation_defaults(args.model, args.generation_config),
+        num_blocks=ready.num_blocks,
+        block_size=ready.block_size,
+        max_num_seqs=args.max_num_seqs,
     )
     settings = ServerSettings(args.max_request_body_size, not args.disable_log_requests)
     state = ServerState()

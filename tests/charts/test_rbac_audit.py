@@ -78,9 +78,8 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
     plane.kubectl("create", "namespace", "team-a")
     plane.kubectl("create", "namespace", "team-b")
     lora = {"lora": {"maxAdapters": 2, "allowedNamespaces": ["team-b"]}}
-    sample = body(
-        "chat", "team-a", capacity={"spot": {"enabled": True, "preset": "gke"}}, engine=lora
-    )
+    spot = {"spot": {"enabled": True, "preset": "gke"}}
+    sample = body("chat", "team-a", capacity=spot, engine=lora, router={"enabled": True})
     artifacts = artifact_server()
     proc = subprocess.Popen(
         [sys.executable, "-m", "infleet", "operator", "--all-namespaces",
@@ -100,7 +99,8 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
                       "-p", '{"spec": {"scaling": {"maxReplicas": 6}}}')  # fmt: skip
         plane.wait_for(lambda: observed_generation(plane) == 2, timeout=60, what="update reconcile")
         plane.kubectl("patch", "inferenceservice", "chat", "-n", "team-a", "--type=merge",
-                      "-p", '{"spec": {"capacity": {"spot": {"enabled": false}}}}')  # fmt: skip
+                      "-p", '{"spec": {"capacity": {"spot": {"enabled": false}}, '
+                      '"router": {"enabled": false}}}')  # fmt: skip
         plane.wait_for(
             lambda: not plane.kubectl("get", "deployment", "chat-spot", "-n", "team-a", check=False)
             .stdout, timeout=60, what="the spot pool's Deployment pruned",
@@ -114,6 +114,8 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
     assert ("infleet.io", "inferenceservices/status", "patch") in made  # the operator did run
     assert ("coordination.k8s.io", "leases", "update") in made  # and led
     assert ("apps", "deployments", "delete") in made  # and pruned
+    assert ("rbac.authorization.k8s.io", "roles", "create") in made  # and ran a router
+    assert ("rbac.authorization.k8s.io", "rolebindings", "delete") in made  # then pruned it
     assert ("infleet.io", "loraadapters/status", "patch") in made  # and onboarded
     assert ("", "secrets", "get") in made and ("", "secrets", "create") in made
 

@@ -30,6 +30,7 @@ def manifest(ns: str, *, env: list[dict[str, str]] | None = None, **spec: Any) -
         "model": {"uri": "builtin:smollm2-135m-instruct"},
         "resources": {"gpus": GPUS, "cpu": "1", "memory": "2Gi"},
         "scaling": {"minReplicas": 1, "maxReplicas": 3},
+        "router": {"enabled": False},  # clients straight to the engines (test_router.py: on)
         "capacity": {
             "dedicated": {"min": 0 if spot else 1},
             "spot": {"enabled": True, "max": 3, "preset": SPOT_PRESET}
@@ -106,7 +107,9 @@ def test_apply_becomes_ready_and_answers(cluster: Cluster, namespace: str) -> No
     assert f"{NAME}-dedicated" in deployments
     assert set(deployments) <= {f"{NAME}-dedicated", f"{NAME}-spot"}
     assert [n for n, _ in children["services"]] == [NAME]
-    assert [n for n, _ in children["configmaps"]] == [f"{NAME}-engine"]
+    # The engine's flags, and the autoscaler's saved state once it has decided.
+    configmaps = {n for n, _ in children["configmaps"]}
+    assert f"{NAME}-engine" in configmaps <= {f"{NAME}-engine", f"{NAME}-autoscaler"}
 
 
 def test_invalid_specs_are_rejected_with_the_rule(cluster: Cluster, namespace: str) -> None:

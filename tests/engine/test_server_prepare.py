@@ -12,7 +12,7 @@ from infleet.engine.tokenizer import Tokenizer
 from tests.engine.tiny_models import CHAT_TEMPLATE, build_tokenizer
 
 
-def served(defaults=None, max_model_len=256) -> ServedModel:
+def served(defaults=None, max_model_len=256, num_blocks=16) -> ServedModel:
     tok = Tokenizer(
         build_tokenizer(),
         bos_token="<s>",
@@ -20,7 +20,16 @@ def served(defaults=None, max_model_len=256) -> ServedModel:
         eos_token_ids=set(),
         chat_template=CHAT_TEMPLATE,
     )
-    return ServedModel("tiny", "/models/tiny", max_model_len, 512, tok, defaults or {})
+    return ServedModel(
+        "tiny",
+        "/models/tiny",
+        max_model_len,
+        512,
+        tok,
+        defaults or {},
+        num_blocks=num_blocks,
+        max_num_seqs=4,
+    )
 
 
 def body(**fields) -> bytes:
@@ -91,3 +100,10 @@ def test_bad_bodies_are_400s_naming_the_field():
     with pytest.raises(InvalidRequest) as bad:
         prepare_completion(model, body(prompt=[1, 2], max_tokens=255))
     assert bad.value.param == "max_tokens" and "257 in total" in str(bad.value)
+    with pytest.raises(InvalidRequest) as bad:  # fits the context, never a 10-block pool
+        prepare_completion(served(num_blocks=10), body(prompt=[1, 2], max_tokens=200))
+    assert bad.value.param == "max_tokens"
+    assert "needs 13 KV cache blocks" in str(bad.value) and "the KV cache has 10" in str(bad.value)
+    with pytest.raises(InvalidRequest) as bad:
+        prepare_completion(model, body(prompt=[1, 2], n=5))
+    assert bad.value.param == "n"

@@ -250,6 +250,51 @@ def test_logs_follow_ends_with_the_container(plane: RunningPlane) -> None:
     assert out.stdout.split() == ["one", "two"] and time.monotonic() - start < 10
 
 
+# Reads the projected token, CA and namespace, then calls the API server with them.
+IN_CLUSTER_CLIENT = """
+import json, os, ssl, sys, urllib.request
+token, ca, ns = (open(p).read() for p in sys.argv[1:4])
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+url = f"https://{host}:{port}/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt"
+request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
+with urllib.request.urlopen(request, context=ssl.create_default_context(cadata=ca)) as r:
+    body = json.load(r)
+print("answered", r.status, body["data"]["ca.crt"] == ca, flush=True)
+"""
+
+
+def test_a_projected_service_account_token_reaches_the_api_server(plane: RunningPlane) -> None:
+    """As a pod that projects its token (the router's discovery): the root CA publisher's
+    `kube-root-ca.crt`, the token and the namespace, mounted where the args say."""
+    mount = "/var/run/secrets/infleet/kube-api"
+    sources = [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+    ]  # fmt: skip
+    container = {
+        "name": "client",
+        "image": "ignored:latest",
+        "command": ["python", "-c", IN_CLUSTER_CLIENT],
+        "args": [f"{mount}/token", f"{mount}/ca.crt", f"{mount}/namespace"],
+        "volumeMounts": [{"name": "kube-api", "mountPath": mount, "readOnly": True}],
+    }
+    plane.apply(
+        pod("in-cluster", NS, container, restartPolicy="Never",
+            automountServiceAccountToken=False,
+            volumes=[{"name": "kube-api", "projected": {"sources": sources}}])
+    )  # fmt: skip
+    plane.wait_for(
+        lambda: plane.get("pod", "in-cluster", "-n", NS)["status"].get("phase") == "Succeeded",
+        what="the in-cluster client to finish",
+    )
+    assert "answered 200 True" in plane.kubectl("logs", "in-cluster", "-n", NS).stdout
+    # Every namespace has the CA, and a deleted copy comes back.
+    plane.kubectl("delete", "configmap", "kube-root-ca.crt", "-n", NS)
+    plane.wait_for(lambda: plane.get("configmap", "kube-root-ca.crt", "-n", NS), what="the CA back")
+
+
 def test_an_engine_refusal_becomes_the_terminated_message(plane: RunningPlane, tmp_path) -> None:
     """The real `infleet serve` given an architecture it does not run: exit code 2 and its
     one line in the container's terminated state (what the operator's Degraded reads)."""

@@ -57,6 +57,9 @@ def snapshot(api_client: Any, namespace: str, name: str) -> Snapshot:
         "ConfigMap": core.list_namespaced_config_map,
         "PodDisruptionBudget": client.PolicyV1Api(api_client).list_namespaced_pod_disruption_budget,
         "NetworkPolicy": client.NetworkingV1Api(api_client).list_namespaced_network_policy,
+        "ServiceAccount": core.list_namespaced_service_account,
+        "Role": client.RbacAuthorizationV1Api(api_client).list_namespaced_role,
+        "RoleBinding": client.RbacAuthorizationV1Api(api_client).list_namespaced_role_binding,
     }
     children = []
     for group, version, _, kind in CHILD_KINDS:

@@ -37,7 +37,9 @@ def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def body(name: str = "chat", namespace: str = "team-a", **spec: Any) -> dict[str, Any]:
-    spec = merge({"model": {"uri": MODELS["infleet"]}}, spec)
+    """A service; its router off unless `router` says otherwise (the engines' children are
+    what most tests look at; tests/operator/test_router_render.py turns it on)."""
+    spec = merge({"model": {"uri": MODELS["infleet"]}, "router": {"enabled": False}}, spec)
     return {
         "apiVersion": "infleet.io/v1alpha1",
         "kind": "InferenceService",

@@ -30,8 +30,10 @@ def test_every_example_renders_to_valid_objects():
     docs = [yaml.safe_load(p.read_text()) for p in examples]
     spot = sum(1 for d in docs if d["spec"].get("capacity", {}).get("spot", {}).get("enabled"))
     # ConfigMap, NetworkPolicy, Service, PDB and a dedicated Deployment each; a spot one
-    # where spot is on
-    assert len(objects) == 5 * len(examples) + spot
+    # where spot is on; the router's 7 (operator/router.py) where it is on
+    routed = sum(1 for d in docs if d["spec"]["scaling"]["maxReplicas"] > 1)
+    assert routed == len(examples)  # by default: each allows more than one replica
+    assert len(objects) == 5 * len(examples) + spot + 7 * routed
     for obj in objects:
         kubernetes_validate.validate(obj, "1.32", strict=True)
         assert "ownerReferences" not in obj["metadata"]  # no live owner at review time

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from infleet.router import wire
+from infleet.api import router_wire as wire
 
 
 @dataclass

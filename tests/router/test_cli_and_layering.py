@@ -12,8 +12,8 @@ from tests.router.processes import INFLEET
 
 FORBIDDEN = ["torch", "kopf", "kubernetes", "transformers", "infleet.engine",
              "infleet.operator", "infleet.autoscaler", "infleet.localplane"]  # fmt: skip
-# Modules the engine will import to publish its state and read the same keys file.
-LEAVES = ["infleet.router.wire", "infleet.api.tenants", "infleet.router.prefix_keys"]
+# Modules the engine shares: the keys file and the wire format (api/), the prefix keys.
+LEAVES = ["infleet.api.tenants", "infleet.api.router_wire", "infleet.router.prefix_keys"]
 
 
 def import_blocked(modules: list[str], blocked: list[str]) -> subprocess.CompletedProcess[str]:

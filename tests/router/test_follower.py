@@ -1,4 +1,4 @@
-"""Published replica state (router/wire.py) steers the router: cached keys, load, adapters,
+"""Published replica state (api/router_wire.py) steers the router: cached keys, load, adapters,
 draining; a gap in the stream makes the follower resync. One fake engine publishes, the
 other does not (404), as an older engine or vLLM would."""
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from infleet.api import router_wire as wire
 from infleet.api.tenants import DEFAULT_TENANT
-from infleet.router import wire
 from infleet.router.config import RouterConfig
 from infleet.router.picker import rendezvous
 from infleet.router.prefix_keys import canonical_prompt, prefix_keys, salt_of, to_hex

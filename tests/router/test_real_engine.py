@@ -107,8 +107,9 @@ def test_multi_turn_conversations_return_to_their_prefix(fleet: Fleet):
 
 def test_sigterm_on_a_replica_fails_no_request(fleet: Fleet):
     """A spot notice in effect: one engine drains mid-traffic (its stream in flight
-    finishes), refuses new work with 503 `draining`, then exits; the router retries what
-    it refuses on the other engine, and no request fails."""
+    finishes), publishes `draining` and refuses new work with 503 `draining`, then exits;
+    the router sends new work to the other engine (retrying any refusal), and no request
+    fails."""
     draining = fleet.engines[0]
     in_flight = fleet.client(draining.url).completions.create(
         model=fleet.model, prompt="A long story:", max_tokens=150, temperature=0, stream=True
@@ -128,6 +129,5 @@ def test_sigterm_on_a_replica_fails_no_request(fleet: Fleet):
     rest = list(in_flight)
     assert first.choices and rest[-1].choices[0].finish_reason == "length"
     assert draining.proc.wait(30) == 0  # it drained and exited cleanly
-    metrics = httpx.get(fleet.router.url + "/metrics").text
-    retried = re.findall(r'^infleet:router_retries_total\{reason="\w+"\} (\S+)$', metrics, re.M)
-    assert sum(float(v) for v in retried) >= 1
+    # How the router learned of the drain varies: the engine's `draining` event
+    # (engine/server/router_feed.py), its /health poll, or a 503 `draining` retried.

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infleet.api import router_wire as wire
 from infleet.api.router import RouterSpec
 from infleet.api.tenants import KeysFile, KeysFileError, bearer_token, hash_key, parse_keys
-from infleet.router import wire
 from infleet.router.limits import TenantLimiter
 from infleet.router.prefix_index import PrefixIndex
 from infleet.router.prefix_keys import CHUNK_BYTES, canonical_prompt, prefix_keys, salt_of
+from infleet.router.replicas import Endpoint, ReplicaSet
 
 SYSTEM = "x" * (3 * CHUNK_BYTES)
 
@@ -77,6 +78,23 @@ def test_index_matches_leading_keys_and_stays_bounded():
     assert index.matched("a", [5, 6]) == 2 and index.matched("a", [7]) == 0
     index.forget("a")
     assert len(index) == 0
+
+
+def test_published_load_less_this_routers_requests_that_ended_since():
+    replicas = ReplicaSet()
+    replicas.sync([Endpoint("a", "http://a"), Endpoint("b", "http://b")])
+    replicas.started("a", [1], None)
+    snap = wire.Snapshot(seq=0, epoch="e", model="m", waiting=1, running=0, kv_usage=0.1,
+                         kv_capacity_tokens=4096)  # fmt: skip
+    replicas.apply("a", snap, now=0.0)  # sampled while the request queued
+    (a, _) = replicas.candidates([1], None, now=0.05)
+    assert (a.waiting, a.running) == (1, 0)
+    replicas.finished("a")  # it ended before the next 100 ms sample
+    (a, _) = replicas.candidates([1], None, now=0.06)
+    assert (a.waiting, a.running) == (0, 0)  # the next turn is not deterred by its own past
+    replicas.apply("a", wire.Load(seq=1, waiting=2, running=3, kv_usage=0.2), now=0.1)
+    (a, _) = replicas.candidates([1], None, now=0.11)
+    assert (a.waiting, a.running) == (2, 3)  # a fresh sample stands as published
 
 
 def test_wire_events_round_trip_and_bad_ones_are_named():

@@ -15,8 +15,8 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [infleet.io]
   resources: [inferenceservices/status]
   verbs: [patch]
-# LoRAAdapters: watched and indexed (the adapter controller), read when one is deleted
-# meanwhile; their status (Ready, loadedReplicas, checksum) is all the operator writes.
+# LoRAAdapters: watched and indexed (the adapter controller; their names are what a
+# service's router accepts), read when one is deleted meanwhile; their status (Ready, loadedReplicas, checksum) is all the operator writes.
 - apiGroups: [infleet.io]
   resources: [loraadapters]
   verbs: [get, list, watch]
@@ -31,19 +31,26 @@ children, client calls) and fails on a missing or a spare permission.
   verbs: [get, create]
 # Children: server-side applied under one field manager (apply creates a missing object, so
 # create too); watched so that a hand edit is put back. Owner references delete them with
-# their InferenceService; a pool's Deployment is deleted when the pool leaves the spec.
+# their InferenceService; a pool's Deployment is deleted when the pool leaves the spec, the
+# router's children when the router is turned off.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
-  resources: [services]
-  verbs: [list, watch, create, patch]
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [list, watch, create, patch]
+  resources: [services, configmaps, serviceaccounts]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
+# The router's Role (read its EndpointSlices) and RoleBinding (to its ServiceAccount).
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [list, watch, create, patch, delete]
+# Never used by the operator itself: RBAC lets it create the router's Role only with
+# permissions it holds (escalation prevention), so it holds them.
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
 # Each service's NetworkPolicy: its engines admit only what the platform policy names.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]

@@ -8,13 +8,15 @@ Two HTTP endpoints on the engine (docs/router.md has the prose and examples):
   `seq`. A follower that sees a gap in `seq`, or a new `epoch` (the engine restarted,
   its cache empty), reconnects and starts again from a snapshot.
 
-Prefix keys are router/prefix_keys.py's ("infleet-text-v1"), 16 hex digits each: the
+Prefix keys are router/prefix_keys.py's (SCHEME, "infleet-text-v1"), 16 hex digits each: the
 router sends a request's keys to the replica in the `x-infleet-prefix-keys` header, and
 the engine reports them stored once that request's prompt is in its KV cache and evicted
 when the blocks under them go (key i of n lies in prompt block ceil((i+1)·B/n)-1 of B:
 proportional, which keeps the chain order that matters).
 
-Pydantic only, no other infleet import: the engine side builds these same models.
+Pydantic only, no other infleet import: the engine (engine/server/router_feed.py) builds
+these same models and the router (router/follower.py) parses them, so it lives in `api/`,
+which both may import.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from infleet.router.prefix_keys import SCHEME
-
 VERSION = 1
+SCHEME = "infleet-text-v1"  # how prompts become keys: router/prefix_keys.py
 STATE_PATH = "/router/state"
 EVENTS_PATH = "/router/events"
 PREFIX_KEYS_HEADER = "x-infleet-prefix-keys"

@@ -1,0 +1,212 @@
+"""The router in front of a service's replicas (docs/router.md): pure render functions.
+
+When on, a service gets, besides its engines' children: a ServiceAccount, a Role that may
+read EndpointSlices (the router's discovery; nothing else) and its RoleBinding, a
+ConfigMap with `spec.router`, a Deployment of two router replicas (`infleet router
+--service NAME`, from the operator's own image, which ships `infleet.router`), a Service
+in front of them and a PDB. `status.url` then names the router's Service; the engines'
+Service stays, for the router and for anyone who wants a replica directly.
+
+Router pods carry ROUTER_LABEL, not SERVICE_LABEL: selectors of the engines (their
+Service, PDB, NetworkPolicy, status.selector, the autoscaler's pod index) never match them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import yaml
+
+from infleet import __version__
+from infleet.api import InferenceServiceSpec
+from infleet.operator.names import CONFIG_HASH, child_labels, router_labels, router_name
+from infleet.operator.pod_security import container_security_context
+
+Obj = dict[str, Any]
+Meta = Callable[[str, dict[str, str]], Obj]  # (name, labels) -> metadata with owner reference
+DEFAULT_ROUTER_IMAGE = f"ghcr.io/infleet/infleet-operator:{__version__}"  # it ships router/
+ROUTER_PORT = 8000  # the engines' Service port too: the URL's port never depends on the router
+ROUTER_REPLICAS = 2  # one per node (spread below), so losing a node never loses routing
+SPEC_DIR = "/etc/infleet/router"
+# Discovery's credentials, projected explicitly rather than automounted: the token works
+# where a platform turns automounting off, and it is read where the flags say.
+KUBE_API_DIR = "/var/run/secrets/infleet/kube-api"
+TOKEN_SECONDS = 3600  # the kubelet rotates it at 80 %; the router re-reads it each request
+# The router finishes requests in flight for this long after SIGTERM (its /health turns 503
+# at once); the kubelet waits a little longer before SIGKILL.
+GRACE_SECONDS = 30
+KILL_MARGIN_SECONDS = 10
+RUN_AS_USER = 65532  # images/Dockerfile: the infleet images' user
+# Measured in docs/benchmarks.md#router-overhead: ~0.3 ms of CPU per request; a core
+# routes ~3,000 requests/s, far past what a few replicas of an LLM serve.
+RESOURCES = {
+    "requests": {"cpu": "250m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+KUBE_API_SOURCES = [
+    {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+]
+
+
+def router_enabled(spec: InferenceServiceSpec, adapters: Iterable[str] = ()) -> bool:
+    """spec.router.enabled, or unset: on where routing pays, with more than one replica
+    allowed (prefix and load) or with LoRA adapters (adapter affinity)."""
+    if spec.router.enabled is not None:
+        return spec.router.enabled
+    return spec.scaling.max_replicas > 1 or spec.engine.lora.max_adapters > 0 or any(adapters)
+
+
+def router_args(name: str, served_name: str, adapters: Iterable[str]) -> list[str]:
+    args = ["router", f"--model={served_name}", f"--service={name}", "--port-name=http"]
+    args += ["--host=$(POD_IP)"]  # as the engines: the pod's address, whatever the network
+    args += [f"--spec={SPEC_DIR}/router.yaml", f"--port={ROUTER_PORT}"]
+    args += [f"--shutdown-grace-seconds={GRACE_SECONDS}"]
+    args += [f"--kube-token-file={KUBE_API_DIR}/token", f"--kube-ca-file={KUBE_API_DIR}/ca.crt"]
+    return args + [f"--adapter={a}" for a in sorted(set(adapters))]
+
+
+def render_router(
+    name: str,
+    spec: InferenceServiceSpec,
+    served_name: str,
+    adapters: Iterable[str],
+    image: str,
+    meta: Meta,
+) -> list[Obj]:
+    """The router's children, in apply order (its RBAC before the pods that use it)."""
+    own = child_labels(name)  # on each child, so the operator watches and prunes them
+    rname, pods = router_name(name), router_labels(name)
+    config = yaml.safe_dump(spec.router.to_wire(), sort_keys=False)
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(rname, own)}
+    # Discovery reads its own service's EndpointSlices: get, list, watch in this namespace.
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta(rname, own),
+        "rules": [
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["get", "list", "watch"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta(rname, own),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": rname},
+        "subjects": [{"kind": "ServiceAccount", "name": rname}],
+    }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(rname, own),
+        "data": {"router.yaml": config},
+    }
+    template = _pod_template(name, served_name, adapters, image, config)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(rname, own),
+        "spec": {
+            "replicas": ROUTER_REPLICAS,
+            "selector": {"matchLabels": pods},
+            "template": template,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "revisionHistoryLimit": 3,
+        },
+    }
+    port = {"name": "http", "port": ROUTER_PORT, "targetPort": "http", "protocol": "TCP"}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(rname, own),
+        "spec": {"selector": pods, "ports": [port]},
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(rname, own),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": pods},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+    return [account, role, binding, config_map, deployment, service, pdb]
+
+
+def _pod_template(
+    name: str, served_name: str, adapters: Iterable[str], image: str, config: str
+) -> Obj:
+    pods = router_labels(name)
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 2}
+    container = {
+        "name": "router",
+        "image": image,
+        "command": ["infleet"],
+        "args": router_args(name, served_name, adapters),
+        "env": [
+            *(
+                {"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+                for var, path in (
+                    ("POD_IP", "status.podIP"),
+                    ("POD_NAMESPACE", "metadata.namespace"),
+                )
+            ),
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+        "resources": RESOURCES,
+        "volumeMounts": [
+            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+            {"name": "kube-api", "mountPath": KUBE_API_DIR, "readOnly": True},
+        ],
+        "readinessProbe": {**probe, "periodSeconds": 2, "failureThreshold": 2},
+        # Draining answers 503 too: only a router stuck for a minute is restarted.
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
+        "securityContext": {
+            **container_security_context(),
+            "readOnlyRootFilesystem": True,  # the router writes nothing
+        },
+    }
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": pods},
+            "matchLabelKeys": ["pod-template-hash"],
+        }
+    ]
+    spec_hash = hashlib.sha256(config.encode()).hexdigest()[:16]
+    return {
+        # The spec is read at start: a changed spec rolls the routers.
+        "metadata": {"labels": pods, "annotations": {CONFIG_HASH: spec_hash}},
+        "spec": {
+            "serviceAccountName": router_name(name),  # EndpointSlices: discovery's token
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUN_AS_USER,
+                "runAsGroup": RUN_AS_USER,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "terminationGracePeriodSeconds": GRACE_SECONDS + KILL_MARGIN_SECONDS,
+            "containers": [container],
+            "automountServiceAccountToken": False,  # projected below, where args say
+            "volumes": [
+                {"name": "spec", "configMap": {"name": router_name(name)}},
+                {"name": "kube-api", "projected": {"sources": KUBE_API_SOURCES}},
+            ],
+            "topologySpreadConstraints": spread,
+        },
+    }

@@ -1,0 +1,211 @@
+"""The router the operator renders in front of a service (operator/router.py)."""
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from infleet.api.router import RouterSpec
+from infleet.operator.cli import render_documents
+from infleet.operator.names import SERVICE_LABEL
+from infleet.operator.reconcile import url_service
+from infleet.operator.render import RenderOptions, render_children
+from infleet.operator.status import compute_status
+from tests.operator import samples
+from tests.operator.pod_security_standard import violations
+from tests.operator.samples import body, merge
+from tests.operator.test_render import SUPPORTED
+
+ROUTER_KINDS = [
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+]
+
+
+def isvc(**spec):
+    """A service with spec.router.enabled unset: the default rule decides."""
+    return samples.isvc(**merge({"router": {"enabled": None}}, spec))
+
+
+def engine_isvc(kind, mix):
+    return samples.engine_isvc(kind, mix, router={"enabled": None})
+
+
+def routers(children):
+    """The router's children, by kind."""
+    return {c["kind"]: c for c in children if c["metadata"]["name"].endswith("-router")}
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize(
+    ("spec", "adapters", "on"),
+    [
+        ({"scaling": {"maxReplicas": 1}}, [], False),
+        ({"scaling": {"maxReplicas": 2}}, [], True),
+        ({}, [], True),  # maxReplicas defaults to 4
+        (
+            {
+                "scaling": {"maxReplicas": 1},
+                "model": {"uri": "hf://org/model"},
+                "engine": {"kind": "vllm", "lora": {"maxAdapters": 4}},
+            },
+            [],
+            True,
+        ),
+        ({"scaling": {"maxReplicas": 1}}, ["sql-v2"], True),
+        ({"scaling": {"maxReplicas": 4}, "router": {"enabled": False}}, ["sql-v2"], False),
+        ({"scaling": {"maxReplicas": 1}, "router": {"enabled": True}}, [], True),
+    ],
+)
+def test_the_router_is_on_by_default_with_more_than_one_replica_or_adapters(spec, adapters, on):
+    found = routers(render_children(isvc(**spec), adapters=adapters))
+    assert sorted(found) == (sorted(ROUTER_KINDS) if on else [])
+
+
+@pytest.mark.parametrize("minor", [SUPPORTED[0], SUPPORTED[-1]], ids=lambda m: f"1.{m[1]}")
+def test_the_routers_children_validate_against_the_strict_schemas(minor):
+    children = render_children(engine_isvc("vllm", "mixed"), RenderOptions(kube_version=minor))
+    assert sorted(routers(children)) == sorted(ROUTER_KINDS)
+    for child in routers(children).values():
+        kubernetes_validate.validate(child, f"1.{minor[1]}.0", strict=True)
+
+
+def test_the_router_deployment_runs_infleet_router_on_the_engines_service():
+    spec = {"model": {"name": "qwen-7b"}, "router": {"holdQueue": {"maxRequests": 9}}}
+    children = render_children(
+        isvc(**spec), RenderOptions(router_image="registry.local/op:1"), ["b", "a"]
+    )
+    found = routers(children)
+    deployment = found["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.local/op:1"
+    assert container["command"] == ["infleet"]
+    args = container["args"]
+    assert args[0] == "router"
+    assert {"--model=qwen-7b", "--service=chat", "--adapter=a", "--adapter=b"} <= set(args)
+    # --spec is the ConfigMap's file, and it holds spec.router as the router reads it.
+    (spec_arg,) = [a for a in args if a.startswith("--spec=")]
+    mount, kube_api = container["volumeMounts"]
+    assert spec_arg.removeprefix("--spec=") == f"{mount['mountPath']}/router.yaml"
+    volume, token = pod["volumes"]
+    assert volume["configMap"]["name"] == found["ConfigMap"]["metadata"]["name"]
+    # Discovery's token and CA: projected, and where its flags say.
+    assert pod["automountServiceAccountToken"] is False
+    assert token["name"] == kube_api["name"]
+    files = {f"{kube_api['mountPath']}/token", f"{kube_api['mountPath']}/ca.crt"}
+    assert {a.split("=", 1)[1] for a in args if a.startswith("--kube-")} == files
+    text = found["ConfigMap"]["data"]["router.yaml"]
+    assert RouterSpec.model_validate(yaml.safe_load(text)).hold_queue.max_requests == 9
+    assert violations(pod) == []  # Pod Security "restricted"
+
+
+def test_router_pods_are_not_the_services_replicas():
+    children = render_children(isvc())
+    found = routers(children)
+    labels = found["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert SERVICE_LABEL not in labels  # status.selector and the autoscaler never see them
+    engines = next(
+        c for c in children if c["kind"] == "Service" and c["metadata"]["name"] == "chat"
+    )
+    assert not matches(engines["spec"]["selector"], labels)
+    assert matches(found["Service"]["spec"]["selector"], labels)
+    assert matches(found["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"], labels)
+    # Every router child still carries the service's labels: watched, pruned, owned.
+    for child in found.values():
+        assert child["metadata"]["labels"][SERVICE_LABEL] == "chat"
+        assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_the_router_may_read_endpoint_slices_and_nothing_else():
+    found = routers(render_children(isvc()))
+    assert found["Role"]["rules"] == [
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    binding, account = found["RoleBinding"], found["ServiceAccount"]["metadata"]["name"]
+    assert binding["roleRef"]["name"] == found["Role"]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
+    pod = found["Deployment"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account
+
+
+def test_a_changed_router_spec_rolls_the_routers():
+    def annotations(limits):
+        found = routers(render_children(isvc(router={"tenantLimits": limits})))
+        return found["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+
+    assert annotations({"requestsPerSecond": 5}) != annotations({"requestsPerSecond": 6})
+
+
+def test_the_engines_network_policy_admits_the_router():
+    from infleet.operator.policy import NetworkSettings, PlatformPolicy
+
+    # The platform refuses the service's own namespace: only the router gets in.
+    policy = PlatformPolicy(network=NetworkSettings(same_namespace=False))
+    children = render_children(isvc(), RenderOptions(platform=policy))
+    (netpol,) = [c for c in children if c["kind"] == "NetworkPolicy"]
+    router_pods = routers(children)["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    peers = [p for rule in netpol["spec"]["ingress"] for p in rule["from"]]
+    assert {"podSelector": {"matchLabels": router_pods}} in peers
+
+
+def test_status_url_names_the_routers_service_when_there_is_one():
+    children = render_children(isvc())
+    live = {(c["kind"], c["metadata"]["name"]): c for c in children}
+    name = url_service(children, live, "chat")
+    assert name == "chat-router"
+    status = compute_status(
+        body(router={}), {}, live[("Service", name)], None, "2026-01-01T00:00:00Z"
+    )
+    assert status["url"] == "http://chat-router.team-a.svc.cluster.local:8000/v1"
+    # Router off: the engines' Service, as before.
+    plain = render_children(isvc(scaling={"maxReplicas": 1}))
+    assert url_service(plain, live, "chat") == "chat"
+    # A spec that cannot be rendered keeps naming the router while it runs.
+    assert url_service([], live, "chat") == "chat-router"
+    assert url_service([], {}, "chat") == "chat"
+
+
+def test_infleet_render_passes_the_adapters_aimed_at_each_service():
+    text = yaml.safe_dump_all(
+        [
+            body(scaling={"maxReplicas": 1}, router={"enabled": None}),
+            {
+                "apiVersion": "infleet.io/v1alpha1",
+                "kind": "LoRAAdapter",
+                "metadata": {"name": "sql-v2", "namespace": "team-a"},
+                "spec": {"uri": "hf://org/sql", "inferenceService": "chat", "rank": 8},
+            },
+            {
+                "apiVersion": "infleet.io/v1alpha1",
+                "kind": "LoRAAdapter",
+                "metadata": {"name": "elsewhere", "namespace": "team-b"},
+                "spec": {"uri": "hf://org/x", "inferenceService": "chat", "rank": 8},
+            },
+        ]
+    )
+    found = routers(render_documents(text, RenderOptions(), "default"))
+    args = found["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--adapter")] == ["--adapter=sql-v2"]
+
+
+def test_turning_the_router_off_prunes_its_children_and_nothing_else():
+    from infleet.operator.diff import to_prune
+
+    routed = render_children(isvc())
+    plain = render_children(isvc(router={"enabled": False}))
+    pruned = to_prune(plain, routed, "uid-1")
+    assert sorted(c["kind"] for c in pruned) == sorted(ROUTER_KINDS)
+    assert {c["metadata"]["name"] for c in pruned} == {"chat-router"}
