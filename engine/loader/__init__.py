@@ -67,6 +67,9 @@ def load_tokenizer(uri: str) -> Tokenizer:
     """The model's tokenizer alone (the API process needs no weights)."""
     path, _ = _resolve(uri)
     if path.is_dir():
+        # The config first, as load_model reads them: an unsupported architecture is
+        # refused by name before a missing tokenizer file is.
+        hf_dir.read_config(path)
         return hf_dir.read_tokenizer(path)
     if path.is_file() and path.suffix == ".gguf":
         return tokenizer_from_gguf(read_gguf(path).metadata)

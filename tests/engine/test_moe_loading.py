@@ -121,8 +121,8 @@ def test_an_unsupported_architecture_names_itself_and_the_supported_list(tmp_pat
 def test_weights_are_counted_with_their_experts_and_the_kv_pool_is_the_dense_siblings(tmp_path):
     import transformers
 
+    from infleet.engine.core.runner import ModelRunner
     from infleet.engine.models.weight_count import count_weights
-    from infleet.engine.runner import ModelRunner
 
     arch, overrides = CASES["mixtral"]
     hf_dir = build_checkpoint(tmp_path / "hf", arch, **overrides)

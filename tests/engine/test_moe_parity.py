@@ -14,7 +14,7 @@ import torch
 from infleet.engine.args import EngineArgs
 from infleet.engine.llm_engine import LLMEngine
 from infleet.engine.loader import load_model
-from infleet.engine.sequence import SamplingParams
+from infleet.engine.messages import SamplingParams
 from tests.engine.tiny_models import PROMPTS, build_checkpoint, hf_greedy
 
 MAX_NEW = 16
