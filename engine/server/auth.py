@@ -20,12 +20,15 @@ from pathlib import Path
 
 from aiohttp import web
 
+from infleet.api.router_wire import EVENTS_PATH, STATE_PATH
 from infleet.api.tenants import DEFAULT_TENANT, KeysFile, Tenant, bearer_token, hash_key
 from infleet.engine.server.errors import ApiError
 
 ADMIN_TENANT = "admin"  # the tenant of --admin-api-key
 ADMIN_PATHS = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
-OPEN_PATHS = frozenset({"/health"})
+# /health: the probes. The router feed (api/router_wire.py) carries loads and salted prefix
+# hashes, no prompt text; routers follow it without a key, as before tenants existed.
+OPEN_PATHS = frozenset({"/health", STATE_PATH, EVENTS_PATH})
 _SALT_SEP = "\x1f"  # not in any tenant name (api/tenants.py's pattern)
 CALLER = web.RequestKey("tenant", Tenant)  # the authenticated Tenant of a request
 
