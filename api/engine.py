@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from infleet.api.base import CrdModel, Quantity, Rule, field
+from infleet.api.model import NAME_PATTERN
 
 EngineKind = Literal["infleet", "vllm", "sglang", "tgi"]
 
@@ -118,10 +119,33 @@ class LoRASpec(CrdModel):
         return bool(self.allowed_namespaces) or self.namespace_selector is not None
 
 
+class ApiKeysSpec(CrdModel):
+    """The engine's API keys, from a Secret in the service's namespace."""
+
+    secret_name: str = field(
+        description="The Secret: its `api-key` holds one key (format key), or its "
+        "`keys.yaml` maps tenants to SHA-256 key hashes (format tenants).",
+        pattern=NAME_PATTERN,
+        max_length=253,
+    )
+    format: Literal["key", "tenants"] = field(
+        "key",
+        description="key: one key for every caller, passed to each engine kind its own way. "
+        "tenants: the keys file (tenant -> key hashes, reloaded when the Secret changes); "
+        "the infleet engine only.",
+    )
+
+
 class EngineSpec(CrdModel):
     """Which engine runs the model and its settings."""
 
     RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!has(self.apiKeys) || self.apiKeys.format == 'key' || self.kind == 'infleet'",
+            "engine.apiKeys.format tenants needs engine.kind infleet; other kinds take one key "
+            "(format key)",
+            lambda s: s.api_keys is None or s.api_keys.format == "key" or s.kind == "infleet",
+        ),
         Rule(
             "self.kind != 'tgi' || (self.parallelism.pipeline == 1 && self.parallelism.expert == 1)",
             "engine.kind tgi supports tensor parallelism only: set engine.parallelism.pipeline "
@@ -163,6 +187,11 @@ class EngineSpec(CrdModel):
         default_factory=SpeculativeSpec, description="Speculative decoding."
     )
     lora: LoRASpec = field(default_factory=LoRASpec, description="LoRA adapter slots.")
+    api_keys: ApiKeysSpec | None = field(
+        None,
+        description="API keys the engine requires on its OpenAI endpoints (/health stays "
+        "open for the probes); unset: no authentication.",
+    )
     shutdown_grace_seconds: int = field(
         30,
         ge=0,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -50,7 +51,6 @@ class EngineArgs:
     max_lora_rank: int = 16
     lora_dir: str | None = None  # where adapters live; None: a temporary directory
     lora_set: str | None = None  # the mounted set, read at start-up
-    api_keys_file: str | None = None  # sha256(key) -> tenant; None: no authentication
     generation_config: str = "auto"  # auto, vllm, none or a directory
     disable_log_requests: bool = False
     max_request_body_size: int = 32 << 20  # bytes; a bigger body gets 413
@@ -61,6 +61,11 @@ class EngineArgs:
     async_scheduling: bool = True
     enforce_eager: bool = False  # no CUDA graphs
     gpu_memory_utilization: float = 0.90  # of the GPU the engine may fill (KV pool sizing)
+    # API keys (engine/server/auth.py); repr=False: keys never reach a log line.
+    api_key: str | None = field(default=None, repr=False)
+    api_keys_file: str | None = None
+    admin_api_key: str | None = field(default=None, repr=False)
+    metrics_require_key: bool = False
 
 
 def parse_size(text: str) -> int:
@@ -146,7 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-lora-rank", type=_positive_int, default=d.max_lora_rank)
     add("--lora-dir", default=None, metavar="DIR", help="adapters' files; lora_path inside")
     add("--lora-set", default=None, metavar="DIR", help="adapter set to load at start-up")
-    add("--api-keys-file", default=None, metavar="FILE", help="JSON: sha256(key) -> tenant")
     add(
         "--async-scheduling",
         action=argparse.BooleanOptionalAction,
@@ -175,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="larger request bodies get 413 (default 32MiB)",
     )
+    env = os.environ.get
+    add("--api-key", default=env("INFLEET_API_KEY"), help="one tenant's key (env INFLEET_API_KEY)")
+    add("--api-keys-file", default=None, metavar="FILE", help="YAML tenant -> key hashes")
+    add("--admin-api-key", default=env("INFLEET_ADMIN_API_KEY"), help="key for LoRA load/unload")
+    add("--metrics-require-key", action="store_true", help="/metrics needs a key too")
     return p
 
 

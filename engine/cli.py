@@ -21,10 +21,16 @@ def serve_main(argv: list[str]) -> int:
     # Imported after parsing so that `--help` and flag errors do not wait for torch.
     from infleet.engine.loader import load_tokenizer
     from infleet.engine.model_config import ModelLoadError
+    from infleet.engine.server.auth import Keys
     from infleet.engine.server.generation_config import read_generation_defaults
     from infleet.engine.server.run import serve
     from infleet.engine.termination import write_termination_message
 
+    try:  # a bad keys file fails here, before minutes of model loading
+        Keys.from_flags(args.api_key, args.api_keys_file, args.admin_api_key)
+    except (OSError, ValueError) as err:
+        print(f"infleet serve: --api-keys-file: {err}", file=sys.stderr)
+        return 2
     try:
         defaults = read_generation_defaults(args.model, args.generation_config)
         load_tokenizer(args.model)  # a missing model is a clear message here, not in the core

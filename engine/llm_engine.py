@@ -14,18 +14,23 @@ import time
 from infleet.engine.args import EngineArgs
 from infleet.engine.core.block_manager import BlockManager
 from infleet.engine.core.engine_core import EngineCore
+from infleet.engine.core.logits_processors import register_constraint_factory
 from infleet.engine.core.runner import ModelRunner
 from infleet.engine.core.scheduler import Scheduler
 from infleet.engine.loader import LoadedModel
 from infleet.engine.messages import CoreOutputs, CoreRequest, SamplingParams
 from infleet.engine.metrics import EngineMetrics
 from infleet.engine.server.output_processor import OutputProcessor, RequestOutput
+from infleet.engine.structured.constraint import make_constraint
 
 log = logging.getLogger("infleet.engine")
 
 
 class LLMEngine:
     def __init__(self, args: EngineArgs, loaded: LoadedModel | None = None):
+        # Structured outputs: the core builds each request's grammar constraint through
+        # this factory (the core itself knows no grammar library).
+        register_constraint_factory(make_constraint)
         self.core = EngineCore(args, loaded)
         self.args = args
         self.loaded = self.core.loaded

@@ -43,6 +43,7 @@ class SamplingParams(msgspec.Struct):
     min_tokens: int = 0  # eos and stop_token_ids are masked out until this many tokens
     logit_bias: dict[int, float] | None = None
     structured: StructuredSpec | None = None
+    include_stop_str_in_output: bool = False  # API side only, like `stop`
 
     @property
     def greedy(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from infleet import __version__
 from infleet.api import InferenceServiceSpec
 from infleet.api.quantity import to_gib
+from infleet.operator.api_keys import api_key_args, api_keys_settings
 from infleet.operator.errors import SpecError, unsupported
 from infleet.operator.model_source import ModelSource
 
@@ -43,6 +44,10 @@ class EngineProfile:
     # also quantizes an unquantized checkpoint at load (docs/operator.md).
     quantization: dict[str, str]
     settings: Callable[[InferenceServiceSpec, ModelSource, int], Settings]
+    # spec.engine.apiKeys (operator/api_keys.py): the env var the engine reads its key from,
+    # or, with api_key_flag, the variable its flag is expanded from.
+    api_key_env: str
+    api_key_flag: str | None = None
     positional_model: bool = False  # `vllm serve MODEL`
     reads_config_file: bool = False
     # LoRA: environment its pods get with engine.lora.maxAdapters > 0, and whether the
@@ -87,7 +92,7 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         "kv-cache-dtype": engine.kv_cache.dtype,
         "shutdown-grace-seconds": engine.shutdown_grace_seconds,
         **_quantization(kind, spec, "quantization"),
-    }
+    } | api_keys_settings(spec)
     if engine.lora.max_adapters:
         out["enable-lora"] = True
         out["max-loras"] = engine.lora.max_adapters
@@ -190,6 +195,7 @@ ENGINES: dict[str, EngineProfile] = {
         run_as_user=65532,  # images/Dockerfile
         quantization={"fp8": "fp8", "fp4": "fp4"},
         settings=_infleet,
+        api_key_env="INFLEET_API_KEY",
         reads_config_file=True,
         lora_delivery=True,
     ),
@@ -205,6 +211,7 @@ ENGINES: dict[str, EngineProfile] = {
         run_as_user=1000,
         quantization={"fp8": "fp8", "fp4": "modelopt_fp4"},
         settings=_vllm,
+        api_key_env="VLLM_API_KEY",
         positional_model=True,
         lora_env=(("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"),),
     ),
@@ -220,6 +227,8 @@ ENGINES: dict[str, EngineProfile] = {
         run_as_user=1000,
         quantization={"fp8": "fp8", "fp4": "modelopt_fp4"},
         settings=_sglang,
+        api_key_env="SGLANG_API_KEY",  # not read by SGLang itself: only --api-key
+        api_key_flag="api-key",
     ),
     "tgi": EngineProfile(
         kind="tgi",
@@ -233,6 +242,7 @@ ENGINES: dict[str, EngineProfile] = {
         run_as_user=1000,
         quantization={"fp8": "fp8"},
         settings=_tgi,
+        api_key_env="API_KEY",  # text-generation-launcher --api-key's env
     ),
 }
 
@@ -256,4 +266,5 @@ def engine_command(
         args = [f"--config={CONFIG_PATH}", host]
     else:
         args = ([model.path] if profile.positional_model else []) + [host, *to_flags(settings)]
+    args += api_key_args(spec, profile)
     return settings, list(profile.command), [*args, *spec.engine.args]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 ADMIN_KEY = "admin-key"  # data key of the admin Secret
 API_KEY = "api-key"  # data key of a tenant's API key Secret
-KEYS_FILE = "keys.json"  # data key of the API keys ConfigMap
+KEYS_FILE = "keys.yaml"  # data key of the API keys ConfigMap (api/tenants.py format)
 
 
 def set_name(service: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from infleet.api import InferenceServiceSpec
+from infleet.operator.api_keys import api_keys_volumes
 from infleet.operator.engines import EngineProfile
 from infleet.operator.lora_names import (
     ADMIN_KEY,
@@ -28,7 +29,7 @@ from infleet.operator.lora_names import (
 Obj = dict[str, Any]
 SET_DIR = "/etc/infleet/lora"
 LORA_DIR = "/var/lib/infleet/lora"
-ADMIN_KEY_ENV = "INFLEET_LORA_ADMIN_KEY"  # engine/adapters/routes.py reads it
+ADMIN_KEY_ENV = "INFLEET_ADMIN_API_KEY"  # the engine's --admin-api-key (engine/server/auth.py)
 KEYS_DIR = "/etc/infleet/api-keys"
 SET_VOLUME, DIR_VOLUME, KEYS_VOLUME = "lora-set", "lora-cache", "api-keys"
 
@@ -54,7 +55,9 @@ def add_lora(template: Obj, name: str, spec: InferenceServiceSpec, profile: Engi
             {"name": SET_VOLUME, "configMap": {"name": set_name(name), "optional": True}},
             {"name": DIR_VOLUME, "emptyDir": {}},
         ]
-        if spec.engine.lora.admits_others():  # authenticated: the tenants' key hashes
+        # Authenticated: the tenants' key hashes, unless spec.engine.apiKeys (format
+        # tenants) names the keys file already (operator/api_keys.py mounts that one).
+        if spec.engine.lora.admits_others() and not api_keys_volumes(spec):
             engine["args"][at:at] = [f"--api-keys-file={KEYS_DIR}/{KEYS_FILE}"]
             engine["volumeMounts"].append(
                 {"name": KEYS_VOLUME, "mountPath": KEYS_DIR, "readOnly": True}

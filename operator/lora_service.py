@@ -5,21 +5,22 @@ A service that admits only its own namespace stays as it was (unauthenticated, a
 service without LoRA tenancy). One that admits others is authenticated: each tenant
 namespace in `{own} ∪ allowedNamespaces` gets a key in its own Secret `<service>-api-key`
 (data key `api-key`, created once, never rotated by the operator: delete the Secret to
-rotate), and the service's ConfigMap `<service>-api-keys` maps each key's sha256 to its
-namespace, the tenant. Only hashes leave the tenants' namespaces. Namespaces admitted by
+rotate), and the service's ConfigMap `<service>-api-keys` is the engine's keys file
+(api/tenants.py's format: tenant -> [sha256:HEX]), each namespace a tenant. Only hashes
+leave the tenants' namespaces. Namespaces admitted by
 `namespaceSelector` alone get no key yet (docs/lora-onboarding.md).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Any
 
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from infleet.api import InferenceService
+from infleet.api.tenants import hash_key
 from infleet.operator.kube import Kube
 from infleet.operator.lora_kube import LoRAKube
 from infleet.operator.lora_names import KEYS_FILE, api_key_secret_name, api_keys_name
@@ -36,7 +37,8 @@ def tenants(isvc: InferenceService) -> list[str]:
     return sorted({isvc.namespace, *isvc.spec.engine.lora.allowed_namespaces})
 
 
-def render_api_keys(service: Obj, hashes: dict[str, str]) -> Obj:
+def render_api_keys(service: Obj, hashes: dict[str, list[str]]) -> Obj:
+    """The keys file ConfigMap; `hashes` is tenant -> its key hashes (sha256:HEX)."""
     meta = service["metadata"]
     owner = {"apiVersion": service["apiVersion"], "kind": "InferenceService",
              "name": meta["name"], "uid": meta["uid"], "controller": True}  # fmt: skip
@@ -49,7 +51,7 @@ def render_api_keys(service: Obj, hashes: dict[str, str]) -> Obj:
             "labels": child_labels(meta["name"]),
             "ownerReferences": [owner],
         },
-        "data": {KEYS_FILE: json.dumps(hashes, sort_keys=True)},
+        "data": {KEYS_FILE: yaml.safe_dump(hashes, sort_keys=True)},
     }
 
 
@@ -57,7 +59,7 @@ def prepare(kube: Kube, service: Obj, isvc: InferenceService) -> None:
     """The admin key, and the tenants' keys and their hashes, before the pods need them."""
     lkube = LoRAKube(kube)
     lkube.admin_key(service, create=True)
-    hashes: dict[str, str] = {}
+    hashes: dict[str, list[str]] = {}
     for tenant in tenants(isvc):
         try:
             key = lkube.tenant_key(tenant, api_key_secret_name(isvc.name))
@@ -66,6 +68,6 @@ def prepare(kube: Kube, service: Obj, isvc: InferenceService) -> None:
                 raise
             log.info("%s/%s: tenant namespace %s does not exist", isvc.namespace, isvc.name, tenant)
             continue
-        hashes[hashlib.sha256(key.encode()).hexdigest()] = tenant
+        hashes[tenant] = [hash_key(key)]
     if hashes:
         kube.apply(render_api_keys(service, hashes))

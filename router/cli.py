@@ -14,12 +14,12 @@ import yaml
 from pydantic import ValidationError
 
 from infleet.api.router import RouterSpec
+from infleet.api.tenants import KeysFileError, hash_key
 from infleet.router.config import DEFAULT_MAX_BODY_BYTES, RouterConfig
 from infleet.router.discovery import poll_static
 from infleet.router.kube_discovery import KubeAccess, watch_endpoint_slices
 from infleet.router.proxy import Router
 from infleet.router.run import Discover, run_router
-from infleet.router.tenants import KeysFileError, hash_key
 
 ADMIN_KEY_ENV = "INFLEET_ADMIN_API_KEY"
 

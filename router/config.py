@@ -16,7 +16,7 @@ class RouterConfig:
     model: str  # the base model name clients send
     adapters: frozenset[str] = frozenset()  # adapter names clients may send as `model`
     spec: RouterSpec = field(default_factory=RouterSpec)  # limits and hold queue
-    keys_file: Path | None = None  # tenants' API keys (router/tenants.py); None: one tenant
+    keys_file: Path | None = None  # tenants' API keys (api/tenants.py); None: one tenant
     admin_key: str | None = None  # sent to the engines' /router/events when they need one
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_attempts: int = 4  # replicas tried per request (refusals before any token)

@@ -24,6 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.api.router_wire import PREFIX_KEYS_HEADER
+from infleet.api.tenants import DEFAULT_TENANT, KeysFile, bearer_token
 from infleet.router import errors
 from infleet.router.activator import Activator
 from infleet.router.config import RouterConfig
@@ -32,7 +33,6 @@ from infleet.router.metrics import RouterMetrics
 from infleet.router.picker import pick
 from infleet.router.prefix_keys import canonical_prompt, prefix_keys, salt_of, tie_key, to_hex
 from infleet.router.replicas import ReplicaSet
-from infleet.router.tenants import DEFAULT_TENANT, KeysFile, bearer_token
 
 log = logging.getLogger("infleet.router")
 GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")

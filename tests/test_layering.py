@@ -40,7 +40,8 @@ RULES: dict[str, Rule] = {
     "autoscaler": Rule(may=("api",), never=HEAVY),
     "router": Rule(may=("api",), never=HEAVY + KUBE),
     "localplane": Rule(may=("api",), never=HEAVY),
-    # api: the router's wire format (api/router_wire.py), which the engine publishes.
+    # api: the router's wire format (api/router_wire.py), which the engine publishes, and
+    # the keys file (api/tenants.py), which the engine reads too.
     "engine": Rule(may=("api", "kv_tiering", "lora"), never=KUBE),
     "lora": Rule(may=(), never=KUBE),
     "kv_tiering": Rule(may=(), never=KUBE),

@@ -1,35 +1,25 @@
 """Where the OpenAI server meets adapters and tenants (kept here, so the server's own
-modules change by one line each): installing the API, authenticating a request's tenant,
-the model list, requests naming an adapter, and the prefix-cache salt."""
+modules change by one line each): installing the API, the model list and requests naming
+an adapter, each seen as the caller's tenant (engine/server/auth.py says who that is)."""
 
 from __future__ import annotations
 
-import hmac
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from infleet.engine.adapters.keys import ApiKeys
 from infleet.engine.adapters.registry import AdapterRegistry, base_shape
-from infleet.engine.adapters.routes import ADAPTERS, AdapterApi, admin_key_from_env, bearer
+from infleet.engine.adapters.routes import ADAPTERS, AdapterApi
 from infleet.engine.adapters.routes import install as install_routes
 from infleet.engine.args import EngineArgs
 from infleet.engine.messages import CoreReady
-from infleet.engine.server import errors
-
-KEYS = web.AppKey("api_keys", ApiKeys)
-TENANT = web.RequestKey("tenant", str)  # the caller's tenant, from its key
-ADMIN = web.RequestKey("admin", bool)  # the caller holds the admin key
-ADMIN_PATHS = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")  # the admin key's own
+from infleet.engine.server import auth, errors
 
 
 def install_if_enabled(app: web.Application, args: EngineArgs, ready: CoreReady) -> None:
-    """--api-keys-file: tenants authenticate; --enable-lora: the adapter API and the
-    start-up read of the set."""
-    if args.api_keys_file:
-        app[KEYS] = ApiKeys(Path(args.api_keys_file))
+    """--enable-lora: the adapter API and the start-up read of the set."""
     if not args.enable_lora:
         return
     lora_dir = Path(args.lora_dir or tempfile.mkdtemp(prefix="infleet-lora-"))
@@ -38,34 +28,14 @@ def install_if_enabled(app: web.Application, args: EngineArgs, ready: CoreReady)
     shape = base_shape(ready)
     registry = AdapterRegistry(shape, args.max_lora_rank, lora_dir, limit)
     set_dir = Path(args.lora_set) if args.lora_set else None
-    install_routes(app, AdapterApi(registry, admin_key_from_env(), set_dir))
-
-
-def authenticate(request: web.Request) -> None:
-    """With --api-keys-file, every /v1/ request names its tenant by key (401 otherwise);
-    the admin key (the operator's) sees every tenant's adapters."""
-    keys = request.app.get(KEYS)
-    if keys is None or not request.path.startswith("/v1/") or request.path in ADMIN_PATHS:
-        return
-    given = bearer(request)
-    api = request.app.get(ADAPTERS)
-    if api is not None and api.admin_key and hmac.compare_digest(given, api.admin_key):
-        request[ADMIN] = True
-        return
-    tenant = keys.tenant(given)
-    if tenant is None:
-        raise errors.ApiError(
-            401, "a valid API key is required (Authorization: Bearer KEY)",
-            type="authentication_error", code="invalid_api_key",
-        )  # fmt: skip
-    request[TENANT] = tenant
+    install_routes(app, AdapterApi(registry, set_dir))
 
 
 def _visible(request: web.Request, tenant: str | None) -> bool:
-    """An adapter is its tenant's: others neither list nor use it."""
-    if request.app.get(KEYS) is None or request.get(ADMIN):
-        return True
-    return tenant == request.get(TENANT)
+    """An adapter is its tenant's: others neither list nor use it. Without keys every caller
+    is an admin (auth.py), so all adapters are visible."""
+    caller = auth.caller(request)
+    return caller.admin or tenant == caller.name
 
 
 def model_cards(request: web.Request, base: str) -> list[dict[str, Any]]:
@@ -95,9 +65,3 @@ def refuse_adapter(request: web.Request, model: str) -> None:
             param="model",
             code="adapter_not_applied",
         )
-
-
-def cache_salt(request: web.Request, salt: str | None) -> str:
-    """Prefixes are shared within a tenant only: its name salts every block hash."""
-    tenant = request.get(TENANT)
-    return f"{tenant}\x00{salt or ''}" if tenant else salt or ""

@@ -4,9 +4,9 @@
   `param` naming the field) when the adapter is refused; 409 when the name is taken or
   `--max-cpu-loras` adapters are loaded already (code `adapter_limit`).
 - POST /v1/unload_lora_adapter {lora_name}: 200; 404 when no such adapter.
-- Both need `Authorization: Bearer <admin key>` ($INFLEET_LORA_ADMIN_KEY, from the
-  service's `<service>-lora-admin` Secret): tenants call the OpenAI API, only the
-  operator loads and unloads. Without an admin key the engine refuses both (403).
+- Both need the admin key (`--admin-api-key`, $INFLEET_ADMIN_API_KEY, from the service's
+  `<service>-lora-admin` Secret; engine/server/auth.py checks it): tenants call the OpenAI
+  API, only the operator loads and unloads. Without any key the engine refuses both (403).
 - The set (`--lora-set DIR`, the mounted `<service>-lora` ConfigMap: one JSON entry per
   file) is loaded before the server listens, so a replica reports ready only once it
   serves every adapter of the set; an entry that fails is logged and skipped (the
@@ -15,10 +15,8 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,17 +25,15 @@ from aiohttp import web
 
 from infleet.engine.adapters.fetch import local_dir
 from infleet.engine.adapters.registry import AdapterLimit, AdapterRegistry
-from infleet.engine.server import errors
+from infleet.engine.server import auth, errors
 from infleet.lora.errors import AdapterError
 
 log = logging.getLogger("infleet.engine.adapters")
-ADMIN_KEY_ENV = "INFLEET_LORA_ADMIN_KEY"
 
 
 @dataclass(slots=True)
 class AdapterApi:
     registry: AdapterRegistry
-    admin_key: str | None
     set_dir: Path | None
 
 
@@ -51,28 +47,15 @@ def install(app: web.Application, api: AdapterApi) -> None:
     app.on_startup.append(read_set)
 
 
-def admin_key_from_env() -> str | None:
-    return os.environ.get(ADMIN_KEY_ENV) or None
-
-
-def bearer(request: web.Request) -> str:
-    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-
-
 def _authorize(request: web.Request) -> AdapterApi:
-    api = request.app[ADAPTERS]
-    if api.admin_key is None:
+    """The middleware (auth.py) already refused a caller that is not the admin; an engine
+    with no key at all has no admin, and loads nothing over HTTP."""
+    if not auth.admin_configured(request.app):
         raise errors.ApiError(
             403, "loading adapters is disabled: this engine has no admin key",
             type="permission_error", code="forbidden",
         )  # fmt: skip
-    given = bearer(request)
-    if not hmac.compare_digest(given.encode(), api.admin_key.encode()):
-        raise errors.ApiError(
-            401, "loading and unloading adapters needs the admin key",
-            type="authentication_error", code="invalid_api_key",
-        )  # fmt: skip
-    return api
+    return request.app[ADAPTERS]
 
 
 async def _body(request: web.Request, *fields: str) -> dict[str, str]:

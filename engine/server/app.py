@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +21,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.engine.adapters import hooks as adapter_hooks
 from infleet.engine.errors import InvalidRequest, QueueFull
-from infleet.engine.server import errors, router_feed
+from infleet.engine.server import auth, errors, router_feed, tokenize
 from infleet.engine.server.core_client import CoreClient, CoreGone
 from infleet.engine.server.output_processor import RequestOutput
-from infleet.engine.server.prepare import Prepared, ServedModel, prepare_chat, prepare_completion
+from infleet.engine.server.prepare import (
+    Prepared,
+    ServedModel,
+    parse_json,
+    prepare_chat,
+    prepare_completion,
+)
+from infleet.engine.server.prompts import generate_all
 from infleet.engine.server.responses import ChatFormat, Choice, CompletionFormat, usage
 
 log = logging.getLogger("infleet.engine.server")
@@ -55,11 +61,15 @@ def build_app(
     model: ServedModel,
     settings: ServerSettings,
     state: ServerState | None = None,
+    keys: auth.Keys | None = None,
 ) -> web.Application:
+    keys = keys or auth.Keys()
     # aiohttp's own limit stays as a backstop; _read_body answers first, in the OpenAI shape.
     app = web.Application(
-        middlewares=[_errors_and_admission], client_max_size=settings.max_body_bytes
+        middlewares=[_errors_and_admission, auth.middleware(keys)],
+        client_max_size=settings.max_body_bytes,
     )
+    app[auth.KEYS] = keys
     app[CORE] = core
     app[MODEL] = model
     app[STATE] = state or ServerState()
@@ -70,6 +80,7 @@ def build_app(
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app[FEED] = router_feed.install(app, core, model.name, lambda: app[STATE].draining)
+    app.router.add_routes(tokenize.routes(lambda r: r.app[MODEL], _json_body))
     return app
 
 
@@ -78,7 +89,6 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
     state = request.app[STATE]
     generating = request.method == "POST" and request.path.startswith("/v1/")
     try:
-        adapter_hooks.authenticate(request)
         if generating:
             if state.draining:
                 raise errors.draining()
@@ -130,7 +140,7 @@ async def models(request: web.Request) -> web.Response:
         "object": "model",
         "created": 0,
         "owned_by": "infleet",
-        "root": model.root,
+        "root": model.name,  # never the local path the model was loaded from
         "max_model_len": model.max_model_len,
     }
     cards = [card, *adapter_hooks.model_cards(request, model.name)]
@@ -149,6 +159,10 @@ async def _read_body(request: web.Request) -> bytes:
         raise errors.body_too_large(limit) from None
 
 
+async def _json_body(request: web.Request) -> object:
+    return parse_json(await _read_body(request))
+
+
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await _read_body(request)
     return await _respond(
@@ -162,45 +176,61 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _respond(request: web.Request, prepared: Prepared) -> web.StreamResponse:
-    req, ids, params, fmt = prepared.req, prepared.prompt_token_ids, prepared.params, prepared.fmt
-    request_id = uuid.uuid4().hex
+    req, prompts, params, fmt = prepared.req, prepared.prompts, prepared.params, prepared.fmt
+    num_prompt_tokens = sum(map(len, prompts))
+    salt = auth.cache_salt(auth.caller(request).name, req.cache_salt)
+    feed = request.app[FEED]
+
+    def track(ids: list[int], out: AsyncIterator[RequestOutput]) -> AsyncIterator[RequestOutput]:
+        return feed.track(request, ids, salt, out)
+
+    # The router's prefix keys header describes one prompt: a list of prompts is not tracked.
+    stream = generate_all(
+        request.app[CORE],
+        prompts,
+        params,
+        track if len(prompts) == 1 else None,
+        priority=req.priority,
+        cache_salt=salt,
+    )
     if request.app[SETTINGS].log_requests:
         log.info(
-            "request %s %s: %d prompt tokens, n=%d, max_tokens=%d, stream=%s",
-            request_id,
+            "request %s: %d prompt(s), %d prompt tokens, n=%d, max_tokens=%d, stream=%s",
             request.path,
-            len(ids),
+            len(prompts),
+            num_prompt_tokens,
             params.n,
             params.max_tokens,
             req.stream,
         )
-    salt = adapter_hooks.cache_salt(request, req.cache_salt)
-    stream = request.app[CORE].generate(
-        request_id, ids, params, priority=req.priority, cache_salt=salt
-    )
-    stream = request.app[FEED].track(request, ids, salt, stream)
+    n = len(prompts) * params.n
     async with contextlib.aclosing(stream):  # leaving early aborts and frees the blocks
         if req.stream:
-            return await _stream(request, stream, fmt, params.n, len(ids), req.include_usage)
-        choices = [Choice() for _ in range(params.n)]
-        cached = 0
-        async for out in stream:
-            choices[out.index].add(out)
-            cached = out.num_cached_tokens
+            return await _stream(
+                request, stream, fmt, n, num_prompt_tokens, req.include_usage, params.n
+            )
+        choices = [Choice() for _ in range(n)]
+        cached_by_prompt: dict[int, int] = {}
+        async for i, out in stream:
+            choices[i].add(out)
+            cached_by_prompt[i // params.n] = out.num_cached_tokens
+        cached = sum(cached_by_prompt.values())  # a prompt's choices share its count
         failed = next((c.error for c in choices if c.error), None)
         if failed:
             raise errors.internal(failed)
         completion_tokens = sum(c.num_tokens for c in choices)
-        return web.json_response(fmt.response(choices, usage(len(ids), completion_tokens, cached)))
+        body = fmt.response(choices, usage(num_prompt_tokens, completion_tokens, cached))
+        return web.json_response(body)
 
 
 async def _stream(
     request: web.Request,
-    stream: AsyncIterator[RequestOutput],
+    stream: AsyncIterator[tuple[int, RequestOutput]],
     fmt: CompletionFormat | ChatFormat,
     n: int,
     num_prompt_tokens: int,
     include_usage: bool,
+    per_prompt: int,
 ) -> web.StreamResponse:
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -215,15 +245,14 @@ async def _stream(
     if isinstance(fmt, ChatFormat):
         for i in range(n):
             await send(fmt.role_chunk(i))
-    completion_tokens = [0] * n
-    cached = 0
-    async for out in stream:
+    completion_tokens, cached = [0] * n, [0] * n
+    async for i, out in stream:
         if out.error:
             await send(errors.internal(out.error).body())
             break
-        completion_tokens[out.index] = out.num_output_tokens
-        cached = out.num_cached_tokens
-        chunk = fmt.chunk(out.index, out)
+        completion_tokens[i] = out.num_output_tokens
+        cached[i] = out.num_cached_tokens
+        chunk = fmt.chunk(i, out)
         if chunk is not None:
             await send(chunk)
     if include_usage:
@@ -231,7 +260,7 @@ async def _stream(
             fmt.envelope(
                 fmt.chunk_object,
                 choices=[],
-                usage=usage(num_prompt_tokens, sum(completion_tokens), cached),
+                usage=usage(num_prompt_tokens, sum(completion_tokens), sum(cached[::per_prompt])),
             )
         )
     await resp.write(b"data: [DONE]\n\n")

@@ -90,12 +90,17 @@ def main(argv: list[str]) -> int:
     args = msgspec.msgpack.decode(first, type=EngineArgs)
     # Imported here so the process is up (and dies with its parent) before torch loads.
     from infleet.engine.core.engine_core import EngineCore
+    from infleet.engine.core.logits_processors import register_constraint_factory
     from infleet.engine.model_config import ModelLoadError
     from infleet.engine.models.weight_count import count_weights
     from infleet.engine.quantization.apply import weights_line
     from infleet.engine.server.core_loop import run_core_loop
+    from infleet.engine.structured.constraint import make_constraint
     from infleet.engine.termination import write_termination_message
 
+    # Structured outputs: the core builds each request's grammar constraint through this
+    # factory, in this process (a registration in the API process would not reach it).
+    register_constraint_factory(make_constraint)
     try:
         core = EngineCore(args)
     except (ModelLoadError, ValueError) as err:

@@ -95,8 +95,9 @@ def check_stop_strings(stop: tuple[str, ...]) -> None:
 class StopStringFilter:
     """Accumulates a sequence's text; finds stop strings; says what is safe to stream."""
 
-    def __init__(self, stop: tuple[str, ...]):
+    def __init__(self, stop: tuple[str, ...], include_stop: bool = False):
         self.stop = tuple(s for s in stop if s)
+        self.include_stop = include_stop  # include_stop_str_in_output: keep the stop string
         self.max_stop_len = max((len(s) for s in self.stop), default=0)
         self.text = ""
         self.num_sent = 0  # characters already handed to the client
@@ -112,9 +113,10 @@ class StopStringFilter:
         self.text += delta
         if not self.stop:
             return False
-        hits = [i for i in (self.text.find(s, start) for s in self.stop) if i >= 0]
+        hits = [(i, len(s)) for s in self.stop if (i := self.text.find(s, start)) >= 0]
         if hits:
-            self.text = self.text[: min(hits)]
+            at, length = min(hits)
+            self.text = self.text[: at + (length if self.include_stop else 0)]
             self.stopped = True
         return self.stopped
 

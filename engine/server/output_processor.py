@@ -74,7 +74,7 @@ class RequestState:
             index,
             arrival_time,
             IncrementalDetokenizer(tokenizer, prompt_token_ids, params.skip_special_tokens),
-            StopStringFilter(params.stop),
+            StopStringFilter(params.stop, params.include_stop_str_in_output),
             num_prompt_tokens=len(prompt_token_ids),
         )
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from infleet.engine.errors import InvalidRequest
 from infleet.engine.messages import SamplingParams
 from infleet.engine.server import errors
+from infleet.engine.server.chat_prompt import chat_prompt
+from infleet.engine.server.prompts import EchoFormat, prompt_list
 from infleet.engine.server.protocol import ChatCompletionRequest, CompletionRequest, parse_request
 from infleet.engine.server.responses import ChatFormat, CompletionFormat
 from infleet.engine.server.token_texts import TokenTexts
-from infleet.engine.tokenizer import ChatTemplateError, Tokenizer
+from infleet.engine.server.tool_output import chat_format
+from infleet.engine.structured.request import structured_spec
+from infleet.engine.tokenizer import Tokenizer
 
 
 @dataclass(slots=True)
@@ -43,12 +46,12 @@ class ServedModel:
 @dataclass(slots=True)
 class Prepared:
     req: CompletionRequest | ChatCompletionRequest
-    prompt_token_ids: list[int]
+    prompts: list[list[int]]  # one engine request each (a completion's list of prompts)
     params: SamplingParams
     fmt: CompletionFormat | ChatFormat
 
 
-def _json(body: bytes) -> object:
+def parse_json(body: bytes) -> object:
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -102,39 +105,67 @@ def check_prompt(model: ServedModel, ids: list[int], max_tokens: int, num_choice
         )
 
 
+def check_params(model: ServedModel, params: SamplingParams) -> None:
+    """Raise InvalidRequest (400) for sampling fields the core would refuse: its own refusal
+    comes back from another process, too late for a 400."""
+    if params.min_tokens > params.max_tokens:
+        raise InvalidRequest(
+            f"min_tokens must be in [0, max_tokens={params.max_tokens}], got {params.min_tokens}",
+            "min_tokens",
+        )
+    if params.logit_bias and any(not 0 <= t < model.vocab_size for t in params.logit_bias):
+        raise InvalidRequest(
+            f"logit_bias has token ids outside the vocabulary [0, {model.vocab_size})",
+            "logit_bias",
+        )
+
+
 def prepare_completion(model: ServedModel, body: bytes) -> Prepared:
-    req: CompletionRequest = parse_request(CompletionRequest, _json(body))
+    req: CompletionRequest = parse_request(CompletionRequest, parse_json(body))
     _check_model(model, req.model)
-    prompt = req.prompt_input()
-    ids = model.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
-    max_tokens = req.max_tokens or _default_max_tokens(model, len(ids), 16)
-    check_prompt(model, ids, max_tokens, req.n)
-    params = req.sampling_params(max_tokens, req.logprobs, model.generation_defaults)
-    return Prepared(
-        req, ids, params, CompletionFormat(req.model, model.texts, req.logprobs is not None)
+    prompts = [
+        model.tokenizer.encode(p) if isinstance(p, str) else p for p in prompt_list(req.prompt)
+    ]
+    longest = max(map(len, prompts))
+    max_tokens = req.max_tokens or _default_max_tokens(model, longest, 16)
+    for ids in prompts:  # all of them before any is submitted
+        check_prompt(model, ids, max_tokens, req.n)
+    params = req.sampling_params(
+        max_tokens, req.logprobs, model.generation_defaults, structured_spec(req)
     )
+    check_params(model, params)
+    fmt: CompletionFormat
+    if req.echo:
+        echoed = [model.tokenizer.decode(ids, skip_special_tokens=False) for ids in prompts]
+        fmt = EchoFormat(req.model, model.texts, echoed, params.n)
+    else:
+        fmt = CompletionFormat(req.model, model.texts, req.logprobs is not None)
+    return Prepared(req, prompts, params, fmt)
 
 
 def prepare_chat(model: ServedModel, body: bytes) -> Prepared:
-    req: ChatCompletionRequest = parse_request(ChatCompletionRequest, _json(body))
+    req: ChatCompletionRequest = parse_request(ChatCompletionRequest, parse_json(body))
     _check_model(model, req.model)
-    messages: list[dict[str, Any]] = [
-        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
-        for m in req.messages
-    ]
-    try:
-        text = model.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=req.add_generation_prompt
-        )
-    except ChatTemplateError as err:
-        raise errors.bad_request(
-            f"the chat template rejected the messages: {err}", "messages"
-        ) from None
+    tool_mode, text = chat_prompt(model.tokenizer, req)
     ids = model.tokenizer.encode(text, add_special_tokens=False)
     # Chat's default is "as much as the context allows", like OpenAI's.
     max_tokens = (
         req.max_completion_tokens or req.max_tokens or _default_max_tokens(model, len(ids), None)
     )
     check_prompt(model, ids, max_tokens, req.n)
-    params = req.sampling_params(max_tokens, req.logprobs_count(), model.generation_defaults)
-    return Prepared(req, ids, params, ChatFormat(req.model, model.texts, req.logprobs))
+    params = req.sampling_params(
+        max_tokens,
+        req.logprobs_count(),
+        model.generation_defaults,
+        structured_spec(req, tool_mode),
+    )
+    check_params(model, params)
+    fmt = chat_format(
+        req.model,
+        model.texts,
+        req.logprobs,
+        tool_mode,
+        model.tokenizer.chat_template,
+        req.parallel_tool_calls,
+    )
+    return Prepared(req, [ids], params, fmt)

@@ -1,19 +1,21 @@
 """OpenAI request bodies, validated strictly: a wrong type is a 400 naming the field.
 
-Unknown fields are ignored (clients send `user`, `metadata`, ...); fields we know but do
-not implement (`echo`, `suffix`, `best_of`, tools) are rejected rather than silently
-dropped, so a client never believes it got what it did not.
+Fields we do not implement are refused with a 400 naming them, fields no one defines are
+ignored with a logged warning: the policy is engine/server/fields.py's.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.messages import SamplingParams
+from infleet.engine.messages import SamplingParams, StructuredSpec
 from infleet.engine.server.detokenizer import check_stop_strings
+from infleet.engine.server.fields import check_fields
+from infleet.engine.server.tool_request import AssistantToolCall, Tool, ToolChoice
+from infleet.engine.structured.request import ResponseFormat, StructuredOutputs
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
@@ -48,19 +50,44 @@ class _Common(_Strict):
     priority: int = 0
     cache_salt: str | None = None
     max_tokens: int | None = Field(None, ge=1)
+    # Structured outputs (engine/structured/request.py): OpenAI's, vLLM's, vLLM's older.
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputs | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    min_tokens: int = Field(0, ge=0)
+    logit_bias: dict[str, float] | None = None
+    include_stop_str_in_output: bool = False
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (v or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"keys are token ids, got {token!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"biases are in [-100, 100], got {bias} for token {token}")
+        return v
 
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
     def sampling_params(
-        self, max_tokens: int, logprobs: int | None, defaults: dict[str, float | int]
+        self,
+        max_tokens: int,
+        logprobs: int | None,
+        defaults: dict[str, float | int],
+        structured: StructuredSpec | None = None,
     ) -> SamplingParams:
         """The request's SamplingParams (all n choices; the core gives choice i seed + i).
 
         `defaults` (from generation_config.json) fill the fields the request left out."""
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         check_stop_strings(stop)
+        bias = {int(t): b for t, b in self.logit_bias.items()} if self.logit_bias else None
 
         def pick(name: str, openai_default: float | int) -> Any:
             sent = getattr(self, name)
@@ -82,6 +109,10 @@ class _Common(_Strict):
             logprobs=logprobs,
             skip_special_tokens=self.skip_special_tokens,
             n=self.n,
+            min_tokens=self.min_tokens,
+            logit_bias=bias,
+            include_stop_str_in_output=self.include_stop_str_in_output,
+            structured=structured,
         )
 
 
@@ -89,23 +120,6 @@ class CompletionRequest(_Common):
     prompt: Any
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
-    suffix: str | None = None
-    best_of: int | None = None
-
-    def prompt_input(self) -> str | list[int]:
-        """The one prompt: a string or a list of token ids (a batch of one is unwrapped)."""
-        p = self.prompt
-        if isinstance(p, list) and len(p) == 1 and isinstance(p[0], (str, list)):
-            p = p[0]
-        if isinstance(p, str):
-            return p
-        if isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
-            return p
-        if isinstance(p, list) and p and all(isinstance(x, (str, list)) for x in p):
-            raise InvalidRequest(
-                "batched prompts are not supported: send one prompt per request", "prompt"
-            )
-        raise InvalidRequest("prompt must be a string or a list of token ids", "prompt")
 
 
 class TextPart(_Strict):
@@ -117,6 +131,8 @@ class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[AssistantToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -129,7 +145,9 @@ class ChatCompletionRequest(_Common):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    tools: list[Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
     add_generation_prompt: bool = True
 
     def logprobs_count(self) -> int | None:
@@ -148,15 +166,7 @@ def parse_request(model: type[_Strict], body: object) -> Any:
         first = err.errors()[0]
         param = _param(first["loc"])
         raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param) from None
-    unsupported = {
-        "echo": getattr(req, "echo", False) is True,
-        "suffix": getattr(req, "suffix", None) is not None,
-        "best_of": getattr(req, "best_of", None) not in (None, 1),
-        "tools": bool(getattr(req, "tools", None)),
-    }
-    for name, used in unsupported.items():
-        if used:
-            raise InvalidRequest(f"{name} is not supported by this server", name)
+    check_fields(model, req, body)  # the unknown-field policy: engine/server/fields.py
     return req
 
 

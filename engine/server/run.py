@@ -25,6 +25,7 @@ from infleet.engine.core.engine_core import EngineCore
 from infleet.engine.loader import load_tokenizer
 from infleet.engine.messages import CoreReady
 from infleet.engine.server.app import ServerSettings, ServerState, build_app
+from infleet.engine.server.auth import Keys
 from infleet.engine.server.core_client import CoreClient, CoreGone
 from infleet.engine.server.core_transport import ProcessCore, ThreadCore
 from infleet.engine.server.generation_config import read_generation_defaults
@@ -74,6 +75,9 @@ async def serve(
     Returns the process exit status: 0 after a drain, 1 when the core died, 2 when it
     could not start."""
     loop = asyncio.get_running_loop()
+    keys = Keys.from_flags(
+        args.api_key, args.api_keys_file, args.admin_api_key, args.metrics_require_key
+    )
     if stop is None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,7 +105,7 @@ async def serve(
     )
     settings = ServerSettings(args.max_request_body_size, not args.disable_log_requests)
     state = ServerState()
-    app = build_app(client, model, settings, state)
+    app = build_app(client, model, settings, state, keys)
     adapter_hooks.install_if_enabled(app, args, ready)
     # handler_cancellation: a client that hangs up cancels its handler, which aborts its
     # request and frees its KV blocks right away.

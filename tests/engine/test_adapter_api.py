@@ -4,12 +4,11 @@ an adapter gets (404 unknown; 501 loaded, until the engine applies adapters)."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
+import yaml
 
-from infleet.engine.adapters.keys import key_hash
+from infleet.api.tenants import hash_key
 from infleet.lora.artifact import pack
 from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
@@ -44,20 +43,18 @@ def server(store, tmp_path_factory):
     (set_dir / "team-a.from-the-set").write_text(entry.to_json())
     (set_dir / "..data").mkdir()  # the kubelet's own entries are not adapters
     (set_dir / "team-b.broken").write_text("{not json")
-    keys = root / "keys.json"
-    keys.write_text(json.dumps({key_hash(k): t for t, k in KEYS.items()}))
+    keys = root / "keys.yaml"  # api/tenants.py's format, as the operator writes it
+    keys.write_text(yaml.safe_dump({t: [hash_key(k)] for t, k in KEYS.items()}))
     engine = smollm2_engine(
         enable_lora=True,
         max_lora_rank=16,
         lora_dir=str(root / "lora"),
         lora_set=str(set_dir),
         api_keys_file=str(keys),
+        admin_api_key=ADMIN,
     )
-    mp = pytest.MonkeyPatch()
-    mp.setenv("INFLEET_LORA_ADMIN_KEY", ADMIN)
     with ServerThread(engine) as s:
         yield s
-    mp.undo()
 
 
 def auth(key: str | None) -> dict[str, str]:
@@ -138,17 +135,17 @@ def test_a_tenant_neither_lists_nor_uses_another_tenants_adapter(server):
     assert httpx.get(server.url + "/health").status_code == 200  # probes need no key
 
 
-def test_without_an_admin_key_loading_is_off(store, tmp_path, monkeypatch):
-    monkeypatch.delenv("INFLEET_LORA_ADMIN_KEY", raising=False)
+def test_without_an_admin_key_loading_is_off(store, tmp_path):
     engine = smollm2_engine(enable_lora=True, lora_dir=str(tmp_path))
     with ServerThread(engine) as s:
         resp = post(s, "load_lora_adapter", {"lora_name": "x", "lora_path": stored(store)})
         assert resp.status_code == 403
 
 
-def test_a_full_engine_answers_409_and_keeps_what_it_has(store, tmp_path, monkeypatch):
-    monkeypatch.setenv("INFLEET_LORA_ADMIN_KEY", ADMIN)
-    engine = smollm2_engine(enable_lora=True, max_loras=1, lora_dir=str(tmp_path))
+def test_a_full_engine_answers_409_and_keeps_what_it_has(store, tmp_path):
+    engine = smollm2_engine(
+        enable_lora=True, max_loras=1, lora_dir=str(tmp_path), admin_api_key=ADMIN
+    )
     with ServerThread(engine) as s:
         first = {"lora_name": "one", "lora_path": stored(store, seed=7)}
         assert post(s, "load_lora_adapter", first).status_code == 200

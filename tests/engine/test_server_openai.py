@@ -161,7 +161,12 @@ def test_bad_inputs_get_openai_errors(server, client):
     err = error_of(post(server, "/v1/completions", {"model": SMOLLM2, "prompt": {"a": 1}}), 400)
     assert err["param"] == "prompt"
     err = error_of(
-        post(server, "/v1/completions", {"model": SMOLLM2, "prompt": "x", "echo": True}), 400
+        post(
+            server,
+            "/v1/completions",
+            {"model": SMOLLM2, "prompt": "x", "echo": True, "logprobs": 1},
+        ),
+        400,
     )
     assert err["param"] == "echo"
     err = error_of(

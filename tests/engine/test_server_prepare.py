@@ -71,7 +71,7 @@ def test_generation_config_file_sets_defaults_the_request_overrides(tmp_path):
     assert chat.params.max_tokens == 40  # the model's cap, under what the context leaves
     plain = prepare_chat(served(), body(messages=[{"role": "user", "content": "hi"}]))
     assert plain.params.temperature == 1.0
-    assert plain.params.max_tokens == 256 - len(plain.prompt_token_ids)
+    assert plain.params.max_tokens == 256 - len(plain.prompts[0])
 
 
 def test_generation_defaults_ignore_other_keys_and_non_numbers():

@@ -4,12 +4,13 @@ exist; the admin key only ever by reference."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import kubernetes_validate
 import pytest
+import yaml
 
+from infleet.api.tenants import Tenant, hash_key, parse_keys
 from infleet.operator.errors import SpecError
 from infleet.operator.lora_service import render_api_keys, tenants
 from infleet.operator.render import render_children
@@ -55,7 +56,7 @@ def test_infleet_reads_the_set_and_the_admin_key_by_reference():
     c = engine_container(dep)
     assert c["args"][-3:] == ["--lora-set=/etc/infleet/lora", "--lora-dir=/var/lib/infleet/lora",
                               "--max-num-seqs=8"]  # fmt: skip
-    key = next(e for e in c["env"] if e["name"] == "INFLEET_LORA_ADMIN_KEY")
+    key = next(e for e in c["env"] if e["name"] == "INFLEET_ADMIN_API_KEY")
     assert key["valueFrom"] == {"secretKeyRef": {"name": "chat-lora-admin", "key": "admin-key"}}
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["lora-set"]["configMap"] == {"name": "chat-lora", "optional": True}
@@ -77,7 +78,7 @@ def test_a_service_admitting_other_namespaces_authenticates():
     assert not any(a.startswith("--api-keys-file") for a in own_only["args"])
     dep, _ = deployment("infleet", lora={**LORA["lora"], "allowedNamespaces": ["team-b"]})
     c = engine_container(dep)
-    assert "--api-keys-file=/etc/infleet/api-keys/keys.json" in c["args"]
+    assert "--api-keys-file=/etc/infleet/api-keys/keys.yaml" in c["args"]
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["api-keys"]["configMap"] == {"name": "chat-api-keys"}
 
@@ -88,7 +89,22 @@ def test_only_hashes_of_the_tenants_keys_reach_the_service():
     assert tenants(isvc) == ["team-a", "team-b", "team-c"]
     assert tenants(engine_isvc("infleet", "mixed", engine=LORA)) == []
     service = {"apiVersion": "infleet.io/v1alpha1", "metadata": isvc.metadata}
-    digest = hashlib.sha256(b"secret-key").hexdigest()
-    cm = render_api_keys(service, {digest: "team-b"})
-    assert json.loads(cm["data"]["keys.json"]) == {digest: "team-b"}
+    cm = render_api_keys(service, {"team-b": [hash_key("secret-key")]})
+    # The engine's and router's own parser reads it: the key maps to its namespace.
+    table = parse_keys(yaml.safe_load(cm["data"]["keys.yaml"]))
+    assert table == {hash_key("secret-key"): Tenant("team-b")}
     assert "secret-key" not in json.dumps(cm)
+
+
+def test_spec_api_keys_tenants_is_the_one_keys_file_of_a_lora_tenant_service():
+    lora = {**LORA["lora"], "allowedNamespaces": ["team-b"]}
+    dep, children = deployment(
+        "infleet", lora=lora, apiKeys={"secretName": "my-keys", "format": "tenants"}
+    )
+    c = engine_container(dep)
+    assert not any(a.startswith("--api-keys-file") for a in c["args"])
+    config = next(c for c in children if c["kind"] == "ConfigMap")["data"]["engine.yaml"]
+    assert "api-keys-file: /etc/infleet/api-keys/keys.yaml" in config
+    keys = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys"]
+    assert [v["secret"]["secretName"] for v in keys] == ["my-keys"]
+    kubernetes_validate.validate(dep, f"1.{SUPPORTED[-1][1]}.0", strict=True)

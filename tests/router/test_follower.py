@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from infleet.api import router_wire as wire
+from infleet.api.tenants import DEFAULT_TENANT
 from infleet.router.config import RouterConfig
 from infleet.router.picker import rendezvous
 from infleet.router.prefix_keys import canonical_prompt, prefix_keys, salt_of, to_hex
-from infleet.router.tenants import DEFAULT_TENANT
 from tests.router.fake_engine import FakeEngine
 from tests.router.harness import Loop, RunningRouter, start_engines, static_discovery, wait_until
 

@@ -10,10 +10,10 @@ import httpx
 import yaml
 
 from infleet.api.router import RouterSpec
+from infleet.api.tenants import hash_key
 from infleet.router.config import RouterConfig
 from infleet.router.proxy import Router
 from infleet.router.replicas import Endpoint
-from infleet.router.tenants import hash_key
 from tests.router.fake_engine import FakeEngine
 from tests.router.harness import Loop, RunningRouter, start_engines, static_discovery, wait_until
 

@@ -10,11 +10,11 @@ import yaml
 
 from infleet.api import router_wire as wire
 from infleet.api.router import RouterSpec
+from infleet.api.tenants import KeysFile, KeysFileError, bearer_token, hash_key, parse_keys
 from infleet.router.limits import TenantLimiter
 from infleet.router.prefix_index import PrefixIndex
 from infleet.router.prefix_keys import CHUNK_BYTES, canonical_prompt, prefix_keys, salt_of
 from infleet.router.replicas import Endpoint, ReplicaSet
-from infleet.router.tenants import KeysFile, KeysFileError, bearer_token, hash_key, parse_keys
 
 SYSTEM = "x" * (3 * CHUNK_BYTES)
 

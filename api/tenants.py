@@ -14,7 +14,7 @@ reloads it when its bytes change, and keeps the last good table when a new one i
 invalid, so a bad edit never locks every tenant out. Keys are plain SHA-256, not a slow
 password hash: they are random tokens with full entropy, and every request checks one.
 
-Stdlib + PyYAML only, no other infleet import: the engine can import it as it is.
+Stdlib + PyYAML only, no other infleet import: the engine and the router both read it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-log = logging.getLogger("infleet.router.tenants")
+log = logging.getLogger("infleet.api.tenants")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TENANT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 DEFAULT_TENANT = "default"  # the one tenant of a service without keys
