@@ -61,6 +61,13 @@ def _ready_replicas(cluster: Cluster, ns: str, name: str, replicas: int) -> dict
 
 
 def _routers_ready(cluster: Cluster, ns: str, name: str) -> None:
+    # `rollout status` answers NotFound at once for a Deployment the operator has not
+    # created yet: wait for it to exist first.
+    def exists() -> bool:
+        got = cluster.kubectl("get", "deployment", f"{name}-router", "-n", ns, check=False)
+        return got.returncode == 0
+
+    cluster.wait_for(exists, READY_TIMEOUT, f"deployment/{name}-router to exist")
     cluster.kubectl("rollout", "status", f"deployment/{name}-router", "-n", ns,
                     f"--timeout={READY_TIMEOUT}s", timeout=READY_TIMEOUT + 30)  # fmt: skip
 
