@@ -47,6 +47,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "operator",
         "print the objects the operator would create for -f FILE",
     ),
+    "lora-sync": Subcommand(
+        "infleet.operator.lora_sync_server",
+        "main",
+        "operator",
+        "the LoRA sidecar of a vLLM/SGLang pod: loads its service's adapter set",
+    ),
     "crds": Subcommand("infleet.api.crds", "main", "", "print the CustomResourceDefinitions"),
     "up": Subcommand(
         "infleet.localplane.up",

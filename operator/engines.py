@@ -50,11 +50,14 @@ class EngineProfile:
     api_key_flag: str | None = None
     positional_model: bool = False  # `vllm serve MODEL`
     reads_config_file: bool = False
-    # LoRA: environment its pods get with engine.lora.maxAdapters > 0, and whether the
-    # adapter controller can deliver adapters to it (the engine downloads a store URL
-    # given as lora_path; vLLM and SGLang read local paths only: docs/lora-onboarding.md).
+    # LoRA (docs/lora-onboarding.md): environment its pods get with engine.lora.maxAdapters
+    # > 0, and how the adapter controller delivers adapters to it: "engine" (it downloads a
+    # store URL given as lora_path and reads the mounted set at start itself), "sync" (its
+    # load API reads local paths only: the lora-sync sidecar, operator/lora_sync.py, does
+    # both and calls lora_api), "" (none: adapters aimed at it are refused).
     lora_env: tuple[tuple[str, str], ...] = ()
-    lora_delivery: bool = False
+    lora_delivery: str = ""
+    lora_api: tuple[str, str] = ()  # (load path, unload path) of its runtime adapter API
 
 
 def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: bool) -> None:
@@ -197,7 +200,7 @@ ENGINES: dict[str, EngineProfile] = {
         settings=_infleet,
         api_key_env="INFLEET_API_KEY",
         reads_config_file=True,
-        lora_delivery=True,
+        lora_delivery="engine",
     ),
     "vllm": EngineProfile(
         kind="vllm",
@@ -214,6 +217,8 @@ ENGINES: dict[str, EngineProfile] = {
         api_key_env="VLLM_API_KEY",
         positional_model=True,
         lora_env=(("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"),),
+        lora_delivery="sync",
+        lora_api=("/v1/load_lora_adapter", "/v1/unload_lora_adapter"),
     ),
     "sglang": EngineProfile(
         kind="sglang",
@@ -229,6 +234,8 @@ ENGINES: dict[str, EngineProfile] = {
         settings=_sglang,
         api_key_env="SGLANG_API_KEY",  # not read by SGLang itself: only --api-key
         api_key_flag="api-key",
+        lora_delivery="sync",
+        lora_api=("/load_lora_adapter", "/unload_lora_adapter"),
     ),
     "tgi": EngineProfile(
         kind="tgi",

@@ -65,8 +65,8 @@ def admit(
     if not ENGINES[kind].lora_delivery:
         return Problem(
             "UnsupportedByEngine",
-            f"the operator does not deliver adapters to engine {kind} yet (its load API "
-            "reads local paths only); engine infleet does",
+            f"engine {kind} has no runtime adapter API: the operator delivers adapters to "
+            "engines infleet, vllm and sglang",
         )
     if not admits_namespace(isvc, adapter.namespace, tenant_labels):
         return Problem(

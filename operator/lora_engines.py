@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from infleet.autoscaler.kube_view import scrape_targets
+from infleet.operator.lora_names import SYNC_PORT_NAME
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30.0  # a load downloads the adapter from the store first
@@ -30,8 +31,25 @@ class Replica:
 
 
 def ready_replicas(pods: list[Obj]) -> list[Replica]:
-    """Ready pods with an IP, as their engine's base URL."""
-    return [Replica(t.pod, t.url.removesuffix("/metrics")) for t in scrape_targets(pods)]
+    """Ready pods with an IP, as the base URL of their adapter API: the lora-sync sidecar's
+    port where the pod has one (vLLM, SGLang), else the engine's (the bundled engine)."""
+    by_name = {(p.get("metadata") or {}).get("name"): p for p in pods}
+    out = []
+    for target in scrape_targets(pods):
+        url = target.url.removesuffix("/metrics")
+        port = _sync_port(by_name.get(target.pod) or {})
+        if port is not None:
+            url = f"{url.rsplit(':', 1)[0]}:{port}"
+        out.append(Replica(target.pod, url))
+    return out
+
+
+def _sync_port(pod: Obj) -> int | None:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == SYNC_PORT_NAME:
+                return int(port["containerPort"])
+    return None
 
 
 class LoadRefused(Exception):

@@ -59,6 +59,8 @@ class Prepared:
     network: NetworkSettings
     adapters: tuple[str, ...]  # names of the LoRAAdapters aimed at the service
     router: bool  # the router is on (operator/router.py)
+    # The lora-sync sidecar's image (vLLM/SGLang with LoRA): the operator's, like the router's.
+    sync_image: str = DEFAULT_ROUTER_IMAGE
 
 
 def prepare(
@@ -80,7 +82,9 @@ def prepare(
     network = options.platform.network if options.platform else NetworkSettings()
     names = tuple(sorted(set(adapters)))
     router = router_enabled(spec, names)
-    return Prepared(isvc, profile, model, settings, pod, guard, network, names, router)
+    return Prepared(
+        isvc, profile, model, settings, pod, guard, network, names, router, options.router_image
+    )
 
 
 def _meta(isvc: InferenceService, name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -118,7 +122,7 @@ def render_pod_templates(p: Prepared) -> dict[Pool, dict[str, Any]]:
     spec = p.isvc.spec
     templates = {
         pool: apply_template(
-            add_lora(render_pod_template(p.pod, pool), p.isvc.name, spec, p.profile),
+            add_lora(render_pod_template(p.pod, pool), p.isvc.name, spec, p.profile, p.sync_image),
             spec,
             spec.template,
             pool,

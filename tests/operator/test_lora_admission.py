@@ -79,15 +79,17 @@ def test_the_base_models_name_is_taken():
     assert reason(adapter(servedName="smollm2-135m-instruct"), svc, [], None) == "NameConflict"
 
 
-def test_other_engines_are_refused_with_a_reason():
+@pytest.mark.parametrize("kind,expected", [("vllm", None), ("sglang", None),
+                                           ("tgi", "UnsupportedByEngine")])  # fmt: skip
+def test_engines_without_a_runtime_adapter_api_are_refused_with_a_reason(kind, expected):
     svc = InferenceService.model_validate(
         service_body(
             "base", "platform",
             model={"uri": "hf://org/m"},
-            engine={"kind": "vllm", "lora": {**LORA, "allowedNamespaces": ["team-a"]}},
+            engine={"kind": kind, "lora": {**LORA, "allowedNamespaces": ["team-a"]}},
         )
     )  # fmt: skip
-    assert reason(adapter(), svc, [], None) == "UnsupportedByEngine"
+    assert reason(adapter(), svc, [], None) == expected
 
 
 def test_artifact_urls_and_credentials():

@@ -62,6 +62,49 @@ def test_infleet_reads_the_set_and_the_admin_key_by_reference():
     assert volumes["lora-set"]["configMap"] == {"name": "chat-lora", "optional": True}
 
 
+@pytest.mark.parametrize(
+    "kind,load,unload,port",
+    [("vllm", "/v1/load_lora_adapter", "/v1/unload_lora_adapter", 8000),
+     ("sglang", "/load_lora_adapter", "/unload_lora_adapter", 30000)],
+)  # fmt: skip
+def test_vllm_and_sglang_get_the_sync_sidecar_from_the_engine_table(kind, load, unload, port):
+    dep, _ = deployment(kind, apiKeys={"secretName": "engine-key"})
+    pod = dep["spec"]["template"]["spec"]
+    sync = next(c for c in pod["containers"] if c["name"] == "lora-sync")
+    assert sync["command"] == ["infleet", "lora-sync"]
+    assert sync["image"].startswith("ghcr.io/infleet/infleet-operator:")
+    assert {f"--engine-url=http://$(POD_IP):{port}", f"--load-path={load}",
+            f"--unload-path={unload}", "--set-dir=/etc/infleet/lora",
+            "--lora-dir=/var/lib/infleet/lora"} <= set(sync["args"])  # fmt: skip
+    # The readiness gate: the pod is Ready only once the sidecar has loaded the set.
+    assert sync["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "lora-sync"}
+    env = {e["name"]: e.get("valueFrom") for e in sync["env"]}
+    assert env["INFLEET_ADMIN_API_KEY"] == {
+        "secretKeyRef": {"name": "chat-lora-admin", "key": "admin-key"}
+    }
+    assert env["INFLEET_ENGINE_API_KEY"] == {
+        "secretKeyRef": {"name": "engine-key", "key": "api-key"}
+    }
+    # The engine reads the downloaded adapters, never writes them.
+    mounts = {m["name"]: m for m in engine_container(dep)["volumeMounts"]}
+    assert mounts["lora-cache"] == {"name": "lora-cache", "mountPath": "/var/lib/infleet/lora",
+                                    "readOnly": True}  # fmt: skip
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["lora-set"]["configMap"] == {"name": "chat-lora", "optional": True}
+
+
+@pytest.mark.parametrize("kind", ["infleet", "vllm", "sglang"])
+def test_the_template_does_not_depend_on_the_adapters(kind):
+    isvc = engine_isvc(kind, "mixed", engine=LORA)
+    none = render_children(isvc)
+    some = render_children(isvc, adapters=["support-bot", "other"])
+    templates = [
+        [c["spec"]["template"] for c in children if c["kind"] == "Deployment"]
+        for children in (none, some)
+    ]
+    assert templates[0] == templates[1]
+
+
 def test_no_lora_no_lora_parts():
     children = render_children(engine_isvc("infleet", "mixed"))
     dep = next(c for c in children if c["kind"] == "Deployment")
