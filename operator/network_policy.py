@@ -5,7 +5,8 @@ Ingress to the engine pods (egress stays open: the model fetch needs its store):
   `network.ingressFrom` and the tenant rule's `ingressFrom`) and, unless the platform turns
   it off, from the service's own namespace;
 - the same port from Prometheus (scrapes /metrics) and from the operator (its autoscaler
-  reads /metrics; LoRA adapters are pushed to the engines);
+  reads /metrics; LoRA adapters are pushed to the engines), and the lora-sync sidecar's
+  port (vLLM, SGLang: adapters are pushed there) from the operator only;
 - the engine port from the service's router (operator/router.py), when it has one;
 - every port from the service's own pods (replicas of a multi-node group talk to each
   other: NCCL, the engines' own coordination ports).
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from infleet.operator.lora_names import SYNC_PORT_NAME
 from infleet.operator.names import child_labels, router_labels
 from infleet.operator.policy import NetworkSettings, TenantRule
 
 Obj = dict[str, Any]
 ENGINE_PORT = [{"port": "http", "protocol": "TCP"}]
+SYNC_PORT = [{"port": SYNC_PORT_NAME, "protocol": "TCP"}]
 
 
 def network_policy_spec(
@@ -33,7 +36,10 @@ def network_policy_spec(
         clients.append({"podSelector": {"matchLabels": router_labels(name)}})
     if network.same_namespace:
         clients.append({"podSelector": {}})
-    ingress = [{"from": [*network.prometheus, *network.operator], "ports": ENGINE_PORT}]
+    ingress = [
+        {"from": [*network.prometheus, *network.operator], "ports": ENGINE_PORT},
+        {"from": network.operator, "ports": SYNC_PORT},
+    ]
     if clients:
         ingress.insert(0, {"from": clients, "ports": ENGINE_PORT})
     ingress.append({"from": [own_pods]})

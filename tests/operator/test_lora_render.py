@@ -14,6 +14,7 @@ from infleet.api.tenants import Tenant, hash_key, parse_keys
 from infleet.operator.errors import SpecError
 from infleet.operator.lora_service import render_api_keys, tenants
 from infleet.operator.render import render_children
+from tests.operator.pod_security_standard import violations
 from tests.operator.samples import engine_isvc
 from tests.operator.test_render import SUPPORTED
 
@@ -91,6 +92,7 @@ def test_vllm_and_sglang_get_the_sync_sidecar_from_the_engine_table(kind, load, 
                                     "readOnly": True}  # fmt: skip
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["lora-set"]["configMap"] == {"name": "chat-lora", "optional": True}
+    assert violations(pod) == []  # Pod Security "restricted", the sidecar included
 
 
 @pytest.mark.parametrize("kind", ["infleet", "vllm", "sglang"])

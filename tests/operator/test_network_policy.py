@@ -94,3 +94,17 @@ def test_the_evaluator_sees_an_unisolated_pod_and_a_platform_that_turns_policies
     policies, engine = rendered("vllm", RenderOptions(platform=platform))
     assert policies == []
     assert allowed(policies, OTHER_TENANT, engine, 8000)  # nothing isolates it
+
+
+@pytest.mark.parametrize("kind", ["vllm", "sglang"])
+def test_only_the_operator_reaches_the_lora_sync_sidecar(kind):
+    isvc = engine_isvc(kind, "mixed", engine={"lora": {"maxAdapters": 2}})
+    children = render_children(isvc, RenderOptions())
+    policies = [c for c in children if c["kind"] == "NetworkPolicy"]
+    template = next(c for c in children if c["kind"] == "Deployment")["spec"]["template"]
+    ports = {p["name"]: p["containerPort"]
+             for c in template["spec"]["containers"] for p in c.get("ports") or []}  # fmt: skip
+    pod = Pod("team-a", template["metadata"]["labels"], ports)
+    assert allowed(policies, OPERATOR, pod, ports["lora-sync"])
+    for src in (PROMETHEUS, NEIGHBOUR, OTHER_TENANT):
+        assert not allowed(policies, src, pod, ports["lora-sync"]), src
