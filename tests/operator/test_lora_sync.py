@@ -16,13 +16,15 @@ import httpx
 import pytest
 
 from infleet.lora.artifact import pack
-from infleet.operator.lora_engines import EngineClient, LoadRefused, Replica
+from infleet.operator.lora_engines import EngineClient, LoadRefused, Replica, ready_replicas
 from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
 from infleet.operator.lora_sync import EngineApi, Syncer
 from infleet.operator.lora_sync_server import serve
+from infleet.operator.render import render_children
 from tests.lora.written_adapters import Base, adapter_files
 from tests.operator.fake_lora_engine import PATHS, FakeEngine
+from tests.operator.samples import engine_isvc
 
 SMALL = Base(hidden=64, layers=2, q=64, kv=32)
 ADMIN = "admin-key-of-the-service"
@@ -171,3 +173,16 @@ def test_the_cli_serves_the_set_to_sglang(store, tmp_path):
         proc.terminate()
         proc.wait(10)
         engine.stop()
+
+
+@pytest.mark.parametrize("kind,url", [("vllm", "http://10.0.0.7:8091"),
+                                      ("infleet", "http://10.0.0.7:8000")])  # fmt: skip
+def test_the_controller_pushes_to_the_sidecar_where_the_pod_has_one(kind, url):
+    isvc = engine_isvc(kind, "dedicated-only", engine={"lora": {"maxAdapters": 2}})
+    dep = next(c for c in render_children(isvc) if c["kind"] == "Deployment")
+    pod = {
+        "metadata": {"name": "chat-0", **dep["spec"]["template"]["metadata"]},
+        "spec": {**dep["spec"]["template"]["spec"], "nodeName": "n1"},
+        "status": {"podIP": "10.0.0.7", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    assert ready_replicas([pod]) == [Replica("chat-0", url)]
