@@ -8,9 +8,11 @@ operator reads the Secret into memory for the one request, sends it as a header,
 keeps it nowhere (not in logs, Events, status, the store or any rendered object).
 
 The Secret's keys are the model fetch's (operator/model_credentials.py): HF_TOKEN for
-hf://, BEARER_TOKEN for http(s)://. hf://ORG/NAME[:REVISION] is fetched over the Hub's
-HTTP API ($HF_ENDPOINT, default https://huggingface.co). s3:// and pvc:// are refused as
-ArtifactUnreachable with a message saying so (not built yet).
+hf://, BEARER_TOKEN for http(s)://, the AWS variables for s3:// (each GET signed with
+SigV4, operator/s3.py; without a Secret, an anonymous GET of a public bucket).
+hf://ORG/NAME[:REVISION] is fetched over the Hub's HTTP API ($HF_ENDPOINT, default
+https://huggingface.co). pvc:// is refused as ArtifactUnreachable with a message saying
+why (a claim is readable only from a pod of its own namespace: docs/lora-onboarding.md).
 """
 
 from __future__ import annotations
@@ -18,18 +20,27 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from infleet.lora import artifact
 from infleet.lora.errors import AdapterError
-from infleet.operator.model_credentials import BEARER
+from infleet.operator import s3
+from infleet.operator.model_credentials import BEARER, REQUIRED
 from infleet.operator.status import Problem
 
 ARCHIVES = (".tar.gz", ".tgz", ".tar")
 TIMEOUT_S = 60.0
 HF_ENDPOINT = "https://huggingface.co"
+Auth = Callable[[str], dict[str, str]]  # a URL -> the headers of its GET
+Secret = dict[str, str]  # the credentials Secret's data, decoded
+PVC_REFUSAL = (
+    "pvc:// adapters are not fetched: a claim can be read only by a pod of its own "
+    "namespace, and the operator does not run pods in tenants' namespaces; serve the files "
+    "over in-cluster http:// (or put them in s3:// or hf://)"
+)
 
 
 class FetchFailed(Exception):
@@ -46,33 +57,54 @@ class Fetched:
     rank: int
 
 
-def urls(uri: str, hf_endpoint: str = HF_ENDPOINT) -> list[str]:
+def urls(uri: str, hf_endpoint: str = HF_ENDPOINT, secret: Secret | None = None) -> list[str]:
     """The URLs to GET: one archive, or the two files of a directory."""
     scheme, _, rest = uri.partition("://")
+    path = rest.split("?", 1)[0]
     if scheme == "hf":
         repo, _, revision = rest.partition(":")
         base = f"{hf_endpoint.rstrip('/')}/{repo.strip('/')}/resolve/{revision or 'main'}"
     elif scheme in ("http", "https"):
-        if rest.split("?", 1)[0].endswith(ARCHIVES):
+        if path.endswith(ARCHIVES):
             return [uri]
         base = uri.rstrip("/")
+    elif scheme == "s3":
+        bucket, _, key = rest.partition("/")
+        region = (secret or {}).get("AWS_DEFAULT_REGION", "").strip() or s3.DEFAULT_REGION
+        endpoint = (secret or {}).get("AWS_ENDPOINT_URL", "").strip() or None
+        if key.endswith(ARCHIVES):
+            return [s3.object_url(bucket, key, region, endpoint)]
+        base = s3.object_url(bucket, key.rstrip("/"), region, endpoint).rstrip("/")
+    elif scheme == "pvc":
+        raise FetchFailed("ArtifactUnreachable", PVC_REFUSAL)
     else:
-        raise FetchFailed(
-            "ArtifactUnreachable",
-            f"{scheme}:// adapters are not fetched by this operator yet: use https://, "
-            "http:// (in-cluster) or hf://",
-        )
+        raise FetchFailed("ArtifactUnreachable", f"{scheme}:// is not an adapter source")
     return [f"{base}/{name}" for name in artifact.FILES]
 
 
-def auth_headers(uri: str, secret: dict[str, str] | None) -> dict[str, str]:
-    """The request headers from the Secret's data (decoded); {} without a Secret."""
+def request_auth(uri: str, secret: Secret | None) -> Auth:
+    """How each GET is authenticated, from the Secret's data; none without a Secret."""
     if secret is None:
-        return {}
-    key = "HF_TOKEN" if uri.startswith("hf://") else BEARER
-    if key not in secret:
-        raise FetchFailed("ArtifactUnreachable", f"the credentials Secret has no key {key}")
-    return {"Authorization": f"Bearer {secret[key].strip()}"}
+        return lambda url: {}
+    scheme = uri.partition("://")[0]
+    missing = [k for k in REQUIRED.get(scheme, ()) if not secret.get(k, "").strip()]
+    if missing:
+        raise FetchFailed("ArtifactUnreachable", f"the credentials Secret has no key {missing[0]}")
+    if scheme == "s3":
+        creds = s3.S3Credentials(
+            secret["AWS_ACCESS_KEY_ID"].strip(),
+            secret["AWS_SECRET_ACCESS_KEY"].strip(),
+            secret.get("AWS_SESSION_TOKEN", "").strip() or None,
+        )
+        region = secret.get("AWS_DEFAULT_REGION", "").strip() or s3.DEFAULT_REGION
+        return partial(_s3_headers, creds, region)
+    key = "HF_TOKEN" if scheme == "hf" else BEARER
+    headers = {"Authorization": f"Bearer {secret[key].strip()}"}
+    return lambda url: headers
+
+
+def _s3_headers(creds: s3.S3Credentials, region: str, url: str) -> dict[str, str]:
+    return s3.sign_get(url, creds, region)
 
 
 def shown_url(url: str) -> str:
@@ -83,10 +115,11 @@ def shown_url(url: str) -> str:
         return "(an invalid URL)"
 
 
-def _get(client: httpx.Client, url: str, headers: dict[str, str], max_bytes: int) -> bytes:
+def _get(client: httpx.Client, url: str, auth: Auth, max_bytes: int) -> bytes:
     shown = shown_url(url)
     try:
-        with client.stream("GET", url, headers=headers, follow_redirects=True) as resp:
+        # httpx drops Authorization on a redirect to another host (the Hub's CDN).
+        with client.stream("GET", url, headers=auth(url), follow_redirects=True) as resp:
             if resp.status_code != 200:
                 raise FetchFailed("ArtifactUnreachable", f"GET {shown}: HTTP {resp.status_code}")
             body = bytearray()
@@ -103,15 +136,16 @@ def _get(client: httpx.Client, url: str, headers: dict[str, str], max_bytes: int
 
 def fetch_files(
     uri: str,
-    headers: dict[str, str],
+    secret: Secret | None,
     max_bytes: int = artifact.MAX_BYTES,
     client_factory: Callable[[], httpx.Client] | None = None,
     hf_endpoint: str = HF_ENDPOINT,
 ) -> dict[str, bytes]:
-    """The adapter's two files, fetched from `uri`."""
+    """The adapter's two files, fetched from `uri` with the credentials in `secret`."""
+    targets, auth = urls(uri, hf_endpoint, secret), request_auth(uri, secret)
     factory = client_factory or (lambda: httpx.Client(timeout=TIMEOUT_S))
     with factory() as client:
-        got = [(url, _get(client, url, headers, max_bytes)) for url in urls(uri, hf_endpoint)]
+        got = [(url, _get(client, url, auth, max_bytes)) for url in targets]
     if len(got) == 1:
         try:
             return artifact.unpack(got[0][1], max_bytes)

@@ -33,7 +33,7 @@ from infleet.api import InferenceService
 from infleet.api.lora_adapter import LoRAAdapter
 from infleet.operator.errors import describe
 from infleet.operator.lora_admission import admit, rank_problem
-from infleet.operator.lora_artifact import Fetched, FetchFailed, auth_headers, check
+from infleet.operator.lora_artifact import Fetched, FetchFailed, check
 from infleet.operator.lora_engines import EngineClient, LoadRefused, Replica, ready_replicas
 from infleet.operator.lora_kube import LoRAKube
 from infleet.operator.lora_set import Entry, entries, entry_key, render_set
@@ -74,7 +74,7 @@ class _Fetch:
     fetched: Fetched
 
 
-FilesFetcher = Callable[[str, dict[str, str]], dict[str, bytes]]
+FilesFetcher = Callable[[str, dict[str, str] | None], dict[str, bytes]]  # (uri, Secret data)
 
 
 class LoRAReconciler:
@@ -194,7 +194,7 @@ class LoRAReconciler:
                         "ArtifactUnreachable",
                         f"credentialsSecretRef: Secret {adapter.namespace}/{ref.name} not found",
                     )
-            files = self.fetch_files(adapter.spec.uri, auth_headers(adapter.spec.uri, secret))
+            files = self.fetch_files(adapter.spec.uri, secret)
             fetched = check(files)
         except FetchFailed as err:
             return None, err.problem

@@ -9,7 +9,7 @@ from infleet.api import InferenceService
 from infleet.api.lora_adapter import LoRAAdapter
 from infleet.lora.artifact import pack, unpack
 from infleet.operator.lora_admission import admit, rank_problem
-from infleet.operator.lora_artifact import FetchFailed, auth_headers, check, fetch_files, urls
+from infleet.operator.lora_artifact import FetchFailed, check, fetch_files, request_auth, urls
 from infleet.operator.lora_status import Observed, adapter_status
 from tests.lora.written_adapters import adapter_files, targz
 from tests.operator.samples import body as service_body
@@ -100,12 +100,21 @@ def test_artifact_urls_and_credentials():
         urls("hf://org/ad:v2", "https://hub")[0]
         == "https://hub/org/ad/resolve/v2/adapter_config.json"
     )
+    assert urls("s3://bkt/team/ad/")[0] == (
+        "https://bkt.s3.us-east-1.amazonaws.com/team/ad/adapter_config.json"
+    )
+    minio = {"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_DEFAULT_REGION": "eu-1"}
+    assert urls("s3://bkt/a.tar.gz", secret=minio) == ["http://minio:9000/bkt/a.tar.gz"]
     with pytest.raises(FetchFailed) as err:
-        urls("s3://bucket/a")
+        urls("pvc://claim/a")
     assert err.value.problem.reason == "ArtifactUnreachable"
-    assert auth_headers("hf://o/a", {"HF_TOKEN": "t\n"}) == {"Authorization": "Bearer t"}
+    assert "its own namespace" in err.value.problem.message
+    auth = request_auth("hf://o/a", {"HF_TOKEN": "t\n"})
+    assert auth("https://hub/x") == {"Authorization": "Bearer t"}
     with pytest.raises(FetchFailed, match="no key BEARER_TOKEN"):
-        auth_headers("https://h/a", {"OTHER": "x"})
+        request_auth("https://h/a", {"OTHER": "x"})
+    with pytest.raises(FetchFailed, match="no key AWS_SECRET_ACCESS_KEY"):
+        request_auth("s3://b/a", {"AWS_ACCESS_KEY_ID": "AK"})
 
 
 def served(routes: dict[str, tuple[int, bytes]]):
@@ -119,10 +128,10 @@ def served(routes: dict[str, tuple[int, bytes]]):
 def test_a_tar_gz_and_a_directory_give_the_same_checksum():
     files = adapter_files(rank=4)
     from_tar = fetch_files(
-        "https://h/a.tar.gz", {}, client_factory=served({"/a.tar.gz": (200, targz(files))})
+        "https://h/a.tar.gz", None, client_factory=served({"/a.tar.gz": (200, targz(files))})
     )
     routes = {f"/d/{k}": (200, v) for k, v in files.items()}
-    from_dir = fetch_files("https://h/d", {}, client_factory=served(routes))
+    from_dir = fetch_files("https://h/d", None, client_factory=served(routes))
     a, b = check(from_tar), check(from_dir)
     assert a.packed.checksum == b.packed.checksum and a.rank == 4
     assert unpack(a.packed.data) == files
@@ -137,20 +146,20 @@ def test_a_tar_gz_and_a_directory_give_the_same_checksum():
 )
 def test_corrupt_archives_are_invalid(body, reason_):
     with pytest.raises(FetchFailed) as err:
-        fetch_files("https://h/a.tgz", {}, client_factory=served({"/a.tgz": (200, body)}))
+        fetch_files("https://h/a.tgz", None, client_factory=served({"/a.tgz": (200, body)}))
     assert err.value.problem.reason == reason_
 
 
 def test_messages_never_carry_url_credentials():
     with pytest.raises(FetchFailed) as err:
-        fetch_files("https://u:pw@h/a.tgz?X-Amz-Signature=s", {}, client_factory=served({}))
+        fetch_files("https://u:pw@h/a.tgz?X-Amz-Signature=s", None, client_factory=served({}))
     assert "pw" not in err.value.problem.message and "Signature" not in err.value.problem.message
     assert "https://h/a.tgz" in err.value.problem.message
 
 
 def test_unreachable_and_bad_files():
     with pytest.raises(FetchFailed) as err:
-        fetch_files("https://h/gone.tar.gz", {}, client_factory=served({}))
+        fetch_files("https://h/gone.tar.gz", None, client_factory=served({}))
     assert err.value.problem.reason == "ArtifactUnreachable" and "404" in err.value.problem.message
     bad = {**adapter_files(), "adapter_config.json": b'{"peft_type": "IA3"}'}
     with pytest.raises(FetchFailed) as err:
