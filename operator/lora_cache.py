@@ -72,6 +72,17 @@ class LoRACache:
             found |= {key_of(k) for k in cm.get("data") or {}}
         return sorted(found)
 
+    def selector_services(self) -> list[Key]:
+        """The services that admit tenant namespaces by label (engine.lora.namespaceSelector)."""
+        if not self._indices:
+            return []
+        out = []
+        for key, found in self._all(PARENTS).items():
+            engine = ((found or [{}])[0].get("spec") or {}).get("engine") or {}
+            if (engine.get("lora") or {}).get("namespaceSelector") is not None:
+                out.append(key)
+        return sorted(out)
+
     def adapters_of(self, service: Key) -> list[Key]:
         """The adapters aimed at `service` or in its set."""
         if not self._indices:

@@ -7,8 +7,10 @@ namespace in `{own} ∪ allowedNamespaces` gets a key in its own Secret `<servic
 (data key `api-key`, created once, never rotated by the operator: delete the Secret to
 rotate), and the service's ConfigMap `<service>-api-keys` is the engine's keys file
 (api/tenants.py's format: tenant -> [sha256:HEX]), each namespace a tenant. Only hashes
-leave the tenants' namespaces. Namespaces admitted by
-`namespaceSelector` alone get no key yet (docs/lora-onboarding.md).
+leave the tenants' namespaces. Namespaces its `namespaceSelector` matches are tenants too:
+they are listed on each reconcile, and a namespace event (operator/lora_watches.py)
+reconciles such services, so a namespace that comes to match gets a key and one that stops
+matching loses its hash (its key no longer opens the service) within a reconcile.
 """
 
 from __future__ import annotations
@@ -30,11 +32,29 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-def tenants(isvc: InferenceService) -> list[str]:
-    """The namespaces that get an API key (none: the service is not authenticated)."""
-    if not isvc.spec.engine.lora.admits_others():
+def tenants(
+    isvc: InferenceService, namespaces: dict[str, dict[str, str]] | None = None
+) -> list[str]:
+    """The namespaces that get an API key (none: the service is not authenticated).
+    `namespaces`: every namespace's labels, for the service's namespaceSelector."""
+    lora = isvc.spec.engine.lora
+    if not lora.admits_others():
         return []
-    return sorted({isvc.namespace, *isvc.spec.engine.lora.allowed_namespaces})
+    selected = set()
+    if lora.namespace_selector is not None:
+        selected = {n for n, labels in (namespaces or {}).items()
+                    if lora.namespace_selector.matches(labels)}  # fmt: skip
+    return sorted({isvc.namespace, *lora.allowed_namespaces, *selected})
+
+
+def namespace_labels(kube: Kube) -> dict[str, dict[str, str]]:
+    """Every namespace's labels (the operator may list namespaces: a cluster-scoped read)."""
+    found = kube.read(kube.core.list_namespace) or {}
+    return {
+        item["metadata"]["name"]: dict(item["metadata"].get("labels") or {})
+        for item in found.get("items") or []
+        if not item["metadata"].get("deletionTimestamp")
+    }
 
 
 def render_api_keys(service: Obj, hashes: dict[str, list[str]]) -> Obj:
@@ -60,7 +80,8 @@ def prepare(kube: Kube, service: Obj, isvc: InferenceService) -> None:
     lkube = LoRAKube(kube)
     lkube.admin_key(service, create=True)
     hashes: dict[str, list[str]] = {}
-    for tenant in tenants(isvc):
+    selector = isvc.spec.engine.lora.namespace_selector
+    for tenant in tenants(isvc, namespace_labels(kube) if selector is not None else None):
         try:
             key = lkube.tenant_key(tenant, api_key_secret_name(isvc.name))
         except ApiException as err:

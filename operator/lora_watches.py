@@ -3,7 +3,8 @@
 A LoRAAdapter's own events enqueue it and every other adapter aimed at the same service
 (a deleted holder of a served name frees it for the next); a pod event of a service
 enqueues the service's adapters, so a new, restarted or replaced replica is given every
-adapter of the set as soon as it is ready (it has read the set at start already).
+adapter of the set as soon as it is ready (it has read the set at start already); a
+namespace event reconciles the services that admit namespaces by label, and its adapters.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ async def adapter_event(
     namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
 ) -> None:
     memo.runtime.adapter_seen((namespace, name), dict(body), kwargs)
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    # engine.lora.namespaceSelector: a relabelled namespace may gain or lose its API key.
+    memo.runtime.namespace_seen(name, kwargs)
 
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_SELECTOR)

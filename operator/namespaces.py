@@ -18,6 +18,10 @@ class NamespaceLabels:
         self._kube, self._ttl = kube, ttl_s
         self._cached: dict[str, tuple[float, dict[str, str]]] = {}
 
+    def forget(self, namespace: str) -> None:
+        """Its labels changed (a namespace event): read them again on the next look."""
+        self._cached.pop(namespace, None)
+
     def labels(self, namespace: str) -> dict[str, str]:
         now = time.monotonic()
         hit = self._cached.get(namespace)

@@ -131,6 +131,19 @@ class Runtime:
         for key in self.lora_cache.adapters_of(service):
             self.adapters.enqueue(key)
 
+    def namespace_seen(self, namespace: str, indices: Mapping[str, Any]) -> None:
+        """A namespace came, went or was relabelled: services that admit tenants by label
+        list their tenants again (a key given or revoked), and the namespace's adapters are
+        admitted again."""
+        self._fill(indices)
+        self.namespaces.forget(namespace)
+        for key in self.lora_cache.selector_services():
+            self.controller.enqueue(key)
+        adapters = self.lora_cache.keys()
+        for key in adapters:
+            if key[0] == namespace:
+                self.adapters.enqueue(key)
+
     def reconcile_adapter(self, key: Key) -> None:
         """One reconcile of adapter `key` (a controller worker holds the key)."""
         assert self.lora is not None  # its workers run only with a store

@@ -36,6 +36,7 @@ CLIENT_CALL = re.compile(
 )
 # A cluster-scoped read (`self.core.read_namespace`): the platform policy's namespace labels.
 CLUSTER_CALL = re.compile(r"\.(read|get|list)_(namespace|node)\b")
+CLUSTER_SCOPED = {("", "namespaces"), ("", "nodes")}
 SAMPLE = {
     "metadata": {"name": "chat", "namespace": "team-a", "uid": "0", "generation": 1},
     "spec": {
@@ -138,8 +139,10 @@ def operator_needs() -> dict[str, set[Need]]:
     internal = kopf_internal_needs()
     derived = kopf_handler_needs() | applied_children_needs() | client_call_needs()
     release = {n for n in derived if n[:2] == LEASES}
+    # A watch of a cluster-scoped kind (namespaces: engine.lora.namespaceSelector) is one.
+    cluster = {n for n in derived if n[:2] in CLUSTER_SCOPED}
     return {
-        "cluster": internal["cluster"] | cluster_call_needs(),
-        "namespaced": internal["namespaced"] | (derived - release),
+        "cluster": internal["cluster"] | cluster_call_needs() | cluster,
+        "namespaced": internal["namespaced"] | (derived - release - cluster),
         "release": release,
     }

@@ -75,10 +75,11 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
-# The platform policy's namespaceSelector rules read a service's namespace labels.
+# The platform policy's namespaceSelector rules read a service's namespace labels; a
+# service's engine.lora.namespaceSelector lists and watches them (its tenants' API keys).
 - apiGroups: [""]
   resources: [namespaces]
-  verbs: [get]
+  verbs: [get, list, watch]
 {{- end -}}
 
 
