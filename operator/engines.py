@@ -68,6 +68,16 @@ def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: b
         raise unsupported(kind, "engine.kvCache.nvme", "an NVMe KV tier")
 
 
+def _require_one_tenant(spec: InferenceServiceSpec, kind: str) -> None:
+    """vLLM and SGLang take one API key and list every loaded adapter to every caller, so a
+    service admitting other namespaces' adapters could not keep tenants apart there."""
+    lora = spec.engine.lora
+    if lora.max_adapters and lora.admits_others():
+        field = "allowedNamespaces" if lora.allowed_namespaces else "namespaceSelector"
+        raise unsupported(kind, f"engine.lora.{field}",
+                          "adapters of other namespaces (tenants kept apart by API key)")  # fmt: skip
+
+
 def _quantization(kind: str, spec: InferenceServiceSpec, flag: str) -> Settings:
     """`{flag: value}` from the engine table's quantization column, or {} for none."""
     wanted = spec.engine.quantization
@@ -122,6 +132,7 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
     out |= _quantization(kind, spec, "quantization")
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8"
+    _require_one_tenant(spec, kind)
     if engine.lora.max_adapters:
         out["enable-lora"] = True
         out["max-loras"] = engine.lora.max_adapters
@@ -154,6 +165,7 @@ def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settin
     if engine.kv_cache.dram is not None:
         out["enable-hierarchical-cache"] = True
         out["hicache-size"] = to_gib(engine.kv_cache.dram)
+    _require_one_tenant(spec, kind)
     if engine.lora.max_adapters:
         out["enable-lora"] = True
         out["max-loras-per-batch"] = engine.lora.max_adapters

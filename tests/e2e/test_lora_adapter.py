@@ -8,7 +8,9 @@ request naming it never gets 404. Refusals (another tenant's adapter with the sa
 name, a namespace not admitted, bad inputs) each leave Ready=False with their reason and
 disturb nothing. Deleting the adapter gets 404 for it on every replica. The service admits
 other namespaces, so it authenticates: each admitted tenant reads its API key from its own
-namespace, and one tenant neither lists nor uses another's adapter.
+namespace, and one tenant neither lists nor uses another's adapter; a namespace labelled to
+match the service's namespaceSelector gets a key and its hash in the service's keys file,
+and loses the hash when the label goes.
 
 The engine lists and loads adapters but does not apply them to tokens yet (issue 14
 phase 2): a request naming a loaded adapter gets 501 `adapter_not_applied`, one naming
@@ -31,13 +33,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
+from infleet.api.tenants import hash_key
 from tests.e2e.cluster import Cluster
 from tests.lora.written_adapters import OTHER, adapter_files, targz
 
 SERVICE = "base"
 SELECTOR = f"infleet.io/inferenceservice={SERVICE}"
 TOKEN = "tenant-a-token"
+TENANT_LABEL = "infleet.io/e2e-lora-tenant"
 BENCH: dict[str, float] = {}
 
 
@@ -116,6 +121,8 @@ def fleet(cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPathFac
                         "maxAdapters": 4,
                         "maxRank": 16,
                         "allowedNamespaces": [tenants["a"], tenants["b"]],
+                        # Tenant c is admitted by label at the end (its API key comes and goes).
+                        "namespaceSelector": {"matchLabels": {TENANT_LABEL: namespace}},
                     }
                 },
             },
@@ -356,3 +363,22 @@ def test_delete_gets_404_on_every_replica(fleet) -> None:
     data = cluster.get("configmap", f"{SERVICE}-lora", "-n", ns).get("data") or {}
     assert data == {}
     print(f"\nBENCH lora applied -> loaded on every replica: {BENCH}")
+
+
+def test_a_namespace_admitted_by_label_gets_a_key_and_loses_it(fleet) -> None:
+    """The operator's part: the key, and its hash in the service's keys file, come with the
+    label and the hash goes with it. (Replicas read the keys file as mounted; the local plane
+    writes a ConfigMap volume once, at pod start, where a kubelet refreshes it.)"""
+    cluster, ns, tenants, _, _ = fleet
+    cluster.kubectl("label", "namespace", tenants["c"], f"{TENANT_LABEL}={ns}")
+    key = api_key(cluster, tenants["c"])
+
+    def keys_file() -> dict[str, list[str]]:
+        data = cluster.get("configmap", f"{SERVICE}-api-keys", "-n", ns)["data"]
+        return yaml.safe_load(data["keys.yaml"]) or {}
+
+    hashed = hash_key(key)
+    cluster.wait_for(lambda: keys_file().get(tenants["c"]) == [hashed], 60, "tenant c's hash")
+    cluster.kubectl("label", "namespace", tenants["c"], f"{TENANT_LABEL}-")
+    cluster.wait_for(lambda: tenants["c"] not in keys_file(), 60, "tenant c's hash revoked")
+    assert set(keys_file()) == {ns, tenants["a"], tenants["b"]}

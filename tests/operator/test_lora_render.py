@@ -107,6 +107,16 @@ def test_the_template_does_not_depend_on_the_adapters(kind):
     assert templates[0] == templates[1]
 
 
+@pytest.mark.parametrize("kind", ["vllm", "sglang"])
+@pytest.mark.parametrize("admits", [{"allowedNamespaces": ["team-b"]},
+                                    {"namespaceSelector": {"matchLabels": {"t": "1"}}}])  # fmt: skip
+def test_vllm_and_sglang_refuse_other_tenants_adapters_by_field(kind, admits):
+    field = next(iter(admits))
+    with pytest.raises(SpecError, match=rf"engine\.lora\.{field}") as err:
+        deployment(kind, lora={**LORA["lora"], **admits})
+    assert err.value.reason == "UnsupportedByEngine"
+
+
 def test_no_lora_no_lora_parts():
     children = render_children(engine_isvc("infleet", "mixed"))
     dep = next(c for c in children if c["kind"] == "Deployment")
