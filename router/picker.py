@@ -110,7 +110,11 @@ def pick(
         # Before the saturation cut-off: a saturated replica with the adapter still
         # serves it; one without answers 404. With none that may have it, each is asked
         # (the proxy moves on after a 404).
-        usable = [c for c in usable if not c.lacks_adapter] or usable
+        holders = [c for c in usable if not c.lacks_adapter]
+        narrowed = bool(holders) and len(holders) < len(usable)
+        usable = holders or usable
+    else:
+        narrowed = False
     pool = [c for c in usable if not saturated(c, w)]
     all_saturated = not pool
     pool = pool or usable
@@ -118,13 +122,19 @@ def pick(
         pool,
         key=lambda c: (cost(c, request_keys, wants_adapter, w), -rendezvous(tie_key, c.name)),
     )
-    return Decision(best.name, _reason(best, pool, all_saturated, wants_adapter), best.cached_keys)
+    reason = _reason(best, pool, all_saturated, wants_adapter, narrowed)
+    return Decision(best.name, reason, best.cached_keys)
 
 
-def _reason(best: Candidate, pool: list[Candidate], all_saturated: bool, adapter: bool) -> Reason:
-    """What set the winner apart: its cached prefix, its adapter, else its load."""
+def _reason(
+    best: Candidate, pool: list[Candidate], all_saturated: bool, adapter: bool, narrowed: bool
+) -> Reason:
+    """What set the winner apart: its adapter where others lack it, its cached prefix,
+    its adapter where others would load it, else its load."""
     if all_saturated:
         return "saturated"
+    if narrowed:
+        return "adapter"
     if best.cached_keys > min(c.cached_keys for c in pool):
         return "prefix"
     if adapter and best.has_adapter and not all(c.has_adapter for c in pool):
