@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/router_prefix.py --tenants 8 --turns 4 --json out.json
 
-Two bundled engines (`infleet serve`, SmolLM2-135M on CPU) and the real `infleet router`
-in front of them (static replicas: the engines publish their state, so the router
-follows their caches and load). Each tenant has its own long system prompt (~1.6 KiB,
+`--replicas` bundled engines (`infleet serve`, SmolLM2-135M on CPU; 2 by default) and
+the real `infleet router` in front of them (static replicas: the engines publish their
+state, so the router follows their caches and load). Each tenant has its own long system prompt (~1.6 KiB,
 ~350 tokens) and holds a conversation of `--turns` turns that re-sends its history;
 `--concurrency` tenants talk at once. The same workload (fresh prompts, so neither phase
 warms the other's cache) runs twice: "plain", each request to a replica picked at random
@@ -99,10 +99,13 @@ def main() -> int:
     p.add_argument("--tenants", type=int, default=8)
     p.add_argument("--turns", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--kv-cache-memory", default="1GiB", help="each engine's KV cache")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    serve = ["serve", "--port", "0", "--device", "cpu", "--shutdown-grace-seconds", "5"]
-    engines = [launch(serve, r"serving \S+ at (http://\S+)/v1") for _ in range(2)]
+    serve = ["serve", "--port", "0", "--device", "cpu", "--shutdown-grace-seconds", "5",
+             "--kv-cache-memory", args.kv_cache_memory]  # fmt: skip
+    engines = [launch(serve, r"serving \S+ at (http://\S+)/v1") for _ in range(args.replicas)]
     router = run_router("--model", MODEL, *(a for e in engines for a in ("--replica", e.url)))
     results = {}
     try:
@@ -123,6 +126,7 @@ def main() -> int:
         for process in (router, *engines):
             process.stop()
     results["machine"] = {"arch": platform.machine(), "cpus": os.cpu_count()}
+    results["args"] = vars(args) | {"json": str(args.json)}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -63,7 +63,7 @@ def add_lora(
         engine["volumeMounts"].append({"name": DIR_VOLUME, "mountPath": LORA_DIR, "readOnly": True})
         pod["containers"].append(_sync_container(spec, profile, sync_image, admin))
     if profile.lora_delivery == "engine":
-        env.append({"name": ADMIN_KEY_ENV, "valueFrom": admin})
+        env += admin_key_env(name, spec, profile)
         # Before the user's engine.args, which come last and win.
         at = len(engine["args"]) - len(spec.engine.args)
         engine["args"][at:at] = [f"--lora-set={SET_DIR}", f"--lora-dir={LORA_DIR}"]
@@ -71,14 +71,14 @@ def add_lora(
             {"name": SET_VOLUME, "mountPath": SET_DIR, "readOnly": True},
             {"name": DIR_VOLUME, "mountPath": LORA_DIR},
         ]
-        # Authenticated: the tenants' key hashes, unless spec.engine.apiKeys (format
-        # tenants) names the keys file already (operator/api_keys.py mounts that one).
-        if spec.engine.lora.admits_others() and not api_keys_volumes(spec):
+        # Authenticated: the tenants' key hashes (tenant_keys_volume says when).
+        keys = tenant_keys_volume(name, spec, profile)
+        if keys is not None:
             engine["args"][at:at] = [f"--api-keys-file={KEYS_DIR}/{KEYS_FILE}"]
             engine["volumeMounts"].append(
                 {"name": KEYS_VOLUME, "mountPath": KEYS_DIR, "readOnly": True}
             )
-            pod["volumes"].append({"name": KEYS_VOLUME, "configMap": {"name": api_keys_name(name)}})
+            pod["volumes"].append(keys)
     # Ahead of engine.env, which may override any of them.
     own = {e.name for e in spec.engine.env}
     engine["env"] = [e for e in env if e["name"] not in own] + engine["env"]
@@ -130,3 +130,24 @@ def _sync_container(
         },
         "securityContext": container_security_context(),
     }
+
+
+def admin_key_env(name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> list[Obj]:
+    """The admin key from the service's Secret, for the engines and their routers (the
+    router feed needs it, engine/server/auth.py); none where no controller delivers."""
+    if not (spec.engine.lora.max_adapters and profile.lora_delivery):
+        return []
+    ref = {"name": admin_secret_name(name), "key": ADMIN_KEY}
+    return [{"name": ADMIN_KEY_ENV, "valueFrom": {"secretKeyRef": ref}}]
+
+
+def tenant_keys_volume(name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> Obj | None:
+    """The tenants' key hashes the adapter controller keeps (KEYS_FILE), where a service
+    admits other namespaces; None where spec.engine.apiKeys (format tenants) names the keys
+    file already (operator/api_keys.py mounts that one) or nothing is delivered."""
+    lora = spec.engine.lora
+    if not (lora.max_adapters and profile.lora_delivery and lora.admits_others()):
+        return None
+    if api_keys_volumes(spec):
+        return None
+    return {"name": KEYS_VOLUME, "configMap": {"name": api_keys_name(name)}}

@@ -30,7 +30,12 @@ from infleet.operator.pod import PodInputs, render_pod_template
 from infleet.operator.pod_template import apply_template
 from infleet.operator.policy import NetworkSettings, PlatformPolicy
 from infleet.operator.replicas import PoolReplicas, active_pools, plan_replicas
-from infleet.operator.router import DEFAULT_ROUTER_IMAGE, render_router, router_enabled
+from infleet.operator.router import (
+    DEFAULT_ROUTER_IMAGE,
+    render_router,
+    router_enabled,
+    router_keys,
+)
 
 SERVICE_PORT = 8000  # one port for every engine kind, so the URL does not depend on it
 
@@ -212,7 +217,9 @@ def render_router_children(p: Prepared, options: RenderOptions) -> list[dict[str
         return _meta(p.isvc, name, labels)
 
     served = p.model.served_name
-    return render_router(p.isvc.name, p.isvc.spec, served, p.adapters, options.router_image, meta)
+    name, spec = p.isvc.name, p.isvc.spec
+    keys = router_keys(name, spec, p.profile)
+    return render_router(name, spec, served, p.adapters, options.router_image, meta, keys)
 
 
 def render_children(

@@ -9,18 +9,26 @@ Service stays, for the router and for anyone who wants a replica directly.
 
 Router pods carry ROUTER_LABEL, not SERVICE_LABEL: selectors of the engines (their
 Service, PDB, NetworkPolicy, status.selector, the autoscaler's pod index) never match them.
+
+Where the engines authenticate tenants, the routers mount the same keys file (so limits,
+metrics and prefix salts are per tenant, with the engine's own auth code, api/tenants.py)
+and get the engines' admin key (their /router/* feed answers nothing else).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from infleet import __version__
 from infleet.api import InferenceServiceSpec
+from infleet.operator.api_keys import KEYS_DIR, KEYS_FILE, api_keys_volumes
+from infleet.operator.engines import EngineProfile
+from infleet.operator.lora_pod import admin_key_env, tenant_keys_volume
 from infleet.operator.names import CONFIG_HASH, child_labels, router_labels, router_name
 from infleet.operator.pod_security import container_security_context
 
@@ -53,6 +61,23 @@ KUBE_API_SOURCES = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class RouterKeys:
+    """The service's credentials the routers need (references, never a key's value)."""
+
+    volumes: list[Obj] = field(default_factory=list)  # the tenants' key hashes (0 or 1)
+    env: list[Obj] = field(default_factory=list)  # the engines' admin key (0 or 1)
+
+
+def router_keys(name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> RouterKeys:
+    """The keys file the engines read, wherever it comes from (spec.engine.apiKeys with
+    format tenants, else the adapter controller's), and the admin key where one exists."""
+    keys = api_keys_volumes(spec) or [
+        v for v in [tenant_keys_volume(name, spec, profile)] if v is not None
+    ]
+    return RouterKeys(keys, admin_key_env(name, spec, profile))
+
+
 def router_enabled(spec: InferenceServiceSpec, adapters: Iterable[str] = ()) -> bool:
     """spec.router.enabled, or unset: on where routing pays, with more than one replica
     allowed (prefix and load) or with LoRA adapters (adapter affinity)."""
@@ -61,8 +86,12 @@ def router_enabled(spec: InferenceServiceSpec, adapters: Iterable[str] = ()) -> 
     return spec.scaling.max_replicas > 1 or spec.engine.lora.max_adapters > 0 or any(adapters)
 
 
-def router_args(name: str, served_name: str, adapters: Iterable[str]) -> list[str]:
+def router_args(
+    name: str, served_name: str, adapters: Iterable[str], keys: RouterKeys | None = None
+) -> list[str]:
     args = ["router", f"--model={served_name}", f"--service={name}", "--port-name=http"]
+    if keys is not None and keys.volumes:
+        args.append(f"--api-keys-file={KEYS_FILE}")
     args += ["--host=$(POD_IP)"]  # as the engines: the pod's address, whatever the network
     args += [f"--spec={SPEC_DIR}/router.yaml", f"--port={ROUTER_PORT}"]
     args += [f"--shutdown-grace-seconds={GRACE_SECONDS}"]
@@ -77,6 +106,7 @@ def render_router(
     adapters: Iterable[str],
     image: str,
     meta: Meta,
+    keys: RouterKeys | None = None,
 ) -> list[Obj]:
     """The router's children, in apply order (its RBAC before the pods that use it)."""
     own = child_labels(name)  # on each child, so the operator watches and prunes them
@@ -109,7 +139,7 @@ def render_router(
         "metadata": meta(rname, own),
         "data": {"router.yaml": config},
     }
-    template = _pod_template(name, served_name, adapters, image, config)
+    template = _pod_template(name, served_name, adapters, image, config, keys or RouterKeys())
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -146,7 +176,7 @@ def render_router(
 
 
 def _pod_template(
-    name: str, served_name: str, adapters: Iterable[str], image: str, config: str
+    name: str, served_name: str, adapters: Iterable[str], image: str, config: str, keys: RouterKeys
 ) -> Obj:
     pods = router_labels(name)
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 2}
@@ -154,7 +184,7 @@ def _pod_template(
         "name": "router",
         "image": image,
         "command": ["infleet"],
-        "args": router_args(name, served_name, adapters),
+        "args": router_args(name, served_name, adapters, keys),
         "env": [
             *(
                 {"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}
@@ -164,12 +194,14 @@ def _pod_template(
                 )
             ),
             {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *keys.env,
         ],
         "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "resources": RESOURCES,
         "volumeMounts": [
             {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
             {"name": "kube-api", "mountPath": KUBE_API_DIR, "readOnly": True},
+            *({"name": v["name"], "mountPath": KEYS_DIR, "readOnly": True} for v in keys.volumes),
         ],
         "readinessProbe": {**probe, "periodSeconds": 2, "failureThreshold": 2},
         # Draining answers 503 too: only a router stuck for a minute is restarted.
@@ -206,6 +238,7 @@ def _pod_template(
             "volumes": [
                 {"name": "spec", "configMap": {"name": router_name(name)}},
                 {"name": "kube-api", "projected": {"sources": KUBE_API_SOURCES}},
+                *keys.volumes,
             ],
             "topologySpreadConstraints": spread,
         },

@@ -3,7 +3,8 @@
 One task per replica reads its `/router/events` stream and folds each event in. A gap
 in `seq`, a malformed event or a dropped stream ends the fold: the replica falls back to
 the router's own approximate view and the follower reconnects (a new snapshot). An
-engine that does not publish (404: an older engine, vLLM...) is asked again rarely.
+engine that does not publish (404: an older engine, vLLM...) or does not accept this
+router's key (401/403) is asked again rarely.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ async def follow(
             url = replicas.url(name) + wire.EVENTS_PATH
             async with session.get(url, headers=headers, timeout=timeout) as resp:
                 if resp.status == 404:
+                    wait = UNPUBLISHED_RETRY_SECONDS
+                elif resp.status in (401, 403):
+                    # The engine has keys and this router no admin key it accepts
+                    # (INFLEET_ADMIN_API_KEY): route on the router's own view.
+                    log.warning("replica %s: its feed refused this router's key (%d)",
+                                name, resp.status)  # fmt: skip
                     wait = UNPUBLISHED_RETRY_SECONDS
                 else:
                     resp.raise_for_status()

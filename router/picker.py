@@ -8,7 +8,10 @@ redo there (docs/router.md has the worked numbers):
          + running_request_tokens * running             decodes it shares steps with
          + adapter_load_tokens  (if the adapter is not loaded there)
 
-and the cheapest wins. A cached prefix therefore pulls a request toward its replica only
+and the cheapest wins. A replica known not to have the requested adapter (it publishes
+its adapters, and this one is not among them) is not considered while another usable
+replica may have it: the engine would answer 404 (a replica still loading adapters
+during a scale-out). A cached prefix therefore pulls a request toward its replica only
 until that replica's queue outweighs the prefill saved, so a popular prefix spreads over
 replicas instead of piling onto one. Before any of that, a hard cut-off: a replica at
 `max_waiting` queued requests or `max_kv_usage` is saturated and gets nothing while some
@@ -55,6 +58,7 @@ class Candidate:
     kv_usage: float | None = None  # None: unknown (no published state)
     cached_keys: int = 0  # leading prefix keys of this request the replica holds
     has_adapter: bool = False  # the requested adapter is loaded there
+    lacks_adapter: bool = False  # the replica says it has not loaded the requested adapter
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,15 @@ def pick(
     usable = [c for c in candidates if eligible(c)]
     if not usable:
         return Decision(None, "no_replica")
+    if wants_adapter:
+        # Before the saturation cut-off: a saturated replica with the adapter still
+        # serves it; one without answers 404. With none that may have it, each is asked
+        # (the proxy moves on after a 404).
+        holders = [c for c in usable if not c.lacks_adapter]
+        narrowed = bool(holders) and len(holders) < len(usable)
+        usable = holders or usable
+    else:
+        narrowed = False
     pool = [c for c in usable if not saturated(c, w)]
     all_saturated = not pool
     pool = pool or usable
@@ -109,13 +122,19 @@ def pick(
         pool,
         key=lambda c: (cost(c, request_keys, wants_adapter, w), -rendezvous(tie_key, c.name)),
     )
-    return Decision(best.name, _reason(best, pool, all_saturated, wants_adapter), best.cached_keys)
+    reason = _reason(best, pool, all_saturated, wants_adapter, narrowed)
+    return Decision(best.name, reason, best.cached_keys)
 
 
-def _reason(best: Candidate, pool: list[Candidate], all_saturated: bool, adapter: bool) -> Reason:
-    """What set the winner apart: its cached prefix, its adapter, else its load."""
+def _reason(
+    best: Candidate, pool: list[Candidate], all_saturated: bool, adapter: bool, narrowed: bool
+) -> Reason:
+    """What set the winner apart: its adapter where others lack it, its cached prefix,
+    its adapter where others would load it, else its load."""
     if all_saturated:
         return "saturated"
+    if narrowed:
+        return "adapter"
     if best.cached_keys > min(c.cached_keys for c in pool):
         return "prefix"
     if adapter and best.has_adapter and not all(c.has_adapter for c in pool):

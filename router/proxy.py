@@ -5,7 +5,9 @@ the model or adapter (404, no replica touched), admit the tenant (429 + Retry-Af
 then pick a replica and forward the body as it came. Bytes of the answer go back as they
 arrive, so SSE streams keep their pacing. A replica that refuses before answering (503
 `draining`, connection refused or dropped before the status line) is suspended and the
-request goes to another; once a status line is relayed, nothing is retried. A client
+request goes to another; so does a request for an adapter that a replica answers 404
+`model_not_found` for (not loaded there yet), without suspending it. Once a status line
+is relayed, nothing is retried. A client
 that hangs up cancels its handler (`handler_cancellation`), which closes the upstream
 connection, so the engine aborts the request and frees its KV.
 """
@@ -46,7 +48,7 @@ RELAYED_HEADERS = (
 )
 _CONNECT_FAILURES = (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)
 STREAMING = web.RequestKey("streaming", bool)  # the relay has started answering
-Refusal = Literal["draining", "unreachable", "disconnected"]
+Refusal = Literal["draining", "unreachable", "disconnected", "no_adapter"]
 
 
 class Router:
@@ -171,6 +173,7 @@ class Router:
         if keys:
             headers[PREFIX_KEYS_HEADER] = ",".join(to_hex(keys))
         tried: set[str] = set()
+        missing = False  # some replica answered 404 for the adapter
         for _ in range(self.config.max_attempts):
             await self.activator.wait_for_replica(deadline)
             candidates = [
@@ -192,15 +195,24 @@ class Router:
             name = decision.replica
             self.replicas.started(name, keys, adapter)
             try:
-                outcome = await self._relay(request, name, raw, headers)
+                outcome = await self._relay(request, name, raw, headers, adapter)
             finally:
                 self.replicas.finished(name)
             if isinstance(outcome, web.StreamResponse):
                 return outcome
             tried.add(name)
             self.metrics.retries.labels(outcome).inc()
-            # A closed keep-alive connection says nothing about the replica's health.
-            self.replicas.refused(name, keys, loop.time(), suspend=outcome != "disconnected")
+            if outcome == "no_adapter":
+                assert adapter is not None
+                self.replicas.lacks_adapter(name, adapter, loop.time())
+                missing = True
+            # A closed keep-alive connection or a missing adapter says nothing about the
+            # replica's health.
+            healthy = outcome in ("disconnected", "no_adapter")
+            self.replicas.refused(name, keys, loop.time(), suspend=not healthy)
+        if missing:
+            assert adapter is not None
+            raise errors.model_not_found(adapter)  # no replica that was asked has it
         raise errors.no_replica(
             f"no replica took the request ({len(tried)} refused it: draining or down)"
         )
@@ -213,7 +225,12 @@ class Router:
                 self.metrics.prefix_hits.inc()
 
     async def _relay(
-        self, request: web.Request, name: str, raw: bytes, headers: dict[str, str]
+        self,
+        request: web.Request,
+        name: str,
+        raw: bytes,
+        headers: dict[str, str],
+        adapter: str | None,
     ) -> web.StreamResponse | Refusal:
         """Forward to `name` and relay its answer, or say how it refused before answering."""
         assert self.session is not None
@@ -227,9 +244,16 @@ class Router:
             log.info("replica %s unreachable, retrying elsewhere: %s", name, err)
             return "unreachable"
         try:
-            if upstream.status == 503 and await _is_draining(upstream):
+            if upstream.status == 503 and await _error_code(upstream) == "draining":
                 log.info("replica %s is draining, retrying elsewhere", name)
                 return "draining"
+            if (
+                adapter is not None
+                and upstream.status == 404
+                and await _error_code(upstream) == "model_not_found"
+            ):
+                log.info("replica %s lacks adapter %s, retrying elsewhere", name, adapter)
+                return "no_adapter"
             relayed = {h: upstream.headers[h] for h in RELAYED_HEADERS if h in upstream.headers}
             if upstream.content_type != "text/event-stream":
                 try:
@@ -301,11 +325,12 @@ class Router:
         return errors.not_found(request.path).response()
 
 
-async def _is_draining(upstream: aiohttp.ClientResponse) -> bool:
-    """A 503 whose OpenAI error says `draining`: the engine admitted nothing."""
+async def _error_code(upstream: aiohttp.ClientResponse) -> object:
+    """The `code` of an OpenAI error body (`draining`: the engine admitted nothing;
+    `model_not_found`: it does not have the model or adapter asked for)."""
     try:
         body = await upstream.json(content_type=None)
     except (ValueError, aiohttp.ClientError):
-        return False
+        return None
     error = body.get("error") if isinstance(body, dict) else None
-    return isinstance(error, dict) and error.get("code") == "draining"
+    return error.get("code") if isinstance(error, dict) else None

@@ -23,6 +23,7 @@ from infleet.router.prefix_keys import KEY_TOKENS
 FRESH_SECONDS = 5.0  # published load older than this is not trusted
 SUSPEND_SECONDS = 5.0  # after a refusal
 ADAPTERS_REMEMBERED = 64  # per replica, of those this router sent there
+ADAPTER_MISS_SECONDS = 5.0  # a replica that answered 404 for an adapter, asked again after
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,9 @@ class Replica:
     epoch: str = ""
     seq: int = -1
     sent_adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # Adapter -> until when it is taken as missing there: the replica answered 404 for
+    # it (an engine that publishes no adapters, or one that unloaded it a moment ago).
+    missing_adapters: dict[str, float] = field(default_factory=dict)
 
 
 class ReplicaSet:
@@ -98,7 +102,8 @@ class ReplicaSet:
                 waiting, running = max(0, waiting - done), running - max(0, done - waiting)
             else:
                 waiting, running, kv = r.in_flight, 0, None
-            adapters = r.published_adapters if r.published_adapters is not None else r.sent_adapters
+            published = r.published_adapters
+            adapters = published if published is not None else r.sent_adapters
             out.append(
                 Candidate(
                     name=name,
@@ -108,6 +113,11 @@ class ReplicaSet:
                     kv_usage=kv,
                     cached_keys=self.index.matched(name, keys) if keys else 0,
                     has_adapter=adapter is not None and adapter in adapters,
+                    lacks_adapter=adapter is not None
+                    and (
+                        r.missing_adapters.get(adapter, 0.0) > now
+                        or (published is not None and adapter not in published)
+                    ),
                 )
             )
         return out
@@ -149,6 +159,14 @@ class ReplicaSet:
         if suspend:
             self.suspend(name, now)
             self._notify()
+
+    def lacks_adapter(self, name: str, adapter: str, now: float) -> None:
+        """`name` answered 404 for `adapter`: send its requests elsewhere for a while."""
+        r = self.replicas.get(name)
+        if r is not None:
+            r.sent_adapters.pop(adapter, None)
+            r.missing_adapters = {a: t for a, t in r.missing_adapters.items() if t > now}
+            r.missing_adapters[adapter] = now + ADAPTER_MISS_SECONDS
 
     def apply(self, name: str, event: wire.Event, now: float) -> bool:
         """Fold one published event in; False when the follower must resync (gap, restart)."""

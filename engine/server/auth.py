@@ -2,8 +2,8 @@
 
 Keys come from `--api-key` (one tenant, `default`), `--api-keys-file` (the YAML tenant ->
 key hashes file that the router reads too, `infleet.api.tenants`, reloaded when a Secret
-mount swaps it) and `--admin-api-key` (the operator's, for the LoRA endpoints; a tenant
-marked `admin: true` in the keys file counts too). Without any key every caller is tenant
+mount swaps it) and `--admin-api-key` (the operator's and the routers', for the LoRA
+endpoints and the router feed; a tenant marked `admin: true` in the keys file counts too). Without any key every caller is tenant
 `default`, today's behaviour. Keys are compared as hashes and never logged.
 
 The cache salt is the tenant's name plus, after a separator no tenant name can hold, the
@@ -25,10 +25,13 @@ from infleet.api.tenants import DEFAULT_TENANT, KeysFile, Tenant, bearer_token, 
 from infleet.engine.server.errors import ApiError
 
 ADMIN_TENANT = "admin"  # the tenant of --admin-api-key
-ADMIN_PATHS = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
-# /health: the probes. The router feed (api/router_wire.py) carries loads and salted prefix
-# hashes, no prompt text; routers follow it without a key, as before tenants existed.
-OPEN_PATHS = frozenset({"/health", STATE_PATH, EVENTS_PATH})
+# The LoRA endpoints, and the router feed (api/router_wire.py): no prompt text, but every
+# tenant's load and cached prefixes, which no tenant may read. The operator gives the
+# service's routers the admin key (operator/router.py); a server without keys is open.
+ADMIN_PATHS = frozenset(
+    {"/v1/load_lora_adapter", "/v1/unload_lora_adapter", STATE_PATH, EVENTS_PATH}
+)
+OPEN_PATHS = frozenset({"/health"})  # the probes
 _SALT_SEP = "\x1f"  # not in any tenant name (api/tenants.py's pattern)
 CALLER = web.RequestKey("tenant", Tenant)  # the authenticated Tenant of a request
 

@@ -1,6 +1,11 @@
 """What this replica publishes for the router (docs/router.md, the wire format in
 `infleet.api.router_wire`): `GET /router/state` (a snapshot) and `GET /router/events`
-(server-sent events: a snapshot, then `load`, `stored`, `evicted` and `draining`).
+(server-sent events: a snapshot, then `load`, `stored`, `evicted`, `adapters` and
+`draining`).
+
+The adapters it lists are those loaded now (engine/adapters/, `--enable-lora`): a router
+sends an adapter's requests only to replicas that list it, so a replica still loading one
+(a scale-out, a new LoRAAdapter) is never asked for it while another has it.
 
 The engine never computes prefix keys: the router sends a request's keys in the
 `x-infleet-prefix-keys` header. Once the request's first token is out its prompt is in
@@ -22,12 +27,13 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from infleet.api import router_wire as wire
+from infleet.engine.adapters.routes import ADAPTERS
 from infleet.engine.core.block_manager import block_hash
 from infleet.engine.server.core_client import CoreClient
 
@@ -66,10 +72,18 @@ def prompt_block_hashes(token_ids: list[int], salt: str, block_size: int) -> lis
 
 
 class RouterFeed:
-    def __init__(self, core: CoreClient, model_name: str, draining: Any) -> None:
+    def __init__(
+        self,
+        core: CoreClient,
+        model_name: str,
+        draining: Any,
+        adapters: Callable[[], list[str]] = list,
+    ) -> None:
         self.core = core
         self.model_name = model_name
         self._draining = draining  # () -> bool: the server's drain flag
+        self._adapters = adapters  # () -> the names of the adapters loaded now, sorted
+        self._adapters_sent: list[str] | None = None
         self.epoch = uuid.uuid4().hex
         self.seq = 0
         self.keys: OrderedDict[str, bytes] = OrderedDict()  # key -> its block, chain order
@@ -128,6 +142,7 @@ class RouterFeed:
             kv_usage=usage,
             kv_capacity_tokens=capacity,
             draining=self._draining(),
+            adapters=self._adapters(),
             keys=list(self.keys)[:MAX_SNAPSHOT_KEYS],
         )
 
@@ -176,7 +191,17 @@ class RouterFeed:
             if load != self._load or loop.time() - sent_at >= LOAD_HEARTBEAT_S:
                 self._load, sent_at = load, loop.time()
                 self._publish(wire.Load, waiting=load[0], running=load[1], kv_usage=load[2])
+            self._send_adapters()
             self._send_draining()
+
+    def _send_adapters(self) -> None:
+        # Polled with the load rather than hooked into the adapter API: loads and unloads
+        # are rare, and a change reaches routers within one load period.
+        names = self._adapters()
+        if names != self._adapters_sent:
+            if self._adapters_sent is not None or names:
+                self._publish(wire.Adapters, adapters=names)
+            self._adapters_sent = names
 
     def _send_draining(self) -> None:
         if self._draining() and not self._draining_sent:
@@ -226,9 +251,14 @@ class RouterFeed:
 
 def install(app: web.Application, core: CoreClient, model_name: str, draining: Any) -> RouterFeed:
     """Serve the feed on `app`; returns it (for `track`)."""
-    feed = RouterFeed(core, model_name, draining)
+    feed = RouterFeed(core, model_name, draining, lambda: _adapter_names(app))
     app.router.add_get(wire.STATE_PATH, feed.state)
     app.router.add_get(wire.EVENTS_PATH, feed.events)
     app.on_startup.append(feed.start)
     app.on_shutdown.append(feed.stop)
     return feed
+
+
+def _adapter_names(app: web.Application) -> list[str]:
+    api = app.get(ADAPTERS)  # set by --enable-lora (engine/adapters/hooks.py)
+    return [a.name for a in api.registry.all()] if api is not None else []

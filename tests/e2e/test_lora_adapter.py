@@ -113,9 +113,6 @@ def fleet(cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPathFac
                 "resources": {"gpus": 1, "cpu": "1", "memory": "2Gi"},
                 "scaling": {"minReplicas": 1, "maxReplicas": 3},
                 "capacity": {"dedicated": {"min": 1}, "spot": {"enabled": False}},
-                # The replicas themselves are under test here; adapters through the router
-                # (its default with adapters) are issue 22's adapter-affinity work.
-                "router": {"enabled": False},
                 "engine": {
                     "lora": {
                         "maxAdapters": 4,

@@ -233,12 +233,6 @@ def test_a_spot_interruption_fails_no_request_through_the_router(cluster, namesp
     assert failed == [] and during >= 6, (failed, len(results))
 
 
-@pytest.mark.xfail(
-    reason="issue 22, open: since the merges of this session a new scale-to-zero service "
-    "keeps its first engine (router demand read as unknown while the routers start) and does "
-    "not reach zero within 300 s on the local fleet",
-    strict=False,
-)
 def test_a_service_at_zero_answers_its_first_request(cluster, namespace):
     scaling = {
         "minReplicas": 0,

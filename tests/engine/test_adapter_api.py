@@ -8,11 +8,13 @@ import httpx
 import pytest
 import yaml
 
+from infleet.api import router_wire as wire
 from infleet.api.tenants import hash_key
 from infleet.lora.artifact import pack
 from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
+from tests.engine.test_router_feed import Follower
 from tests.lora.written_adapters import OTHER, adapter_files, write_dir
 
 ADMIN = "admin-key-for-tests"
@@ -152,3 +154,20 @@ def test_a_full_engine_answers_409_and_keeps_what_it_has(store, tmp_path):
         full = post(s, "load_lora_adapter", {"lora_name": "two", "lora_path": stored(store)})
         assert full.status_code == 409 and full.json()["error"]["code"] == "adapter_limit"
         assert set(models(s)) == {SMOLLM2, "one"}
+
+
+def test_the_router_feed_lists_the_adapters_loaded(server, store):
+    # A router sends an adapter's requests only where the feed lists it (router/picker.py).
+    follower = Follower(server.url, headers=auth(ADMIN))
+    first = follower.wait(lambda e: isinstance(e, wire.Snapshot), "snapshot")
+    assert "from-the-set" in first.adapters
+    body = {"lora_name": "fed", "lora_path": stored(store, seed=4), "tenant": "team-a"}
+    assert post(server, "load_lora_adapter", body).status_code == 200
+    follower.wait(lambda e: isinstance(e, wire.Adapters) and "fed" in e.adapters, "load")
+    assert post(server, "unload_lora_adapter", {"lora_name": "fed"}).status_code == 200
+    gone = follower.wait(
+        lambda e: isinstance(e, wire.Adapters) and "fed" not in e.adapters, "unload"
+    )
+    assert "from-the-set" in gone.adapters
+    state = httpx.get(server.url + wire.STATE_PATH, headers=auth(ADMIN)).json()
+    assert "fed" not in state["adapters"] and "from-the-set" in state["adapters"]

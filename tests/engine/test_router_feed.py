@@ -24,14 +24,17 @@ pytestmark = pytest.mark.slow
 class Follower:
     """Collects `/router/events` in a thread, parsed with the wire format's own parser."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.events: list[wire.Event] = []
+        self.headers = headers or {}
         self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
         self._thread.start()
 
     def _run(self, url: str) -> None:
         kind = ""
-        with httpx.stream("GET", url + wire.EVENTS_PATH, timeout=None) as resp:
+        with httpx.stream(
+            "GET", url + wire.EVENTS_PATH, headers=self.headers, timeout=None
+        ) as resp:
             for line in resp.iter_lines():
                 if line.startswith("event: "):
                     kind = line.removeprefix("event: ")

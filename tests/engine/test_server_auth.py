@@ -62,11 +62,13 @@ def _post(server, path: str, body: dict, key: str | None) -> httpx.Response:
     return httpx.post(server.url + path, json=body, headers=headers, timeout=120)
 
 
-def test_health_metrics_and_the_router_feed_stay_open(server):
+def test_health_and_metrics_stay_open_the_router_feed_needs_the_admin_key(server):
     assert _get(server, "/health").status_code == 200
     assert _get(server, "/metrics").status_code == 200
-    # The router follows engines without a key (loads and salted hashes, no text).
-    assert _get(server, "/router/state").status_code == 200
+    # The feed holds every tenant's load and cached prefixes: the routers' key only.
+    assert _get(server, "/router/state").status_code == 401
+    assert _get(server, "/router/events", KEY_A).status_code == 403
+    assert _get(server, "/router/state", ADMIN).status_code == 200
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong"])

@@ -56,8 +56,29 @@ def test_a_request_held_by_the_router_scales_a_service_at_zero_up():
         assert result.decision.total >= 1
         assert result.decision.reason == "ActivatedFromZero"
         assert result.status is not None and result.status["dedicated"] >= 1
-        # A router that is not ready, or does not answer, is not a queue of zero.
-        assert held_requests([router_pod(router.url, ready=False)]) is None
+        # A router out of its Service's endpoints (draining, starting) still counts what
+        # it holds.
+        assert held_requests([router_pod(router.url, ready=False)]) == 1.0
+        # A ready router that does not answer is not a queue of zero...
         assert held_requests([router_pod("http://127.0.0.1:9")]) is None
+        # ...but routers that are all still starting hold nothing: a new service's first
+        # decision, taken before its routers are ready, may keep it at zero.
+        assert held_requests([router_pod("http://127.0.0.1:9", ready=False)]) == 0.0
+        assert held_requests([]) == 0.0
     finally:
         router.stop()
+
+
+def test_a_new_service_whose_routers_are_starting_stays_at_zero():
+    # Its first decision comes before any router is ready: no engine is started for
+    # demand that cannot exist yet (issue 22: it used to keep one for the stabilization
+    # window, ~5 minutes).
+    fresh = service(
+        scaling={"minReplicas": 0, "maxReplicas": 2,
+                 "scaleToZero": {"enabled": True, "idleSeconds": 0}},
+        capacity={"dedicated": {"min": 0}},
+    )  # fmt: skip
+    starting = [router_pod("http://127.0.0.1:9", ready=False)]
+    result = step(fresh, [], Read(), Memory(), T0, activator_waiting=held_requests(starting))
+    assert result.decision.total == 0
+    assert result.decision.reason == "ScaledToZero"

@@ -209,3 +209,45 @@ def test_turning_the_router_off_prunes_its_children_and_nothing_else():
     pruned = to_prune(plain, routed, "uid-1")
     assert sorted(c["kind"] for c in pruned) == sorted(ROUTER_KINDS)
     assert {c["metadata"]["name"] for c in pruned} == {"chat-router"}
+
+
+def _router_and_engine(**engine):
+    spec = samples.engine_isvc("infleet", "mixed", engine=engine, router={"enabled": True})
+    children = render_children(spec)
+    router = routers(children)["Deployment"]
+    dep = next(c for c in children if c["kind"] == "Deployment" and c is not router)
+    return router, dep
+
+
+def _keys(deployment):
+    """(the --api-keys-file arg, the volume it names, the admin key env) of a pod."""
+    pod = deployment["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] in ("router", "engine"))
+    arg = next((a for a in container["args"] if a.startswith("--api-keys-file=")), None)
+    volume = next((v for v in pod["volumes"] if v["name"] == "api-keys"), None)
+    env = next((e for e in container["env"] if e["name"] == "INFLEET_ADMIN_API_KEY"), None)
+    return arg, volume, env
+
+
+def test_the_routers_read_the_engines_tenant_keys_and_admin_key():
+    # A LoRA service admitting other tenants: the adapter controller's keys ConfigMap and
+    # admin Secret, by reference, exactly as the engines get them.
+    lora = {"maxAdapters": 4, "allowedNamespaces": ["team-b"]}
+    router, engines = _router_and_engine(lora=lora)
+    arg, volume, env = _keys(router)
+    assert arg == "--api-keys-file=/etc/infleet/api-keys/keys.yaml"
+    assert (
+        volume == _keys(engines)[1] == {"name": "api-keys", "configMap": {"name": "chat-api-keys"}}
+    )
+    assert (
+        env == _keys(engines)[2] and env["valueFrom"]["secretKeyRef"]["name"] == "chat-lora-admin"
+    )
+    mounts = router["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "api-keys", "mountPath": "/etc/infleet/api-keys", "readOnly": True} in mounts
+    kubernetes_validate.validate(router, f"1.{SUPPORTED[-1][1]}.0", strict=True)
+    # spec.engine.apiKeys (format tenants): its Secret; no admin key without LoRA.
+    router, _ = _router_and_engine(apiKeys={"secretName": "my-keys", "format": "tenants"})
+    arg, volume, env = _keys(router)
+    assert arg is not None and volume["secret"]["secretName"] == "my-keys" and env is None
+    # No keys: the routers read none (every caller is the default tenant).
+    assert _keys(_router_and_engine()[0]) == (None, None, None)

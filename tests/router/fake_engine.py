@@ -33,6 +33,7 @@ class FakeEngine:
     refuse: bool = False  # generation refused as draining while /health still says ok
     adapters: tuple[str, ...] = ()
     publish: bool = False  # serve /router/events
+    feed_key: str | None = None  # ...only to this bearer key (the engine's admin key)
     seen: list[Seen] = field(default_factory=list)
     aborted: int = 0  # streams whose client went away before the end
     finished: int = 0
@@ -103,6 +104,8 @@ class FakeEngine:
     async def router_events(self, request: web.Request) -> web.StreamResponse:
         if not self.publish or self.events is None:
             raise web.HTTPNotFound()
+        if self.feed_key and request.headers.get("Authorization") != f"Bearer {self.feed_key}":
+            raise web.HTTPUnauthorized()
         self.event_streams += 1
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)

@@ -3,6 +3,7 @@ logs the URL it serves; `Launched` keeps the process so a test can SIGTERM it.""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -31,10 +32,21 @@ class Launched:
             self.proc.wait()
 
 
-def launch(args: list[str], url_pattern: str, timeout_lines: int = 10_000) -> Launched:
-    """Run `infleet ARGS` until its log matches `url_pattern` (one group: the URL)."""
+def launch(
+    args: list[str],
+    url_pattern: str,
+    timeout_lines: int = 10_000,
+    env: dict[str, str] | None = None,
+) -> Launched:
+    """Run `infleet ARGS` (with `env` added to ours) until its log matches `url_pattern`
+    (one group: the URL)."""
     proc = subprocess.Popen(
-        [INFLEET, *args], cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        [INFLEET, *args],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     assert proc.stderr is not None
     log: list[str] = []
@@ -53,13 +65,15 @@ def launch(args: list[str], url_pattern: str, timeout_lines: int = 10_000) -> La
     raise AssertionError(f"infleet {args[0]} exited before serving:\n" + "".join(log))
 
 
-def serve_engine(model: Path) -> Launched:
+def serve_engine(model: Path, *extra: str) -> Launched:
     args = ["serve", "--model", str(model), "--port", "0", "--device", "cpu",
-            "--kv-cache-memory", "16MiB", "--shutdown-grace-seconds", "10"]  # fmt: skip
+            "--kv-cache-memory", "16MiB", "--shutdown-grace-seconds", "10", *extra]  # fmt: skip
     return launch(args, r"serving \S+ at (http://\S+)/v1")
 
 
-def run_router(*args: str) -> Launched:
+def run_router(*args: str, env: dict[str, str] | None = None) -> Launched:
     return launch(
-        ["router", "--host", "127.0.0.1", "--port", "0", *args], r"routing \S+ at (http://\S+)/v1"
+        ["router", "--host", "127.0.0.1", "--port", "0", *args],
+        r"routing \S+ at (http://\S+)/v1",
+        env=env,
     )

@@ -115,3 +115,27 @@ def test_a_snapshot_of_a_large_cache_is_followed(fleet, loop):
     wait_until(loop, lambda: replicas.replicas[a.url].epoch == "e1")
     assert replicas.index.matched(a.url, keys) == 20_000
     assert a.event_streams == 1  # followed, not failed and reconnected
+
+
+def test_a_keyed_feed_is_followed_with_the_admin_key_only(loop):
+    # Engines with keys serve their feed to the admin key (engine/server/auth.py): a router
+    # given it follows; one without it routes on its own view and keeps serving.
+    engines = [FakeEngine("keyed", publish=True, feed_key="sk-admin", adapters=("sql",))]
+    urls = start_engines(loop, engines)
+    routers = {
+        key: RunningRouter(loop, RouterConfig(model="tiny", admin_key=key), static_discovery(urls))
+        for key in ("sk-admin", "sk-wrong")
+    }
+    try:
+        publish(loop, engines[0], snapshot(adapters=["sql"]))
+        followed = routers["sk-admin"].router.replicas
+        wait_until(loop, lambda: followed.published_adapters() == {"sql"})
+        refused = routers["sk-wrong"].router.replicas
+        wait_until(loop, lambda: engines[0].event_streams >= 1 and refused.ready_count(0) == 1)
+        assert refused.published_adapters() == frozenset()
+        body = {"model": "tiny", "prompt": "hello"}
+        assert send(routers["sk-wrong"], body) == "keyed"
+    finally:
+        for router in routers.values():
+            router.stop()
+        loop.run(engines[0].stop())

@@ -47,6 +47,25 @@ def test_draining_and_unready_replicas_are_never_picked(cands, keys, adapter, ti
 
 
 @settings(max_examples=300)
+@given(replica_states(), st.lists(st.booleans(), min_size=8, max_size=8), request_keys,
+       st.integers(0, 2**64 - 1))  # fmt: skip
+def test_a_replica_known_to_lack_the_adapter_is_picked_only_when_all_do(cands, lacks, keys, tie):
+    cands = [replace(c, lacks_adapter=lack, has_adapter=c.has_adapter and not lack)
+             for c, lack in zip(cands, lacks, strict=False)]  # fmt: skip
+    d = pick(cands, request_keys=keys, wants_adapter=True, tie_key=tie)
+    usable = [c for c in cands if c.ready and not c.draining]
+    if not usable:
+        return
+    chosen = next(c for c in cands if c.name == d.replica)
+    # Saturated or not: the engine answers 404 where the adapter is not loaded.
+    assert not chosen.lacks_adapter or all(c.lacks_adapter for c in usable)
+    # A request for the base model ignores adapters altogether.
+    base = pick(cands, request_keys=keys, wants_adapter=False, tie_key=tie)
+    assert base == pick([replace(c, lacks_adapter=False) for c in cands], request_keys=keys,
+                        wants_adapter=False, tie_key=tie)  # fmt: skip
+
+
+@settings(max_examples=300)
 @given(replica_states(), request_keys, st.booleans(), st.integers(0, 2**64 - 1))
 def test_a_saturated_replica_gets_nothing_while_another_is_not(cands, keys, adapter, tie):
     d = pick(cands, request_keys=keys, wants_adapter=adapter, tie_key=tie)

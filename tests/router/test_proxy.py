@@ -129,6 +129,23 @@ def test_adapter_requests_stay_on_the_replica_that_has_it(fleet):
     assert 'infleet:router_decisions_total{reason="adapter"} 5.0' in router.metrics()
 
 
+def test_a_replica_without_the_adapter_is_skipped_after_its_404(fleet):
+    # Neither publishes its adapters: the router learns from b's 404 (a replica that is
+    # still loading it, as in a scale-out) and asks a, without failing the request.
+    engines, router = fleet
+    engines[0].adapters = ("sql",)
+    for n in range(8):
+        body = {"model": "sql", "prompt": f"another prompt, number {n}", "stream": n % 2 == 1}
+        resp = httpx.post(router.url + "/v1/completions", json=body)
+        assert resp.status_code == 200, resp.text
+    assert len(engines[0].seen) == 8
+    assert len(engines[1].seen) <= 1  # asked once at most: then taken as lacking it
+    # No replica has it: the router answers 404 itself once each has said so.
+    engines[0].adapters = ()
+    resp = httpx.post(router.url + "/v1/completions", json={"model": "sql", "prompt": "x"})
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "model_not_found"
+
+
 def test_unknown_model_is_404_without_touching_a_replica(fleet):
     engines, router = fleet
     resp = httpx.post(router.url + "/v1/completions", json={"model": "gpt-9", "prompt": "x"})

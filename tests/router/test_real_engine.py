@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.lora.written_adapters import Base, adapter_files, write_dir
 from tests.router.processes import Launched, run_router, serve_engine
 
 pytest.importorskip("torch")
 openai = pytest.importorskip("openai")
 pytestmark = pytest.mark.slow
+ADMIN = "sk-admin-of-the-test-fleet"
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Fleet:
     engines: list[Launched]
     router: Launched
     model: str
+    lora_dirs: list[Path]  # each engine's --lora-dir
 
     def client(self, url: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
@@ -36,11 +41,15 @@ def fleet(tmp_path_factory) -> Iterator[Fleet]:
     model = build_checkpoint(
         tmp_path_factory.mktemp("tiny-llama"), "llama", seed=3, max_position_embeddings=2048
     )
-    engines = [serve_engine(model), serve_engine(model)]
+    lora_dirs = [tmp_path_factory.mktemp(f"lora-{i}") for i in range(2)]
+    # With an admin key (the operator's, for loading adapters), the engines' /router/*
+    # feed answers that key only: the router gets it as on Kubernetes (operator/router.py).
+    lora = ["--enable-lora", "--admin-api-key", ADMIN]
+    engines = [serve_engine(model, *lora, "--lora-dir", str(d)) for d in lora_dirs]
     name = httpx.get(engines[0].url + "/v1/models").json()["data"][0]["id"]
     args = [a for e in engines for a in ("--replica", e.url)]
-    router = run_router("--model", name, *args)
-    yield Fleet(engines, router, name)
+    router = run_router("--model", name, *args, env={"INFLEET_ADMIN_API_KEY": ADMIN})
+    yield Fleet(engines, router, name, lora_dirs)
     for process in (router, *engines):
         process.stop()
 
@@ -103,6 +112,38 @@ def test_multi_turn_conversations_return_to_their_prefix(fleet: Fleet):
     assert all(c > 0 for c in routed), routed  # every later turn found its history cached
     assert sum(1 for c in spread if c == 0) >= 4  # the turns that switched replica
     assert routed_hits >= 2 * spread_hits > 0
+
+
+TINY_LLAMA = Base(hidden=64, layers=2, q=4 * 16, kv=2 * 16)  # tests/engine/tiny_models.py
+
+
+def test_an_adapter_request_goes_to_the_replica_that_has_it(fleet: Fleet):
+    holder = fleet.engines[1]
+    path = write_dir(fleet.lora_dirs[1] / "sql", adapter_files(TINY_LLAMA, rank=8, seed=5))
+    body = {"lora_name": "sql", "lora_path": str(path)}
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    loaded = httpx.post(holder.url + "/v1/load_lora_adapter", json=body, headers=admin)
+    assert loaded.status_code == 200, loaded.text
+
+    def router_knows() -> bool:  # from the holder's feed: the router has no --adapter
+        return "sql" in {m["id"] for m in httpx.get(fleet.router.url + "/v1/models").json()["data"]}
+
+    deadline = time.monotonic() + 30
+    while not router_knows():
+        assert time.monotonic() < deadline, "the router never listed the published adapter"
+        time.sleep(0.1)
+    for n in range(8):  # different prompts: ties alone would spread them over both
+        body = {"model": "sql", "prompt": f"Question {n}: which table?", "max_tokens": 2}
+        resp = httpx.post(fleet.router.url + "/v1/completions", json=body, timeout=60)
+        # 501 `adapter_not_applied` until the engine applies adapters; never the other
+        # replica's 404.
+        assert resp.status_code in (200, 501), resp.text
+    metrics = httpx.get(fleet.router.url + "/metrics").text
+    # Not one was sent to the replica without it (a 404 there is retried, and counted).
+    assert 'infleet:router_retries_total{reason="no_adapter"}' not in metrics
+    assert re.search(r'^infleet:router_decisions_total\{reason="adapter"\} [1-9]', metrics, re.M)
+    unload = {"lora_name": "sql"}
+    assert httpx.post(holder.url + "/v1/unload_lora_adapter", json=unload, headers=admin).is_success
 
 
 def test_sigterm_on_a_replica_fails_no_request(fleet: Fleet):
