@@ -60,10 +60,12 @@ class ModelRunner:
             attention_backend, loaded.device, block_size=block_size, kv_dtype=self.kv_dtype
         )
         c = loaded.config
+        layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
+        kv_heads = layers[0].num_kv_heads  # this rank's (tensor parallel: a share of them)
         # One allocation for every layer's K and V; zeroed so that padded reads of unused
         # slots are finite (a masked-out NaN would still poison the softmax-weighted sum).
         self.kv_cache = torch.zeros(
-            2, c.num_layers, num_blocks, block_size, c.num_kv_heads, c.head_dim,
+            2, c.num_layers, num_blocks, block_size, kv_heads, c.head_dim,
             dtype=self.kv_dtype, device=self.device,
         )  # fmt: skip
         # fp8 caches: per-layer, per-tensor scales, 1.0 until calibrated (docs/gpu.md).
@@ -74,7 +76,6 @@ class ModelRunner:
             block_size=block_size, num_blocks=num_blocks, max_model_len=self.max_model_len,
             vocab_size=c.vocab_size, device=self.device,
         )  # fmt: skip
-        layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         for i, attn in enumerate(layers):
             attn.k_cache, attn.v_cache = self.kv_cache[0, i], self.kv_cache[1, i]
             attn.backend = self.backend
