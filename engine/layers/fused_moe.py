@@ -151,7 +151,5 @@ class FusedMoE(nn.Module):
                 topk_weights = torch.where(mine, topk_weights, 0)
             out = fused_moe(x, self.w13, self.w2, topk_weights, topk_ids)
         else:
-            out = fused_moe_torch(
-                x, self.w13, self.w2, topk_weights, topk_ids, self.first_expert
-            )
+            out = fused_moe_torch(x, self.w13, self.w2, topk_weights, topk_ids, self.first_expert)
         return all_reduce(out) if self.tp_size > 1 else out

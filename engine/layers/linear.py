@@ -93,15 +93,17 @@ class Linear(nn.Module):
             part_shards = [(0, 1)] * len(full)
         self.part_shards = list(part_shards or [(tp_rank, tp_size)] * len(full))
         divided = (
-            list(zip(full, (n for _, n in self.part_shards)))
+            list(zip(full, (n for _, n in self.part_shards), strict=True))
             if split == "output"
             else [(in_features, tp_size if split == "input" else 1)]
         )
         if any(size % pieces for size, pieces in divided):
-            raise ValueError(f"{split} sizes {divided} (size, pieces) do not divide: tp_size {tp_size}")
+            raise ValueError(
+                f"{split} sizes {divided} (size, pieces) do not divide: tp_size {tp_size}"
+            )
         self.split, self.tp_rank, self.tp_size = split, tp_rank, tp_size
         self.in_features = in_features // tp_size if split == "input" else in_features
-        self.shard_sizes = [s // n for s, (_, n) in zip(full, self.part_shards)]
+        self.shard_sizes = [s // n for s, (_, n) in zip(full, self.part_shards, strict=True)]
         self.quant_method: LinearMethod = quant_method or FloatLinear()
         self.quant_method.create_weights(
             self, self.in_features, self.shard_sizes, torch.get_default_dtype()
