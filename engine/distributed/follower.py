@@ -21,13 +21,14 @@ from infleet.engine.server.core_proc import _die_with_parent
 
 def follow(args: EngineArgs, rank: int, port: int) -> None:
     from infleet.engine.core.runner import ModelRunner
-    from infleet.engine.distributed.launch import broadcast, join, to_device
+    from infleet.engine.distributed.launch import broadcast, join, log_weight_bytes, to_device
     from infleet.engine.loader import load_model
 
     join(args, rank, port)
     loaded = load_model(
         args.model, device=args.device, dtype=args.dtype, quantization=args.quantization
     )
+    log_weight_bytes(rank, loaded.model)
     num_blocks = broadcast(None)
     runner = ModelRunner(
         loaded, num_blocks=num_blocks, block_size=args.block_size,

@@ -96,6 +96,12 @@ def join(args: EngineArgs, rank: int, port: int) -> None:
     set_tp(TPState(rank % tp, tp, args.enable_expert_parallel))
 
 
+def log_weight_bytes(rank: int, model: torch.nn.Module) -> None:
+    """One line per rank: the bytes of its parameters (its shard, replicated norms)."""
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    log.info("rank %d holds %d weight bytes", rank, size)
+
+
 def broadcast(message: object) -> object:
     """Rank 0's `message` on every rank (others pass None)."""
     box = [message]
@@ -139,6 +145,7 @@ class RankGroup:
             time.sleep(0.2)
 
     def lead(self, runner: ModelRunner, num_blocks: int) -> LeaderRunner:
+        log_weight_bytes(0, runner.model)
         broadcast(num_blocks)  # the followers size their KV pools as rank 0 did
         return LeaderRunner(runner, self)
 

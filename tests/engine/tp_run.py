@@ -11,6 +11,7 @@ Job: {"args": EngineArgs fields, "prompts": [[ids]], "max_tokens": N}. Result:
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import torch
@@ -21,6 +22,7 @@ def main() -> int:
     from infleet.engine.llm_engine import LLMEngine
     from infleet.engine.messages import SamplingParams
 
+    logging.basicConfig(level=logging.INFO)  # rank 0's lines on stderr, as a follower's
     torch.set_num_threads(1)
     job = json.load(sys.stdin)
     eng = LLMEngine(EngineArgs(**job["args"]))
