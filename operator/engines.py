@@ -14,6 +14,7 @@ from typing import Any
 
 from infleet import __version__
 from infleet.api import InferenceServiceSpec
+from infleet.api.engine import Parallelism
 from infleet.api.quantity import to_gib
 from infleet.operator.api_keys import api_key_args, api_keys_settings
 from infleet.operator.errors import SpecError, unsupported
@@ -76,11 +77,38 @@ def _quantization(kind: str, spec: InferenceServiceSpec, flag: str) -> Settings:
     return {flag: value}
 
 
+def _expert_parallel(p: Parallelism, kind: str) -> Settings:
+    """vLLM's meaning, which the bundled engine shares: expert parallelism reuses the
+    tensor-parallel ranks, so parallelism.expert is 1 (off) or the tensor degree."""
+    if p.expert == 1:
+        return {}
+    if p.expert != p.tensor:
+        raise SpecError(
+            "engine.parallelism.expert",
+            f"{kind}'s expert-parallel degree is the tensor-parallel degree: set it to "
+            f"engine.parallelism.tensor ({p.tensor}) or 1, not {p.expert}",
+        )
+    return {"enable-expert-parallel": True}
+
+
+def check_gpus(spec: InferenceServiceSpec) -> None:
+    """A GPU replica has exactly tensor x pipeline GPUs: fewer cannot start, more idle.
+    (The CRD's CEL rule says only `<=`, so objects written before this check still
+    validate; this is the Degraded condition that names the numbers.)"""
+    p, gpus = spec.engine.parallelism, spec.resources.gpus
+    if gpus and p.tensor * p.pipeline != gpus:
+        raise SpecError(
+            "resources.gpus",
+            f"{gpus} GPUs per replica, but engine.parallelism.tensor ({p.tensor}) x "
+            f"pipeline ({p.pipeline}) = {p.tensor * p.pipeline}: they must be equal",
+        )
+
+
 def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "infleet"
     p = engine.parallelism
-    if (p.tensor, p.pipeline, p.expert) != (1, 1, 1):
-        raise unsupported(kind, "engine.parallelism", "parallelism above 1")
+    if p.pipeline > 1:
+        raise unsupported(kind, "engine.parallelism.pipeline", "pipeline parallelism")
     if engine.speculative.method != "none":
         raise unsupported(kind, "engine.speculative.method", "speculative decoding")
     _require_plain(spec, kind, dram=False, nvme=False)
@@ -93,6 +121,9 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         "shutdown-grace-seconds": engine.shutdown_grace_seconds,
         **_quantization(kind, spec, "quantization"),
     } | api_keys_settings(spec)
+    if p.tensor > 1:
+        out["tensor-parallel-size"] = p.tensor
+    out |= _expert_parallel(p, kind)
     if engine.lora.max_adapters:
         out["enable-lora"] = True
         out["max-loras"] = engine.lora.max_adapters
@@ -108,14 +139,7 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
     out: Settings = {"port": port, "served-model-name": model.served_name}
     out["tensor-parallel-size"] = p.tensor
     out["pipeline-parallel-size"] = p.pipeline
-    if p.expert > 1:
-        if p.expert != p.tensor:
-            raise SpecError(
-                "engine.parallelism.expert",
-                "vllm's expert-parallel degree is the tensor-parallel degree: set it to "
-                f"engine.parallelism.tensor ({p.tensor})",
-            )
-        out["enable-expert-parallel"] = True
+    out |= _expert_parallel(p, kind)
     out |= _quantization(kind, spec, "quantization")
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8"
@@ -260,6 +284,7 @@ def engine_command(
         raise SpecError(
             "model.uri", f"builtin models run on engine kind infleet, not {profile.kind}"
         )
+    check_gpus(spec)
     settings = profile.settings(spec, model, profile.port)
     host = f"--{profile.host_flag}=$(POD_IP)"
     if profile.reads_config_file:

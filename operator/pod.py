@@ -25,6 +25,8 @@ from infleet.operator.presets import placement
 ENDPOINT_DRAIN_SECONDS = 5
 # Slack after the drain before the kubelet's SIGKILL.
 KILL_MARGIN_SECONDS = 10
+# /dev/shm (memory-backed) per GPU of a multi-GPU replica: counted in its memory use.
+DSHM_GIB_PER_GPU = 2
 # Model loading can take many minutes; the startup probe allows 30 before a restart.
 STARTUP_PERIOD_SECONDS, STARTUP_FAILURES = 10, 180
 
@@ -110,7 +112,10 @@ def _volumes(p: PodInputs) -> list[dict[str, Any]]:
     if p.profile.reads_config_file:
         volumes.append({"name": "engine-config", "configMap": {"name": config_map_name(p.name)}})
     if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        # NCCL's shared-memory transport between a node's GPUs (and the engines' own
+        # worker IPC) lives in /dev/shm; the container runtime's 64 MiB default is too small.
+        limit = f"{DSHM_GIB_PER_GPU * max(p.spec.resources.gpus, 1)}Gi"
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": limit}})
     return volumes
 
 

@@ -1,0 +1,64 @@
+"""A tensor-parallel replica under supervision: a real `infleet serve --tensor-parallel-size
+2`, answering through the `openai` SDK; its rank 1 killed mid-request: the in-flight
+stream ends with an error, /health fails, the server exits non-zero and no rank is left."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+import openai
+import pytest
+
+from tests.engine.test_server_supervision import alive, core_pid, wait_until
+from tests.engine.test_sigterm import start_server
+from tests.engine.tiny_models import build_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def test_a_killed_rank_fails_the_request_and_takes_the_replica_down(tmp_path):
+    # Long contexts, so the request below is still decoding when the rank dies.
+    path = build_checkpoint(tmp_path, "llama", max_position_embeddings=4096)
+    proc, url, log = start_server(
+        "--model", str(path), "--device", "cpu", "--tensor-parallel-size", "2",
+        "--max-model-len", "4096",
+    )  # fmt: skip
+    try:
+        core = core_pid(log)
+        (rank1,) = children(core)  # rank 0 is the core; it spawned rank 1
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        # Answers through the SDK with both ranks up.
+        done = client.completions.create(model=path.name, prompt="The quick", max_tokens=4)
+        assert done.usage.completion_tokens == 4
+        stream = client.completions.create(
+            model=path.name, prompt="The quick brown fox", max_tokens=4000, stream=True,
+            extra_body={"ignore_eos": True},
+        )  # fmt: skip
+        assert next(iter(stream)).choices[0].text is not None  # it runs
+        os.kill(rank1, signal.SIGKILL)
+        with pytest.raises(openai.APIError):  # the rest of the stream is an error event
+            for _ in stream:
+                pass
+
+        def unhealthy() -> bool:
+            try:
+                return httpx.get(url + "/health", timeout=5).status_code == 503
+            except httpx.TransportError:
+                return True  # already gone
+
+        wait_until(unhealthy, 20)
+        assert proc.wait(timeout=60) == 1
+        out = "".join(log) + proc.stderr.read()
+        assert "tensor-parallel rank 1 exited with -9" in out
+        wait_until(lambda: not alive(core) and not alive(rank1), 10)  # no orphans
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
