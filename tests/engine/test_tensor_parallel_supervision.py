@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from tests.conftest import REPO
 from tests.engine.test_server_supervision import alive, core_pid, wait_until
 from tests.engine.test_sigterm import start_server
 from tests.engine.tiny_models import build_checkpoint
@@ -62,3 +64,38 @@ def test_a_killed_rank_fails_the_request_and_takes_the_replica_down(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_two_nodes_serve_one_tensor_parallel_replica(tmp_path):
+    """Two `infleet serve` processes as two nodes of one replica (what a LeaderWorkerSet
+    group runs: the leader serves, the worker joins with --node-rank 1); stopping the
+    leader ends the worker cleanly."""
+    import socket
+    import subprocess
+    import sys
+
+    path = build_checkpoint(tmp_path, "llama")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    group = ["--model", str(path), "--device", "cpu", "--tensor-parallel-size", "2",
+             "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(port)]  # fmt: skip
+    infleet = str(Path(sys.executable).parent / "infleet")
+    worker = subprocess.Popen([infleet, "serve", *group, "--node-rank", "1"], cwd=REPO)
+    proc = None
+    try:
+        proc, url, log = start_server(*group, "--node-rank", "0")
+        assert children(core_pid(log)) == []  # its node has one rank: rank 1 is the worker's
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        done = client.completions.create(
+            model=path.name, prompt="The quick brown fox", max_tokens=8, temperature=0
+        )
+        assert done.usage.completion_tokens == 8 and done.choices[0].text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert worker.wait(timeout=60) == 0
+    finally:
+        for p in (proc, worker):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
