@@ -56,6 +56,29 @@ class EngineProfile:
     # given as lora_path; vLLM and SGLang read local paths only: docs/lora-onboarding.md).
     lora_env: tuple[tuple[str, str], ...] = ()
     lora_delivery: bool = False
+    # A replica over several nodes (a LeaderWorkerSet group, operator/lws.py): the flags
+    # the leader's and the workers' engine get, from (nodes, leader?); None: single node only.
+    multi_node: Callable[[int, bool], list[str]] | None = None
+
+
+# LeaderWorkerSet puts these in every pod of a group; $(VAR) expands them in args.
+_LEADER, _INDEX = "$(LWS_LEADER_ADDRESS)", "$(LWS_WORKER_INDEX)"
+
+
+def _infleet_nodes(nodes: int, leader: bool) -> list[str]:
+    # `infleet serve` reads LWS_GROUP_SIZE, LWS_WORKER_INDEX and LWS_LEADER_ADDRESS itself.
+    return []
+
+
+def _vllm_nodes(nodes: int, leader: bool) -> list[str]:
+    # vLLM's multi-node launch without Ray: every node runs `vllm serve` with the group's
+    # shape; the workers run headless (no API server).
+    flags = [f"--nnodes={nodes}", f"--node-rank={_INDEX}", f"--master-addr={_LEADER}"]
+    return flags if leader else [*flags, "--headless"]
+
+
+def _sglang_nodes(nodes: int, leader: bool) -> list[str]:
+    return [f"--nnodes={nodes}", f"--node-rank={_INDEX}", f"--dist-init-addr={_LEADER}:20000"]
 
 
 def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: bool) -> None:
@@ -221,6 +244,7 @@ ENGINES: dict[str, EngineProfile] = {
         settings=_infleet,
         api_key_env="INFLEET_API_KEY",
         reads_config_file=True,
+        multi_node=_infleet_nodes,
         lora_delivery=True,
     ),
     "vllm": EngineProfile(
@@ -238,6 +262,7 @@ ENGINES: dict[str, EngineProfile] = {
         api_key_env="VLLM_API_KEY",
         positional_model=True,
         lora_env=(("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"),),
+        multi_node=_vllm_nodes,
     ),
     "sglang": EngineProfile(
         kind="sglang",
@@ -253,6 +278,7 @@ ENGINES: dict[str, EngineProfile] = {
         settings=_sglang,
         api_key_env="SGLANG_API_KEY",  # not read by SGLang itself: only --api-key
         api_key_flag="api-key",
+        multi_node=_sglang_nodes,
     ),
     "tgi": EngineProfile(
         kind="tgi",
