@@ -32,6 +32,12 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 CONNECTIONS = 32
 API_TIMEOUT_S = 10.0
+# Children of custom resource kinds, applied through the custom-objects API.
+CUSTOM_PLURALS = {
+    "ServiceMonitor": "servicemonitors",
+    "PrometheusRule": "prometheusrules",
+    "LeaderWorkerSet": "leaderworkersets",  # a replica across nodes (operator/lws.py)
+}
 
 
 class NotLeader(RuntimeError):
@@ -137,7 +143,7 @@ class Kube:
         if kind in patch:
             return as_json(self.call(patch[kind], name, ns, obj, fenced=True, **kw))
         group, version = obj["apiVersion"].split("/")
-        plural = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}[kind]
+        plural = CUSTOM_PLURALS[kind]
         fn = self.custom.patch_namespaced_custom_object
         return as_json(self.call(fn, group, version, ns, plural, name, obj, fenced=True, **kw))
 

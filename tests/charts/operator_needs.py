@@ -78,8 +78,16 @@ def kopf_handler_needs() -> set[Need]:
 
 def applied_children_needs() -> set[Need]:
     isvc = InferenceService.model_validate(SAMPLE)
+    # The same service across two nodes: its replicas become LeaderWorkerSets.
+    two_nodes = {
+        "resources": {"gpus": 2, "gpusPerNode": 1},
+        "engine": {"parallelism": {"tensor": 2}},
+    }
+    spread = InferenceService.model_validate({**SAMPLE, "spec": {**SAMPLE["spec"], **two_nodes}})
+    options = RenderOptions(prometheus_operator=True, leader_worker_set=True)
+    children = [*render_children(isvc, options), *render_children(spread, options)]
     needs: set[Need] = set()
-    for child in render_children(isvc, RenderOptions(prometheus_operator=True)):
+    for child in children:
         group = child["apiVersion"].rpartition("/")[0]
         needs |= expand(group, plural(child["kind"]), ("create", "patch"))
         for ref in child["metadata"].get("ownerReferences", []):
