@@ -23,6 +23,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from infleet.api import GROUP, PLURAL, VERSION
+from infleet.operator.lws import API_VERSION as LWS_API_VERSION
 from infleet.operator.metrics import API_ERRORS
 from infleet.operator.names import FIELD_MANAGER
 
@@ -160,8 +161,14 @@ class Kube:
             "Role": self.rbac.delete_namespaced_role,
             "RoleBinding": self.rbac.delete_namespaced_role_binding,
         }
+        if kind == "LeaderWorkerSet":
+            group, version = LWS_API_VERSION.split("/")
+            fn = self.custom.delete_namespaced_custom_object
+            args: tuple[str, ...] = (group, version, namespace, "leaderworkersets", name)
+        else:
+            fn, args = delete[kind], (name, namespace)
         try:
-            self.call(delete[kind], name, namespace, body=body, fenced=True)
+            self.call(fn, *args, body=body, fenced=True)
         except ApiException as err:
             if err.status not in (404, 409):
                 raise

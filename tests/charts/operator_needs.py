@@ -112,7 +112,10 @@ def client_call_needs() -> set[Need]:
     for path in sources:
         for m in CLIENT_CALL.finditer(path.read_text()):
             verb, name, sub = VERBS[m[1]], m[2], (m[3] or "").lstrip("_")
-            if name == "custom_object":
+            if name == "custom_object" and verb == "delete":
+                # The one custom delete: a pool's LeaderWorkerSet (operator/kube.py).
+                group, resource = "leaderworkerset.x-k8s.io", "leaderworkersets"
+            elif name == "custom_object":
                 # The InferenceService's, or in the adapter controller's module the
                 # LoRAAdapter's (the monitoring children's applies use the same method;
                 # applied_children_needs has those).

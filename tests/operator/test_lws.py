@@ -122,7 +122,9 @@ def test_without_the_crd_the_service_is_degraded_with_the_reason():
 def test_tgi_cannot_span_nodes_and_gpus_per_node_must_divide_gpus():
     with pytest.raises(SpecError, match="a replica across nodes is not supported by engine tgi"):
         render_children(two_node_isvc("tgi"), RenderOptions(leader_worker_set=True))
-    with pytest.raises(ValidationError, match=r"resources\.gpusPerNode must divide resources\.gpus"):
+    with pytest.raises(
+        ValidationError, match=r"resources\.gpusPerNode must divide resources\.gpus"
+    ):
         two_node_isvc("vllm", gpusPerNode=3)
 
 
@@ -130,3 +132,34 @@ def test_gpus_per_node_equal_to_gpus_stays_one_pod():
     children = render_children(two_node_isvc("vllm", gpusPerNode=4))
     assert [c["kind"] for c in children].count("Deployment") == 2
     assert "LeaderWorkerSet" not in [c["kind"] for c in children]
+
+
+def test_a_group_is_one_replica_for_the_status_the_autoscaler_and_pruning():
+    from infleet.autoscaler.kube_view import pod_states, pod_view
+    from infleet.operator.autoscale import desired_replicas
+    from infleet.operator.diff import to_prune
+    from infleet.operator.status import pool_state
+
+    lws = {
+        "kind": "LeaderWorkerSet", "metadata": {"name": "s-dedicated", "generation": 3},
+        "spec": {"replicas": 2},
+        "status": {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2},
+    }  # fmt: skip
+    state = pool_state(lws, 2)  # LWS reports no observedGeneration
+    assert (state.desired, state.current, state.ready, state.rolled_out) == (2, 2, 1, True)
+    assert desired_replicas({"dedicated": lws, "spot": None}) == 2  # groups, not pods
+
+    def pod(name: str, index: str) -> dict:
+        labels = {"infleet.io/pool": "dedicated", "leaderworkerset.sigs.k8s.io/worker-index": index}
+        ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        return {"metadata": {"name": name, "labels": labels},
+                "spec": {"nodeName": "n"}, "status": {"conditions": [ready]}}  # fmt: skip
+
+    pods = [pod_view(pod(f"s-{g}-{i}", str(i))) for g in range(2) for i in range(2)]
+    assert [s.name for s in pod_states(pods, 0.0)] == ["s-0-0", "s-1-0"]  # the leaders
+
+    uid = "u1"
+    owned = {"ownerReferences": [{"uid": uid, "controller": True}]}
+    old = {"kind": "Deployment", "metadata": {"name": "s-dedicated", **owned}}
+    new = {"kind": "LeaderWorkerSet", "metadata": {"name": "s-dedicated"}}
+    assert to_prune([new], [old], uid) == [old]  # moving to several nodes: the Deployment goes
