@@ -20,6 +20,7 @@ from infleet.engine.attention import (
 )
 from infleet.engine.core.cuda_graphs import DecodeGraphs
 from infleet.engine.core.step_inputs import StepInputBuilder
+from infleet.engine.distributed.state import kv_head_shard
 from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
@@ -97,7 +98,8 @@ class ModelRunner:
         config: ModelConfig, block_size: int, kv_cache_dtype: torch.dtype
     ) -> int:
         element = torch.empty(0, dtype=kv_cache_dtype).element_size()
-        return 2 * config.num_layers * block_size * config.num_kv_heads * config.head_dim * element
+        _, kv_heads = kv_head_shard(config.num_kv_heads)  # this rank's (tensor parallel)
+        return 2 * config.num_layers * block_size * kv_heads * config.head_dim * element
 
     def prepare(self, batch: list[SeqSlice]) -> tuple[torch.Tensor, AttentionContext]:
         """Validate a step's slices and build its flat inputs on the device: token ids `[T]`

@@ -20,8 +20,15 @@ from infleet.engine.server.core_proc import _die_with_parent
 
 
 def follow(args: EngineArgs, rank: int, port: int) -> None:
+    from infleet.engine.core.kv_sizing import resolve_kv_pool
     from infleet.engine.core.runner import ModelRunner
-    from infleet.engine.distributed.launch import broadcast, join, log_weight_bytes, to_device
+    from infleet.engine.distributed.launch import (
+        agree_num_blocks,
+        broadcast,
+        join,
+        log_weight_bytes,
+        to_device,
+    )  # fmt: skip
     from infleet.engine.loader import load_model
 
     join(args, rank, port)
@@ -29,7 +36,7 @@ def follow(args: EngineArgs, rank: int, port: int) -> None:
         args.model, device=args.device, dtype=args.dtype, quantization=args.quantization
     )
     log_weight_bytes(rank, loaded.model)
-    num_blocks = broadcast(None)
+    num_blocks = agree_num_blocks(resolve_kv_pool(args, loaded).num_blocks, loaded.device)
     runner = ModelRunner(
         loaded, num_blocks=num_blocks, block_size=args.block_size,
         kv_cache_dtype=args.kv_cache_dtype, attention_backend=args.attention_backend,

@@ -91,6 +91,8 @@ def join(args: EngineArgs, rank: int, port: int) -> None:
 
     torch.set_num_threads(threads_per_rank(args))
     device = resolve_device(args.device)
+    if device.type == "cuda":  # one GPU per rank of this node; NCCL needs it current
+        torch.cuda.set_device(rank % (world_size(args) // args.nnodes))
     init_process_group(rank, world_size(args), args.master_addr, port, device)
     tp = args.tensor_parallel_size
     set_tp(TPState(rank % tp, tp, args.enable_expert_parallel))
@@ -100,6 +102,14 @@ def log_weight_bytes(rank: int, model: torch.nn.Module) -> None:
     """One line per rank: the bytes of its parameters (its shard, replicated norms)."""
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     log.info("rank %d holds %d weight bytes", rank, size)
+
+
+def agree_num_blocks(num_blocks: int, device: torch.device) -> int:
+    """The KV pool every rank can hold: the smallest any rank sized (on CUDA each rank
+    profiles its own device; the ranks' profiling forwards run in step)."""
+    count = torch.tensor([num_blocks], dtype=torch.int64, device=device)
+    dist.all_reduce(count, op=dist.ReduceOp.MIN)
+    return int(count.item())
 
 
 def broadcast(message: object) -> object:
@@ -144,9 +154,8 @@ class RankGroup:
                     os._exit(1)
             time.sleep(0.2)
 
-    def lead(self, runner: ModelRunner, num_blocks: int) -> LeaderRunner:
+    def lead(self, runner: ModelRunner) -> LeaderRunner:
         log_weight_bytes(0, runner.model)
-        broadcast(num_blocks)  # the followers size their KV pools as rank 0 did
         return LeaderRunner(runner, self)
 
     def stop(self) -> None:
