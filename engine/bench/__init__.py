@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-num-batched-tokens", type=int, default=2048)
     add("--kv-cache-memory", type=parse_size, default=None, metavar="SIZE")
     add("--tensor-parallel-size", type=int, default=1, help="ranks (gloo on CPU, NCCL on CUDA)")
+    add("--enable-expert-parallel", action="store_true", help="MoE experts spread over the ranks")
     add(
         "--out", default=None, metavar="FILE", help="JSON report path (default bench-WORKLOAD.json)"
     )
@@ -86,6 +87,7 @@ def main(argv: list[str]) -> int:
         max_num_batched_tokens=opts.max_num_batched_tokens,
         kv_cache_memory=opts.kv_cache_memory,
         tensor_parallel_size=opts.tensor_parallel_size,
+        enable_expert_parallel=opts.enable_expert_parallel,
         # Repetitions must not hit the blocks of earlier ones (random prompts share nothing).
         enable_prefix_caching=False,
     )
