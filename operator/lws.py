@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from infleet.api import InferenceServiceSpec
+from infleet.autoscaler.kube_view import WORKER_INDEX_LABEL
 from infleet.operator.engines import EngineProfile
 from infleet.operator.errors import SpecError, unsupported
 
@@ -31,6 +32,14 @@ def pod_gpus(spec: InferenceServiceSpec) -> int:
 
 def nodes_per_replica(spec: InferenceServiceSpec) -> int:
     return spec.resources.gpus // pod_gpus(spec) if spec.resources.gpus else 1
+
+
+def serving_selector(spec: InferenceServiceSpec, labels: dict[str, str]) -> dict[str, str]:
+    """The Service's pods: every replica's, or only the leaders of multi-node groups (the
+    workers serve no HTTP)."""
+    if nodes_per_replica(spec) == 1:
+        return labels
+    return {**labels, WORKER_INDEX_LABEL: "0"}
 
 
 def check_multi_node(spec: InferenceServiceSpec, profile: EngineProfile, installed: bool) -> None:

@@ -16,7 +16,12 @@ from infleet.operator.engines import ENGINES, EngineProfile, Settings, engine_co
 from infleet.operator.guardrails import Guardrails, enforce
 from infleet.operator.kube_versions import KubeVersion
 from infleet.operator.lora_pod import add_lora
-from infleet.operator.lws import check_multi_node, nodes_per_replica, render_leader_worker_set
+from infleet.operator.lws import (
+    check_multi_node,
+    nodes_per_replica,
+    render_leader_worker_set,
+    serving_selector,
+)
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE, ModelSource, resolve_model
 from infleet.operator.monitoring import render_prometheus_rule, render_service_monitor
 from infleet.operator.names import (
@@ -188,7 +193,7 @@ def render_service(p: Prepared) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(p.isvc, name, child_labels(name)),
-        "spec": {"selector": child_labels(name), "ports": [port]},
+        "spec": {"selector": serving_selector(p.isvc.spec, child_labels(name)), "ports": [port]},
     }
 
 

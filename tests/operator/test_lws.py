@@ -106,6 +106,8 @@ def test_a_replica_over_two_nodes_is_a_leader_worker_set(kind):
         assert "readinessProbe" in lead and "readinessProbe" not in work
         if kind == "vllm":
             assert work["args"][-1] == "--headless"
+    service = next(c for c in children if c["kind"] == "Service")
+    assert service["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
 
 
 def test_without_the_crd_the_service_is_degraded_with_the_reason():
