@@ -31,6 +31,13 @@ class ResourcesSpec(CrdModel):
         "(GKE: cloud.google.com/gke-accelerator; else nvidia.com/gpu.product), "
         "e.g. nvidia-l4 or NVIDIA-H100-80GB-HBM3.",
     )
+    gpus_per_node: int | None = field(
+        None,
+        ge=1,
+        le=64,
+        description="GPUs one node gives a replica (default: gpus, one pod). Fewer than gpus: "
+        "the replica is a LeaderWorkerSet group of gpus / gpusPerNode pods, one per node.",
+    )
     cpu: Quantity = field("2", description="CPU request and limit per replica.")
     memory: Quantity = field("8Gi", description="Memory request and limit per replica.")
 
@@ -52,6 +59,16 @@ class InferenceServiceSpec(CrdModel):
             lambda s: (
                 s.engine.parallelism.tensor * s.engine.parallelism.pipeline
                 <= max(s.resources.gpus, 1)
+            ),
+        ),
+        Rule(
+            "!has(self.resources.gpusPerNode) || (self.resources.gpus > 0 && "
+            "self.resources.gpus % self.resources.gpusPerNode == 0)",
+            "resources.gpusPerNode must divide resources.gpus (the replica's pods each have "
+            "gpusPerNode GPUs)",
+            lambda s: (
+                s.resources.gpus_per_node is None
+                or (s.resources.gpus > 0 and s.resources.gpus % s.resources.gpus_per_node == 0)
             ),
         ),
         Rule(

@@ -9,6 +9,8 @@ functions read, and its timer hands one service's pods here (no list call per ti
   node shutdown, the taint manager and the eviction API on a drain: how clouds reclaim
   spot nodes) is being interrupted: it is counted once, and reported under notice.
 - Any other pod being deleted (a scale-down) has left its Deployment and is not shown.
+- A replica across nodes is a LeaderWorkerSet group: its leader (worker index 0) stands
+  for it, the workers are not shown (not a replica each, and they serve no /metrics).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from infleet.autoscaler.scrape import ScrapeTarget
 from infleet.autoscaler.view import PENDING, READY, STARTING, PodState
 
 POOL_LABEL = "infleet.io/pool"
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"  # set by LeaderWorkerSet
 DEFAULT_PORT = 8000
 
 Pod = dict[str, Any]
@@ -44,8 +47,9 @@ def interrupted(pod: Pod) -> bool:
 
 def pod_state(pod: Pod, now: float) -> PodState | None:
     meta, status = pod["metadata"], pod.get("status", {})
-    pool = meta.get("labels", {}).get(POOL_LABEL)
-    if pool not in ("dedicated", "spot"):
+    labels = meta.get("labels", {})
+    pool = labels.get(POOL_LABEL)
+    if pool not in ("dedicated", "spot") or labels.get(WORKER_INDEX_LABEL, "0") != "0":
         return None
     notice = interrupted(pod)
     gone = meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed")
@@ -90,7 +94,8 @@ def pod_view(pod: Pod) -> Pod:
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
     kept = ("name", "uid", "creationTimestamp", "deletionTimestamp")
     kept_meta = {k: meta[k] for k in kept if meta.get(k) is not None}
-    pool = (meta.get("labels") or {}).get(POOL_LABEL)
+    labels = meta.get("labels") or {}
+    kept_labels = {k: labels[k] for k in (POOL_LABEL, WORKER_INDEX_LABEL) if k in labels}
     ports = [
         {"name": p.get("name"), "containerPort": p.get("containerPort")}
         for c in spec.get("containers") or []
@@ -98,7 +103,7 @@ def pod_view(pod: Pod) -> Pod:
         if p.get("name") == "http"
     ]
     return {
-        "metadata": {**kept_meta, "labels": {POOL_LABEL: pool} if pool else {}},
+        "metadata": {**kept_meta, "labels": kept_labels},
         "spec": {"nodeName": spec.get("nodeName"), "containers": [{"ports": ports}]},
         "status": {
             "phase": status.get("phase"),

@@ -66,6 +66,15 @@ class EngineArgs:
     api_keys_file: str | None = None
     admin_api_key: str | None = field(default=None, repr=False)
     metrics_require_key: bool = False
+    # Parallelism (engine/distributed/, docs/engine.md "Parallelism"): vLLM's spellings.
+    # Multi-node defaults come from LeaderWorkerSet's environment when it is there.
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    enable_expert_parallel: bool = False
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None  # None: a free port (one node), 29500 (several)
 
 
 def parse_size(text: str) -> int:
@@ -184,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--api-keys-file", default=None, metavar="FILE", help="YAML tenant -> key hashes")
     add("--admin-api-key", default=env("INFLEET_ADMIN_API_KEY"), help="key for LoRA load/unload")
     add("--metrics-require-key", action="store_true", help="/metrics needs a key too")
+    add("--tensor-parallel-size", "-tp", type=_positive_int, default=1, help="ranks per layer")
+    add("--pipeline-parallel-size", "-pp", type=_positive_int, default=1, help="stages")
+    add("--enable-expert-parallel", action="store_true", help="spread experts over TP ranks")
+    # LeaderWorkerSet sets these in every pod of a group (leader: worker index 0).
+    add("--nnodes", type=_positive_int, default=int(env("LWS_GROUP_SIZE", "1")))
+    add("--node-rank", type=int, default=int(env("LWS_WORKER_INDEX", "0")))
+    add("--master-addr", default=env("LWS_LEADER_ADDRESS", d.master_addr))
+    add("--master-port", type=_positive_int, default=None, help="rendezvous port (29500)")
     return p
 
 

@@ -18,6 +18,16 @@ def serve_main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.node_rank > 0:
+        # Another node of a multi-node replica: its ranks only, no API (the leader serves).
+        from infleet.engine.distributed.degrees import ParallelConfigError
+        from infleet.engine.distributed.launch import run_worker_node
+
+        try:
+            return run_worker_node(args)
+        except ParallelConfigError as err:
+            print(f"infleet serve: {err}", file=sys.stderr)
+            return 2
     # Imported after parsing so that `--help` and flag errors do not wait for torch.
     from infleet.engine.loader import load_tokenizer
     from infleet.engine.model_config import ModelLoadError

@@ -41,6 +41,8 @@ CHILD_KINDS = (
     ("", "v1", "serviceaccounts", "ServiceAccount"),  # the router's (operator/router.py)
     ("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    # A pool whose replicas span nodes (operator/lws.py); watched only where the CRD exists.
+    ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", "LeaderWorkerSet"),
 )
 # The router's pods: not the service's replicas, so they carry ROUTER_LABEL instead.
 ROUTER_POD_SELECTOR = {MANAGED_BY: "infleet", ROUTER_LABEL: kopf.PRESENT}

@@ -83,6 +83,11 @@ def render_main(argv: list[str] | None = None) -> int:
         help="also render ServiceMonitor and PrometheusRule (as where their CRDs exist)",
     )
     parser.add_argument(
+        "--leader-worker-set",
+        action="store_true",
+        help="render replicas across nodes as LeaderWorkerSets (as where its CRD exists)",
+    )
+    parser.add_argument(
         "--kube-version",
         type=_kube_version,
         metavar="MAJOR.MINOR",
@@ -108,6 +113,7 @@ def render_main(argv: list[str] | None = None) -> int:
         labels = dict(_label(item) for item in args.namespace_label)
         options = RenderOptions(
             prometheus_operator=args.prometheus_operator,
+            leader_worker_set=args.leader_worker_set,
             kube_version=args.kube_version,
             platform=load_policy(args.platform_policy) if args.platform_policy else None,
             namespace_labels=labels,

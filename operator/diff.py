@@ -9,7 +9,8 @@ of itself (operator/render.py), so one rendered differently (a new operator vers
 is applied once even where the old object already contains the new fields.
 
 Prune: a live child the spec no longer renders goes, if it is of a kind the operator
-may delete (PRUNABLE: a pool's Deployment, when the pool leaves the spec; the router's
+may delete (PRUNABLE: a pool's Deployment or LeaderWorkerSet, when the pool leaves the spec
+or its replicas move between one node and several; the router's
 children, when the router is turned off) and this service is its controller; nothing
 else is touched.
 """
@@ -21,7 +22,7 @@ from typing import Any
 from infleet.operator.names import SERVICE_LABEL, router_name
 
 Obj = dict[str, Any]
-PRUNABLE = ("Deployment",)
+PRUNABLE = ("Deployment", "LeaderWorkerSet")  # a pool's workload: one kind or the other
 # The router's children (operator/router.py) go when the router is turned off; other
 # children of these kinds (the engines' Service, ConfigMap, PDB) are always rendered.
 ROUTER_KINDS = (

@@ -46,6 +46,19 @@ class Discovery:
 
         return self._cache("monitoring", read)
 
+    def leader_worker_set(self) -> bool:
+        """Whether the LeaderWorkerSet CRD (leaderworkerset.x-k8s.io/v1) is served."""
+
+        def read() -> bool:
+            try:
+                fn = self._kube.custom.get_api_resources
+                listing = self._kube.call(fn, "leaderworkerset.x-k8s.io", "v1")
+            except ApiException:
+                return False
+            return "leaderworkersets" in {r.name for r in listing.resources}
+
+        return self._cache("leaderworkerset", read)
+
     def kube_version(self) -> KubeVersion:
         """The API server's version (its /version)."""
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from infleet import __version__
 from infleet.api import InferenceServiceSpec
+from infleet.api.engine import Parallelism
 from infleet.api.quantity import to_gib
 from infleet.operator.api_keys import api_key_args, api_keys_settings
 from infleet.operator.errors import SpecError, unsupported
@@ -58,6 +59,29 @@ class EngineProfile:
     lora_env: tuple[tuple[str, str], ...] = ()
     lora_delivery: str = ""
     lora_api: tuple[str, str] = ()  # (load path, unload path) of its runtime adapter API
+    # A replica over several nodes (a LeaderWorkerSet group, operator/lws.py): the flags
+    # the leader's and the workers' engine get, from (nodes, leader?); None: single node only.
+    multi_node: Callable[[int, bool], list[str]] | None = None
+
+
+# LeaderWorkerSet puts these in every pod of a group; $(VAR) expands them in args.
+_LEADER, _INDEX = "$(LWS_LEADER_ADDRESS)", "$(LWS_WORKER_INDEX)"
+
+
+def _infleet_nodes(nodes: int, leader: bool) -> list[str]:
+    # `infleet serve` reads LWS_GROUP_SIZE, LWS_WORKER_INDEX and LWS_LEADER_ADDRESS itself.
+    return []
+
+
+def _vllm_nodes(nodes: int, leader: bool) -> list[str]:
+    # vLLM's multi-node launch without Ray: every node runs `vllm serve` with the group's
+    # shape; the workers run headless (no API server).
+    flags = [f"--nnodes={nodes}", f"--node-rank={_INDEX}", f"--master-addr={_LEADER}"]
+    return flags if leader else [*flags, "--headless"]
+
+
+def _sglang_nodes(nodes: int, leader: bool) -> list[str]:
+    return [f"--nnodes={nodes}", f"--node-rank={_INDEX}", f"--dist-init-addr={_LEADER}:20000"]
 
 
 def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: bool) -> None:
@@ -89,11 +113,38 @@ def _quantization(kind: str, spec: InferenceServiceSpec, flag: str) -> Settings:
     return {flag: value}
 
 
+def _expert_parallel(p: Parallelism, kind: str) -> Settings:
+    """vLLM's meaning, which the bundled engine shares: expert parallelism reuses the
+    tensor-parallel ranks, so parallelism.expert is 1 (off) or the tensor degree."""
+    if p.expert == 1:
+        return {}
+    if p.expert != p.tensor:
+        raise SpecError(
+            "engine.parallelism.expert",
+            f"{kind}'s expert-parallel degree is the tensor-parallel degree: set it to "
+            f"engine.parallelism.tensor ({p.tensor}) or 1, not {p.expert}",
+        )
+    return {"enable-expert-parallel": True}
+
+
+def check_gpus(spec: InferenceServiceSpec) -> None:
+    """A GPU replica has exactly tensor x pipeline GPUs: fewer cannot start, more idle.
+    (The CRD's CEL rule says only `<=`, so objects written before this check still
+    validate; this is the Degraded condition that names the numbers.)"""
+    p, gpus = spec.engine.parallelism, spec.resources.gpus
+    if gpus and p.tensor * p.pipeline != gpus:
+        raise SpecError(
+            "resources.gpus",
+            f"{gpus} GPUs per replica, but engine.parallelism.tensor ({p.tensor}) x "
+            f"pipeline ({p.pipeline}) = {p.tensor * p.pipeline}: they must be equal",
+        )
+
+
 def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "infleet"
     p = engine.parallelism
-    if (p.tensor, p.pipeline, p.expert) != (1, 1, 1):
-        raise unsupported(kind, "engine.parallelism", "parallelism above 1")
+    if p.pipeline > 1:
+        raise unsupported(kind, "engine.parallelism.pipeline", "pipeline parallelism")
     if engine.speculative.method != "none":
         raise unsupported(kind, "engine.speculative.method", "speculative decoding")
     _require_plain(spec, kind, dram=False, nvme=False)
@@ -106,6 +157,9 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         "shutdown-grace-seconds": engine.shutdown_grace_seconds,
         **_quantization(kind, spec, "quantization"),
     } | api_keys_settings(spec)
+    if p.tensor > 1:
+        out["tensor-parallel-size"] = p.tensor
+    out |= _expert_parallel(p, kind)
     if engine.lora.max_adapters:
         out["enable-lora"] = True
         out["max-loras"] = engine.lora.max_adapters
@@ -121,14 +175,7 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
     out: Settings = {"port": port, "served-model-name": model.served_name}
     out["tensor-parallel-size"] = p.tensor
     out["pipeline-parallel-size"] = p.pipeline
-    if p.expert > 1:
-        if p.expert != p.tensor:
-            raise SpecError(
-                "engine.parallelism.expert",
-                "vllm's expert-parallel degree is the tensor-parallel degree: set it to "
-                f"engine.parallelism.tensor ({p.tensor})",
-            )
-        out["enable-expert-parallel"] = True
+    out |= _expert_parallel(p, kind)
     out |= _quantization(kind, spec, "quantization")
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8"
@@ -213,6 +260,7 @@ ENGINES: dict[str, EngineProfile] = {
         api_key_env="INFLEET_API_KEY",
         reads_config_file=True,
         lora_delivery="engine",
+        multi_node=_infleet_nodes,
     ),
     "vllm": EngineProfile(
         kind="vllm",
@@ -231,6 +279,7 @@ ENGINES: dict[str, EngineProfile] = {
         lora_env=(("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"),),
         lora_delivery="sync",
         lora_api=("/v1/load_lora_adapter", "/v1/unload_lora_adapter"),
+        multi_node=_vllm_nodes,
     ),
     "sglang": EngineProfile(
         kind="sglang",
@@ -248,6 +297,7 @@ ENGINES: dict[str, EngineProfile] = {
         api_key_flag="api-key",
         lora_delivery="sync",
         lora_api=("/load_lora_adapter", "/unload_lora_adapter"),
+        multi_node=_sglang_nodes,
     ),
     "tgi": EngineProfile(
         kind="tgi",
@@ -279,6 +329,7 @@ def engine_command(
         raise SpecError(
             "model.uri", f"builtin models run on engine kind infleet, not {profile.kind}"
         )
+    check_gpus(spec)
     settings = profile.settings(spec, model, profile.port)
     host = f"--{profile.host_flag}=$(POD_IP)"
     if profile.reads_config_file:

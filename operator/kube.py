@@ -23,6 +23,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from infleet.api import GROUP, PLURAL, VERSION
+from infleet.operator.lws import API_VERSION as LWS_API_VERSION
 from infleet.operator.metrics import API_ERRORS
 from infleet.operator.names import FIELD_MANAGER
 
@@ -32,6 +33,12 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 CONNECTIONS = 32
 API_TIMEOUT_S = 10.0
+# Children of custom resource kinds, applied through the custom-objects API.
+CUSTOM_PLURALS = {
+    "ServiceMonitor": "servicemonitors",
+    "PrometheusRule": "prometheusrules",
+    "LeaderWorkerSet": "leaderworkersets",  # a replica across nodes (operator/lws.py)
+}
 
 
 class NotLeader(RuntimeError):
@@ -137,7 +144,7 @@ class Kube:
         if kind in patch:
             return as_json(self.call(patch[kind], name, ns, obj, fenced=True, **kw))
         group, version = obj["apiVersion"].split("/")
-        plural = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}[kind]
+        plural = CUSTOM_PLURALS[kind]
         fn = self.custom.patch_namespaced_custom_object
         return as_json(self.call(fn, group, version, ns, plural, name, obj, fenced=True, **kw))
 
@@ -154,8 +161,14 @@ class Kube:
             "Role": self.rbac.delete_namespaced_role,
             "RoleBinding": self.rbac.delete_namespaced_role_binding,
         }
+        if kind == "LeaderWorkerSet":
+            group, version = LWS_API_VERSION.split("/")
+            fn = self.custom.delete_namespaced_custom_object
+            args: tuple[str, ...] = (group, version, namespace, "leaderworkersets", name)
+        else:
+            fn, args = delete[kind], (name, namespace)
         try:
-            self.call(delete[kind], name, namespace, body=body, fenced=True)
+            self.call(fn, *args, body=body, fenced=True)
         except ApiException as err:
             if err.status not in (404, 409):
                 raise

@@ -9,6 +9,7 @@ from infleet.api import InferenceServiceSpec
 from infleet.operator.api_keys import api_key_env, api_keys_mounts, api_keys_volumes
 from infleet.operator.engines import CONFIG_PATH, EngineProfile
 from infleet.operator.kube_versions import PRESTOP_SLEEP, KubeVersion, has
+from infleet.operator.lws import pod_gpus
 from infleet.operator.model_source import ModelSource
 from infleet.operator.names import CONFIG_HASH, Pool, config_map_name, pool_labels
 from infleet.operator.pod_security import (
@@ -25,6 +26,8 @@ from infleet.operator.presets import placement
 ENDPOINT_DRAIN_SECONDS = 5
 # Slack after the drain before the kubelet's SIGKILL.
 KILL_MARGIN_SECONDS = 10
+# /dev/shm (memory-backed) per GPU of a multi-GPU replica: counted in its memory use.
+DSHM_GIB_PER_GPU = 2
 # Model loading can take many minutes; the startup probe allows 30 before a restart.
 STARTUP_PERIOD_SECONDS, STARTUP_FAILURES = 10, 180
 
@@ -58,7 +61,7 @@ def _resources(spec: InferenceServiceSpec) -> dict[str, Any]:
     # Quantities go into pod specs as strings, the canonical Kubernetes form.
     amounts = {"cpu": str(spec.resources.cpu), "memory": str(spec.resources.memory)}
     if spec.resources.gpus:
-        amounts["nvidia.com/gpu"] = str(spec.resources.gpus)
+        amounts["nvidia.com/gpu"] = str(pod_gpus(spec))  # a multi-node replica: per pod
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
@@ -110,7 +113,10 @@ def _volumes(p: PodInputs) -> list[dict[str, Any]]:
     if p.profile.reads_config_file:
         volumes.append({"name": "engine-config", "configMap": {"name": config_map_name(p.name)}})
     if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        # NCCL's shared-memory transport between a node's GPUs (and the engines' own
+        # worker IPC) lives in /dev/shm; the container runtime's 64 MiB default is too small.
+        limit = f"{DSHM_GIB_PER_GPU * max(pod_gpus(p.spec), 1)}Gi"
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": limit}})
     return volumes
 
 

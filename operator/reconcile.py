@@ -132,7 +132,12 @@ def reconcile(
             error = err
             problem = Problem("ApplyFailed", f"{what}: {err.status} {err.reason}")
     names = pool_deployment_names(meta["name"])
-    deployments = {pool: live.get(("Deployment", names[pool])) for pool in POOLS}
+    # A pool's workload: its Deployment, or its LeaderWorkerSet (replicas across nodes;
+    # one group counts as one replica in the status and for the autoscaler).
+    deployments = {
+        pool: live.get(("Deployment", names[pool])) or live.get(("LeaderWorkerSet", names[pool]))
+        for pool in POOLS
+    }
     url_name = url_service(p.children, live, meta["name"])
     service = live.get(("Service", url_name))
     scaled = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -15,6 +16,12 @@ from infleet.operator.engines import ENGINES, EngineProfile, Settings, engine_co
 from infleet.operator.guardrails import Guardrails, enforce
 from infleet.operator.kube_versions import KubeVersion
 from infleet.operator.lora_pod import add_lora
+from infleet.operator.lws import (
+    check_multi_node,
+    nodes_per_replica,
+    render_leader_worker_set,
+    serving_selector,
+)
 from infleet.operator.model_source import DEFAULT_FETCHER_IMAGE, ModelSource, resolve_model
 from infleet.operator.monitoring import render_prometheus_rule, render_service_monitor
 from infleet.operator.names import (
@@ -43,6 +50,7 @@ SERVICE_PORT = 8000  # one port for every engine kind, so the URL does not depen
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
     prometheus_operator: bool = False  # ServiceMonitor/PrometheusRule CRDs exist
+    leader_worker_set: bool = False  # the LeaderWorkerSet CRD exists (multi-node replicas)
     fetcher_image: str = DEFAULT_FETCHER_IMAGE
     engine_images: dict[str, str] = field(default_factory=dict)  # kind -> default image
     kube_version: KubeVersion | None = None  # the API server's; None: the newest
@@ -140,10 +148,20 @@ def render_pod_templates(p: Prepared) -> dict[Pool, dict[str, Any]]:
 
 
 def render_deployments(p: Prepared, replicas: PoolReplicas) -> list[dict[str, Any]]:
+    """One Deployment per pool, or one LeaderWorkerSet per pool where a replica spans
+    nodes (operator/lws.py)."""
     names = pool_deployment_names(p.isvc.name)
     out = []
     for pool, template in render_pod_templates(p).items():
         labels = pool_labels(p.isvc.name, pool)
+        if nodes_per_replica(p.isvc.spec) > 1:
+            count = getattr(replicas, pool)
+            meta = functools.partial(_meta, p.isvc)
+            spec, profile = p.isvc.spec, p.profile
+            out.append(
+                render_leader_worker_set(names[pool], labels, template, count, spec, profile, meta)
+            )
+            continue
         out.append(
             {
                 "apiVersion": "apps/v1",
@@ -184,7 +202,7 @@ def render_service(p: Prepared) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(p.isvc, name, child_labels(name)),
-        "spec": {"selector": child_labels(name), "ports": [port]},
+        "spec": {"selector": serving_selector(p.isvc.spec, child_labels(name)), "ports": [port]},
     }
 
 
@@ -230,6 +248,7 @@ def render_children(
     `adapters`: the names of the LoRAAdapters aimed at it, which its router accepts."""
     options = options or RenderOptions()
     p = prepare(isvc, options, adapters)
+    check_multi_node(isvc.spec, p.profile, options.leader_worker_set)
     children = [render_config_map(p)]
     if p.network.enabled:  # before the pods, so none is ever reachable without it
         children.append(render_network_policy(p))

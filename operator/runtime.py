@@ -164,6 +164,7 @@ class Runtime:
             labels = self.namespaces.labels(namespace)
         return RenderOptions(
             prometheus_operator=self.discovery.prometheus_operator(),
+            leader_worker_set=self.discovery.leader_worker_set(),
             fetcher_image=self.fetcher_image,
             engine_images=self.engine_images,
             router_image=self.router_image,

@@ -50,8 +50,11 @@ def pool_state(deployment: Obj | None, desired: int | None) -> PoolState:
     want = spec.get("replicas", 1) if desired is None else desired
     generation = deployment.get("metadata", {}).get("generation", 0)
     current, updated = status.get("replicas", 0), status.get("updatedReplicas", 0)
+    # A LeaderWorkerSet (a pool of multi-node groups, operator/lws.py) counts groups in the
+    # same fields but reports no observedGeneration.
+    observed = generation if deployment.get("kind") == "LeaderWorkerSet" else 0
     rolled_out = (
-        status.get("observedGeneration", 0) >= generation
+        status.get("observedGeneration", observed) >= generation
         and spec.get("replicas", 1) == want
         and updated >= want
         and current == updated

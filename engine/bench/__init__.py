@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-num-seqs", type=int, default=256)
     add("--max-num-batched-tokens", type=int, default=2048)
     add("--kv-cache-memory", type=parse_size, default=None, metavar="SIZE")
+    add("--tensor-parallel-size", type=int, default=1, help="ranks (gloo on CPU, NCCL on CUDA)")
+    add("--enable-expert-parallel", action="store_true", help="MoE experts spread over the ranks")
     add(
         "--out", default=None, metavar="FILE", help="JSON report path (default bench-WORKLOAD.json)"
     )
@@ -84,6 +86,8 @@ def main(argv: list[str]) -> int:
         max_num_seqs=opts.max_num_seqs,
         max_num_batched_tokens=opts.max_num_batched_tokens,
         kv_cache_memory=opts.kv_cache_memory,
+        tensor_parallel_size=opts.tensor_parallel_size,
+        enable_expert_parallel=opts.enable_expert_parallel,
         # Repetitions must not hit the blocks of earlier ones (random prompts share nothing).
         enable_prefix_caching=False,
     )
@@ -112,6 +116,8 @@ def main(argv: list[str]) -> int:
         "device": _device_name(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "torch": torch.__version__,
+        "tensor_parallel_size": opts.tensor_parallel_size,
+        "weight_bytes_rank0": sum(p.numel() * p.element_size() for p in loaded.model.parameters()),
         "workload": {
             "name": opts.workload,
             "num_prompts": opts.num_prompts,
@@ -153,6 +159,7 @@ def main(argv: list[str]) -> int:
     out = Path(opts.out or f"bench-{opts.workload}.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
+    engine.core.shutdown()  # tensor parallel: the other ranks stop with it
     return 0
 
 

@@ -45,6 +45,7 @@ from infleet.engine.core.sampler import SampleFlags, SampleResult, sample
 from infleet.engine.core.sampling_state import LAST_TOKEN, SamplingState, request_seed
 from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
 from infleet.engine.core.sequence import PLACEHOLDER, Sequence, SequenceStatus
+from infleet.engine.distributed.launch import RankGroup, agree_num_blocks, world_size
 from infleet.engine.errors import InvalidRequest
 from infleet.engine.loader import LoadedModel, load_model
 from infleet.engine.messages import (
@@ -110,12 +111,17 @@ class Launched:
 class EngineCore:
     def __init__(self, args: EngineArgs, loaded: LoadedModel | None = None):
         self.args = args
+        # Tensor parallel: the other ranks start, and this process joins them, before the
+        # model is built (each layer takes its shard). engine/distributed/launch.py
+        self.ranks = RankGroup(args) if world_size(args) > 1 else None
         self.loaded = loaded or load_model(
             args.model, device=args.device, dtype=args.dtype, quantization=args.quantization
         )
         self.model_name = args.served_model_name or self.loaded.served_name
         self.vocab_size = self.loaded.config.vocab_size
         pool = resolve_kv_pool(args, self.loaded)
+        if self.ranks is not None:  # every rank's pool the same size
+            pool.num_blocks = agree_num_blocks(pool.num_blocks, self.loaded.device)
         self.num_blocks, self.max_model_len = pool.num_blocks, pool.max_model_len
         self.kv_bytes_per_block = pool.bytes_per_block
         self.runner = ModelRunner(
@@ -124,8 +130,10 @@ class EngineCore:
             block_size=args.block_size,
             kv_cache_dtype=args.kv_cache_dtype,
             attention_backend=args.attention_backend,
-            cuda_graph_max_batch=0 if args.enforce_eager else args.max_num_seqs,
+            cuda_graph_max_batch=0 if args.enforce_eager or self.ranks else args.max_num_seqs,
         )
+        if self.ranks is not None:
+            self.runner = self.ranks.lead(self.runner)
         self.block_manager = BlockManager(
             self.num_blocks, args.block_size, args.enable_prefix_caching
         )
@@ -268,6 +276,8 @@ class EngineCore:
         self.abort(list(self.requests))
         self._in_flight = None
         self._device.shutdown(wait=True)
+        if self.ranks is not None:
+            self.ranks.stop()
 
     # -- the step ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from infleet.engine.attention import (
 )
 from infleet.engine.core.cuda_graphs import DecodeGraphs
 from infleet.engine.core.step_inputs import StepInputBuilder
+from infleet.engine.distributed.state import kv_head_shard
 from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
@@ -60,10 +61,12 @@ class ModelRunner:
             attention_backend, loaded.device, block_size=block_size, kv_dtype=self.kv_dtype
         )
         c = loaded.config
+        layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
+        kv_heads = layers[0].num_kv_heads  # this rank's (tensor parallel: a share of them)
         # One allocation for every layer's K and V; zeroed so that padded reads of unused
         # slots are finite (a masked-out NaN would still poison the softmax-weighted sum).
         self.kv_cache = torch.zeros(
-            2, c.num_layers, num_blocks, block_size, c.num_kv_heads, c.head_dim,
+            2, c.num_layers, num_blocks, block_size, kv_heads, c.head_dim,
             dtype=self.kv_dtype, device=self.device,
         )  # fmt: skip
         # fp8 caches: per-layer, per-tensor scales, 1.0 until calibrated (docs/gpu.md).
@@ -74,7 +77,6 @@ class ModelRunner:
             block_size=block_size, num_blocks=num_blocks, max_model_len=self.max_model_len,
             vocab_size=c.vocab_size, device=self.device,
         )  # fmt: skip
-        layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         for i, attn in enumerate(layers):
             attn.k_cache, attn.v_cache = self.kv_cache[0, i], self.kv_cache[1, i]
             attn.backend = self.backend
@@ -96,7 +98,8 @@ class ModelRunner:
         config: ModelConfig, block_size: int, kv_cache_dtype: torch.dtype
     ) -> int:
         element = torch.empty(0, dtype=kv_cache_dtype).element_size()
-        return 2 * config.num_layers * block_size * config.num_kv_heads * config.head_dim * element
+        _, kv_heads = kv_head_shard(config.num_kv_heads)  # this rank's (tensor parallel)
+        return 2 * config.num_layers * block_size * kv_heads * config.head_dim * element
 
     def prepare(self, batch: list[SeqSlice]) -> tuple[torch.Tensor, AttentionContext]:
         """Validate a step's slices and build its flat inputs on the device: token ids `[T]`

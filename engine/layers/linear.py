@@ -11,7 +11,10 @@ matmul instead of three, and the checkpoint names each part by its shard index.
   delta (LoRA) to the output in place.
 - Shard-aware loading: a layer knows `tp_rank`/`tp_size` and which dim it splits
   (`split="output"`: column parallel, `"input"`: row parallel); its weight loader narrows
-  a full checkpoint tensor to this rank's shard. Only tp_size=1 runs today.
+  a full checkpoint tensor to this rank's shard. A row-parallel layer sums its partial
+  outputs over the ranks (all-reduce) after the adapter hook; its bias is added once, by
+  rank 0. A packed part may be cut into other pieces than tp_size (`part_shards`): K/V
+  heads fewer than the ranks are replicated, one head per group of ranks.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from infleet.engine.distributed.state import all_reduce
 
 
 class LinearMethod(Protocol):
@@ -78,17 +83,27 @@ class Linear(nn.Module):
         split: str = "none",  # "output" (column parallel), "input" (row parallel), "none"
         tp_rank: int = 0,
         tp_size: int = 1,
+        part_shards: Sequence[tuple[int, int]] | None = None,  # per packed part: (piece, pieces)
     ) -> None:
         super().__init__()
         full = [out_features] if isinstance(out_features, int) else list(out_features)
         if split not in ("none", "output", "input"):
             raise ValueError(f"split must be none, output or input, got {split!r}")
-        divided = full if split == "output" else [in_features]
-        if any(size % tp_size for size in divided):
-            raise ValueError(f"{split} sizes {divided} do not divide by tp_size {tp_size}")
+        if split != "output":
+            part_shards = [(0, 1)] * len(full)
+        self.part_shards = list(part_shards or [(tp_rank, tp_size)] * len(full))
+        divided = (
+            list(zip(full, (n for _, n in self.part_shards), strict=True))
+            if split == "output"
+            else [(in_features, tp_size if split == "input" else 1)]
+        )
+        if any(size % pieces for size, pieces in divided):
+            raise ValueError(
+                f"{split} sizes {divided} (size, pieces) do not divide: tp_size {tp_size}"
+            )
         self.split, self.tp_rank, self.tp_size = split, tp_rank, tp_size
         self.in_features = in_features // tp_size if split == "input" else in_features
-        self.shard_sizes = [s // tp_size for s in full] if split == "output" else full
+        self.shard_sizes = [s // n for s, (_, n) in zip(full, self.part_shards, strict=True)]
         self.quant_method: LinearMethod = quant_method or FloatLinear()
         self.quant_method.create_weights(
             self, self.in_features, self.shard_sizes, torch.get_default_dtype()
@@ -99,20 +114,21 @@ class Linear(nn.Module):
             self.bias.weight_loader = self.weight_loader
         self.adapter: Adapter | None = None
 
-    def rank_shard(self, loaded: torch.Tensor) -> torch.Tensor:
-        """This rank's part of a full checkpoint tensor (one packed part of it)."""
+    def rank_shard(self, loaded: torch.Tensor, shard: int = 0) -> torch.Tensor:
+        """This rank's part of a full checkpoint tensor (packed part `shard` of it)."""
         if self.tp_size == 1 or self.split == "none":
             return loaded
         if self.split == "output":
-            size = loaded.shape[0] // self.tp_size
-            return loaded.narrow(0, self.tp_rank * size, size)
+            piece, pieces = self.part_shards[shard]
+            size = loaded.shape[0] // pieces
+            return loaded.narrow(0, piece * size, size)
         if loaded.dim() < 2:  # a row-parallel bias is added once, after the reduction
             return loaded
         size = loaded.shape[1] // self.tp_size
         return loaded.narrow(1, self.tp_rank * size, size)
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard: int = 0) -> None:
-        loaded = self.rank_shard(loaded)
+        loaded = self.rank_shard(loaded, shard)
         offset = sum(self.shard_sizes[:shard])
         target = param.data.narrow(0, offset, self.shard_sizes[shard])
         if target.shape != loaded.shape:
@@ -123,7 +139,9 @@ class Linear(nn.Module):
         self.quant_method.process_weights_after_loading(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.quant_method.apply(self, x, self.bias)
+        row_parallel = self.split == "input" and self.tp_size > 1
+        bias = None if row_parallel and self.tp_rank else self.bias
+        y = self.quant_method.apply(self, x, bias)
         if self.adapter is not None:
             self.adapter.apply(x, y)
-        return y
+        return all_reduce(y) if row_parallel else y

@@ -87,6 +87,16 @@ def load_tokenizer(uri: str) -> Tokenizer:
     raise _not_found(uri)
 
 
+def load_config(uri: str) -> ModelConfig:
+    """The model's config alone (parallel degrees are checked before any rank loads)."""
+    path, _ = _resolve(uri)
+    if path.is_dir():
+        return hf_dir.read_config(path)
+    if path.is_file() and path.suffix == ".gguf":
+        return read_gguf_config(read_gguf(path))
+    raise _not_found(uri)
+
+
 @torch.inference_mode()
 def load_model(
     uri: str, *, device: str = "auto", dtype: str = "auto", quantization: str = "auto"
@@ -120,4 +130,6 @@ def load_model(
     return LoadedModel(model, config, tokenizer, served, dev, torch_dtype, scheme, float_bytes)
 
 
-__all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_model", "load_tokenizer"]
+__all__ = [
+    "DEFAULT_MODEL", "LoadedModel", "ModelLoadError", "load_config", "load_model", "load_tokenizer",
+]  # fmt: skip

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infleet.engine.attention import PagedAttention
+from infleet.engine.distributed.state import all_gather_last, kv_head_shard, tp
 from infleet.engine.layers.embedding import Embedding
 from infleet.engine.layers.linear import Linear
 from infleet.engine.layers.norm import RMSNorm
@@ -26,20 +27,26 @@ from infleet.engine.models.moe_block import SparseMoeBlock
 class SelfAttention(nn.Module):
     def __init__(self, config: ModelConfig, rotary: RotaryEmbedding, layer: int) -> None:
         super().__init__()
-        c = config
-        self.q_size = c.num_heads * c.head_dim
-        self.kv_size = c.num_kv_heads * c.head_dim
+        c, t = config, tp()
+        # Tensor parallel: this rank's query heads, and its KV heads (a slice of them, or
+        # one replicated head when there are fewer KV heads than ranks).
+        heads = c.num_heads // t.size
+        first_kv, kv_heads = kv_head_shard(c.num_kv_heads)
+        kv_part = (first_kv // kv_heads, c.num_kv_heads // kv_heads)
+        self.q_size, self.kv_size = heads * c.head_dim, kv_heads * c.head_dim
         self.head_dim = c.head_dim
+        full_q, full_kv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         self.qkv_proj = Linear(
-            c.hidden_size, [self.q_size, self.kv_size, self.kv_size], bias=c.qkv_bias
+            c.hidden_size, [full_q, full_kv, full_kv], bias=c.qkv_bias, split="output",
+            tp_rank=t.rank, tp_size=t.size, part_shards=[(t.rank, t.size), kv_part, kv_part],
+        )  # fmt: skip
+        self.o_proj = Linear(
+            full_q, c.hidden_size, bias=c.o_bias, split="input", tp_rank=t.rank, tp_size=t.size
         )
-        self.o_proj = Linear(self.q_size, c.hidden_size, bias=c.o_bias)
         self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps) if c.qk_norm else None
         self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps) if c.qk_norm else None
         self.rotary = rotary  # one module shared by every layer: a single cos/sin table
-        self.attn = PagedAttention(
-            c.num_heads, c.num_kv_heads, c.head_dim, c.sliding_windows[layer]
-        )
+        self.attn = PagedAttention(heads, kv_heads, c.head_dim, c.sliding_windows[layer])
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[0]
@@ -55,9 +62,14 @@ class SelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig, size: int | None = None) -> None:
         super().__init__()
-        size = size or config.intermediate_size
-        self.gate_up_proj = Linear(config.hidden_size, [size, size], bias=config.mlp_bias)
-        self.down_proj = Linear(size, config.hidden_size, bias=config.mlp_bias)
+        size, t = size or config.intermediate_size, tp()
+        split = dict(tp_rank=t.rank, tp_size=t.size)
+        self.gate_up_proj = Linear(
+            config.hidden_size, [size, size], bias=config.mlp_bias, split="output", **split
+        )
+        self.down_proj = Linear(
+            size, config.hidden_size, bias=config.mlp_bias, split="input", **split
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_cuda:  # one fused kernel (engine/kernels/silu_mul.py), same rounding
@@ -114,8 +126,8 @@ class CausalLM(nn.Module):
         self.config = config
         self.model = DecoderStack(config)
         self.lm_head = None
-        if not config.tie_word_embeddings:
-            self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        if not config.tie_word_embeddings:  # vocabulary-parallel, as the embedding
+            self.lm_head = Embedding(config.vocab_size, config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x, residual = self.model.embed_tokens(input_ids), None
@@ -125,4 +137,7 @@ class CausalLM(nn.Module):
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         head = self.model.embed_tokens if self.lm_head is None else self.lm_head
-        return F.linear(hidden, head.weight)
+        logits = F.linear(hidden, head.weight)
+        if head.tp_size == 1:
+            return logits
+        return all_gather_last(logits)[..., : self.config.vocab_size]

@@ -79,8 +79,16 @@ def kopf_handler_needs() -> set[Need]:
 
 def applied_children_needs() -> set[Need]:
     isvc = InferenceService.model_validate(SAMPLE)
+    # The same service across two nodes: its replicas become LeaderWorkerSets.
+    two_nodes = {
+        "resources": {"gpus": 2, "gpusPerNode": 1},
+        "engine": {"parallelism": {"tensor": 2}},
+    }
+    spread = InferenceService.model_validate({**SAMPLE, "spec": {**SAMPLE["spec"], **two_nodes}})
+    options = RenderOptions(prometheus_operator=True, leader_worker_set=True)
+    children = [*render_children(isvc, options), *render_children(spread, options)]
     needs: set[Need] = set()
-    for child in render_children(isvc, RenderOptions(prometheus_operator=True)):
+    for child in children:
         group = child["apiVersion"].rpartition("/")[0]
         needs |= expand(group, plural(child["kind"]), ("create", "patch"))
         for ref in child["metadata"].get("ownerReferences", []):
@@ -105,7 +113,10 @@ def client_call_needs() -> set[Need]:
     for path in sources:
         for m in CLIENT_CALL.finditer(path.read_text()):
             verb, name, sub = VERBS[m[1]], m[2], (m[3] or "").lstrip("_")
-            if name == "custom_object":
+            if name == "custom_object" and verb == "delete":
+                # The one custom delete: a pool's LeaderWorkerSet (operator/kube.py).
+                group, resource = "leaderworkerset.x-k8s.io", "leaderworkersets"
+            elif name == "custom_object":
                 # The InferenceService's, or in the adapter controller's module the
                 # LoRAAdapter's (the monitoring children's applies use the same method;
                 # applied_children_needs has those).

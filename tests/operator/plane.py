@@ -62,9 +62,20 @@ def snapshot(api_client: Any, namespace: str, name: str) -> Snapshot:
         "RoleBinding": client.RbacAuthorizationV1Api(api_client).list_namespaced_role_binding,
     }
     children = []
-    for group, version, _, kind in CHILD_KINDS:
+    for group, version, plural, kind in CHILD_KINDS:
         selector = f"{MANAGED_BY}=infleet,{SERVICE_LABEL}={name}"  # the operator's watch
-        response = lists[kind](namespace, label_selector=selector, _preload_content=False)
+        if kind not in lists:  # a custom kind (LeaderWorkerSet): none without its CRD
+            try:
+                response = custom.list_namespaced_custom_object(
+                    group, version, namespace, plural, label_selector=selector,
+                    _preload_content=False,
+                )  # fmt: skip
+            except client.ApiException as err:
+                if err.status == 404:
+                    continue
+                raise
+        else:
+            response = lists[kind](namespace, label_selector=selector, _preload_content=False)
         api_version = f"{group}/{version}" if group else version
         items = json.loads(response.data)["items"]
         children += [trimmed(item, kind, api_version) for item in items]

@@ -150,9 +150,9 @@ def test_user_env_follows_pod_ip_and_image_override_wins():
     [
         (
             "infleet",
-            {"engine": {"parallelism": {"tensor": 2}}, "resources": {"gpus": 2}},
-            "engine.parallelism",
-            "parallelism above 1 is not supported by engine infleet",
+            {"engine": {"parallelism": {"tensor": 2, "pipeline": 2}}, "resources": {"gpus": 4}},
+            "engine.parallelism.pipeline",
+            "pipeline parallelism is not supported by engine infleet",
         ),
         (
             "tgi",
@@ -185,3 +185,53 @@ def test_fields_an_engine_cannot_honour_are_named(kind, extra, field, message):
         render_children(engine_isvc(kind, "mixed", **extra))
     assert str(err.value) == f"{field}: {message}"
     assert err.value.field == field
+
+
+def test_infleet_tensor_and_expert_parallel_reach_the_engines_own_flags(tmp_path):
+    """A 2-GPU replica of the bundled engine: its ConfigMap parses into TP=2 with experts
+    spread over the ranks, and the pod gets a memory-backed /dev/shm sized for NCCL."""
+
+    from infleet.engine.args import parse_args
+
+    isvc = engine_isvc(
+        "infleet", "mixed", resources={"gpus": 2},
+        engine={"parallelism": {"tensor": 2, "expert": 2}},
+    )  # fmt: skip
+    children = render_children(isvc)
+    config_map = next(c for c in children if c["kind"] == "ConfigMap")
+    (tmp_path / "engine.yaml").write_text(config_map["data"]["engine.yaml"])
+    args = parse_args(["--config", str(tmp_path / "engine.yaml")])
+    assert (args.tensor_parallel_size, args.enable_expert_parallel) == (2, True)
+    pod = next(c for c in children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in pod["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "parallelism", "gpus", "field", "message"),
+    [
+        (
+            "vllm", {"tensor": 2}, 4, "resources.gpus",
+            "4 GPUs per replica, but engine.parallelism.tensor (2) x pipeline (1) = 2: they "
+            "must be equal",
+        ),
+        (
+            "sglang", {"tensor": 2, "pipeline": 2}, 8, "resources.gpus",
+            "8 GPUs per replica, but engine.parallelism.tensor (2) x pipeline (2) = 4: they "
+            "must be equal",
+        ),
+        (
+            "infleet", {"tensor": 4, "expert": 2}, 4, "engine.parallelism.expert",
+            "infleet's expert-parallel degree is the tensor-parallel degree: set it to "
+            "engine.parallelism.tensor (4) or 1, not 2",
+        ),
+    ],
+)  # fmt: skip
+def test_parallel_degrees_that_disagree_are_named_with_numbers(
+    kind, parallelism, gpus, field, message
+):
+    isvc = engine_isvc(kind, "mixed", resources={"gpus": gpus},
+                       engine={"parallelism": parallelism})  # fmt: skip
+    with pytest.raises(SpecError) as err:
+        render_children(isvc)
+    assert str(err.value) == f"{field}: {message}"

@@ -59,6 +59,10 @@ children, client calls) and fails on a missing or a spare permission.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
   verbs: [create, patch]
+# A replica across nodes is a LeaderWorkerSet group, where its CRD is installed.
+- apiGroups: [leaderworkerset.x-k8s.io]
+  resources: [leaderworkersets]
+  verbs: [list, watch, create, patch, delete]
 # The autoscaler watches the services' pods to scrape their /metrics and see spot evictions.
 - apiGroups: [""]
   resources: [pods]
