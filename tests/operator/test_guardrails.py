@@ -102,9 +102,17 @@ def test_a_granted_service_is_confined_to_its_node_pools():
             "spec.template.spec.priorityClassName",
             "priority class 'system-cluster-critical' is not allowed",
         ),
-        ({"resources": {"gpus": 4}}, "spec.resources.gpus", "4 GPUs per replica"),
         (
-            {"scaling": {"maxReplicas": 5}, "resources": {"gpus": 2}},
+            {"resources": {"gpus": 4}, "engine": {"parallelism": {"tensor": 4}}},
+            "spec.resources.gpus",
+            "4 GPUs per replica",
+        ),
+        (
+            {
+                "scaling": {"maxReplicas": 5},
+                "resources": {"gpus": 2},
+                "engine": {"parallelism": {"tensor": 2}},
+            },
             "spec.scaling.maxReplicas",
             "up to 10 GPUs",
         ),
@@ -157,7 +165,8 @@ def test_a_policy_file_naming_an_undefined_pool_is_refused(tmp_path):
 
 def test_unmatched_namespaces_get_unlimited_defaults_but_no_node_directory():
     empty = options(policy={})
-    assert plan(body(**SPOT, resources={"gpus": 8}), empty).problem is None
+    eight = {"resources": {"gpus": 8}, "engine": {"parallelism": {"tensor": 8}}}
+    assert plan(body(**SPOT, **eight), empty).problem is None
     cache = {"hostPath": {"path": "/var/lib/models"}}
     found = plan(body(model={"uri": "hf://a/b", "cache": cache}), empty).problem
     assert found.reason == "PolicyViolation"

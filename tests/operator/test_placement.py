@@ -108,7 +108,11 @@ def test_dedicated_toleration_of_the_spot_taint_is_refused(toleration):
 )
 def test_spot_and_dedicated_never_mix_up(kind, mix, preset, gpus):
     service = engine_isvc(
-        kind, mix, capacity={"spot": {"preset": preset}}, resources={"gpus": gpus}
+        kind,
+        mix,
+        capacity={"spot": {"preset": preset}},
+        resources={"gpus": gpus},
+        engine={"parallelism": {"tensor": max(gpus, 1)}},  # a replica's GPUs are its TP ranks
     )
     by_pool = pods(service)
     (spot_toleration,) = PRESETS[preset].toleration()
