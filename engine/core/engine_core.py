@@ -40,13 +40,14 @@ from infleet.engine.attention import AttentionContext
 from infleet.engine.core import logits_processors
 from infleet.engine.core.block_manager import BlockManager
 from infleet.engine.core.kv_sizing import resolve_kv_pool
+from infleet.engine.core.kv_tiers import KvTiers, TierRegistry, build_kv_tiers
 from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.core.sampler import SampleFlags, SampleResult, sample
 from infleet.engine.core.sampling_state import LAST_TOKEN, SamplingState, request_seed
 from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
 from infleet.engine.core.sequence import PLACEHOLDER, Sequence, SequenceStatus
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.loader import LoadedModel, load_model
+from infleet.engine.loader import LoadedModel, load_model, model_path
 from infleet.engine.messages import (
     CompletionDelta,
     CoreOutputs,
@@ -56,6 +57,7 @@ from infleet.engine.messages import (
     SamplingParams,
     TokenLogprobs,
 )
+from infleet.kv_tiering import TransferHandle
 
 log = logging.getLogger("infleet.engine")
 
@@ -86,6 +88,7 @@ class Job:
     flags: SampleFlags
     bitmask: torch.Tensor | None
     block_copies: list[tuple[int, int]]  # (source, destination): forks' partial blocks
+    fences: list[TransferHandle] = field(default_factory=list)  # spills to finish first
 
 
 @dataclass(slots=True)
@@ -142,6 +145,15 @@ class EngineCore:
         self._in_flight: Launched | None = None
         self._evicted: list[bytes] = []  # cached blocks evicted since the last outputs
         self.block_manager.on_evict = self._evicted.append
+        self.tiers: KvTiers | None = None
+        self.tier_registry: TierRegistry | None = None
+        if args.kv_dram_size or args.kv_nvme_size:
+            self.tier_registry = TierRegistry(self.model_name)
+            self.tiers = build_kv_tiers(
+                args, self.loaded, self.runner.kv_cache, self.block_manager,
+                model_path(args.model), self.tier_registry,
+            )  # fmt: skip
+            self.scheduler.tiers = self.tiers
 
     def _take_evicted(self) -> list[bytes]:
         evicted = self._evicted[:]
@@ -264,15 +276,25 @@ class EngineCore:
         self.requests.clear()
         return CoreOutputs(deltas, self.stats(), self._take_evicted())
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace_s: float | None = None) -> None:
+        """Stop: abort what runs; the KV tiers write what is queued for NVMe within
+        `grace_s` (None: --shutdown-grace-seconds)."""
         self.abort(list(self.requests))
         self._in_flight = None
         self._device.shutdown(wait=True)
+        if self.tiers is not None:
+            self.tiers.poll()
+            grace = self.args.shutdown_grace_seconds if grace_s is None else grace_s
+            self.tiers.close(grace)
 
     # -- the step ---------------------------------------------------------------------
 
     def step(self) -> CoreOutputs:
+        if self.tiers is not None:
+            self.tiers.poll()
         launched = self._launch()
+        if launched is None and self._in_flight is None and self.tiers is not None:
+            self.tiers.wait(0.005)  # only restores are under way: do not spin
         if self.async_scheduling:
             done, self._in_flight = self._in_flight, launched
         else:
@@ -287,6 +309,8 @@ class EngineCore:
         for seq in batch.preempted:
             self._release_slot(seq)
         if not len(batch):
+            if self.tiers is not None:
+                self.tiers.flush()
             return None
         slot_inits = []
         for seq in batch.seqs:
@@ -318,6 +342,10 @@ class EngineCore:
                 sample_rows.append(i)
                 s.token_ids.append(PLACEHOLDER)
                 s.num_pending += 1
+        fences: list[TransferHandle] = []
+        if self.tiers is not None:  # after forks: they may evict blocks too
+            self.tiers.flush()
+            fences = self.tiers.take_fences()
         params = [s.params for s, _ in rows]
         bitmask = self._bitmask(rows)
         try:
@@ -336,6 +364,7 @@ class EngineCore:
             flags=SampleFlags.of(params, self.vocab_size),
             bitmask=bitmask,
             block_copies=copies,
+            fences=fences,
         )
         future = self._device.submit(self._run_on_device, job)
         return Launched(batch, ends, epochs, rows, future)
@@ -391,6 +420,8 @@ class EngineCore:
 
     def _run_on_device(self, job: Job) -> DeviceOutput:
         with torch.inference_mode():
+            for handle in job.fences:  # evicted blocks' spills read them before we write
+                handle.fence()
             for init in job.slot_inits:
                 self.sampling.write_slot(
                     init.slot, init.params, init.seed, init.prompt_ids, init.output_ids,
@@ -560,6 +591,8 @@ class EngineCore:
             prefix_queries_total=bm.prefix_queries,
             prefix_hits_total=bm.prefix_hits,
             prompt_tokens_computed_total=self.prompt_tokens_computed,
+            kv_restored_tokens_total=self.tiers.restored_tokens if self.tiers else 0,
+            tier_metrics=self.tier_registry.render() if self.tier_registry else b"",
         )
 
 

@@ -1,0 +1,186 @@
+"""The KV tiers wired into the engine core (engine/core/kv_tiers.py): multi-turn
+conversations whose KV exceeds the device pool several times over give the same greedy
+tokens with and without tiers; returning turns are restored from DRAM and from NVMe
+(counted by the tiers' metrics) and the prefilled-token count drops by exactly the tokens
+restored; bad NVMe files and a full tier only cost hits; forced preemption by swap gives
+the same tokens, counted apart from recompute."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+
+from infleet.engine.args import EngineArgs
+from infleet.engine.llm_engine import LLMEngine
+from infleet.engine.loader import load_model
+from infleet.engine.messages import SamplingParams
+from tests.engine.tiny_models import VOCAB_SIZE, build_checkpoint
+
+BS = 4
+DEVICE_BLOCKS = 24  # 96 tokens: one conversation's history, not four
+CONVERSATIONS, TURNS = 4, 4
+NEW = 6
+GREEDY = SamplingParams(max_tokens=NEW, temperature=0.0, ignore_eos=True)
+SLOT = 4096  # one tiny-llama block (2 layers, K and V, 4 tokens, 2 heads x 16, fp32) in a slot
+FILE = 4096 + SLOT  # header + slot
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_checkpoint(tmp_path_factory.mktemp("tiers"), "llama")
+    return path, load_model(str(path), device="cpu", dtype="float32")
+
+
+def engine(tiny, **kw) -> LLMEngine:
+    path, loaded = tiny
+    args = dict(
+        model=str(path), block_size=BS, num_kv_blocks=DEVICE_BLOCKS, max_num_batched_tokens=32,
+        max_num_seqs=4,
+    )  # fmt: skip
+    args.update(kw)
+    return LLMEngine(EngineArgs(**args), loaded)
+
+
+def generate(eng: LLMEngine, rid: str, prompt: list[int]) -> list[int]:
+    eng.add_request(rid, prompt, GREEDY)
+    out: list[int] = []
+    steps = 0
+    while eng.has_unfinished():
+        for o in eng.step():
+            assert o.error is None, o.error
+            out += o.token_ids
+        steps += 1
+        assert steps < 2000, "no progress"
+    return out
+
+
+def conversations(eng: LLMEngine, turns: int = TURNS, seed: int = 1) -> list[list[int]]:
+    """Round-robin multi-turn chats: each turn is the whole history plus 5 new tokens, so
+    every returning turn finds its history evicted from the device by the others."""
+    rng = random.Random(seed)
+    system = [rng.randrange(3, VOCAB_SIZE) for _ in range(12)]
+    history = [list(system) for _ in range(CONVERSATIONS)]
+    answers = []
+    for t in range(turns):
+        for c in range(CONVERSATIONS):
+            history[c] += [rng.randrange(3, VOCAB_SIZE) for _ in range(5)]
+            out = generate(eng, f"c{c}t{t}", history[c])
+            history[c] += out
+            answers.append(out)
+    return answers
+
+
+def tier_samples(eng: LLMEngine) -> dict[tuple[str, str], float]:
+    """{(metric sample name, tier): value} from the text the engine's /metrics serves."""
+    text = eng.output.metrics.render().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("infleet:kv_tier"):
+                found[s.name, s.labels.get("tier", "")] = s.value
+    return found
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny):
+    eng = engine(tiny)
+    answers = conversations(eng)
+    return answers, eng.core.stats()
+
+
+def test_dram_tier_restores_returning_turns_with_identical_tokens(tiny, baseline):
+    expected, base_stats = baseline
+    eng = engine(tiny, kv_dram_size=512 * SLOT)
+    assert conversations(eng) == expected
+    eng.record_metrics()
+    stats, m = eng.core.stats(), tier_samples(eng)
+    # Every returning turn found its history below the device pool.
+    assert stats.kv_restored_tokens_total > 0
+    assert m["infleet:kv_tier_hits_total", "dram"] * BS == stats.kv_restored_tokens_total
+    assert stats.prefix_hits_total == base_stats.prefix_hits_total
+    assert (
+        base_stats.prompt_tokens_computed_total - stats.prompt_tokens_computed_total
+        == stats.kv_restored_tokens_total
+    )
+    assert m["infleet:kv_tier_restore_seconds_count", "dram"] > 0
+    assert m["infleet:kv_tier_usage_bytes", "dram"] <= 512 * SLOT
+    eng.core.shutdown()
+
+
+def test_nvme_tier_restores_what_dram_no_longer_holds(tiny, baseline, tmp_path):
+    expected, base_stats = baseline
+    # DRAM holds a few blocks; the write-through keeps every block on disk.
+    eng = engine(
+        tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path)
+    )
+    got = []
+    for c in range(1):
+        got = conversations(eng)
+        assert eng.core.tiers is not None
+        eng.core.tiers.store.flush(10)
+    assert got == expected
+    eng.record_metrics()
+    stats, m = eng.core.stats(), tier_samples(eng)
+    assert m["infleet:kv_tier_hits_total", "nvme"] > 0
+    assert m["infleet:kv_tier_read_bytes_total", "nvme"] > 0
+    assert m["infleet:kv_tier_written_bytes_total", "nvme"] > 0
+    assert m["infleet:kv_tier_usage_bytes", "dram"] <= 16 * SLOT
+    restored = (
+        m["infleet:kv_tier_hits_total", "dram"] + m["infleet:kv_tier_hits_total", "nvme"]
+    ) * BS
+    assert restored == stats.kv_restored_tokens_total
+    assert (
+        base_stats.prompt_tokens_computed_total - stats.prompt_tokens_computed_total
+        == stats.kv_restored_tokens_total
+    )
+    eng.core.shutdown()
+
+
+def _bad_files(path: Path, damage) -> int:
+    files = sorted(path.rglob("*.kv"))
+    for f in files:
+        damage(f)
+    return len(files)
+
+
+def _flip(f: Path) -> None:
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    f.write_bytes(bytes(data))
+
+
+def _truncate(f: Path) -> None:
+    f.write_bytes(f.read_bytes()[: FILE // 2])
+
+
+@pytest.mark.parametrize("damage", [_flip, _truncate], ids=["corrupt", "truncated"])
+def test_bad_nvme_files_are_recomputed_with_identical_tokens(tiny, baseline, tmp_path, damage):
+    expected, _ = baseline
+    first = engine(
+        tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path)
+    )
+    answers = conversations(first, turns=2)
+    first.core.shutdown()
+    assert _bad_files(tmp_path, damage) > 0
+    # A new engine on the same directory: every file it would restore is bad.
+    second = engine(
+        tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path)
+    )
+    assert conversations(second) == expected
+    assert answers == expected[: 2 * CONVERSATIONS]
+    second.record_metrics()
+    m = tier_samples(second)
+    assert m["infleet:kv_tier_bad_files_total", ""] > 0
+    second.core.shutdown()
