@@ -122,9 +122,7 @@ def test_dram_tier_restores_returning_turns_with_identical_tokens(tiny, baseline
 def test_nvme_tier_restores_what_dram_no_longer_holds(tiny, baseline, tmp_path):
     expected, base_stats = baseline
     # DRAM holds a few blocks; the write-through keeps every block on disk.
-    eng = engine(
-        tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path)
-    )
+    eng = engine(tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path))
     got = []
     for c in range(1):
         got = conversations(eng)
@@ -148,38 +146,52 @@ def test_nvme_tier_restores_what_dram_no_longer_holds(tiny, baseline, tmp_path):
     eng.core.shutdown()
 
 
-def _bad_files(path: Path, damage) -> int:
-    files = sorted(path.rglob("*.kv"))
-    for f in files:
-        damage(f)
-    return len(files)
-
-
-def _flip(f: Path) -> None:
+def _flip(f: Path, other: Path) -> None:
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0x40
     f.write_bytes(bytes(data))
 
 
-def _truncate(f: Path) -> None:
+def _truncate(f: Path, other: Path) -> None:
     f.write_bytes(f.read_bytes()[: FILE // 2])
 
 
-@pytest.mark.parametrize("damage", [_flip, _truncate], ids=["corrupt", "truncated"])
-def test_bad_nvme_files_are_recomputed_with_identical_tokens(tiny, baseline, tmp_path, damage):
+def _foreign(f: Path, other: Path) -> None:
+    """The same block's file written by another model (same shape, other weights)."""
+    twin = other / f.relative_to(f.parents[1])
+    f.write_bytes(twin.read_bytes() if twin.exists() else b"")
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory):
+    path = build_checkpoint(tmp_path_factory.mktemp("other"), "llama", seed=5)
+    return path, load_model(str(path), device="cpu", dtype="float32")
+
+
+@pytest.mark.parametrize(
+    "damage", [_flip, _truncate, _foreign], ids=["corrupt", "truncated", "foreign"]
+)
+def test_bad_nvme_files_are_recomputed_with_identical_tokens(
+    tiny, other_model, baseline, tmp_path, damage
+):
     expected, _ = baseline
-    first = engine(
-        tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path)
-    )
-    answers = conversations(first, turns=2)
-    first.core.shutdown()
-    assert _bad_files(tmp_path, damage) > 0
-    # A new engine on the same directory: every file it would restore is bad.
-    second = engine(
-        tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path)
-    )
+    tiers = dict(kv_dram_size=128 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path))
+    for model in (tiny, other_model):
+        first = engine(model, **tiers)
+        conversations(first)
+        first.core.shutdown()
+    # A new engine on the same directory finds the first's files, then they go bad.
+    second = engine(tiny, **tiers)
+    store = second.core.tiers.store  # type: ignore[union-attr]
+    ours = store.nvme.dir  # type: ignore[union-attr]
+    (theirs,) = [d for d in tmp_path.iterdir() if d != ours]
+    files = sorted(ours.rglob("*.kv"))
+    assert len(files) > 8
+    if damage is _foreign:  # both models wrote the shared system prompt's blocks
+        assert any((theirs / f.relative_to(ours)).exists() for f in files)
+    for f in files:
+        damage(f, theirs)
     assert conversations(second) == expected
-    assert answers == expected[: 2 * CONVERSATIONS]
     second.record_metrics()
     m = tier_samples(second)
     assert m["infleet:kv_tier_bad_files_total", ""] > 0
