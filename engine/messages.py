@@ -74,7 +74,9 @@ class Abort(msgspec.Struct, tag="abort"):
 
 
 class Shutdown(msgspec.Struct, tag="shutdown"):
-    pass
+    # Seconds left for the core's own shutdown work (the KV tiers' NVMe write queue);
+    # None: --shutdown-grace-seconds.
+    grace_s: float | None = None
 
 
 ToCore = CoreRequest | Abort | Shutdown

@@ -58,8 +58,8 @@ class BlockManager:
         self.prefix_queries = 0
         self.prefix_hits = 0
         self.on_evict: Callable[[bytes], None] | None = None  # EngineCore: to the router feed
-        # KV tiers (engine/core/kv_tiers.py): a hashed block about to be overwritten, so
-        # its contents can be spilled below the device pool first.
+        # KV tiers (engine/core/kv_tiers.py): a hashed block that enters the free list or
+        # is about to be overwritten, so its contents can be spilled below the device pool.
         self.on_spill: Callable[[bytes, int], None] | None = None
 
     @property
@@ -208,6 +208,10 @@ class BlockManager:
             assert block.ref_count >= 0, f"block {block_id} freed twice"
             if block.ref_count == 0:
                 self.free[block_id] = None
+                if block.hash is not None and self.on_spill is not None:
+                    # Spilled as it leaves use, not only when evicted: the copy overlaps
+                    # and the write-through puts it on disk before a crash can lose it.
+                    self.on_spill(block.hash, block_id)
         seq.block_table = []
         seq.block_hashes = []
         seq.num_computed_tokens = 0
