@@ -52,36 +52,50 @@ def block_files(path: Path) -> int:
     return sum(1 for _ in path.rglob("*.kv"))
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-def test_restart_on_the_same_nvme_path_restores_the_returning_conversation(tmp_path, stop):
-    proc, url, log = start_server(*tier_flags(tmp_path))
+def serve_and_stop(path: Path, stop: signal.Signals, returning: str | None = None):
+    """Start an engine on `path`; if `returning`, check that its first request is restored
+    from NVMe; then serve a new conversation, evict it with another, and stop the engine
+    with `stop`. Returns the new conversation's prompt and its answer."""
+    proc, url, log = start_server(*tier_flags(path))
     try:
         startup = "".join(log)
         assert re.search(r"KV tiers: DRAM tier 64\.0 MiB: \d+ blocks of", startup), startup
         assert re.search(r"NVMe tier 25\d\.\d MiB at \S+: \d+ block files", startup), startup
-        assert "0 found from an earlier run" in startup
-        first = complete(url, FIRST)
-        complete(url, OTHER)  # evicts FIRST's blocks: spilled, written through
+        found = int(re.search(r"(\d+) found from an earlier run", startup).group(1))  # type: ignore[union-attr]
+        if returning is not None:
+            prompt, text = returning
+            assert found >= 4
+            again = complete(url, prompt)
+            assert again["choices"][0]["text"] == text
+            assert again["usage"]["prompt_tokens_details"]["cached_tokens"] >= 4 * 16
+            assert tier_metric(url, "infleet:kv_tier_hits_total", "nvme") >= 4
+        prompt = f"Conversation {stop.name}. " + FIRST
+        answer = complete(url, prompt)["choices"][0]["text"]
+        complete(url, OTHER)  # evicts the conversation's blocks (already spilled on free)
+        before = block_files(path)
         if stop == signal.SIGKILL:  # nothing flushes after a SIGKILL: wait for the disk
             deadline = time.monotonic() + 60
-            while block_files(tmp_path) < 4:
+            while block_files(path) < before + 4:
                 assert time.monotonic() < deadline, "write-through wrote nothing"
                 time.sleep(0.1)
         proc.send_signal(stop)
-        code = proc.wait(timeout=60)
-        assert code == (-signal.SIGKILL if stop == signal.SIGKILL else 0)
+        assert proc.wait(timeout=60) == (-signal.SIGKILL if stop == signal.SIGKILL else 0)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert block_files(tmp_path) >= 4
+    return prompt, answer
 
-    proc, url, log = start_server(*tier_flags(tmp_path))
+
+def test_restart_on_the_same_nvme_path_restores_the_returning_conversation(tmp_path):
+    """SIGKILL, then SIGTERM, then a third start: each restart's first request of the
+    conversation served before the stop is restored from NVMe with the same tokens."""
+    after_kill = serve_and_stop(tmp_path, signal.SIGKILL)
+    after_term = serve_and_stop(tmp_path, signal.SIGTERM, returning=after_kill)
+    proc, url, _ = start_server(*tier_flags(tmp_path))
     try:
-        found = re.search(r"(\d+) found from an earlier run", "".join(log))
-        assert found and int(found.group(1)) >= 4
-        again = complete(url, FIRST)
-        assert again["choices"][0]["text"] == first["choices"][0]["text"]
-        assert again["usage"]["prompt_tokens_details"]["cached_tokens"] >= 4 * 16
+        prompt, text = after_term
+        again = complete(url, prompt)
+        assert again["choices"][0]["text"] == text
         assert tier_metric(url, "infleet:kv_tier_hits_total", "nvme") >= 4
     finally:
         proc.kill()
