@@ -138,6 +138,15 @@ class BlockManager:
             seq.block_table.append(self._allocate())
         return True
 
+    def take_blocks(self, seq: Sequence, num_blocks: int, reserve: int = 0) -> bool:
+        """Give seq (no blocks yet) `num_blocks` fresh blocks, keeping `reserve` free, or
+        change nothing: room for a swapped-out sequence's KV to come back into."""
+        assert not seq.block_table
+        if num_blocks + reserve > len(self.free):
+            return False
+        seq.block_table = [self._allocate() for _ in range(num_blocks)]
+        return True
+
     def allocate_slots(self, seq: Sequence, num_new_tokens: int) -> bool:
         """Grow seq's block table to cover num_new_tokens more tokens, or change nothing."""
         need = self.blocks_needed(seq.num_computed_tokens + num_new_tokens) - len(seq.block_table)

@@ -30,7 +30,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
@@ -97,6 +97,7 @@ class DeviceOutput:
     failed_rows: set[int] = field(default_factory=set)
     tokens: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprobs | None] = field(default_factory=list)
+    seconds: float = 0.0  # the step's time on the device thread (the recompute rate)
 
 
 @dataclass(slots=True)
@@ -309,8 +310,7 @@ class EngineCore:
         for seq in batch.preempted:
             self._release_slot(seq)
         if not len(batch):
-            if self.tiers is not None:
-                self.tiers.flush()
+            self._flush_tiers()
             return None
         slot_inits = []
         for seq in batch.seqs:
@@ -342,10 +342,8 @@ class EngineCore:
                 sample_rows.append(i)
                 s.token_ids.append(PLACEHOLDER)
                 s.num_pending += 1
-        fences: list[TransferHandle] = []
-        if self.tiers is not None:  # after forks: they may evict blocks too
-            self.tiers.flush()
-            fences = self.tiers.take_fences()
+        self._flush_tiers()  # after forks: they may evict blocks too
+        fences = self.tiers.take_fences() if self.tiers is not None else []
         params = [s.params for s, _ in rows]
         bitmask = self._bitmask(rows)
         try:
@@ -368,6 +366,14 @@ class EngineCore:
         )
         future = self._device.submit(self._run_on_device, job)
         return Launched(batch, ends, epochs, rows, future)
+
+    def _flush_tiers(self) -> None:
+        if self.tiers is None:
+            return
+        if self.tiers.has_swap_outs and self._in_flight is not None:
+            # A swap-out copies what the step in flight is still writing: let it finish.
+            wait([self._in_flight.future])
+        self.tiers.flush()
 
     def _take_slot(self, seq: Sequence) -> SlotInit:
         seq.slot = self.sampling.allocate()
@@ -419,6 +425,7 @@ class EngineCore:
     # the device thread
 
     def _run_on_device(self, job: Job) -> DeviceOutput:
+        start = time.perf_counter()
         with torch.inference_mode():
             for handle in job.fences:  # evicted blocks' spills read them before we write
                 handle.fence()
@@ -433,6 +440,7 @@ class EngineCore:
                 self.runner.copy_block(src, dst)
             if job.sample_rows:
                 self._sample(job, logits, out)
+            out.seconds = time.perf_counter() - start
             return out
 
     def _feed(self, input_ids: torch.Tensor, at: list[int], slots: list[int]) -> None:
@@ -506,7 +514,10 @@ class EngineCore:
     # host, after the device: tokens to deltas
 
     def _process(self, launched: Launched) -> list[CompletionDelta]:
-        return self._deltas(launched, launched.future.result())
+        out = launched.future.result()
+        if self.tiers is not None:
+            self.tiers.observe_prefill(launched.batch.num_tokens, out.seconds)
+        return self._deltas(launched, out)
 
     def _deltas(self, launched: Launched, out: DeviceOutput) -> list[CompletionDelta]:
         deltas: list[CompletionDelta] = []
@@ -587,7 +598,8 @@ class EngineCore:
             waiting=self.scheduler.num_waiting,
             running=self.scheduler.num_running,
             kv_usage=bm.usage,
-            preemptions_total=self.scheduler.num_preemptions,
+            preemptions_total=self.scheduler.num_preemptions
+            + (self.tiers.fallbacks if self.tiers else 0),
             prefix_queries_total=bm.prefix_queries,
             prefix_hits_total=bm.prefix_hits,
             prompt_tokens_computed_total=self.prompt_tokens_computed,

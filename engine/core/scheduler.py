@@ -107,8 +107,7 @@ class Scheduler:
             self.waiting.remove(seq)
         if seq is self._blocked:
             self._blocked = None
-        restoring = seq.status is SequenceStatus.RESTORING
-        if not (restoring and self.tiers is not None and self.tiers.abandon(seq)):
+        if not (self.tiers is not None and self.tiers.abandon(seq)):
             self.block_manager.free_seq(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason
@@ -157,15 +156,22 @@ class Scheduler:
             if passed_blocked and self._bypasses >= MAX_BYPASS:
                 break  # no one else passes it: the pool drains for it
             seq = self.waiting[i]
-            hits = self.block_manager.lookup_prefix(seq)
-            below = self.tiers.lookup(seq, hits) if self.tiers is not None else []
-            num_cached = len(hits) * self.block_manager.block_size
-            # A restore's first step computes nothing: it only needs room for its blocks.
-            n = len(below) * self.block_manager.block_size or min(
-                seq.num_tokens - num_cached, budget
-            )
             reserve = self.watermark_blocks if self.running else 0
-            if not self.block_manager.admit(seq, hits, n, reserve=reserve):
+            swapped = self.tiers.swapped_blocks(seq) if self.tiers is not None else 0
+            below: list[bytes] = []
+            n = num_cached = 0
+            if swapped:  # swapped out: room for its blocks to come back, nothing computed
+                admitted = self.block_manager.take_blocks(seq, swapped, reserve)
+            else:
+                hits = self.block_manager.lookup_prefix(seq)
+                below = self.tiers.lookup(seq, hits) if self.tiers is not None else []
+                num_cached = len(hits) * self.block_manager.block_size
+                # A restore's first step computes nothing: it needs room for its blocks.
+                n = len(below) * self.block_manager.block_size or min(
+                    seq.num_tokens - num_cached, budget
+                )
+                admitted = self.block_manager.admit(seq, hits, n, reserve=reserve)
+            if not admitted:
                 if self._blocked is None:
                     self._blocked, self._bypasses = seq, 0
                 passed_blocked = passed_blocked or seq is self._blocked
@@ -178,9 +184,9 @@ class Scheduler:
             self.waiting.pop(i)
             if seq.num_preemptions == 0:
                 seq.num_cached_prompt_tokens = num_cached
-            if below:
+            if below or swapped:
                 assert self.tiers is not None
-                self.tiers.begin(seq, below)
+                self.tiers.begin(seq, below)  # a swapped sequence: its swap-in
                 continue
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
@@ -189,10 +195,13 @@ class Scheduler:
         return ScheduledBatch(list(scheduled), list(scheduled.values()), preempted)
 
     def _preempt(self, seq: Sequence) -> None:
+        """Free seq's blocks and queue it again: its KV swapped to DRAM when the tiers
+        find that cheaper (counted apart), else recomputed when it resumes."""
         self.running.remove(seq)
+        if self.tiers is None or not self.tiers.swap_out(seq):
+            self.num_preemptions += 1
         self.block_manager.free_seq(seq)
         seq.num_preemptions += 1
-        self.num_preemptions += 1
         self.add(seq)
 
     def advance(self, batch: ScheduledBatch) -> list[bool]:

@@ -191,3 +191,46 @@ def test_bad_nvme_files_are_recomputed_with_identical_tokens(
     m = tier_samples(second)
     assert m["infleet:kv_tier_bad_files_total", ""] > 0
     second.core.shutdown()
+
+
+def _concurrent(eng: LLMEngine, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+    for i, p in enumerate(prompts):
+        eng.add_request(f"r{i}", p, params)
+    out: dict[str, list[int]] = {f"r{i}": [] for i in range(len(prompts))}
+    steps = 0
+    while eng.has_unfinished():
+        for o in eng.step():
+            assert o.error is None, o.error
+            out[o.request_id] += o.token_ids
+        steps += 1
+        assert steps < 5000, "no progress"
+    return list(out.values())
+
+
+@pytest.mark.parametrize("async_scheduling", [True, False], ids=["async", "sync"])
+def test_forced_swap_preemption_gives_the_same_tokens_and_recomputes_nothing(
+    tiny, async_scheduling
+):
+    rng = random.Random(3)
+    prompts = [[rng.randrange(3, VOCAB_SIZE) for _ in range(14)] for _ in range(4)]
+    # Four sequences of 14 + 40 tokens in 30 blocks of 4: decodes run the pool dry.
+    kw = dict(num_kv_blocks=30, max_num_seqs=4, async_scheduling=async_scheduling)
+    base = engine(tiny, **kw)
+    expected = _concurrent(base, prompts, 40)
+    assert base.core.stats().preemptions_total > 0
+    recomputed = base.core.stats().prompt_tokens_computed_total
+
+    eng = engine(tiny, kv_dram_size=256 * SLOT, **kw)
+    assert eng.core.tiers is not None
+    eng.core.tiers.preemption = "swap"
+    assert _concurrent(eng, prompts, 40) == expected
+    eng.record_metrics()
+    stats, m = eng.core.stats(), tier_samples(eng)
+    # Every preemption was a swap: counted apart, and no prompt token computed twice.
+    assert eng.core.tiers.num_swaps > 0 and stats.preemptions_total == 0
+    assert m["infleet:kv_tier_swaps_total", ""] == eng.core.tiers.num_swaps
+    assert stats.prompt_tokens_computed_total == sum(map(len, prompts)) < recomputed
+    # Swapped slots are released when they come back: nothing stays pinned.
+    assert eng.core.tiers.store.swap_room() == eng.core.tiers.store.dram.num_slots
+    eng.core.shutdown()
