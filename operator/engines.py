@@ -16,7 +16,12 @@ from infleet import __version__
 from infleet.api import InferenceServiceSpec
 from infleet.operator.api_keys import api_key_args, api_keys_settings
 from infleet.operator.errors import SpecError, unsupported
-from infleet.operator.kv_tiers import infleet_settings, sglang_settings, vllm_settings
+from infleet.operator.kv_tiers import (
+    infleet_mount_args,
+    infleet_settings,
+    sglang_settings,
+    vllm_settings,
+)
 from infleet.operator.model_source import ModelSource
 
 Settings = dict[str, Any]  # flag name (without --) -> value; True means a bare flag
@@ -260,7 +265,7 @@ def engine_command(
     settings = profile.settings(spec, model, profile.port)
     host = f"--{profile.host_flag}=$(POD_IP)"
     if profile.reads_config_file:
-        args = [f"--config={CONFIG_PATH}", host]
+        args = [f"--config={CONFIG_PATH}", host, *infleet_mount_args(spec)]
     else:
         args = ([model.path] if profile.positional_model else []) + [host, *to_flags(settings)]
     args += api_key_args(spec, profile)

@@ -78,15 +78,20 @@ def nvme_mounts(spec: InferenceServiceSpec) -> list[dict[str, Any]]:
 
 
 def infleet_settings(spec: InferenceServiceSpec) -> dict[str, Any]:
-    """--kv-dram-size / --kv-nvme-size in bytes, --kv-nvme-path (engine/args.py)."""
+    """--kv-dram-size / --kv-nvme-size in bytes (engine/args.py), for its config file."""
     kv = spec.engine.kv_cache
     out: dict[str, Any] = {}
     if kv.dram is not None:
         out["kv-dram-size"] = tier_bytes(kv.dram)
     if kv.nvme is not None:
         out["kv-nvme-size"] = tier_bytes(kv.nvme)
-        out["kv-nvme-path"] = NVME_PATH
     return out
+
+
+def infleet_mount_args(spec: InferenceServiceSpec) -> list[str]:
+    """--kv-nvme-path goes on the command line, beside --host: it names where the pod
+    mounts the volume, a fact of the pod rather than an engine setting."""
+    return [f"--kv-nvme-path={NVME_PATH}"] if spec.engine.kv_cache.nvme is not None else []
 
 
 def vllm_settings(spec: InferenceServiceSpec) -> dict[str, Any]:
