@@ -7,7 +7,11 @@ the same tokens, counted apart from recompute."""
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from infleet.engine.args import EngineArgs
 from infleet.engine.llm_engine import LLMEngine
 from infleet.engine.loader import load_model
 from infleet.engine.messages import SamplingParams
+from tests.conftest import REPO
 from tests.engine.tiny_models import VOCAB_SIZE, build_checkpoint
 
 BS = 4
@@ -121,15 +126,19 @@ def test_dram_tier_restores_returning_turns_with_identical_tokens(tiny, baseline
 
 def test_nvme_tier_restores_what_dram_no_longer_holds(tiny, baseline, tmp_path):
     expected, base_stats = baseline
-    # DRAM holds a few blocks; the write-through keeps every block on disk.
-    eng = engine(tiny, kv_dram_size=16 * SLOT, kv_nvme_size=1024 * FILE, kv_nvme_path=str(tmp_path))
+    # DRAM holds 16 blocks and NVMe 40 files of the ~60 blocks in play: both under pressure.
+    eng = engine(tiny, kv_dram_size=16 * SLOT, kv_nvme_size=40 * FILE, kv_nvme_path=str(tmp_path))
     assert conversations(eng) == expected
+    assert eng.core.tiers is not None and eng.core.tiers.store.flush(30)
+    on_disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    assert 0 < on_disk <= 40 * FILE  # the tier never exceeds its size
     eng.record_metrics()
     stats, m = eng.core.stats(), tier_samples(eng)
     assert m["infleet:kv_tier_hits_total", "nvme"] > 0
     assert m["infleet:kv_tier_read_bytes_total", "nvme"] > 0
     assert m["infleet:kv_tier_written_bytes_total", "nvme"] > 0
     assert m["infleet:kv_tier_usage_bytes", "dram"] <= 16 * SLOT
+    assert m["infleet:kv_tier_usage_bytes", "nvme"] <= 40 * FILE
     restored = (
         m["infleet:kv_tier_hits_total", "dram"] + m["infleet:kv_tier_hits_total", "nvme"]
     ) * BS
@@ -234,3 +243,33 @@ def test_forced_swap_preemption_gives_the_same_tokens_and_recomputes_nothing(
     # Swapped slots are released when they come back: nothing stays pinned.
     assert eng.core.tiers.store.swap_room() == eng.core.tiers.store.dram.num_slots
     eng.core.shutdown()
+
+
+def _namespaces_work() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _namespaces_work(), reason="needs unshare with user namespaces")
+def test_a_full_disk_under_the_engine_costs_hits_never_tokens(tiny, baseline, tmp_path):
+    """The NVMe tier on a 96 KiB tmpfs (a dozen block files) configured for 1,024 files."""
+    path, _ = tiny
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=96k tmpfs {disk} && "
+        f"exec {sys.executable} -m tests.engine.kv_tiers_full_disk {path} {disk}"
+    )
+    out = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["tokens"] == baseline[0]
+    assert report["nvme_dropped"] > 0  # the disk filled up: blocks were dropped, not errors
+    assert report["capacity"] < report["configured"]  # the tier shrank to what fits
