@@ -23,6 +23,7 @@ from infleet.engine.llm_engine import LLMEngine
 from infleet.engine.loader import load_model
 from infleet.engine.messages import SamplingParams
 from tests.conftest import REPO
+from tests.engine.serving import SMOLLM2, smollm2
 from tests.engine.tiny_models import VOCAB_SIZE, build_checkpoint
 
 BS = 4
@@ -32,6 +33,9 @@ NEW = 6
 GREEDY = SamplingParams(max_tokens=NEW, temperature=0.0, ignore_eos=True)
 SLOT = 4096  # one tiny-llama block (2 layers, K and V, 4 tokens, 2 heads x 16, fp32) in a slot
 FILE = 4096 + SLOT  # header + slot
+# SmolLM2-135M: 30 layers, 3 KV heads x 64, fp32: 4 tokens of K and V are 90 KiB.
+SMOL_SLOT = 92160
+SMOL_FILE = 4096 + SMOL_SLOT
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -273,3 +277,20 @@ def test_a_full_disk_under_the_engine_costs_hits_never_tokens(tiny, baseline, tm
     assert report["tokens"] == baseline[0]
     assert report["nvme_dropped"] > 0  # the disk filled up: blocks were dropped, not errors
     assert report["capacity"] < report["configured"]  # the tier shrank to what fits
+
+
+@pytest.mark.slow
+def test_smollm2_multi_turn_same_tokens_restored_from_dram_and_nvme(tmp_path):
+    """The real model: its history evicted turn after turn, restored from both tiers."""
+    smol = ("builtin:" + SMOLLM2, smollm2())
+    expected = conversations(engine(smol), turns=3)
+    eng = engine(
+        smol, kv_dram_size=8 * SMOL_SLOT, kv_nvme_size=256 * SMOL_FILE, kv_nvme_path=str(tmp_path)
+    )
+    assert conversations(eng, turns=3) == expected
+    eng.record_metrics()
+    m = tier_samples(eng)
+    # DRAM holds 8 blocks: the returning histories come back from NVMe.
+    assert m["infleet:kv_tier_hits_total", "nvme"] > 0
+    assert eng.core.stats().kv_restored_tokens_total > 0
+    eng.core.shutdown()
