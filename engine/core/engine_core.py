@@ -40,7 +40,8 @@ from infleet.engine.attention import AttentionContext
 from infleet.engine.core import logits_processors
 from infleet.engine.core.block_manager import BlockManager
 from infleet.engine.core.kv_sizing import resolve_kv_pool
-from infleet.engine.core.kv_tiers import KvTiers, TierRegistry, build_kv_tiers
+from infleet.engine.core.kv_tiers import KvTiers
+from infleet.engine.core.kv_tiers_build import TierRegistry, build_kv_tiers
 from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.core.sampler import SampleFlags, SampleResult, sample
 from infleet.engine.core.sampling_state import LAST_TOKEN, SamplingState, request_seed
@@ -60,6 +61,8 @@ from infleet.engine.messages import (
 from infleet.kv_tiering import TransferHandle
 
 log = logging.getLogger("infleet.engine")
+# The KV tiers' metrics text costs milliseconds to render: at most this often while busy.
+TIER_METRICS_PERIOD_S = 0.25
 
 
 @dataclass(slots=True)
@@ -148,6 +151,7 @@ class EngineCore:
         self.block_manager.on_evict = self._evicted.append
         self.tiers: KvTiers | None = None
         self.tier_registry: TierRegistry | None = None
+        self._tier_text, self._tier_text_at = b"", float("-inf")
         if args.kv_dram_size or args.kv_nvme_size:
             self.tier_registry = TierRegistry(self.model_name)
             self.tiers = build_kv_tiers(
@@ -604,8 +608,18 @@ class EngineCore:
             prefix_hits_total=bm.prefix_hits,
             prompt_tokens_computed_total=self.prompt_tokens_computed,
             kv_restored_tokens_total=self.tiers.restored_tokens if self.tiers else 0,
-            tier_metrics=self.tier_registry.render() if self.tier_registry else b"",
+            tier_metrics=self._tier_metrics(),
         )
+
+    def _tier_metrics(self) -> bytes:
+        """The tiers' metrics text: fresh when idle, at most every TIER_METRICS_PERIOD_S
+        while requests run."""
+        if self.tier_registry is None:
+            return b""
+        now = time.monotonic()
+        if not self.has_unfinished() or now - self._tier_text_at >= TIER_METRICS_PERIOD_S:
+            self._tier_text, self._tier_text_at = self.tier_registry.render(), now
+        return self._tier_text
 
 
 def _logprobs(res: SampleResult) -> list[TokenLogprobs]:

@@ -22,27 +22,19 @@ before it flushes one (`has_swap_outs`): a rare host wait, only when swapping.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, generate_latest
-
-from infleet.engine.args import EngineArgs
 from infleet.engine.core.block_manager import Block, BlockManager
 from infleet.engine.core.sequence import Sequence, SequenceStatus
 from infleet.kv_tiering import (
     FlushReport,
     PreemptionCosts,
-    TierConfig,
     TieredBlockStore,
-    TierMetrics,
     TransferHandle,
     choose_preemption,
-    model_fingerprint,
 )
 
 log = logging.getLogger("infleet.engine")
@@ -112,9 +104,7 @@ class KvTiers:
         (swapped out) with fresh blocks for its swap-in."""
         seq.status = SequenceStatus.RESTORING
         swap = self.swapped.pop(seq, None)
-        self.restoring[seq] = (
-            Restore(keys, swap=swap) if swap is None else Restore(swap.keys, swap=swap)
-        )
+        self.restoring[seq] = Restore(keys if swap is None else swap.keys, swap=swap)
 
     def swapped_blocks(self, seq: Sequence) -> int:
         """Blocks a swapped-out seq needs to come back (0: not swapped out)."""
@@ -259,44 +249,3 @@ class KvTiers:
                 report.written, report.abandoned,
             )  # fmt: skip
         return report
-
-
-class TierRegistry:
-    """The tiers' metrics live in the core (its threads record them); the API side's
-    /metrics appends this registry's text, which travels in CoreStats."""
-
-    def __init__(self, model_name: str) -> None:
-        self.registry = CollectorRegistry()
-        self.metrics = TierMetrics(self.registry, model_name)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-def weight_files(model_path: Path) -> list[Path]:
-    if model_path.is_file():
-        return [model_path]
-    return sorted([*model_path.glob("*.safetensors"), *model_path.glob("*.gguf")])
-
-
-def build_kv_tiers(
-    args: EngineArgs, loaded, kv_cache, block_manager: BlockManager, model_path: Path,
-    registry: TierRegistry,
-) -> KvTiers:  # fmt: skip
-    """The store for --kv-dram-size/--kv-nvme-size/--kv-nvme-path; ValueError names the flag."""
-    if not args.enable_prefix_caching:
-        raise ValueError("--kv-dram-size needs prefix caching (blocks are found by their hash)")
-    config = TierConfig(
-        dram_bytes=args.kv_dram_size,
-        nvme_bytes=args.kv_nvme_size,
-        nvme_path=Path(args.kv_nvme_path) if args.kv_nvme_path else None,
-    )
-    # What else decides a block's bytes besides the weights: the KV dtype and the weights'
-    # quantization (fp8 KV scales join here once they are calibrated).
-    extra = f"kv={kv_cache.dtype};quant={args.quantization};dtype={loaded.dtype}".encode()
-    fingerprint = model_fingerprint(
-        dataclasses.asdict(loaded.config), weight_files(model_path), extra=extra
-    )
-    store = TieredBlockStore(kv_cache, config, fingerprint=fingerprint, metrics=registry.metrics)
-    log.info("KV tiers: %s", store.describe())
-    return KvTiers(store, block_manager)
