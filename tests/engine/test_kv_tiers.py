@@ -280,7 +280,7 @@ def test_a_full_disk_under_the_engine_costs_hits_never_tokens(tiny, baseline, tm
 
 
 @pytest.mark.slow
-def test_smollm2_multi_turn_same_tokens_restored_from_dram_and_nvme(tmp_path):
+def test_smollm2_multi_turn_same_tokens_restored_from_nvme(tmp_path):
     """The real model: its history evicted turn after turn, restored from both tiers."""
     smol = ("builtin:" + SMOLLM2, smollm2())
     expected = conversations(engine(smol), turns=3)
