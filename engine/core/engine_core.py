@@ -374,8 +374,9 @@ class EngineCore:
     def _flush_tiers(self) -> None:
         if self.tiers is None:
             return
-        if self.tiers.has_swap_outs and self._in_flight is not None:
-            # A swap-out copies what the step in flight is still writing: let it finish.
+        if self.tiers.must_follow_step and self._in_flight is not None:
+            # Its copies run on other threads (or the side stream): order them after the
+            # step in flight, which may still write the blocks they read or fill.
             wait([self._in_flight.future])
         self.tiers.flush()
 

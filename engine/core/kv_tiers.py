@@ -16,8 +16,11 @@ admission, swaps in (RESTORING) and resumes with nothing recomputed. Swaps are c
 Order matters on the device blocks: a spill or swap-out reads a block that this same step
 may hand to a restore, so `flush` issues them before its restores (on CPU an NVMe restore
 copies from an I/O thread, not the copy thread, so it waits for them). A swap-out also
-reads what the step in flight is still writing, so the engine lets that step finish
-before it flushes one (`has_swap_outs`): a rare host wait, only when swapping.
+reads what the step in flight is still writing, and a restore may write a block that
+step still writes (freed by a preempted victim, or the last block of a sequence that just
+finished and still has a wasted row in flight), so the engine lets the step in flight
+finish before a flush that issues either (`must_follow_step`): a host wait on the steps
+that start a restore or a swap, not on the others.
 """
 
 from __future__ import annotations
@@ -133,9 +136,14 @@ class KvTiers:
         return True
 
     @property
-    def has_swap_outs(self) -> bool:
-        """Swap-outs flush() will issue: they read blocks the step in flight writes."""
-        return any(s.handle is None for s in self.swapped.values())
+    def must_follow_step(self) -> bool:
+        """Whether flush() will issue copies that the step in flight could race: a
+        swap-out reads blocks it is still writing; a restore or swap-in writes blocks
+        just freed by sequences it still writes (a preempted victim's tail, a finished
+        sequence's last wasted row)."""
+        return any(s.handle is None for s in self.swapped.values()) or any(
+            r.handle is None for r in self.restoring.values()
+        )
 
     def finished(self) -> list[Sequence]:
         """Sequences whose restore is done, now holding the blocks that arrived; the rest
