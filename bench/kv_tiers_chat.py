@@ -174,6 +174,10 @@ def main() -> None:
         print(name, json.dumps(r), flush=True)
     answers = [r.pop("answers") for r in results.values()]
     same = all(x == answers[0] for x in answers)
+    for name, x in zip(results, answers, strict=True):
+        results[name]["answers_differing_from_first"] = sum(
+            x[k] != answers[0][k] for k in answers[0]
+        )
     print("same tokens in every configuration:", same)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     report = {
