@@ -294,3 +294,34 @@ def test_smollm2_multi_turn_same_tokens_restored_from_nvme(tmp_path):
     assert m["infleet:kv_tier_hits_total", "nvme"] > 0
     assert eng.core.stats().kv_restored_tokens_total > 0
     eng.core.shutdown()
+
+
+def concurrent_conversations(eng: LLMEngine, turns: int = TURNS) -> list[list[int]]:
+    """Each turn of every conversation in flight at once: victims are preempted, finished
+    sequences free blocks while the step in flight still writes them, and restores land
+    in such blocks (the races engine/core/kv_tiers.py orders)."""
+    rng = random.Random(2)
+    system = [rng.randrange(3, VOCAB_SIZE) for _ in range(12)]
+    history = [list(system) for _ in range(CONVERSATIONS)]
+    answers = []
+    for _ in range(turns):
+        for c in range(CONVERSATIONS):
+            history[c] += [rng.randrange(3, VOCAB_SIZE) for _ in range(5)]
+        out = _concurrent(eng, [list(h) for h in history], NEW)
+        for c in range(CONVERSATIONS):
+            history[c] += out[c]
+        answers += out
+    return answers
+
+
+def test_concurrent_turns_with_preemption_restore_the_same_tokens(tiny, tmp_path):
+    kw = dict(num_kv_blocks=28, max_num_batched_tokens=16)
+    base = engine(tiny, **kw)
+    expected = concurrent_conversations(base)
+    assert base.core.stats().preemptions_total > 0
+    eng = engine(
+        tiny, kv_dram_size=24 * SLOT, kv_nvme_size=256 * FILE, kv_nvme_path=str(tmp_path), **kw
+    )
+    assert concurrent_conversations(eng) == expected
+    assert eng.core.stats().kv_restored_tokens_total > 0
+    eng.core.shutdown()
