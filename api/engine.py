@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from infleet.api.base import CrdModel, Quantity, Rule, field
-from infleet.api.model import NAME_PATTERN
+from infleet.api.model import NAME_PATTERN, HostPathCache
 
 EngineKind = Literal["infleet", "vllm", "sglang", "tgi"]
 
@@ -28,6 +28,28 @@ class Parallelism(CrdModel):
     expert: int = field(1, ge=1, description="Expert-parallel degree (MoE models).")
 
 
+class KVTierVolume(CrdModel):
+    """The node-local volume under the NVMe KV tier. Default: an emptyDir (survives a
+    container restart, not the pod), its sizeLimit above the tier's size."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!(has(self.storageClassName) && has(self.hostPath))",
+            "engine.kvCache.nvmeVolume takes at most one of storageClassName and hostPath",
+            lambda v: v.storage_class_name is None or v.host_path is None,
+        ),
+    )
+
+    storage_class_name: str | None = field(
+        None,
+        description="A generic ephemeral volume from this storage class (e.g. local NVMe).",
+    )
+    host_path: HostPathCache | None = field(
+        None,
+        description="A node directory that outlives the pod (the platform policy must list it).",
+    )
+
+
 class KVCacheSpec(CrdModel):
     """The KV cache: its dtype and the tiers below GPU memory."""
 
@@ -36,6 +58,9 @@ class KVCacheSpec(CrdModel):
     )
     dram: Quantity | None = field(None, description="Host-memory KV tier size, e.g. 32Gi.")
     nvme: Quantity | None = field(None, description="Local NVMe KV tier size, e.g. 200Gi.")
+    nvme_volume: KVTierVolume | None = field(
+        None, description="Where the NVMe tier lives on the node (default: an emptyDir)."
+    )
 
 
 class SpeculativeSpec(CrdModel):

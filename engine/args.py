@@ -38,6 +38,10 @@ class EngineArgs:
     block_size: int = 16
     kv_cache_memory: int | None = None  # bytes; None: 1 GiB on CPU, measured on CUDA
     kv_cache_dtype: str = "auto"
+    # KV tiers below the device pool (kv_tiering/, docs/kv_tiering.md); 0: off.
+    kv_dram_size: int = 0  # bytes
+    kv_nvme_size: int = 0  # bytes; needs kv_nvme_path and a DRAM tier
+    kv_nvme_path: str | None = None
     quantization: str = "auto"  # auto: the checkpoint's own format, else none
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
@@ -139,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--block-size", type=_positive_int, default=d.block_size, help="tokens per KV block")
     add("--kv-cache-memory", type=parse_size, default=None, metavar="SIZE", help="KV pool size")
     add("--kv-cache-dtype", default=d.kv_cache_dtype, choices=["auto", "fp8"])
+    add("--kv-dram-size", type=parse_size, default=0, metavar="SIZE", help="KV tier in host DRAM")
+    add("--kv-nvme-size", type=parse_size, default=0, metavar="SIZE", help="KV tier on local disk")
+    add("--kv-nvme-path", default=None, metavar="DIR", help="directory of the NVMe KV tier")
     add(
         "--quantization",
         default=d.quantization,

@@ -74,7 +74,9 @@ class Abort(msgspec.Struct, tag="abort"):
 
 
 class Shutdown(msgspec.Struct, tag="shutdown"):
-    pass
+    # Seconds left for the core's own shutdown work (the KV tiers' NVMe write queue);
+    # None: --shutdown-grace-seconds.
+    grace_s: float | None = None
 
 
 ToCore = CoreRequest | Abort | Shutdown
@@ -123,6 +125,10 @@ class CoreStats(msgspec.Struct, array_like=True):
     # CoreRequests the core loop has taken in (engine/server/core_loop.py sets it): the API
     # side counts the ones it sent beyond this as waiting too (the 429 bound).
     requests_received_total: int = 0
+    kv_restored_tokens_total: int = 0  # prompt tokens restored from the KV tiers, not computed
+    # The KV tiers' metrics (kv_tiering/metrics.py), recorded in the core's process: their
+    # Prometheus text, which the API side's /metrics appends.
+    tier_metrics: bytes = b""
 
 
 class CoreOutputs(msgspec.Struct, tag="outputs"):

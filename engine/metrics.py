@@ -54,6 +54,8 @@ class EngineMetrics:
         )
         self._model_name = model_name
         self._seen = {"preemptions": 0, "queries": 0, "hits": 0}
+        # The KV tiers' metrics, recorded in the core's process (CoreStats.tier_metrics).
+        self.core_text = b""
 
     def record_step(
         self,
@@ -83,4 +85,4 @@ class EngineMetrics:
         self.e2e.observe(e2e_seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + self.core_text

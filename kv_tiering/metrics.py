@@ -78,6 +78,13 @@ class TierMetrics:
             extra = {"buckets": _LATENCY_BUCKETS} if kind is Histogram else {}
             metric = kind(_P + name, doc, ["model_name", "tier"], registry=registry, **extra)
             setattr(self, attr, {tier: metric.labels(model_name, tier) for tier in TIERS})
+        self.swaps = Counter(
+            _P + "kv_tier_swaps_total",
+            "Sequences preempted by swapping their KV to DRAM (apart from "
+            "num_preemptions_total, which counts recomputes: a request that lost its KV).",
+            ["model_name"],
+            registry=registry,
+        ).labels(model_name)
         self.bad_files = Counter(
             _P + "kv_tier_bad_files_total",
             "NVMe block files found truncated, corrupt or written for another model (a miss).",

@@ -219,6 +219,17 @@ class TieredBlockStore:
             self.copies.to_device(held, after, handle)
         return handle
 
+    def release_swap(self, keys: Sequence[bytes]) -> None:
+        """A swapped-out sequence ended before its swap-in: its slots become the first
+        evicted (a copy still running keeps its slot busy until it ends)."""
+        with self._lock:
+            for key in keys:
+                entry = self.dram.get(key)
+                if entry is not None and entry.pinned:
+                    entry.pinned = False
+                    self.dram.make_oldest(key)
+            self._publish_usage()
+
     def poll(self) -> None:
         """Once per engine step: finish the bookkeeping of transfers nobody polled."""
         self._unfinished[:] = [h for h in self._unfinished if not h.done()]

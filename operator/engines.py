@@ -15,9 +15,14 @@ from typing import Any
 from infleet import __version__
 from infleet.api import InferenceServiceSpec
 from infleet.api.engine import Parallelism
-from infleet.api.quantity import to_gib
 from infleet.operator.api_keys import api_key_args, api_keys_settings
 from infleet.operator.errors import SpecError, unsupported
+from infleet.operator.kv_tiers import (
+    infleet_mount_args,
+    infleet_settings,
+    sglang_settings,
+    vllm_settings,
+)
 from infleet.operator.model_source import ModelSource
 
 Settings = dict[str, Any]  # flag name (without --) -> value; True means a bare flag
@@ -84,11 +89,11 @@ def _sglang_nodes(nodes: int, leader: bool) -> list[str]:
     return [f"--nnodes={nodes}", f"--node-rank={_INDEX}", f"--dist-init-addr={_LEADER}:20000"]
 
 
-def _require_plain(spec: InferenceServiceSpec, kind: str, *, dram: bool, nvme: bool) -> None:
+def _require_plain(spec: InferenceServiceSpec, kind: str) -> None:
     kv = spec.engine.kv_cache
-    if kv.dram is not None and not dram:
+    if kv.dram is not None:
         raise unsupported(kind, "engine.kvCache.dram", "a host-memory KV tier")
-    if kv.nvme is not None and not nvme:
+    if kv.nvme is not None:
         raise unsupported(kind, "engine.kvCache.nvme", "an NVMe KV tier")
 
 
@@ -147,7 +152,6 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         raise unsupported(kind, "engine.parallelism.pipeline", "pipeline parallelism")
     if engine.speculative.method != "none":
         raise unsupported(kind, "engine.speculative.method", "speculative decoding")
-    _require_plain(spec, kind, dram=False, nvme=False)
     out: Settings = {
         "model": model.path,
         "served-model-name": model.served_name,
@@ -156,6 +160,7 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         "kv-cache-dtype": engine.kv_cache.dtype,
         "shutdown-grace-seconds": engine.shutdown_grace_seconds,
         **_quantization(kind, spec, "quantization"),
+        **infleet_settings(spec),
     } | api_keys_settings(spec)
     if p.tensor > 1:
         out["tensor-parallel-size"] = p.tensor
@@ -171,7 +176,6 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
 def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "vllm"
     p = engine.parallelism
-    _require_plain(spec, kind, dram=False, nvme=False)
     out: Settings = {"port": port, "served-model-name": model.served_name}
     out["tensor-parallel-size"] = p.tensor
     out["pipeline-parallel-size"] = p.pipeline
@@ -180,6 +184,7 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8"
     _require_one_tenant(spec, kind)
+    out |= vllm_settings(spec)
     if engine.lora.max_adapters:
         out["enable-lora"] = True
         out["max-loras"] = engine.lora.max_adapters
@@ -202,17 +207,14 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
 def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "sglang"
     p = engine.parallelism
-    _require_plain(spec, kind, dram=True, nvme=False)
     out: Settings = {"model-path": model.path, "served-model-name": model.served_name}
     out["enable-metrics"] = True  # SGLang exports /metrics only when asked
     out |= {"port": port, "tp-size": p.tensor, "pp-size": p.pipeline, "ep-size": p.expert}
     out |= _quantization(kind, spec, "quantization")
     if engine.kv_cache.dtype == "fp8":
         out["kv-cache-dtype"] = "fp8_e4m3"
-    if engine.kv_cache.dram is not None:
-        out["enable-hierarchical-cache"] = True
-        out["hicache-size"] = to_gib(engine.kv_cache.dram)
     _require_one_tenant(spec, kind)
+    out |= sglang_settings(spec)
     if engine.lora.max_adapters:
         out["enable-lora"] = True
         out["max-loras-per-batch"] = engine.lora.max_adapters
@@ -230,7 +232,7 @@ def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settin
 
 def _tgi(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "tgi"
-    _require_plain(spec, kind, dram=False, nvme=False)
+    _require_plain(spec, kind)
     if engine.lora.max_adapters:
         raise unsupported(kind, "engine.lora.maxAdapters", "dynamic LoRA slots")
     if engine.speculative.method not in ("none", "ngram"):
@@ -264,7 +266,7 @@ ENGINES: dict[str, EngineProfile] = {
     ),
     "vllm": EngineProfile(
         kind="vllm",
-        image="vllm/vllm-openai:v0.11.0",
+        image="vllm/vllm-openai:v0.12.0",
         command=("vllm", "serve"),
         port=8000,
         host_flag="host",
@@ -333,7 +335,7 @@ def engine_command(
     settings = profile.settings(spec, model, profile.port)
     host = f"--{profile.host_flag}=$(POD_IP)"
     if profile.reads_config_file:
-        args = [f"--config={CONFIG_PATH}", host]
+        args = [f"--config={CONFIG_PATH}", host, *infleet_mount_args(spec)]
     else:
         args = ([model.path] if profile.positional_model else []) + [host, *to_flags(settings)]
     args += api_key_args(spec, profile)

@@ -14,6 +14,7 @@ from typing import Any
 
 from infleet.api import InferenceServiceSpec
 from infleet.operator.errors import SpecError
+from infleet.operator.kv_tiers import NVME_VOLUME
 from infleet.operator.policy import NodePool, PlatformPolicy, TenantRule
 from infleet.operator.presets import GPU_TOLERATION
 
@@ -84,11 +85,10 @@ def _check_pod(
             path == allowed or path.startswith(allowed.rstrip("/") + "/")
             for allowed in rule.host_path_caches
         ):
-            field = (
-                "model.cache.hostPath.path"
-                if volume["name"] == "model-cache"
-                else (f"template.spec.volumes[{volume['name']}]")
-            )
+            field = {
+                "model-cache": "model.cache.hostPath.path",
+                NVME_VOLUME: "engine.kvCache.nvmeVolume.hostPath.path",
+            }.get(volume["name"], f"template.spec.volumes[{volume['name']}]")
             raise violation(field, f"node directory {path} is not allowed {where}")
 
 

@@ -9,6 +9,7 @@ from infleet.api import InferenceServiceSpec
 from infleet.operator.api_keys import api_key_env, api_keys_mounts, api_keys_volumes
 from infleet.operator.engines import CONFIG_PATH, EngineProfile
 from infleet.operator.kube_versions import PRESTOP_SLEEP, KubeVersion, has
+from infleet.operator.kv_tiers import memory_with_tiers, nvme_mounts, nvme_volumes, tier_env
 from infleet.operator.lws import pod_gpus
 from infleet.operator.model_source import ModelSource
 from infleet.operator.names import CONFIG_HASH, Pool, config_map_name, pool_labels
@@ -59,7 +60,7 @@ def grace_timing(spec: InferenceServiceSpec, profile: EngineProfile) -> tuple[in
 
 def _resources(spec: InferenceServiceSpec) -> dict[str, Any]:
     # Quantities go into pod specs as strings, the canonical Kubernetes form.
-    amounts = {"cpu": str(spec.resources.cpu), "memory": str(spec.resources.memory)}
+    amounts = {"cpu": str(spec.resources.cpu), "memory": memory_with_tiers(spec)}
     if spec.resources.gpus:
         amounts["nvidia.com/gpu"] = str(pod_gpus(spec))  # a multi-node replica: per pod
     return {"requests": dict(amounts), "limits": dict(amounts)}
@@ -77,9 +78,10 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 def _engine_container(p: PodInputs, pre_stop: int) -> dict[str, Any]:
     env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     own = [e.to_wire() for e in p.spec.engine.env]  # engine.env may move HOME and the caches
-    env += api_key_env(p.spec, p.profile)
+    env += api_key_env(p.spec, p.profile) + tier_env(p.spec, p.profile.kind)
     env += [e for e in engine_env() if e["name"] not in {o["name"] for o in own}] + own
     mounts = [*p.model.mounts, *writable_mounts(), *api_keys_mounts(p.spec)]
+    mounts += nvme_mounts(p.spec)
     if p.profile.reads_config_file:
         mounts.append({"name": "engine-config", "mountPath": CONFIG_PATH.rsplit("/", 1)[0]})
     if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:
@@ -110,6 +112,7 @@ def _pre_stop(seconds: int, kube_version: KubeVersion | None) -> dict[str, Any]:
 
 def _volumes(p: PodInputs) -> list[dict[str, Any]]:
     volumes = [*p.model.volumes, *writable_volumes(), *api_keys_volumes(p.spec)]
+    volumes += nvme_volumes(p.spec)
     if p.profile.reads_config_file:
         volumes.append({"name": "engine-config", "configMap": {"name": config_map_name(p.name)}})
     if p.spec.engine.parallelism.tensor * p.spec.engine.parallelism.pipeline > 1:

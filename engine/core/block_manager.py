@@ -58,6 +58,9 @@ class BlockManager:
         self.prefix_queries = 0
         self.prefix_hits = 0
         self.on_evict: Callable[[bytes], None] | None = None  # EngineCore: to the router feed
+        # KV tiers (engine/core/kv_tiers.py): a hashed block that enters the free list or
+        # is about to be overwritten, so its contents can be spilled below the device pool.
+        self.on_spill: Callable[[bytes, int], None] | None = None
 
     @property
     def num_free_blocks(self) -> int:
@@ -70,6 +73,16 @@ class BlockManager:
 
     def blocks_needed(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
+
+    def prefix_hashes(self, seq: Sequence, start: int, parent: bytes) -> list[bytes]:
+        """Chained hashes of seq's full blocks from block `start` (whose parent hash is
+        `parent`) up to the last one a prefix hit may cover (see lookup_prefix)."""
+        hashes = []
+        tokens, bs = seq.token_ids, self.block_size
+        for i in range(start, (len(tokens) - 1) // bs):
+            parent = block_hash(parent, seq.cache_salt, tokens[i * bs : (i + 1) * bs])
+            hashes.append(parent)
+        return hashes
 
     def lookup_prefix(self, seq: Sequence) -> list[Block]:
         """Cached blocks matching seq's leading full blocks; changes nothing.
@@ -125,6 +138,15 @@ class BlockManager:
             seq.block_table.append(self._allocate())
         return True
 
+    def take_blocks(self, seq: Sequence, num_blocks: int, reserve: int = 0) -> bool:
+        """Give seq (no blocks yet) `num_blocks` fresh blocks, keeping `reserve` free, or
+        change nothing: room for a swapped-out sequence's KV to come back into."""
+        assert not seq.block_table
+        if num_blocks + reserve > len(self.free):
+            return False
+        seq.block_table = [self._allocate() for _ in range(num_blocks)]
+        return True
+
     def allocate_slots(self, seq: Sequence, num_new_tokens: int) -> bool:
         """Grow seq's block table to cover num_new_tokens more tokens, or change nothing."""
         need = self.blocks_needed(seq.num_computed_tokens + num_new_tokens) - len(seq.block_table)
@@ -154,6 +176,16 @@ class BlockManager:
                 block.hash, block.parent_hash, block.cache_salt = h, parent, seq.cache_salt
                 block.token_ids = tuple(chunk)
                 self.cached[h] = block
+
+    def cache_restored(self, seq: Sequence, hashes: list[bytes]) -> None:
+        """seq's blocks after its cached ones now hold the KV named by `hashes` (restored
+        from a lower tier): count their tokens computed and offer them for reuse."""
+        bs = self.block_size
+        start = len(seq.block_hashes)
+        assert seq.num_computed_tokens == start * bs
+        seq.num_computed_tokens = (start + len(hashes)) * bs
+        self.cache_full_blocks(seq)
+        assert seq.block_hashes[start:] == hashes, "restored blocks hashed differently"
 
     def fork(self, parent: Sequence, child: Sequence) -> tuple[int, int] | None:
         """Give child (same tokens as parent, no blocks yet) parent's computed prompt: the
@@ -185,6 +217,10 @@ class BlockManager:
             assert block.ref_count >= 0, f"block {block_id} freed twice"
             if block.ref_count == 0:
                 self.free[block_id] = None
+                if block.hash is not None and self.on_spill is not None:
+                    # Spilled as it leaves use, not only when evicted: the copy overlaps
+                    # and the write-through puts it on disk before a crash can lose it.
+                    self.on_spill(block.hash, block_id)
         seq.block_table = []
         seq.block_hashes = []
         seq.num_computed_tokens = 0
@@ -203,6 +239,8 @@ class BlockManager:
                 del self.cached[block.hash]
                 if self.on_evict is not None:
                     self.on_evict(block.hash)
+                if self.on_spill is not None:
+                    self.on_spill(block.hash, block_id)
             block.hash, block.parent_hash, block.token_ids = None, b"", ()
         block.ref_count = 1
         return block_id

@@ -30,7 +30,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
@@ -40,6 +40,8 @@ from infleet.engine.attention import AttentionContext
 from infleet.engine.core import logits_processors
 from infleet.engine.core.block_manager import BlockManager
 from infleet.engine.core.kv_sizing import resolve_kv_pool
+from infleet.engine.core.kv_tiers import KvTiers
+from infleet.engine.core.kv_tiers_build import TierRegistry, build_kv_tiers
 from infleet.engine.core.runner import ModelRunner, SeqSlice
 from infleet.engine.core.sampler import SampleFlags, SampleResult, sample
 from infleet.engine.core.sampling_state import LAST_TOKEN, SamplingState, request_seed
@@ -47,7 +49,7 @@ from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerCo
 from infleet.engine.core.sequence import PLACEHOLDER, Sequence, SequenceStatus
 from infleet.engine.distributed.launch import RankGroup, agree_num_blocks, world_size
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.loader import LoadedModel, load_model
+from infleet.engine.loader import LoadedModel, load_model, model_path
 from infleet.engine.messages import (
     CompletionDelta,
     CoreOutputs,
@@ -57,8 +59,11 @@ from infleet.engine.messages import (
     SamplingParams,
     TokenLogprobs,
 )
+from infleet.kv_tiering import TransferHandle
 
 log = logging.getLogger("infleet.engine")
+# The KV tiers' metrics text costs milliseconds to render: at most this often while busy.
+TIER_METRICS_PERIOD_S = 0.25
 
 
 @dataclass(slots=True)
@@ -87,6 +92,7 @@ class Job:
     flags: SampleFlags
     bitmask: torch.Tensor | None
     block_copies: list[tuple[int, int]]  # (source, destination): forks' partial blocks
+    fences: list[TransferHandle] = field(default_factory=list)  # spills to finish first
 
 
 @dataclass(slots=True)
@@ -95,6 +101,7 @@ class DeviceOutput:
     failed_rows: set[int] = field(default_factory=set)
     tokens: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprobs | None] = field(default_factory=list)
+    seconds: float = 0.0  # the step's time on the device thread (the recompute rate)
 
 
 @dataclass(slots=True)
@@ -150,6 +157,16 @@ class EngineCore:
         self._in_flight: Launched | None = None
         self._evicted: list[bytes] = []  # cached blocks evicted since the last outputs
         self.block_manager.on_evict = self._evicted.append
+        self.tiers: KvTiers | None = None
+        self.tier_registry: TierRegistry | None = None
+        self._tier_text, self._tier_text_at = b"", float("-inf")
+        if args.kv_dram_size or args.kv_nvme_size:
+            self.tier_registry = TierRegistry(self.model_name)
+            self.tiers = build_kv_tiers(
+                args, self.loaded, self.runner.kv_cache, self.block_manager,
+                model_path(args.model), self.tier_registry,
+            )  # fmt: skip
+            self.scheduler.tiers = self.tiers
 
     def _take_evicted(self) -> list[bytes]:
         evicted = self._evicted[:]
@@ -272,17 +289,27 @@ class EngineCore:
         self.requests.clear()
         return CoreOutputs(deltas, self.stats(), self._take_evicted())
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace_s: float | None = None) -> None:
+        """Stop: abort what runs; the KV tiers write what is queued for NVMe within
+        `grace_s` (None: --shutdown-grace-seconds)."""
         self.abort(list(self.requests))
         self._in_flight = None
         self._device.shutdown(wait=True)
         if self.ranks is not None:
             self.ranks.stop()
+        if self.tiers is not None:
+            self.tiers.poll()
+            grace = self.args.shutdown_grace_seconds if grace_s is None else grace_s
+            self.tiers.close(grace)
 
     # -- the step ---------------------------------------------------------------------
 
     def step(self) -> CoreOutputs:
+        if self.tiers is not None:
+            self.tiers.poll()
         launched = self._launch()
+        if launched is None and self._in_flight is None and self.tiers is not None:
+            self.tiers.wait(0.005)  # only restores are under way: do not spin
         if self.async_scheduling:
             done, self._in_flight = self._in_flight, launched
         else:
@@ -297,6 +324,7 @@ class EngineCore:
         for seq in batch.preempted:
             self._release_slot(seq)
         if not len(batch):
+            self._flush_tiers()
             return None
         slot_inits = []
         for seq in batch.seqs:
@@ -328,6 +356,8 @@ class EngineCore:
                 sample_rows.append(i)
                 s.token_ids.append(PLACEHOLDER)
                 s.num_pending += 1
+        self._flush_tiers()  # after forks: they may evict blocks too
+        fences = self.tiers.take_fences() if self.tiers is not None else []
         params = [s.params for s, _ in rows]
         bitmask = self._bitmask(rows)
         try:
@@ -346,9 +376,19 @@ class EngineCore:
             flags=SampleFlags.of(params, self.vocab_size),
             bitmask=bitmask,
             block_copies=copies,
+            fences=fences,
         )
         future = self._device.submit(self._run_on_device, job)
         return Launched(batch, ends, epochs, rows, future)
+
+    def _flush_tiers(self) -> None:
+        if self.tiers is None:
+            return
+        if self.tiers.must_follow_step and self._in_flight is not None:
+            # Its copies run on other threads (or the side stream): order them after the
+            # step in flight, which may still write the blocks they read or fill.
+            wait([self._in_flight.future])
+        self.tiers.flush()
 
     def _take_slot(self, seq: Sequence) -> SlotInit:
         seq.slot = self.sampling.allocate()
@@ -400,7 +440,10 @@ class EngineCore:
     # the device thread
 
     def _run_on_device(self, job: Job) -> DeviceOutput:
+        start = time.perf_counter()
         with torch.inference_mode():
+            for handle in job.fences:  # evicted blocks' spills read them before we write
+                handle.fence()
             for init in job.slot_inits:
                 self.sampling.write_slot(
                     init.slot, init.params, init.seed, init.prompt_ids, init.output_ids,
@@ -412,6 +455,7 @@ class EngineCore:
                 self.runner.copy_block(src, dst)
             if job.sample_rows:
                 self._sample(job, logits, out)
+            out.seconds = time.perf_counter() - start
             return out
 
     def _feed(self, input_ids: torch.Tensor, at: list[int], slots: list[int]) -> None:
@@ -485,7 +529,10 @@ class EngineCore:
     # host, after the device: tokens to deltas
 
     def _process(self, launched: Launched) -> list[CompletionDelta]:
-        return self._deltas(launched, launched.future.result())
+        out = launched.future.result()
+        if self.tiers is not None:
+            self.tiers.observe_prefill(launched.batch.num_tokens, out.seconds)
+        return self._deltas(launched, out)
 
     def _deltas(self, launched: Launched, out: DeviceOutput) -> list[CompletionDelta]:
         deltas: list[CompletionDelta] = []
@@ -566,11 +613,24 @@ class EngineCore:
             waiting=self.scheduler.num_waiting,
             running=self.scheduler.num_running,
             kv_usage=bm.usage,
-            preemptions_total=self.scheduler.num_preemptions,
+            preemptions_total=self.scheduler.num_preemptions
+            + (self.tiers.fallbacks if self.tiers else 0),
             prefix_queries_total=bm.prefix_queries,
             prefix_hits_total=bm.prefix_hits,
             prompt_tokens_computed_total=self.prompt_tokens_computed,
+            kv_restored_tokens_total=self.tiers.restored_tokens if self.tiers else 0,
+            tier_metrics=self._tier_metrics(),
         )
+
+    def _tier_metrics(self) -> bytes:
+        """The tiers' metrics text: fresh when idle, at most every TIER_METRICS_PERIOD_S
+        while requests run."""
+        if self.tier_registry is None:
+            return b""
+        now = time.monotonic()
+        if not self.has_unfinished() or now - self._tier_text_at >= TIER_METRICS_PERIOD_S:
+            self._tier_text, self._tier_text_at = self.tier_registry.render(), now
+        return self._tier_text
 
 
 def _logprobs(res: SampleResult) -> list[TokenLogprobs]:

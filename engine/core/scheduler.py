@@ -18,15 +18,23 @@ Under async scheduling a sequence may be scheduled while its last sampled token 
 on the device (a PLACEHOLDER in its token ids): it simply decodes that token next. One
 that will surely end by length when that token arrives is not scheduled again, and one
 with a constraint waits for its token (its mask needs it).
+
+With KV tiers (engine/core/kv_tiers.py), a waiting request whose prefix is held below the
+device pool is admitted with blocks for it but no tokens: it waits in RESTORING, outside
+the running batch and its budget, and joins the batch once its copies are done.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from infleet.engine.core.block_manager import BlockManager
 from infleet.engine.core.sequence import Sequence, SequenceStatus
+
+if TYPE_CHECKING:
+    from infleet.engine.core.kv_tiers import KvTiers
 
 # Admissions that may pass a waiting request too large for the pool's free blocks.
 MAX_BYPASS = 8
@@ -70,6 +78,7 @@ class Scheduler:
         self._blocked: Sequence | None = None  # the waiting request being bypassed
         self._bypasses = 0
         self._decode_turn = 0  # rotates decodes when they outnumber the token budget
+        self.tiers: KvTiers | None = None  # set by EngineCore when --kv-dram-size is given
 
     @property
     def num_waiting(self) -> int:
@@ -79,8 +88,12 @@ class Scheduler:
     def num_running(self) -> int:
         return len(self.running)
 
+    @property
+    def num_restoring(self) -> int:
+        return self.tiers.num_restoring if self.tiers is not None else 0
+
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
+        return bool(self.waiting or self.running or self.num_restoring)
 
     def add(self, seq: Sequence) -> None:
         seq.status = SequenceStatus.WAITING
@@ -94,7 +107,8 @@ class Scheduler:
             self.waiting.remove(seq)
         if seq is self._blocked:
             self._blocked = None
-        self.block_manager.free_seq(seq)
+        if not (self.tiers is not None and self.tiers.abandon(seq)):
+            self.block_manager.free_seq(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason
 
@@ -102,6 +116,12 @@ class Scheduler:
         budget = self.config.max_num_batched_tokens
         scheduled: dict[Sequence, int] = {}
         preempted: list[Sequence] = []
+        if self.tiers is not None:
+            for seq in self.tiers.finished():
+                if seq.num_preemptions == 0:
+                    seq.num_cached_prompt_tokens = seq.num_computed_tokens
+                seq.status = SequenceStatus.RUNNING
+                self.running.append(seq)
         self.running.sort(key=lambda s: s.order_key)
         ready = [s for s in self.running if schedulable(s)]
         decodes = [s for s in ready if s.num_uncomputed_tokens == 1]
@@ -131,16 +151,27 @@ class Scheduler:
         i = 0
         passed_blocked = False  # the oldest request that did not fit is behind us
         while not preempted and i < len(self.waiting) and budget > 0:
-            if len(self.running) >= self.config.max_num_seqs:
+            if len(self.running) + self.num_restoring >= self.config.max_num_seqs:
                 break
             if passed_blocked and self._bypasses >= MAX_BYPASS:
                 break  # no one else passes it: the pool drains for it
             seq = self.waiting[i]
-            hits = self.block_manager.lookup_prefix(seq)
-            num_cached = len(hits) * self.block_manager.block_size
-            n = min(seq.num_tokens - num_cached, budget)
             reserve = self.watermark_blocks if self.running else 0
-            if not self.block_manager.admit(seq, hits, n, reserve=reserve):
+            swapped = self.tiers.swapped_blocks(seq) if self.tiers is not None else 0
+            below: list[bytes] = []
+            n = num_cached = 0
+            if swapped:  # swapped out: room for its blocks to come back, nothing computed
+                admitted = self.block_manager.take_blocks(seq, swapped, reserve)
+            else:
+                hits = self.block_manager.lookup_prefix(seq)
+                below = self.tiers.lookup(seq, hits) if self.tiers is not None else []
+                num_cached = len(hits) * self.block_manager.block_size
+                # A restore's first step computes nothing: it needs room for its blocks.
+                n = len(below) * self.block_manager.block_size or min(
+                    seq.num_tokens - num_cached, budget
+                )
+                admitted = self.block_manager.admit(seq, hits, n, reserve=reserve)
+            if not admitted:
                 if self._blocked is None:
                     self._blocked, self._bypasses = seq, 0
                 passed_blocked = passed_blocked or seq is self._blocked
@@ -153,6 +184,10 @@ class Scheduler:
             self.waiting.pop(i)
             if seq.num_preemptions == 0:
                 seq.num_cached_prompt_tokens = num_cached
+            if below or swapped:
+                assert self.tiers is not None
+                self.tiers.begin(seq, below)  # a swapped sequence: its swap-in
+                continue
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
             scheduled[seq] = n
@@ -160,10 +195,13 @@ class Scheduler:
         return ScheduledBatch(list(scheduled), list(scheduled.values()), preempted)
 
     def _preempt(self, seq: Sequence) -> None:
+        """Free seq's blocks and queue it again: its KV swapped to DRAM when the tiers
+        find that cheaper (counted apart), else recomputed when it resumes."""
         self.running.remove(seq)
+        if self.tiers is None or not self.tiers.swap_out(seq):
+            self.num_preemptions += 1
         self.block_manager.free_seq(seq)
         seq.num_preemptions += 1
-        self.num_preemptions += 1
         self.add(seq)
 
     def advance(self, batch: ScheduledBatch) -> list[bool]:

@@ -24,6 +24,7 @@ PLACEHOLDER = -1
 class SequenceStatus(enum.Enum):
     FORK_PENDING = "fork-pending"  # choice i > 0 of n: waits for choice 0's prompt prefill
     WAITING = "waiting"
+    RESTORING = "restoring"  # admitted; its prefix's KV is being copied up from a lower tier
     RUNNING = "running"
     FINISHED = "finished"
 

@@ -65,6 +65,11 @@ def _resolve(uri: str) -> tuple[Path, str]:
     return path, path.stem if path.suffix == ".gguf" else path.resolve().name
 
 
+def model_path(uri: str) -> Path:
+    """The file or directory a model URI names (it may not exist)."""
+    return _resolve(uri)[0]
+
+
 def _not_found(uri: str) -> ModelLoadError:
     return ModelLoadError(
         f"model {uri!r} not found: give an HF model directory, a .gguf file, or "

@@ -49,7 +49,7 @@ class Transport(Protocol):
 
     async def start(self, on_message: OnMessage, on_gone: OnGone) -> None: ...
     def send(self, message: ToCore) -> None: ...
-    async def close(self, timeout: float = ...) -> None: ...
+    async def close(self, timeout: float = ..., grace_s: float | None = ...) -> None: ...
 
 
 class CoreClient:
@@ -81,8 +81,10 @@ class CoreClient:
             raise CoreGone(self.gone_reason or "the engine core stopped before it was ready")
         return self.ready
 
-    async def close(self) -> None:
-        await self.transport.close()
+    async def close(self, grace_s: float | None = None) -> None:
+        """Stop the core; `grace_s`: what is left of the grace period for its own
+        shutdown work (writing queued KV blocks to NVMe)."""
+        await self.transport.close(timeout=10.0 + (grace_s or 0.0), grace_s=grace_s)
 
     @property
     def healthy(self) -> bool:

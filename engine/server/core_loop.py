@@ -48,7 +48,7 @@ def run_core_loop(
         rejected: list[CompletionDelta] = []
         for cmd in commands:
             if isinstance(cmd, Shutdown):
-                core.shutdown()
+                core.shutdown(cmd.grace_s)
                 return
             if isinstance(cmd, Abort):
                 core.abort(cmd.request_ids, index=cmd.index)

@@ -79,10 +79,10 @@ class ProcessCore:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(_frame(encode(message)))
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, timeout: float = 10.0, grace_s: float | None = None) -> None:
         """Ask the core to stop; kill it if it does not within `timeout` seconds."""
         self._closing = True
-        self.send(Shutdown())
+        self.send(Shutdown(grace_s))
         if self.proc is not None:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.proc.wait), timeout)
@@ -130,9 +130,9 @@ class ThreadCore:
     def send(self, message: ToCore) -> None:
         self._inbox.put(message)
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, timeout: float = 10.0, grace_s: float | None = None) -> None:
         self._closing = True
-        self.send(Shutdown())
+        self.send(Shutdown(grace_s))
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, timeout)
 

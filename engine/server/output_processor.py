@@ -184,6 +184,8 @@ class OutputProcessor:
             prefix_queries=s.prefix_queries_total,
             prefix_hits=s.prefix_hits_total,
         )
+        if s.tier_metrics:
+            self.metrics.core_text = s.tier_metrics
 
     def _emit(self, state: RequestState, delta: CompletionDelta) -> tuple[RequestOutput, bool]:
         previous = state.last_token_time

@@ -141,6 +141,7 @@ async def serve(
     if state.in_flight:
         log.warning("grace period over: aborting %d requests", state.in_flight)
     await runner.cleanup()
-    await client.close()
+    # The rest of the grace period is the core's: it writes queued KV blocks to NVMe.
+    await client.close(grace_s=max(0.0, deadline - loop.time()))
     log.info("stopped")
     return EXIT_CORE_GONE if client.gone.is_set() else 0

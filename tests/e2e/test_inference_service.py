@@ -24,7 +24,13 @@ GPUS = int(os.environ.get("INFLEET_E2E_GPUS", "1"))
 SPOT_PRESET = os.environ.get("INFLEET_E2E_SPOT", "gke")  # a capacity.spot.preset, or "off"
 
 
-def manifest(ns: str, *, env: list[dict[str, str]] | None = None, **spec: Any) -> dict[str, Any]:
+def manifest(
+    ns: str,
+    *,
+    env: list[dict[str, str]] | None = None,
+    kv_cache: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     spot = SPOT_PRESET != "off"
     body: dict[str, Any] = {
         "model": {"uri": "builtin:smollm2-135m-instruct"},
@@ -41,6 +47,8 @@ def manifest(ns: str, *, env: list[dict[str, str]] | None = None, **spec: Any) -
     }
     if env:
         body["engine"] = {"env": env}
+    if kv_cache:
+        body.setdefault("engine", {})["kvCache"] = kv_cache
     return {
         "apiVersion": "infleet.io/v1alpha1",
         "kind": "InferenceService",
@@ -203,7 +211,11 @@ def test_changed_spec_rolls_out(cluster: Cluster, namespace: str) -> None:
     _ready(cluster, namespace, replicas=1)
     before = {p["metadata"]["uid"] for p in _engine_pods(cluster, namespace)}
     generation = _isvc(cluster, namespace)["metadata"]["generation"]
-    changed = manifest(namespace, env=[{"name": "E2E_ROLLOUT", "value": "2"}], replicas=1)
+    # The new template also has KV tiers: DRAM (memory raised) and NVMe (an emptyDir).
+    tiers = {"dram": "64Mi", "nvme": "256Mi"}
+    changed = manifest(
+        namespace, env=[{"name": "E2E_ROLLOUT", "value": "2"}], kv_cache=tiers, replicas=1
+    )
     cluster.apply(changed)
     obj = _ready(cluster, namespace, replicas=1)
     assert obj["metadata"]["generation"] > generation
@@ -218,6 +230,18 @@ def test_changed_spec_rolls_out(cluster: Cluster, namespace: str) -> None:
         )
 
     cluster.wait_for(rolled, READY_TIMEOUT, "pods of the new template only")
+    _ready(cluster, namespace, replicas=1)
+    [pod] = _engine_pods(cluster, namespace)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["kv-nvme"]["emptyDir"]["sizeLimit"] == "1280Mi"  # 256Mi + 1Gi headroom
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "2112Mi"
+    # The engine started with its tiers and serves from them.
+    url = _isvc(cluster, namespace)["status"]["url"]
+    cluster.run_client(namespace, "tiers", url, 1, 8, "What is the capital of France?")
+    [answer] = cluster.client_result(namespace, "tiers")
+    assert answer["status"] == 200, answer
+    logs = cluster.kubectl("logs", pod["metadata"]["name"], "-n", namespace, "-c", "engine")
+    assert "KV tiers: DRAM tier 64.0 MiB" in logs.stdout and "NVMe tier" in logs.stdout
 
 
 def test_operator_restart_resumes_without_duplicates(cluster: Cluster, namespace: str) -> None:

@@ -161,10 +161,10 @@ def test_user_env_follows_pod_ip_and_image_override_wins():
             "quantization fp4 is not supported by engine tgi",
         ),
         (
-            "vllm",
+            "tgi",
             {"engine": {"kvCache": {"nvme": "200Gi"}}},
             "engine.kvCache.nvme",
-            "an NVMe KV tier is not supported by engine vllm",
+            "an NVMe KV tier is not supported by engine tgi",
         ),
         (
             "tgi",
