@@ -123,6 +123,13 @@ class CoreStats(msgspec.Struct, array_like=True):
     # CoreRequests the core loop has taken in (engine/server/core_loop.py sets it): the API
     # side counts the ones it sent beyond this as waiting too (the 429 bound).
     requests_received_total: int = 0
+    # Speculative decoding (engine/spec/), vLLM's meanings; spec_enabled is the load
+    # switch's last decision (1 on, 0 off; -1: speculation not configured).
+    spec_enabled: int = -1
+    spec_num_drafts_total: int = 0
+    spec_num_draft_tokens_total: int = 0
+    spec_num_accepted_tokens_total: int = 0
+    spec_num_accepted_tokens_per_pos_total: list[int] = msgspec.field(default_factory=list)
 
 
 class CoreOutputs(msgspec.Struct, tag="outputs"):

@@ -47,8 +47,6 @@ from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerCo
 from infleet.engine.core.sequence import PLACEHOLDER, Sequence, SequenceStatus
 from infleet.engine.errors import InvalidRequest
 from infleet.engine.loader import LoadedModel, load_model
-from infleet.engine.spec.setup import build_spec_decoder
-from infleet.engine.spec.verify import verify
 from infleet.engine.messages import (
     CompletionDelta,
     CoreOutputs,
@@ -58,6 +56,8 @@ from infleet.engine.messages import (
     SamplingParams,
     TokenLogprobs,
 )
+from infleet.engine.spec.setup import build_spec_decoder
+from infleet.engine.spec.verify import verify
 
 log = logging.getLogger("infleet.engine")
 
@@ -652,6 +652,7 @@ class EngineCore:
             prefix_queries_total=bm.prefix_queries,
             prefix_hits_total=bm.prefix_hits,
             prompt_tokens_computed_total=self.prompt_tokens_computed,
+            **(self.spec.core_stats() if self.spec is not None else {}),
         )
 
 

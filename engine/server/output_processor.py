@@ -184,6 +184,13 @@ class OutputProcessor:
             prefix_queries=s.prefix_queries_total,
             prefix_hits=s.prefix_hits_total,
         )
+        self.metrics.record_spec(
+            enabled=s.spec_enabled,
+            drafts=s.spec_num_drafts_total,
+            draft_tokens=s.spec_num_draft_tokens_total,
+            accepted=s.spec_num_accepted_tokens_total,
+            accepted_per_pos=s.spec_num_accepted_tokens_per_pos_total,
+        )
 
     def _emit(self, state: RequestState, delta: CompletionDelta) -> tuple[RequestOutput, bool]:
         previous = state.last_token_time

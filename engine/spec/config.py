@@ -66,7 +66,9 @@ def parse_speculative_config(raw: str | dict[str, Any]) -> SpeculativeConfig:
         raise SpeculativeConfigError("(json)", f"expected an object, got {type(raw).__name__}")
     unknown = sorted(set(raw) - _FIELDS)
     if unknown:
-        raise SpeculativeConfigError(unknown[0], f"unknown field; known: {', '.join(sorted(_FIELDS))}")
+        raise SpeculativeConfigError(
+            unknown[0], f"unknown field; known: {', '.join(sorted(_FIELDS))}"
+        )
     method = raw.get("method")
     if method == "eagle" or method == "eagle3":
         raise SpeculativeConfigError(
@@ -74,7 +76,9 @@ def parse_speculative_config(raw: str | dict[str, Any]) -> SpeculativeConfig:
             f"use one of {', '.join(METHODS)}",
         )  # fmt: skip
     if method not in METHODS:
-        raise SpeculativeConfigError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")
+        raise SpeculativeConfigError(
+            "method", f"must be one of {', '.join(METHODS)}, got {method!r}"
+        )
     k = _int(raw, "num_speculative_tokens", None, 1, MAX_SPECULATIVE_TOKENS)
     if k is None:
         raise SpeculativeConfigError("num_speculative_tokens", "is required")
@@ -88,13 +92,17 @@ def parse_speculative_config(raw: str | dict[str, Any]) -> SpeculativeConfig:
     model = raw.get("model")
     if method == "draft_model":
         if not isinstance(model, str) or not model:
-            raise SpeculativeConfigError("model", "method draft_model needs the draft's path or URI")
+            raise SpeculativeConfigError(
+                "model", "method draft_model needs the draft's path or URI"
+            )
     elif model is not None:
-        raise SpeculativeConfigError("model", f"only method draft_model takes a model, not {method}")
+        raise SpeculativeConfigError(
+            "model", f"only method draft_model takes a model, not {method}"
+        )
     layers = _int(raw, "num_layers", None, 1, 1 << 10)
     if method == "self_draft" and layers is None:
         raise SpeculativeConfigError("num_layers", "method self_draft needs the number of layers")
     if method != "self_draft" and layers is not None:
-        raise SpeculativeConfigError("num_layers", f"only method self_draft takes num_layers")
+        raise SpeculativeConfigError("num_layers", "only method self_draft takes num_layers")
     disable = _int(raw, "disable_by_batch_size", None, 1, 1 << 20)
     return SpeculativeConfig(method, k, lookup_max, lookup_min, model, layers or 0, disable)

@@ -55,6 +55,17 @@ class SpecDecoder:
         self.drafter = drafter  # engine/spec/draft.py for draft_model / self_draft; None: ngram
         self.stats = SpecStats(self.k)
 
+    def core_stats(self) -> dict[str, object]:
+        """CoreStats fields (engine/messages.py)."""
+        s = self.stats
+        return dict(
+            spec_enabled=int(self.switch.enabled),
+            spec_num_drafts_total=s.num_drafts,
+            spec_num_draft_tokens_total=s.num_draft_tokens,
+            spec_num_accepted_tokens_total=s.num_accepted_tokens,
+            spec_num_accepted_tokens_per_pos_total=list(s.accepted_per_pos),
+        )
+
     def before_schedule(self, running: list[Sequence], max_model_len: int) -> None:
         if not running or not self.switch.decide(len(running)):
             return
@@ -72,7 +83,9 @@ class SpecDecoder:
             if room < 1:
                 continue
             if self.drafter is None:
-                drafts = propose_ngram(seq.token_ids, room, c.prompt_lookup_min, c.prompt_lookup_max)
+                drafts = propose_ngram(
+                    seq.token_ids, room, c.prompt_lookup_min, c.prompt_lookup_max
+                )
             else:
                 drafts = [0] * room  # placeholders: the draft model fills them after scheduling
             seq.token_ids += drafts
