@@ -295,3 +295,33 @@ def test_self_draft_needs_fewer_layers_than_the_target(tiny):
         SpeculativeConfigError, match=r"speculative_config\.num_layers: must be below"
     ):
         engine(tiny, {"method": "self_draft", "num_layers": 2, "num_speculative_tokens": 2})
+
+
+def test_self_draft_proposes_what_the_first_layers_alone_would(tiny, tiny_path, tmp_path):
+    """self_draft with K layers and draft_model with a checkpoint of only the target's
+    first K layers (same weights, same final norm and head) propose the same drafts, so
+    their acceptance counts agree draft for draft."""
+    from safetensors.torch import load_file, save_file
+
+    first = tmp_path / "first-layer"
+    shutil.copytree(tiny_path, first)
+    weights = load_file(first / "model.safetensors")
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith("model.layers.1.")},
+        first / "model.safetensors",
+    )
+    config = json.loads((first / "config.json").read_text())
+    config["num_hidden_layers"] = 1
+    (first / "config.json").write_text(json.dumps(config))
+    reqs = {0: [(f"r{i}", prompt(i, 20 + i), GREEDY) for i in range(4)]}
+    stats = []
+    for spec in (
+        {"method": "self_draft", "num_layers": 1, "num_speculative_tokens": 3},
+        {"method": "draft_model", "model": str(first), "num_speculative_tokens": 3},
+    ):
+        eng = engine(tiny, spec)
+        drive(eng, reqs)
+        s = eng.core.spec.stats
+        stats.append((s.num_draft_tokens, s.num_accepted_tokens, s.accepted_per_pos))
+    assert stats[0] == stats[1]
+    assert stats[0][1] > 0
