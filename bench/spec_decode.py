@@ -124,7 +124,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="builtin:smollm2-135m-instruct")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--concurrent", type=int, default=64, help="0: skip the concurrency run")
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts at batch 1")
