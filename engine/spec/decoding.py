@@ -67,7 +67,8 @@ class SpecDecoder:
         )
 
     def before_schedule(self, running: list[Sequence], max_model_len: int) -> None:
-        if not running or not self.switch.decide(len(running)):
+        k = self.switch.decide(len(running)) if running else 0
+        if k == 0:
             return
         c = self.config
         for seq in running:
@@ -76,7 +77,7 @@ class SpecDecoder:
             if seq.constraint is not None or seq.num_pending:
                 continue  # a grammar must see each token before the next mask
             room = min(
-                self.k,
+                k,
                 seq.params.max_tokens - seq.num_output_tokens - 1,
                 max_model_len - seq.num_tokens - 1,
             )

@@ -325,3 +325,17 @@ def test_self_draft_proposes_what_the_first_layers_alone_would(tiny, tiny_path, 
         stats.append((s.num_draft_tokens, s.num_accepted_tokens, s.accepted_per_pos))
     assert stats[0] == stats[1]
     assert stats[0][1] > 0
+
+
+def test_cost_model_picks_fewer_drafts_as_the_batch_grows():
+    from infleet.engine.spec.switch import DEFAULT_KNEE, LoadSwitch, best_draft_len
+
+    for knee in DEFAULT_KNEE.values():
+        lens = [best_draft_len(b, 4, 0.7, knee) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256)]
+        assert lens[0] >= 2 and lens[-1] == 0
+        assert lens == sorted(lens, reverse=True)
+    switch = LoadSwitch(k=4, knee=DEFAULT_KNEE["cpu"])
+    assert switch.decide(1) > 0
+    for _ in range(200):  # every draft rejected: acceptance falls, speculation stops
+        switch.observe(proposed=4, accepted=0)
+    assert switch.acceptance < 0.05 and switch.decide(1) == 0
