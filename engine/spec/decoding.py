@@ -50,7 +50,7 @@ class SpecDecoder:
         self.k = config.num_speculative_tokens
         self.switch = LoadSwitch(
             self.k, DEFAULT_KNEE.get(device_type, DEFAULT_KNEE["cuda"]),
-            config.disable_by_batch_size,
+            config.disable_by_batch_size, 0.0 if drafter is None else drafter.cost,
         )  # fmt: skip
         self.drafter = drafter  # engine/spec/draft.py for draft_model / self_draft; None: ngram
         self.stats = SpecStats(self.k)

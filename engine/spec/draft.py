@@ -35,8 +35,11 @@ Forward = Callable[[list[SeqSlice]], torch.Tensor]  # slices -> logits at each l
 
 
 class ModelDrafter:
-    def __init__(self, forward: Forward, vocab_size: int, shares_target_kv: bool) -> None:
+    def __init__(
+        self, forward: Forward, vocab_size: int, shares_target_kv: bool, cost: float
+    ) -> None:
         self.forward = forward
+        self.cost = cost  # one draft step as a fraction of a target step (the load switch)
         self.vocab_size = vocab_size  # tokens the target knows (the draft may pad more)
         self.shares_target_kv = shares_target_kv
         self.valid: dict[Sequence, tuple[int, int]] = {}  # seq -> (preemptions, K/V upto)
@@ -132,7 +135,10 @@ def build_drafter(
                 "num_layers", f"must be below the target's {layers} layers, got {config.num_layers}"
             )
         first = _FirstLayers(target.model, config.num_layers)
-        return ModelDrafter(_self_draft_forward(runner, first), vocab, shares_target_kv=True)
+        return ModelDrafter(
+            _self_draft_forward(runner, first), vocab, shares_target_kv=True,
+            cost=config.num_layers / layers,
+        )  # fmt: skip
     assert config.model is not None
     draft = load_model(config.model, device=args.device, dtype=args.dtype)
     check_same_tokenizer(target, draft)
@@ -140,4 +146,9 @@ def build_drafter(
         draft, num_blocks=runner.num_blocks, block_size=runner.block_size,
         attention_backend=args.attention_backend, cuda_graph_max_batch=0,
     )  # fmt: skip
-    return ModelDrafter(draft_runner.forward, vocab, shares_target_kv=False)
+    cost = _num_params(draft.model) / _num_params(target.model)
+    return ModelDrafter(draft_runner.forward, vocab, shares_target_kv=False, cost=cost)
+
+
+def _num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -8,10 +8,11 @@ tokens a step takes almost for free: large on a GPU at small batch (decode is bo
 weight reads), small on a CPU (measured: docs/benchmarks.md). With B running sequences,
 d drafts each and a per-position acceptance probability a, a speculative step yields
 `E = 1 + a + ... + a^d` tokens per sequence (accepted drafts plus the one the target
-always samples) and costs `t0 + c*B*(d+1)`; a plain step yields 1 at `t0 + c*B`. The
-speed-up of speculating with d drafts is
+always samples) and costs `t0 + c*B*(d+1)`; a plain step yields 1 at `t0 + c*B`. A draft
+model adds d draft steps, each `draft_cost` of a plain step (0 for n-gram lookup, K/L for
+self-draft, the parameter ratio for a draft model). The speed-up with d drafts is
 
-    gain(d) = E(a, d) * (knee + B) / (knee + B * (d + 1))
+    gain(d) = E(a, d) * (knee + B) / (knee + B * (d + 1) + d * draft_cost * (knee + B))
 
 and the switch picks the d in 1..k with the largest gain, or none (off) when no gain
 exceeds 1. At B = 1 speculation pays for any useful acceptance; as B grows the
@@ -42,18 +43,23 @@ def expected_tokens(acceptance: float, d: int) -> float:
     return float(d + 1) if a >= 1.0 else (1.0 - a ** (d + 1)) / (1.0 - a)
 
 
-def gain(batch: int, d: int, acceptance: float, knee: float) -> float:
+def gain(batch: int, d: int, acceptance: float, knee: float, draft_cost: float = 0.0) -> float:
     """Speed-up of a step with `batch` sequences speculating d drafts each over a plain one."""
-    return expected_tokens(acceptance, d) * (knee + batch) / (knee + batch * (d + 1))
+    plain = knee + batch
+    return (
+        expected_tokens(acceptance, d) * plain / (knee + batch * (d + 1) + d * draft_cost * plain)
+    )
 
 
-def best_draft_len(batch: int, k: int, acceptance: float, knee: float) -> int:
+def best_draft_len(
+    batch: int, k: int, acceptance: float, knee: float, draft_cost: float = 0.0
+) -> int:
     """The number of drafts (0..k) that makes a step fastest per token; 0: do not speculate."""
     if batch < 1:
         return 0
     best, best_gain = 0, 1.0
     for d in range(1, k + 1):
-        g = gain(batch, d, acceptance, knee)
+        g = gain(batch, d, acceptance, knee, draft_cost)
         if g > best_gain:
             best, best_gain = d, g
     return best
@@ -64,6 +70,7 @@ class LoadSwitch:
     k: int
     knee: float
     disable_by_batch_size: int | None = None
+    draft_cost: float = 0.0  # one draft step, as a fraction of a plain target step
     accepted: float = PRIOR_ACCEPTANCE * PRIOR_WEIGHT  # decaying sums (see the docstring)
     trials: float = PRIOR_WEIGHT
     steps_off: int = 0
@@ -82,12 +89,14 @@ class LoadSwitch:
         if self.disable_by_batch_size is not None and batch > self.disable_by_batch_size:
             self.draft_len = 0
             return 0
-        self.draft_len = best_draft_len(batch, self.k, self.acceptance, self.knee)
+        self.draft_len = best_draft_len(batch, self.k, self.acceptance, self.knee, self.draft_cost)
         if self.draft_len == 0:
             # Off. If it is acceptance (not load) that keeps it off, probe now and then.
             self.steps_off += 1
             if self.steps_off % PROBE_EVERY == 0:
-                self.draft_len = best_draft_len(batch, self.k, PRIOR_ACCEPTANCE, self.knee)
+                self.draft_len = best_draft_len(
+                    batch, self.k, PRIOR_ACCEPTANCE, self.knee, self.draft_cost
+                )
         return self.draft_len
 
     def observe(self, proposed: int, accepted: int) -> None:

@@ -62,6 +62,7 @@ def engine(tiny, spec: dict | None = None, always: bool = True, **kw) -> LLMEngi
     if spec is not None and always:
         # Speculate at any batch size: these tests are about exactness, not the cost model.
         eng.core.spec.switch.knee = 1e12
+        eng.core.spec.switch.draft_cost = 0.0
     return eng
 
 
@@ -336,6 +337,8 @@ def test_cost_model_picks_fewer_drafts_as_the_batch_grows():
         assert lens == sorted(lens, reverse=True)
     switch = LoadSwitch(k=4, knee=DEFAULT_KNEE["cpu"])
     assert switch.decide(1) > 0
+    # A draft that costs most of a target step does not pay at this acceptance.
+    assert best_draft_len(1, 4, 0.6, DEFAULT_KNEE["cpu"], draft_cost=0.8) == 0
     for _ in range(200):  # every draft rejected: acceptance falls, speculation stops
         switch.observe(proposed=4, accepted=0)
     assert switch.acceptance < 0.05 and switch.decide(1) == 0
