@@ -81,7 +81,8 @@ def drive(eng: LLMEngine, arrivals: dict[int, list]) -> dict[str, list[int]]:
             eng.add_request(rid, ids, params)
         for out in eng.step():
             assert out.error is None
-            tokens[out.request_id] += out.token_ids
+            key = out.request_id if out.index == 0 else f"{out.request_id}/{out.index}"
+            tokens[key] += out.token_ids
         step += 1
     return dict(tokens)
 
@@ -93,6 +94,8 @@ def busy_traffic(seed: int) -> dict[int, list]:
     arrivals: dict[int, list] = defaultdict(list)
     arrivals[0] += [("greedy", prompt(1, 37), GREEDY), ("seeded", prompt(2, 29), SEEDED)]
     arrivals[4].append(("again", prompt(1, 37), GREEDY))
+    # n = 3 seeded choices: forked from one prefill, each speculating on its own.
+    arrivals[2].append(("forks", prompt(3, 23), SamplingParams(**{**_fields(SEEDED), "n": 3})))
     for i in range(8):
         params = SamplingParams(
             max_tokens=rng.randrange(4, 32), temperature=rng.choice([0.0, 0.7, 1.2]),
@@ -122,6 +125,7 @@ def test_identical_tokens_in_busy_mixed_batches_with_chunked_prefill(
 ):
     eng = engine(tiny, spec_config(method, tiny_path), max_num_batched_tokens=16)
     assert drive(eng, busy_traffic(7)) == plain["busy"]
+    assert len(plain["busy"]["forks/2"]) == SEEDED.max_tokens
     stats = eng.core.spec.stats
     assert stats.num_draft_tokens > 0
     # A random model rarely repeats itself, so its n-gram drafts are rejected: ngram's
