@@ -64,23 +64,50 @@ class KVCacheSpec(CrdModel):
 
 
 class SpeculativeSpec(CrdModel):
-    """Speculative decoding."""
+    """Speculative decoding (method names as vLLM's --speculative-config spells them)."""
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            "!(self.method in ['eagle', 'draft']) || has(self.draftModel)",
-            "engine.speculative.draftModel is required for methods eagle and draft",
-            lambda s: s.method not in ("eagle", "draft") or s.draft_model is not None,
+            "!(self.method in ['draft_model', 'eagle']) || has(self.draftModel)",
+            "engine.speculative.draftModel is required for methods draft_model and eagle",
+            lambda s: s.method not in ("draft_model", "eagle") or s.draft_model is not None,
+        ),
+        Rule(
+            "self.method in ['draft_model', 'eagle'] || !has(self.draftModel)",
+            "engine.speculative.draftModel is only for methods draft_model and eagle",
+            lambda s: s.method in ("draft_model", "eagle") or s.draft_model is None,
+        ),
+        Rule(
+            "(self.method == 'self_draft') == has(self.selfDraftLayers)",
+            "engine.speculative.selfDraftLayers is required for method self_draft, and only for it",
+            lambda s: (s.method == "self_draft") == (s.self_draft_layers is not None),
+        ),
+        Rule(
+            "self.promptLookupMin <= self.promptLookupMax",
+            "engine.speculative.promptLookupMin must not exceed promptLookupMax",
+            lambda s: s.prompt_lookup_min <= s.prompt_lookup_max,
         ),
     )
 
-    method: Literal["none", "ngram", "eagle", "draft"] = field(
-        "none", description="none, ngram (prompt lookup), eagle, or draft (a small model)."
+    method: Literal["none", "ngram", "draft_model", "self_draft", "eagle"] = field(
+        "none",
+        description="none; ngram (prompt lookup); draft_model (a smaller model with the same "
+        "tokenizer); self_draft (the target's first selfDraftLayers layers; infleet only); "
+        "eagle (EAGLE heads; vLLM and SGLang).",
     )
     draft_model: str | None = field(
-        None, description="The draft / EAGLE head model (an HF repo id or a path)."
+        None, description="draft_model / eagle: the draft or EAGLE heads (an HF repo id or a path)."
     )
     num_tokens: int = field(4, ge=1, le=16, description="Tokens proposed per step.")
+    prompt_lookup_max: int = field(
+        4, ge=1, le=64, description="ngram: the longest n-gram looked up in the context."
+    )
+    prompt_lookup_min: int = field(
+        2, ge=1, le=64, description="ngram: the shortest n-gram looked up in the context."
+    )
+    self_draft_layers: int | None = field(
+        None, ge=1, description="self_draft: how many of the target's first layers draft."
+    )
 
 
 class LabelSelectorRequirement(CrdModel):

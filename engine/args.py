@@ -20,6 +20,11 @@ from pathlib import Path
 import yaml
 
 from infleet.engine.server.generation_config import MODES as GENERATION_CONFIG_MODES
+from infleet.engine.spec.config import (
+    SpeculativeConfig,
+    SpeculativeConfigError,
+    parse_speculative_config,
+)
 
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -63,6 +68,8 @@ class EngineArgs:
     enable_prefix_caching: bool = True
     # The engine core's step loop (engine/core/engine_core.py, docs/engine.md).
     async_scheduling: bool = True
+    # --speculative-config (engine/spec/config.py); None: no speculative decoding.
+    speculative_config: SpeculativeConfig | None = None
     enforce_eager: bool = False  # no CUDA graphs
     gpu_memory_utilization: float = 0.90  # of the GPU the engine may fill (KV pool sizing)
     # API keys (engine/server/auth.py); repr=False: keys never reach a log line.
@@ -126,6 +133,13 @@ def _generation_config(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text!r}: give auto, vllm, none or a directory")
 
 
+def _speculative_config(text: str) -> SpeculativeConfig:
+    try:
+        return parse_speculative_config(text)
+    except SpeculativeConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = EngineArgs()
     p = argparse.ArgumentParser(
@@ -172,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=d.async_scheduling,
         help="schedule step N+1 while step N runs on the device",
+    )
+    add(
+        "--speculative-config",
+        type=_speculative_config,
+        default=None,
+        metavar="JSON",
+        help='speculative decoding, e.g. \'{"method": "ngram", "num_speculative_tokens": 4}\'',
     )
     add("--enforce-eager", action="store_true", help="never capture CUDA graphs")
     add(

@@ -129,6 +129,13 @@ class CoreStats(msgspec.Struct, array_like=True):
     # The KV tiers' metrics (kv_tiering/metrics.py), recorded in the core's process: their
     # Prometheus text, which the API side's /metrics appends.
     tier_metrics: bytes = b""
+    # Speculative decoding (engine/spec/), vLLM's meanings; spec_enabled is the load
+    # switch's last decision (1 on, 0 off; -1: speculation not configured).
+    spec_enabled: int = -1
+    spec_num_drafts_total: int = 0
+    spec_num_draft_tokens_total: int = 0
+    spec_num_accepted_tokens_total: int = 0
+    spec_num_accepted_tokens_per_pos_total: list[int] = msgspec.field(default_factory=list)
 
 
 class CoreOutputs(msgspec.Struct, tag="outputs"):

@@ -52,10 +52,28 @@ class EngineMetrics:
             [*labels, "finished_reason"],
             registry=r,
         )
+        # Speculative decoding (engine/spec/): vLLM's spec_decode_* names and meanings.
+        self.spec_enabled = gauge(
+            "spec_decode_enabled", "1 while the load switch lets speculation run, else 0."
+        )
+        self.spec_drafts = counter("spec_decode_num_drafts", "Sequences that verified drafts.")
+        self.spec_draft_tokens = counter("spec_decode_num_draft_tokens", "Draft tokens proposed.")
+        self.spec_accepted = counter(
+            "spec_decode_num_accepted_tokens", "Draft tokens accepted by verification."
+        )
+        self._spec_per_pos = Counter(
+            _P + "spec_decode_num_accepted_tokens_per_pos",
+            "Draft tokens accepted, by position in the draft (0 = first).",
+            [*labels, "position"],
+            registry=r,
+        )
         self._model_name = model_name
         self._seen = {"preemptions": 0, "queries": 0, "hits": 0}
         # The KV tiers' metrics, recorded in the core's process (CoreStats.tier_metrics).
         self.core_text = b""
+        self._seen = {"preemptions": 0, "queries": 0, "hits": 0, "drafts": 0, "draft_tokens": 0,
+                      "accepted": 0}  # fmt: skip
+        self._seen_per_pos: list[int] = []
 
     def record_step(
         self,
@@ -79,6 +97,34 @@ class EngineMetrics:
             if total > self._seen[key]:
                 counter.inc(total - self._seen[key])
                 self._seen[key] = total
+
+    def record_spec(
+        self,
+        *,
+        enabled: int,
+        drafts: int,
+        draft_tokens: int,
+        accepted: int,
+        accepted_per_pos: list[int],
+    ) -> None:
+        """Speculation's running totals after a step (enabled -1: not configured)."""
+        if enabled < 0:
+            return
+        self.spec_enabled.set(enabled)
+        for key, total, counter in (
+            ("drafts", drafts, self.spec_drafts),
+            ("draft_tokens", draft_tokens, self.spec_draft_tokens),
+            ("accepted", accepted, self.spec_accepted),
+        ):
+            if total > self._seen[key]:
+                counter.inc(total - self._seen[key])
+                self._seen[key] = total
+        seen = self._seen_per_pos
+        seen += [0] * (len(accepted_per_pos) - len(seen))
+        for pos, total in enumerate(accepted_per_pos):
+            if total > seen[pos]:
+                self._spec_per_pos.labels(self._model_name, str(pos)).inc(total - seen[pos])
+                seen[pos] = total
 
     def record_finish(self, reason: str, e2e_seconds: float) -> None:
         self._success.labels(self._model_name, reason).inc()

@@ -150,8 +150,6 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
     p = engine.parallelism
     if p.pipeline > 1:
         raise unsupported(kind, "engine.parallelism.pipeline", "pipeline parallelism")
-    if engine.speculative.method != "none":
-        raise unsupported(kind, "engine.speculative.method", "speculative decoding")
     out: Settings = {
         "model": model.path,
         "served-model-name": model.served_name,
@@ -170,7 +168,30 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
         out["max-loras"] = engine.lora.max_adapters
         out["max-cpu-loras"] = engine.lora.max_cpu_adapters or engine.lora.max_adapters
         out["max-lora-rank"] = engine.lora.max_rank
+    if engine.speculative.method != "none":
+        out["speculative-config"] = _speculative_config(kind, spec)  # YAML; read as JSON
     return out
+
+
+def _speculative_config(kind: str, spec: InferenceServiceSpec) -> dict[str, Any]:
+    """engine.speculative as vLLM's --speculative-config object (which infleet reads too):
+    method names and fields are vLLM's; self_draft is infleet's own, eagle theirs."""
+    s = spec.engine.speculative
+    if s.method == "self_draft" and kind != "infleet":
+        raise unsupported(kind, "engine.speculative.method", "self_draft (infleet only)")
+    if s.method == "eagle" and kind == "infleet":
+        raise unsupported(kind, "engine.speculative.method", "eagle (no EAGLE heads)")
+    config: dict[str, Any] = {"method": s.method, "num_speculative_tokens": s.num_tokens}
+    if s.method == "ngram":
+        config |= {
+            "prompt_lookup_max": s.prompt_lookup_max,
+            "prompt_lookup_min": s.prompt_lookup_min,
+        }
+    elif s.method == "self_draft":
+        config["num_layers"] = s.self_draft_layers
+    else:  # draft_model, eagle: CEL guarantees the model
+        config["model"] = s.draft_model
+    return config
 
 
 def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
@@ -191,15 +212,8 @@ def _vllm(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings
         out["max-lora-rank"] = engine.lora.max_rank
         if engine.lora.max_cpu_adapters:
             out["max-cpu-loras"] = engine.lora.max_cpu_adapters
-    spec_dec = engine.speculative
-    if spec_dec.method != "none":
-        config: dict[str, Any] = {"num_speculative_tokens": spec_dec.num_tokens}
-        if spec_dec.method == "ngram":
-            config |= {"method": "ngram", "prompt_lookup_max": 4}
-        else:
-            config |= {"method": spec_dec.method, "model": spec_dec.draft_model}
-            if spec_dec.method == "draft":
-                config["method"] = "draft_model"
+    if engine.speculative.method != "none":
+        config = _speculative_config(kind, spec)
         out["speculative-config"] = json.dumps(config, sort_keys=True)
     return out
 
@@ -221,10 +235,12 @@ def _sglang(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settin
         out["max-lora-rank"] = engine.lora.max_rank
         out["lora-target-modules"] = "all"  # adapters come at run time, none at start
     spec_dec = engine.speculative
+    if spec_dec.method == "self_draft":
+        raise unsupported(kind, "engine.speculative.method", "self_draft (infleet only)")
     if spec_dec.method != "none":
-        algorithm = {"ngram": "NGRAM", "eagle": "EAGLE", "draft": "STANDALONE"}[spec_dec.method]
-        out["speculative-algorithm"] = algorithm
-        if spec_dec.draft_model:
+        algorithm = {"ngram": "NGRAM", "eagle": "EAGLE", "draft_model": "STANDALONE"}
+        out["speculative-algorithm"] = algorithm[spec_dec.method]
+        if spec_dec.draft_model is not None:
             out["speculative-draft-model-path"] = spec_dec.draft_model
         out["speculative-num-draft-tokens"] = spec_dec.num_tokens
     return out

@@ -60,6 +60,8 @@ from infleet.engine.messages import (
     TokenLogprobs,
 )
 from infleet.kv_tiering import TransferHandle
+from infleet.engine.spec.setup import build_spec_decoder
+from infleet.engine.spec.verify import verify
 
 log = logging.getLogger("infleet.engine")
 # The KV tiers' metrics text costs milliseconds to render: at most this often while busy.
@@ -93,6 +95,10 @@ class Job:
     bitmask: torch.Tensor | None
     block_copies: list[tuple[int, int]]  # (source, destination): forks' partial blocks
     fences: list[TransferHandle] = field(default_factory=list)  # spills to finish first
+    # Speculation: logits per slice (1 + its drafts), drafts per sampled row; None: none.
+    num_logits: list[int] | None = None
+    drafts: list[list[int]] | None = None
+    params: list[SamplingParams] | None = None  # per sampled row, with drafts
 
 
 @dataclass(slots=True)
@@ -102,6 +108,9 @@ class DeviceOutput:
     tokens: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprobs | None] = field(default_factory=list)
     seconds: float = 0.0  # the step's time on the device thread (the recompute rate)
+    # Speculation: per row, every kept token (accepted drafts, then the target's own).
+    spec_tokens: list[list[int]] = field(default_factory=list)
+    spec_logprobs: list[list[TokenLogprobs | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -113,6 +122,7 @@ class Launched:
     epochs: list[int]  # per slice: the sequence's preemption count at launch
     rows: list[tuple[Sequence, int]]  # per sampled row: sequence, index its token goes to
     future: Future[DeviceOutput]
+    drafts: list[list[int]] | None = None  # per sampled row: the drafts it verifies
 
 
 class EngineCore:
@@ -151,6 +161,11 @@ class EngineCore:
         self.sampling = SamplingState(args.max_num_seqs, self.vocab_size, self.device)
         self.eos_token_ids = frozenset(self.loaded.tokenizer.eos_token_ids)
         self.async_scheduling = args.async_scheduling
+        self.spec = build_spec_decoder(args, self.loaded, self.runner)
+        if self.spec is not None and self.async_scheduling:
+            # Drafts are proposed from the last sampled token, so it must be on the host.
+            log.info("speculative decoding is on: async scheduling is off")
+            self.async_scheduling = False
         self.requests: dict[str, list[Sequence]] = {}  # request id -> its live choices
         self.prompt_tokens_computed = 0
         self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infleet-device")
@@ -320,7 +335,12 @@ class EngineCore:
     # host, before the device: schedule, prepare, submit
 
     def _launch(self) -> Launched | None:
+        spec = self.spec
+        if spec is not None:
+            spec.before_schedule(self.scheduler.running, self.max_model_len)
         batch = self.scheduler.schedule()
+        if spec is not None:
+            spec.after_schedule(batch, self.scheduler.running)
         for seq in batch.preempted:
             self._release_slot(seq)
         if not len(batch):
@@ -342,6 +362,14 @@ class EngineCore:
         ends = [s.start_pos + len(s.token_ids) for s in slices]
         epochs = [seq.num_preemptions for seq in batch.seqs]
         needs_sample = self.scheduler.advance(batch)
+        # Speculation: a slice with d drafts needs logits at its last 1 + d tokens.
+        num_logits = [1 + seq.num_spec_tokens for seq in batch.seqs]
+        first_logit = [0, *itertools.accumulate(num_logits)]
+        drafts: list[list[int]] | None = None
+        if spec is not None:
+            spec.stats.num_target_forwards += 1
+            if first_logit[-1] > len(batch):
+                drafts = []
 
         rows: list[tuple[Sequence, int]] = []
         sample_rows: list[int] = []
@@ -352,8 +380,11 @@ class EngineCore:
             seq = batch.seqs[i]
             forks = self._fork(seq, copies, slot_inits) if seq.forks else []
             for s in [seq, *forks]:
+                if drafts is not None:
+                    d = s.num_spec_tokens
+                    drafts.append(s.token_ids[len(s.token_ids) - d :] if d else [])
                 rows.append((s, len(s.token_ids)))
-                sample_rows.append(i)
+                sample_rows.append(first_logit[i])
                 s.token_ids.append(PLACEHOLDER)
                 s.num_pending += 1
         self._flush_tiers()  # after forks: they may evict blocks too
@@ -377,9 +408,12 @@ class EngineCore:
             bitmask=bitmask,
             block_copies=copies,
             fences=fences,
+            num_logits=None if drafts is None else num_logits,
+            drafts=drafts,
+            params=None if drafts is None else params,
         )
         future = self._device.submit(self._run_on_device, job)
-        return Launched(batch, ends, epochs, rows, future)
+        return Launched(batch, ends, epochs, rows, future, drafts)
 
     def _flush_tiers(self) -> None:
         if self.tiers is None:
@@ -474,27 +508,30 @@ class EngineCore:
                 [job.slice_slots[i] for i in job.feedback],
             )  # fmt: skip
             try:
-                return self.runner.run(input_ids, ctx)
+                return self.runner.run(input_ids, ctx, job.num_logits)
             except Exception:
                 log.exception(
                     "batched forward failed; retrying its %d slices one by one", len(job.slices)
                 )
-        rows: list[torch.Tensor | None] = []
+        rows: list[torch.Tensor] = []
         fed = set(job.feedback)
         for i, s in enumerate(job.slices):
+            m = 1 if job.num_logits is None else job.num_logits[i]
             try:
                 input_ids, ctx = self.runner.prepare([s])
                 if i in fed:
                     self._feed(input_ids, [len(input_ids) - 1], [job.slice_slots[i]])
-                rows.append(self.runner.run(input_ids, ctx)[0])
+                rows.append(self.runner.run(input_ids, ctx, [m]))
             except Exception:
                 log.exception("forward failed for one slice")
                 out.failed_slices.add(i)
-                rows.append(None)
-        zero = torch.zeros(self.vocab_size, device=self.device)
-        return torch.stack([zero if r is None else r for r in rows])
+                rows.append(torch.zeros(m, self.vocab_size, device=self.device))
+        return torch.cat(rows)
 
     def _sample(self, job: Job, logits: torch.Tensor, out: DeviceOutput) -> None:
+        if job.drafts is not None:
+            self._verify(job, logits, out)
+            return
         picked = logits[torch.tensor(job.sample_rows, device=logits.device)]
         slots = torch.tensor(job.sample_slots, device=self.device)
         try:
@@ -526,6 +563,29 @@ class EngineCore:
                 for r, lp in zip(rows, _logprobs(res), strict=True):
                     out.logprobs[r] = lp
 
+    def _verify(self, job: Job, logits: torch.Tensor, out: DeviceOutput) -> None:
+        """Speculation: keep each row's accepted drafts and the target's own next token."""
+        assert job.drafts is not None
+        n = len(job.sample_rows)
+        assert job.params is not None
+        try:
+            verified = verify(
+                logits, job.sample_rows, job.drafts, job.sample_slots, job.params, self.sampling,
+                self.vocab_size, job.bitmask,
+            )  # fmt: skip
+        except Exception:
+            log.exception("verifying a speculative step failed")
+            out.failed_rows.update(range(n))
+            return
+        out.spec_tokens = verified.tokens
+        out.spec_logprobs = [[None] * len(t) for t in verified.tokens]
+        for rows, positions, res in verified.results:
+            if res.logprob is not None:
+                for r, pos, lp in zip(rows, positions, _logprobs(res), strict=True):
+                    out.spec_logprobs[r][pos] = lp
+        out.tokens = [t[-1] for t in verified.tokens]
+        out.logprobs = [lps[-1] for lps in out.spec_logprobs]
+
     # host, after the device: tokens to deltas
 
     def _process(self, launched: Launched) -> list[CompletionDelta]:
@@ -537,6 +597,8 @@ class EngineCore:
     def _deltas(self, launched: Launched, out: DeviceOutput) -> list[CompletionDelta]:
         deltas: list[CompletionDelta] = []
         batch = launched.batch
+        if launched.drafts is not None:
+            self._rollback(launched, out)
         for i, seq in enumerate(batch.seqs):
             if seq.status is SequenceStatus.FINISHED:
                 continue
@@ -550,17 +612,47 @@ class EngineCore:
             if r in out.failed_rows:
                 deltas.append(self._fail(seq, "sampling failed"))
                 continue
+            if launched.drafts is not None:
+                deltas.append(self._append_kept(seq, out.spec_tokens[r], out.spec_logprobs[r]))
+                continue
             token = out.tokens[r]
             seq.token_ids[at] = token
             seq.num_pending -= 1
-            lp = out.logprobs[r]
-            if seq.params.logprobs is not None and lp is not None:
-                n = seq.params.logprobs
-                lp.top_ids, lp.top_logprobs = lp.top_ids[:n], lp.top_logprobs[:n]
-            else:
-                lp = None
-            deltas.append(self._append(seq, at, token, lp))
+            deltas.append(self._append(seq, at, token, _trim(seq, out.logprobs[r])))
         return deltas
+
+    def _rollback(self, launched: Launched, out: DeviceOutput) -> None:
+        """Speculation, before anything is cached: drop every row's placeholder and
+        drafts; the rejected drafts' K/V no longer counts as computed."""
+        assert self.spec is not None and launched.drafts is not None
+        for r, (seq, at) in enumerate(launched.rows):
+            if seq.status is SequenceStatus.FINISHED:
+                continue
+            del seq.token_ids[at:]
+            seq.num_pending -= 1
+            proposed = len(launched.drafts[r])
+            accepted = 0 if r in out.failed_rows else len(out.spec_tokens[r]) - 1
+            self.spec.rollback(seq, proposed, accepted)
+
+    def _append_kept(
+        self, seq: Sequence, tokens: list[int], lps: list[TokenLogprobs | None]
+    ) -> CompletionDelta:
+        """A verified row's tokens, one by one through the finish rules, as one delta."""
+        delta = None
+        for token, lp in zip(tokens, lps, strict=True):
+            seq.token_ids.append(token)
+            one = self._append(seq, len(seq.token_ids) - 1, token, _trim(seq, lp))
+            if delta is None:
+                delta = one
+            else:
+                delta.new_token_ids += one.new_token_ids
+                if delta.logprobs is not None and one.logprobs is not None:
+                    delta.logprobs += one.logprobs
+                delta.finish_reason, delta.stop_token_id = one.finish_reason, one.stop_token_id
+            if seq.status is SequenceStatus.FINISHED:
+                break
+        assert delta is not None
+        return delta
 
     def _append(
         self, seq: Sequence, at: int, token_id: int, lp: TokenLogprobs | None
@@ -620,6 +712,7 @@ class EngineCore:
             prompt_tokens_computed_total=self.prompt_tokens_computed,
             kv_restored_tokens_total=self.tiers.restored_tokens if self.tiers else 0,
             tier_metrics=self._tier_metrics(),
+            **(self.spec.core_stats() if self.spec is not None else {}),
         )
 
     def _tier_metrics(self) -> bytes:
@@ -631,6 +724,15 @@ class EngineCore:
         if not self.has_unfinished() or now - self._tier_text_at >= TIER_METRICS_PERIOD_S:
             self._tier_text, self._tier_text_at = self.tier_registry.render(), now
         return self._tier_text
+
+
+def _trim(seq: Sequence, lp: TokenLogprobs | None) -> TokenLogprobs | None:
+    """A row's logprobs cut to what its request asked for (None if it asked for none)."""
+    if seq.params.logprobs is None or lp is None:
+        return None
+    n = seq.params.logprobs
+    lp.top_ids, lp.top_logprobs = lp.top_ids[:n], lp.top_logprobs[:n]
+    return lp
 
 
 def _logprobs(res: SampleResult) -> list[TokenLogprobs]:

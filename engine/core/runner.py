@@ -119,9 +119,13 @@ class ModelRunner:
         return self.run(input_ids, ctx)
 
     @torch.inference_mode()
-    def run(self, input_ids: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+    def run(
+        self, input_ids: torch.Tensor, ctx: AttentionContext, num_logits: list[int] | None = None
+    ) -> torch.Tensor:
         """The device half of `forward`: logits of prepared inputs. The engine core calls
-        it on its device thread, after patching fed-back token ids into `input_ids`."""
+        it on its device thread, after patching fed-back token ids into `input_ids`.
+        `num_logits[i]`: logits at slice i's last that many tokens (speculative
+        verification scores every draft position); default one, at the last token."""
         num_seqs = len(ctx.query_lens_host)
         decodes_only = len(input_ids) == num_seqs
         graphs = self.graphs
@@ -131,6 +135,17 @@ class ModelRunner:
         try:
             hidden = self.model(input_ids, ctx.positions)
             last = ctx.cu_seqlens_q[1:].long() - 1
+            if num_logits is not None:
+                last = _last_positions(ctx.query_lens_host, num_logits, hidden.device)
             return self.model.compute_logits(hidden.index_select(0, last)).float()
         finally:
             reset_context()
+
+
+def _last_positions(query_lens: list[int], counts: list[int], device: torch.device) -> torch.Tensor:
+    """Flat indices of each slice's last counts[i] tokens, in order."""
+    rows, end = [], 0
+    for n, m in zip(query_lens, counts, strict=True):
+        end += n
+        rows.extend(range(end - m, end))
+    return torch.tensor(rows, device=device)

@@ -62,6 +62,9 @@ class SampleFlags:
     top_k: int = 0  # the largest top-k among rows (0: none)
     top_p: bool = False
     all_top_k: bool = False  # every random row has a top-k: its candidates, no full sort
+    # Some random row has neither top-k nor top-p: it draws in vocabulary order, also when
+    # another row makes the batch sort (its token must not depend on its neighbours).
+    unordered: bool = False
     min_p: bool = False
     repetition: bool = False  # some row has a repetition penalty
     presence_frequency: bool = False  # some row has a presence or frequency penalty
@@ -79,6 +82,7 @@ class SampleFlags:
             top_k=max(ks, default=0),
             top_p=any(p.top_p < 1.0 for p in random_rows),
             all_top_k=len(ks) == len(random_rows),
+            unordered=any(not 0 < p.top_k < vocab_size and p.top_p >= 1.0 for p in random_rows),
             min_p=any(p.min_p > 0.0 for p in random_rows),
             repetition=any(p.repetition_penalty != 1.0 for p in params),
             presence_frequency=any(
@@ -144,6 +148,8 @@ def sample(
             drawn, best = at.squeeze(1), logits.argmax(dim=-1)
         else:
             drawn, best = ids.gather(1, at).squeeze(1), ids[:, 0]
+            if flags.unordered:
+                drawn = _unordered_draws(logits, floats, flags, u, drawn)
         tokens = torch.where(greedy, best, drawn)
     else:
         tokens = logits.argmax(dim=-1)
@@ -157,6 +163,22 @@ def sample(
         if flags.logprobs > 0:
             result.top_logprobs, result.top_ids = raw.topk(flags.logprobs, dim=-1)
     return result
+
+
+def _unordered_draws(
+    logits: torch.Tensor,
+    floats: torch.Tensor,
+    flags: SampleFlags,
+    u: torch.Tensor,
+    drawn: torch.Tensor,
+) -> torch.Tensor:
+    """Rows without top-k and top-p in a batch that sorted for others: their draw in
+    vocabulary order, as they would draw alone (same uniform, same distribution)."""
+    probs = candidate_probs(logits, floats, flags, ordered=False)
+    cdf = probs.cumsum(dim=-1)
+    at = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).clamp_(max=logits.shape[-1] - 1)
+    own_order = (floats[:, st.TOP_K] > 0) | (floats[:, st.TOP_P] < 1.0)
+    return torch.where(own_order, drawn, at.squeeze(1))
 
 
 def _penalise(

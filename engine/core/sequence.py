@@ -59,6 +59,7 @@ class Sequence:
     num_pending: int = 0  # trailing PLACEHOLDER tokens (sampled, still on the device)
     constraint: Any = None  # a logits_processors.RequestConstraint, for structured outputs
     forks: list[Sequence] = field(default_factory=list)  # choices 1..n-1 (on choice 0)
+    num_spec_tokens: int = 0  # trailing draft tokens in token_ids (engine/spec/decoding.py)
 
     def __post_init__(self) -> None:
         self.token_ids = list(self.prompt_token_ids)

@@ -186,6 +186,13 @@ class OutputProcessor:
         )
         if s.tier_metrics:
             self.metrics.core_text = s.tier_metrics
+        self.metrics.record_spec(
+            enabled=s.spec_enabled,
+            drafts=s.spec_num_drafts_total,
+            draft_tokens=s.spec_num_draft_tokens_total,
+            accepted=s.spec_num_accepted_tokens_total,
+            accepted_per_pos=s.spec_num_accepted_tokens_per_pos_total,
+        )
 
     def _emit(self, state: RequestState, delta: CompletionDelta) -> tuple[RequestOutput, bool]:
         previous = state.last_token_time

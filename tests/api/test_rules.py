@@ -51,7 +51,22 @@ CASES = [
     (
         {"engine": {"speculative": {"method": "eagle"}}},
         "spec.engine.speculative",
-        "engine.speculative.draftModel is required for methods eagle and draft",
+        "engine.speculative.draftModel is required for methods draft_model and eagle",
+    ),
+    (
+        {"engine": {"speculative": {"method": "ngram", "draftModel": "org/small"}}},
+        "spec.engine.speculative",
+        "engine.speculative.draftModel is only for methods draft_model and eagle",
+    ),
+    (
+        {"engine": {"speculative": {"method": "self_draft"}}},
+        "spec.engine.speculative",
+        "engine.speculative.selfDraftLayers is required for method self_draft, and only for it",
+    ),
+    (
+        {"engine": {"speculative": {"method": "ngram", "promptLookupMin": 5}}},
+        "spec.engine.speculative",
+        "engine.speculative.promptLookupMin must not exceed promptLookupMax",
     ),
     (
         {"engine": {"kind": "tgi", "parallelism": {"pipeline": 2}}, "resources": {"gpus": 2}},
@@ -100,7 +115,9 @@ VALID = [
     {"capacity": {"spot": {"enabled": True, "preset": "custom", "nodeSelector": {"a": "b"}}}},
     {"capacity": {"spot": {"enabled": True, "preset": "custom", "affinity": {}}}},
     {"capacity": {"dedicated": {"min": 0}, "spot": {"enabled": True}}},
-    {"engine": {"speculative": {"method": "draft", "draftModel": "org/small"}}},
+    {"engine": {"speculative": {"method": "draft_model", "draftModel": "org/small"}}},
+    {"engine": {"speculative": {"method": "ngram", "promptLookupMax": 3, "promptLookupMin": 1}}},
+    {"engine": {"speculative": {"method": "self_draft", "selfDraftLayers": 8}}},
     {
         "engine": {"kind": "vllm", "parallelism": {"tensor": 2, "pipeline": 2}},
         "resources": {"gpus": 4},
@@ -125,8 +142,16 @@ specs = st.fixed_dictionaries(
                     {k: st.integers(1, 4) for k in ("tensor", "pipeline", "expert")}
                 ),
                 "speculative": st.fixed_dictionaries(
-                    {"method": st.sampled_from(["none", "ngram", "eagle", "draft"])},
-                    optional={"draftModel": st.just("org/draft")},
+                    {
+                        "method": st.sampled_from(
+                            ["none", "ngram", "eagle", "draft_model", "self_draft"]
+                        )
+                    },
+                    optional={
+                        "draftModel": st.just("org/draft"),
+                        "selfDraftLayers": st.integers(1, 4),
+                        "promptLookupMin": st.integers(1, 6),
+                    },
                 ),
             }
         ),

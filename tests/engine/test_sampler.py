@@ -71,6 +71,26 @@ def test_seeded_tokens_do_not_depend_on_the_batch():
     assert draw(6, 3, seed=99) != alone
 
 
+def test_a_row_without_top_k_or_top_p_draws_the_same_beside_one_with():
+    """A plain temperature row draws in vocabulary order; a neighbour with top-k makes the
+    batch sort, which must not move the plain row's draw (speculative verification samples
+    changing subsets of a batch and relies on this)."""
+    gen = torch.Generator().manual_seed(2)
+    mine, other = torch.randn(VOCAB, generator=gen), torch.randn(VOCAB, generator=gen)
+
+    def draw(with_neighbour: bool) -> list[int]:
+        rows = [row(temperature=1.0, min_p=0.01)]
+        if with_neighbour:
+            rows.append(row(temperature=1.0, top_k=5))
+        batch = Rows(*rows, seeds=[4321, 1])
+        logits = torch.stack([mine, other][: len(rows)])
+        return [batch.sample(logits).tokens[0].item() for _ in range(16)]
+
+    alone = draw(False)
+    assert draw(True) == alone
+    assert len(set(alone)) > 1
+
+
 def test_temperature_sampling_follows_the_distribution():
     probs = torch.tensor([0.5, 0.3, 0.2] + [0.0] * (VOCAB - 3))
     logits = probs.clamp_min(1e-30).log().expand(4000, VOCAB).contiguous()

@@ -1,7 +1,5 @@
 """`infleet serve` flags and --config files (docs/contracts.md)."""
 
-import json
-
 import pytest
 
 from infleet.cli import main as infleet_main
@@ -13,6 +11,7 @@ from infleet.engine.args import (
     parse_args,
     parse_size,
 )
+from infleet.engine.spec.config import SpeculativeConfig
 
 
 def test_defaults_match_the_contract():
@@ -80,9 +79,8 @@ def test_bad_flags_and_missing_model_exit_2_with_a_message(capsys, tmp_path):
 
 def test_config_lists_mappings_and_switches(tmp_path):
     parser = build_parser()
-    # Flags of later issues, shaped as vLLM's: several values, and JSON.
+    # A flag of a later issue, shaped as vLLM's: several values; and JSON.
     parser.add_argument("--lora-modules", nargs="+")
-    parser.add_argument("--speculative-config", type=json.loads)
     cfg = tmp_path / "engine.yaml"
     cfg.write_text(
         "lora-modules: [a=/adapters/a, {name: b, path: /adapters/b}]\n"
@@ -92,7 +90,7 @@ def test_config_lists_mappings_and_switches(tmp_path):
     )
     ns = parser.parse_args(config_file_argv(str(cfg), parser))
     assert ns.lora_modules == ["a=/adapters/a", '{"name": "b", "path": "/adapters/b"}']
-    assert ns.speculative_config == {"method": "ngram", "num_speculative_tokens": 3}
+    assert ns.speculative_config == SpeculativeConfig("ngram", 3)
     assert ns.disable_log_requests is True and ns.generation_config == "vllm"
     cfg.write_text("disable-log-requests: false\nmax-request-body-size: 1MiB\n")
     a = parse_args(["--config", str(cfg)])

@@ -104,6 +104,57 @@ def test_infleet_quantization_reaches_the_engines_own_flags(quantization, tmp_pa
     assert parse_args(["--config", str(tmp_path / "engine.yaml")]).quantization == quantization
 
 
+@pytest.mark.parametrize(
+    ("speculative", "expected"),
+    [
+        (
+            {"method": "ngram", "numTokens": 5, "promptLookupMax": 3},
+            {"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_max": 3,
+             "prompt_lookup_min": 2},
+        ),
+        (
+            {"method": "draft_model", "draftModel": "/models/small", "numTokens": 3},
+            {"method": "draft_model", "num_speculative_tokens": 3, "model": "/models/small"},
+        ),
+        (
+            {"method": "self_draft", "selfDraftLayers": 6},
+            {"method": "self_draft", "num_speculative_tokens": 4, "num_layers": 6},
+        ),
+    ],
+)  # fmt: skip
+def test_infleet_speculation_reaches_the_engines_own_parser(speculative, expected, tmp_path):
+    """One --speculative-config object: the ConfigMap's mapping is what `infleet serve`
+    parses, and vLLM gets the same JSON (self_draft aside, which is ours)."""
+    import yaml
+
+    from infleet.engine.args import parse_args
+    from infleet.engine.spec.config import parse_speculative_config
+
+    isvc = engine_isvc("infleet", "mixed", engine={"speculative": speculative})
+    config_map = next(c for c in render_children(isvc) if c["kind"] == "ConfigMap")
+    settings = yaml.safe_load(config_map["data"]["engine.yaml"])
+    assert settings["speculative-config"] == expected
+    assert None not in settings["speculative-config"].values()
+    (tmp_path / "engine.yaml").write_text(config_map["data"]["engine.yaml"])
+    parsed = parse_args(["--config", str(tmp_path / "engine.yaml")]).speculative_config
+    assert parsed == parse_speculative_config(expected)
+    if speculative["method"] != "self_draft":
+        c = container(engine_isvc("vllm", "mixed", engine={"speculative": speculative}))
+        flag = next(a for a in c["args"] if a.startswith("--speculative-config="))
+        assert json.loads(flag.split("=", 1)[1]) == expected
+
+
+def test_sglang_draft_model_is_standalone():
+    c = container(
+        engine_isvc(
+            "sglang", "mixed",
+            engine={"speculative": {"method": "draft_model", "draftModel": "org/small"}},
+        )
+    )  # fmt: skip
+    assert "--speculative-algorithm=STANDALONE" in c["args"]
+    assert "--speculative-draft-model-path=org/small" in c["args"]
+
+
 def test_tgi_command_line_from_a_pvc():
     isvc = engine_isvc(
         "tgi",
@@ -171,6 +222,24 @@ def test_user_env_follows_pod_ip_and_image_override_wins():
             {"engine": {"lora": {"maxAdapters": 4}}},
             "engine.lora.maxAdapters",
             "dynamic LoRA slots is not supported by engine tgi",
+        ),
+        (
+            "vllm",
+            {"engine": {"speculative": {"method": "self_draft", "selfDraftLayers": 4}}},
+            "engine.speculative.method",
+            "self_draft (infleet only) is not supported by engine vllm",
+        ),
+        (
+            "sglang",
+            {"engine": {"speculative": {"method": "self_draft", "selfDraftLayers": 4}}},
+            "engine.speculative.method",
+            "self_draft (infleet only) is not supported by engine sglang",
+        ),
+        (
+            "infleet",
+            {"engine": {"speculative": {"method": "eagle", "draftModel": "org/eagle"}}},
+            "engine.speculative.method",
+            "eagle (no EAGLE heads) is not supported by engine infleet",
         ),
         (
             "vllm",
