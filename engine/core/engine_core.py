@@ -59,9 +59,9 @@ from infleet.engine.messages import (
     SamplingParams,
     TokenLogprobs,
 )
-from infleet.kv_tiering import TransferHandle
 from infleet.engine.spec.setup import build_spec_decoder
 from infleet.engine.spec.verify import verify
+from infleet.kv_tiering import TransferHandle
 
 log = logging.getLogger("infleet.engine")
 # The KV tiers' metrics text costs milliseconds to render: at most this often while busy.
