@@ -28,16 +28,19 @@ log = logging.getLogger("infleet.router.adapters")
 
 
 class AdapterSet:
-    def __init__(self, static: Iterable[str] = ()) -> None:
+    def __init__(self, static: Iterable[str] = (), watched: bool = False) -> None:
         self.static = frozenset(static)
         self.owners: dict[str, str] = {}  # served name -> owning tenant, from the set
+        # Until the set is first listed a router would 404 adapters it is about to know:
+        # it reports not ready meanwhile (proxy.py /health), so a new router pod never does.
+        self.synced = not watched
 
     def update(self, config_maps: Iterable[dict[str, Any]]) -> None:
         """The set's ConfigMap as it is now (none: the service has no adapters yet)."""
         owners = {e.served_name: e.tenant for cm in config_maps for e in entries(cm).values()}
         if owners != self.owners:
             log.info("adapter set: %s", ", ".join(sorted(owners)) or "empty")
-        self.owners = owners
+        self.owners, self.synced = owners, True
 
     def accepts(self, name: str, caller: Tenant, published: frozenset[str]) -> bool:
         owner = self.owners.get(name)

@@ -111,9 +111,11 @@ def _discover(args: argparse.Namespace) -> Discover:
                 router.replicas, access, args.namespace, args.service, args.port_name
             )
         ]
-        if args.adapter_set:
+        if router.config.adapter_set:
             watches.append(
-                watch_adapter_set(router.adapters, access, args.namespace, args.adapter_set)
+                watch_adapter_set(
+                    router.adapters, access, args.namespace, router.config.adapter_set
+                )
             )
         await asyncio.gather(*watches)
 
@@ -137,6 +139,7 @@ def main(argv: list[str]) -> int:
     config = RouterConfig(
         model=args.model,
         adapters=frozenset(args.adapter),
+        adapter_set=args.adapter_set,
         spec=_spec(args.spec),
         keys_file=args.api_keys_file,
         admin_key=os.environ.get(ADMIN_KEY_ENV),

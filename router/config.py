@@ -17,6 +17,8 @@ class RouterConfig:
     # Adapter names any caller may send as `model` (--adapter, outside Kubernetes); on
     # Kubernetes the watched adapter set adds to them (router/adapter_set.py).
     adapters: frozenset[str] = frozenset()
+    # The service's adapter set ConfigMap, watched (cli.py); /health waits for its first list.
+    adapter_set: str | None = None
     spec: RouterSpec = field(default_factory=RouterSpec)  # limits and hold queue
     keys_file: Path | None = None  # tenants' API keys (api/tenants.py); None: one tenant
     admin_key: str | None = None  # sent to the engines' /router/events when they need one

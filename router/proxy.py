@@ -61,7 +61,8 @@ class Router:
         self.config = config
         self.replicas = replicas or ReplicaSet()
         self.metrics = RouterMetrics()
-        self.adapters = AdapterSet(config.adapters)  # the set's watch updates it (cli.py)
+        # The set's watch (cli.py) updates it.
+        self.adapters = AdapterSet(config.adapters, watched=config.adapter_set is not None)
         self.limiter = TenantLimiter(config.spec)
         self.activator = Activator(self.replicas, config.spec.hold_queue, self.metrics)
         self.keys = KeysFile(config.keys_file) if config.keys_file else None
@@ -315,6 +316,8 @@ class Router:
         ready = self.replicas.ready_count(asyncio.get_running_loop().time())
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
+        if not self.adapters.synced:
+            return web.json_response({"status": "starting"}, status=503)
         return web.json_response({"status": "ok", "ready_replicas": ready})
 
     async def metrics_page(self, request: web.Request) -> web.Response:

@@ -68,6 +68,28 @@ def test_a_name_in_the_set_is_its_tenants_alone():
     assert found.accepts("sql", b, published)
 
 
+def test_a_router_is_not_ready_until_it_has_listed_its_set(loop: Loop):
+    listed = asyncio.Event()
+
+    async def discover(router: Router) -> None:
+        await listed.wait()  # the API server is slow to answer the first list
+        router.adapters.update([adapter_set(("sql", "team-a"))])
+
+    router = RunningRouter(loop, RouterConfig(model="tiny", adapter_set=SET), discover)
+    try:
+        health = httpx.get(router.url + "/health")
+        assert (health.status_code, health.json()["status"]) == (503, "starting")
+        loop.run(_set(listed))
+        wait_until(loop, lambda: router.router.adapters.synced)
+        assert httpx.get(router.url + "/health").status_code == 200
+    finally:
+        router.stop()
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
 def test_the_adapter_set_needs_kubernetes():
     with pytest.raises(SystemExit):
         cli.main(["--model=tiny", "--replica=http://127.0.0.1:1", f"--adapter-set={SET}"])
@@ -89,7 +111,8 @@ def test_the_router_follows_its_adapter_set(plane, loop: Loop, tmp_path: Path): 
             watch_adapter_set(router.adapters, access, "default", SET),
         )
 
-    router = RunningRouter(loop, RouterConfig(model="tiny", keys_file=keys), discover)
+    config = RouterConfig(model="tiny", keys_file=keys, adapter_set=SET)
+    router = RunningRouter(loop, config, discover)
     owners = lambda: router.router.adapters.owners  # noqa: E731
 
     def status(model: str, key: str) -> int:
