@@ -36,8 +36,8 @@ def parser() -> argparse.ArgumentParser:
         "--adapter",
         action="append",
         default=[],
-        help="a LoRA adapter name any caller may send (repeatable; for a router outside "
-        "Kubernetes: on it the operator's adapter set is watched, see --adapter-set)",
+        help="a LoRA adapter name any caller may send (repeatable), for a router outside "
+        "Kubernetes; on it, --adapter-set watches the service's adapters",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
