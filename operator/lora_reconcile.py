@@ -31,12 +31,13 @@ from pydantic import ValidationError
 
 from infleet.api import InferenceService
 from infleet.api.lora_adapter import LoRAAdapter
+from infleet.api.lora_set import Entry, entries
 from infleet.operator.errors import describe
 from infleet.operator.lora_admission import admit, rank_problem
 from infleet.operator.lora_artifact import Fetched, FetchFailed, check
 from infleet.operator.lora_engines import EngineClient, LoadRefused, Replica, ready_replicas
 from infleet.operator.lora_kube import LoRAKube
-from infleet.operator.lora_set import Entry, entries, entry_key, render_set
+from infleet.operator.lora_set import entry_key, render_set
 from infleet.operator.lora_status import Observed, adapter_status, changed, events
 from infleet.operator.lora_store import AdapterStore
 from infleet.operator.status import Problem

@@ -1,9 +1,10 @@
 """A service's adapter set: the ConfigMap `<service>-lora` every replica reads at start.
 
 One data key per adapter, `<tenant namespace>.<adapter name>` (a namespace has no dot, so
-keys never collide), holding the entry an engine needs: the served name, the store URL
-and sha256 of the artifact, the tenant. Each adapter's reconcile adds or removes only its
-own key with a JSON merge patch, so reconciles of different adapters never conflict.
+keys never collide), holding the entry (api/lora_set.py) the engines and the router read:
+the served name, the store URL and sha256 of the artifact, the tenant. Each adapter's
+reconcile adds or removes only its own key with a JSON merge patch, so reconciles of
+different adapters never conflict.
 
 The pod template mounts the ConfigMap by name (optional: a service without adapters has
 none), so changing the set never changes the template and never restarts a replica;
@@ -12,8 +13,6 @@ new pods read the set as it is when they start (operator/lora_pod.py).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 from infleet.operator.lora_names import set_name
@@ -30,23 +29,6 @@ def entry_key(tenant: str, adapter: str) -> str:
 def key_of(entry_key_: str) -> tuple[str, str]:
     tenant, _, name = entry_key_.partition(".")
     return tenant, name
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    served_name: str
-    url: str
-    sha256: str  # hex
-    tenant: str
-
-    def to_json(self) -> str:
-        body = {"name": self.served_name, "url": self.url, "sha256": self.sha256}
-        return json.dumps(body | {"tenant": self.tenant}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Entry:
-        raw = json.loads(text)
-        return cls(raw["name"], raw["url"], raw["sha256"], raw["tenant"])
 
 
 def render_set(service: Obj) -> Obj:
@@ -71,17 +53,6 @@ def render_set(service: Obj) -> Obj:
         },
         "data": {},
     }
-
-
-def entries(config_map: Obj | None) -> dict[str, Entry]:
-    """Key -> entry of a live set ConfigMap (entries that do not parse are skipped)."""
-    out = {}
-    for key, text in ((config_map or {}).get("data") or {}).items():
-        try:
-            out[key] = Entry.from_json(text)
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
 
 
 def is_set(config_map: Obj) -> bool:

@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
+from infleet.api.lora_set import Entry
 from infleet.lora.artifact import MAX_BYTES, unpack_checked
 from infleet.lora.errors import AdapterError
-from infleet.operator.lora_set import Entry
 
 log = logging.getLogger(__name__)
 _DIGEST = re.compile(r"/([0-9a-f]{64})\.tar$")

@@ -70,7 +70,6 @@ class Prepared:
     pod: PodInputs
     guardrails: Guardrails | None
     network: NetworkSettings
-    adapters: tuple[str, ...]  # names of the LoRAAdapters aimed at the service
     router: bool  # the router is on (operator/router.py)
     # The lora-sync sidecar's image (vLLM/SGLang with LoRA): the operator's, like the router's.
     sync_image: str = DEFAULT_ROUTER_IMAGE
@@ -93,10 +92,9 @@ def prepare(
         rule = options.platform.rule_for(isvc.namespace, options.namespace_labels)
         guard = Guardrails(options.platform, isvc.namespace, rule)
     network = options.platform.network if options.platform else NetworkSettings()
-    names = tuple(sorted(set(adapters)))
-    router = router_enabled(spec, names)
+    router = router_enabled(spec, adapters)  # whether, never what: the router watches the set
     return Prepared(
-        isvc, profile, model, settings, pod, guard, network, names, router, options.router_image
+        isvc, profile, model, settings, pod, guard, network, router, options.router_image
     )
 
 
@@ -237,7 +235,7 @@ def render_router_children(p: Prepared, options: RenderOptions) -> list[dict[str
     served = p.model.served_name
     name, spec = p.isvc.name, p.isvc.spec
     keys = router_keys(name, spec, p.profile)
-    return render_router(name, spec, served, p.adapters, options.router_image, meta, keys)
+    return render_router(name, spec, served, options.router_image, meta, keys)
 
 
 def render_children(
@@ -245,7 +243,8 @@ def render_children(
 ) -> list[dict]:
     """Every child of `isvc`, in apply order. Raises SpecError for a spec it cannot honour.
 
-    `adapters`: the names of the LoRAAdapters aimed at it, which its router accepts."""
+    `adapters`: the names of the LoRAAdapters aimed at it: with any, the router is on by
+    default. Their names appear in no child (the router watches the adapter set)."""
     options = options or RenderOptions()
     p = prepare(isvc, options, adapters)
     check_multi_node(isvc.spec, p.profile, options.leader_worker_set)

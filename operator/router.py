@@ -1,7 +1,8 @@
 """The router in front of a service's replicas (docs/router.md): pure render functions.
 
 When on, a service gets, besides its engines' children: a ServiceAccount, a Role that may
-read EndpointSlices (the router's discovery; nothing else) and its RoleBinding, a
+read EndpointSlices (the router's discovery) and the service's adapter set ConfigMap (the
+adapter names it accepts, and whose each is; nothing else) and its RoleBinding, a
 ConfigMap with `spec.router`, a Deployment of two router replicas (`infleet router
 --service NAME`, from the operator's own image, which ships `infleet.router`), a Service
 in front of them and a PDB. `status.url` then names the router's Service; the engines'
@@ -28,6 +29,7 @@ from infleet import __version__
 from infleet.api import InferenceServiceSpec
 from infleet.operator.api_keys import KEYS_DIR, KEYS_FILE, api_keys_volumes
 from infleet.operator.engines import EngineProfile
+from infleet.operator.lora_names import set_name
 from infleet.operator.lora_pod import admin_key_env, tenant_keys_volume
 from infleet.operator.names import CONFIG_HASH, child_labels, router_labels, router_name
 from infleet.operator.pod_security import container_security_context
@@ -86,24 +88,24 @@ def router_enabled(spec: InferenceServiceSpec, adapters: Iterable[str] = ()) -> 
     return spec.scaling.max_replicas > 1 or spec.engine.lora.max_adapters > 0 or any(adapters)
 
 
-def router_args(
-    name: str, served_name: str, adapters: Iterable[str], keys: RouterKeys | None = None
-) -> list[str]:
+def router_args(name: str, served_name: str, keys: RouterKeys | None = None) -> list[str]:
+    """No adapter names: the router watches the adapter set, so that a new or deleted
+    LoRAAdapter never changes this template (never rolls the routers)."""
     args = ["router", f"--model={served_name}", f"--service={name}", "--port-name=http"]
+    args += [f"--adapter-set={set_name(name)}"]
     if keys is not None and keys.volumes:
         args.append(f"--api-keys-file={KEYS_FILE}")
     args += ["--host=$(POD_IP)"]  # as the engines: the pod's address, whatever the network
     args += [f"--spec={SPEC_DIR}/router.yaml", f"--port={ROUTER_PORT}"]
     args += [f"--shutdown-grace-seconds={GRACE_SECONDS}"]
     args += [f"--kube-token-file={KUBE_API_DIR}/token", f"--kube-ca-file={KUBE_API_DIR}/ca.crt"]
-    return args + [f"--adapter={a}" for a in sorted(set(adapters))]
+    return args
 
 
 def render_router(
     name: str,
     spec: InferenceServiceSpec,
     served_name: str,
-    adapters: Iterable[str],
     image: str,
     meta: Meta,
     keys: RouterKeys | None = None,
@@ -113,7 +115,9 @@ def render_router(
     rname, pods = router_name(name), router_labels(name)
     config = yaml.safe_dump(spec.router.to_wire(), sort_keys=False)
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(rname, own)}
-    # Discovery reads its own service's EndpointSlices: get, list, watch in this namespace.
+    # Discovery reads its own service's EndpointSlices: get, list, watch in this namespace;
+    # the adapter names come from the service's adapter set, that one ConfigMap, which the
+    # router lists and watches by name (never `get`: the operator would need it to grant it).
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -123,7 +127,13 @@ def render_router(
                 "apiGroups": ["discovery.k8s.io"],
                 "resources": ["endpointslices"],
                 "verbs": ["get", "list", "watch"],
-            }
+            },
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [set_name(name)],
+                "verbs": ["list", "watch"],
+            },
         ],
     }
     binding = {
@@ -139,7 +149,7 @@ def render_router(
         "metadata": meta(rname, own),
         "data": {"router.yaml": config},
     }
-    template = _pod_template(name, served_name, adapters, image, config, keys or RouterKeys())
+    template = _pod_template(name, served_name, image, config, keys or RouterKeys())
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -175,16 +185,14 @@ def render_router(
     return [account, role, binding, config_map, deployment, service, pdb]
 
 
-def _pod_template(
-    name: str, served_name: str, adapters: Iterable[str], image: str, config: str, keys: RouterKeys
-) -> Obj:
+def _pod_template(name: str, served_name: str, image: str, config: str, keys: RouterKeys) -> Obj:
     pods = router_labels(name)
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 2}
     container = {
         "name": "router",
         "image": image,
         "command": ["infleet"],
-        "args": router_args(name, served_name, adapters, keys),
+        "args": router_args(name, served_name, keys),
         "env": [
             *(
                 {"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from infleet.api.router import RouterSpec
 from infleet.api.tenants import KeysFileError, hash_key
+from infleet.router.adapter_set import watch_adapter_set
 from infleet.router.config import DEFAULT_MAX_BODY_BYTES, RouterConfig
 from infleet.router.discovery import poll_static
 from infleet.router.kube_discovery import KubeAccess, watch_endpoint_slices
@@ -32,7 +33,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="the base model name clients send (required to serve)")
     p.add_argument(
-        "--adapter", action="append", default=[], help="a LoRA adapter name clients may send"
+        "--adapter",
+        action="append",
+        default=[],
+        help="a LoRA adapter name any caller may send (repeatable), for a router outside "
+        "Kubernetes; on it, --adapter-set watches the service's adapters",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -41,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--service", help="the replicas' Kubernetes Service (EndpointSlices)")
     p.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "default"))
     p.add_argument("--port-name", default="http", help="the Service port that serves the API")
+    p.add_argument(
+        "--adapter-set",
+        metavar="CONFIGMAP",
+        help="with --service: the service's adapter set ConfigMap, watched for the adapter "
+        "names and their tenants (absent: no adapters yet)",
+    )
     p.add_argument(
         "--kube-api", help="API server URL (default: in-cluster, with the service account)"
     )
@@ -95,9 +106,18 @@ def _discover(args: argparse.Namespace) -> Discover:
         raise SystemExit("infleet router: --service outside a pod needs --kube-api URL")
 
     async def kube(router: Router) -> None:
-        await watch_endpoint_slices(
-            router.replicas, access, args.namespace, args.service, args.port_name
-        )
+        watches = [
+            watch_endpoint_slices(
+                router.replicas, access, args.namespace, args.service, args.port_name
+            )
+        ]
+        if router.config.adapter_set:
+            watches.append(
+                watch_adapter_set(
+                    router.adapters, access, args.namespace, router.config.adapter_set
+                )
+            )
+        await asyncio.gather(*watches)
 
     return kube
 
@@ -111,12 +131,15 @@ def main(argv: list[str]) -> int:
         parser().error("--model is required")
     if not args.replica and not args.service:
         parser().error("give the replicas: --replica URL (repeatable) or --service NAME")
+    if args.adapter_set and not args.service:
+        parser().error("--adapter-set is read from Kubernetes: it needs --service NAME")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = RouterConfig(
         model=args.model,
         adapters=frozenset(args.adapter),
+        adapter_set=args.adapter_set,
         spec=_spec(args.spec),
         keys_file=args.api_keys_file,
         admin_key=os.environ.get(ADMIN_KEY_ENV),

@@ -14,7 +14,11 @@ DEFAULT_MAX_BODY_BYTES = 32 << 20  # the bundled engine's own limit
 @dataclass(slots=True)
 class RouterConfig:
     model: str  # the base model name clients send
-    adapters: frozenset[str] = frozenset()  # adapter names clients may send as `model`
+    # Adapter names any caller may send as `model` (--adapter, outside Kubernetes); on
+    # Kubernetes the watched adapter set adds to them (router/adapter_set.py).
+    adapters: frozenset[str] = frozenset()
+    # The service's adapter set ConfigMap, watched (cli.py); /health waits for its first list.
+    adapter_set: str | None = None
     spec: RouterSpec = field(default_factory=RouterSpec)  # limits and hold queue
     keys_file: Path | None = None  # tenants' API keys (api/tenants.py); None: one tenant
     admin_key: str | None = None  # sent to the engines' /router/events when they need one

@@ -1,4 +1,5 @@
-"""Replicas from Kubernetes EndpointSlices, read with plain HTTP (list, then watch).
+"""Replicas from Kubernetes EndpointSlices, read with plain HTTP (list, then watch); the
+same `follow` reads the service's adapter set (router/adapter_set.py).
 
 No kubernetes client: one list and one watch of one resource need a few lines of aiohttp,
 and the router image stays small. In a pod it uses the service account (token re-read on
@@ -17,7 +18,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,34 +91,44 @@ async def watch_endpoint_slices(
 ) -> None:
     """Forever: keep `replicas` equal to the Service's ready endpoints."""
     base = f"{access.server}/apis/discovery.k8s.io/v1/namespaces/{quote(namespace)}/endpointslices"
-    selector = quote(f"{SERVICE_LABEL}={service}")
+    await follow(
+        access,
+        base,
+        f"labelSelector={quote(f'{SERVICE_LABEL}={service}')}",
+        lambda slices: replicas.sync(endpoints_of(slices, port_name)),
+        f"EndpointSlices of {namespace}/{service}",
+    )
+
+
+OnChange = Callable[[list[dict[str, Any]]], None]
+
+
+async def follow(access: KubeAccess, base: str, query: str, on_change: OnChange, what: str) -> None:
+    """Forever: list the objects at `base?query`, then watch them; after each change hand
+    every current object to `on_change`. A failed list or watch is retried; a watch the
+    server ends (timeout, 410 Gone) starts over with a fresh list."""
     connector = aiohttp.TCPConnector(ssl=access.ssl_context() or True)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         while True:
             try:
-                await _list_and_watch(session, access, base, selector, replicas, port_name)
+                await _list_and_watch(session, access, f"{base}?{query}", on_change)
             except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ValueError) as err:
-                log.warning("EndpointSlice watch of %s/%s failed: %s", namespace, service, err)
+                log.warning("watch of %s failed: %s", what, err)
                 await asyncio.sleep(RETRY_SECONDS)
 
 
 async def _list_and_watch(
-    session: aiohttp.ClientSession,
-    access: KubeAccess,
-    base: str,
-    selector: str,
-    replicas: ReplicaSet,
-    port_name: str,
+    session: aiohttp.ClientSession, access: KubeAccess, url: str, on_change: OnChange
 ) -> None:
-    async with session.get(f"{base}?labelSelector={selector}", headers=access.headers()) as resp:
+    async with session.get(url, headers=access.headers()) as resp:
         resp.raise_for_status()
         listing = await resp.json()
-    slices = {s["metadata"]["name"]: s for s in listing.get("items") or []}
-    replicas.sync(endpoints_of(slices.values(), port_name))
+    objects = {o["metadata"]["name"]: o for o in listing.get("items") or []}
+    on_change(list(objects.values()))
     version = listing["metadata"]["resourceVersion"]
-    url = (
-        f"{base}?labelSelector={selector}&watch=1&resourceVersion={version}"
+    url += (
+        f"&watch=1&resourceVersion={version}"
         f"&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}"
     )
     async with session.get(url, headers=access.headers()) as resp:
@@ -134,7 +145,7 @@ async def _list_and_watch(
                 continue
             name = obj["metadata"]["name"]
             if kind == "DELETED":
-                slices.pop(name, None)
+                objects.pop(name, None)
             else:
-                slices[name] = obj
-            replicas.sync(endpoints_of(slices.values(), port_name))
+                objects[name] = obj
+            on_change(list(objects.values()))

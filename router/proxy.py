@@ -26,9 +26,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from infleet.api.router_wire import PREFIX_KEYS_HEADER
-from infleet.api.tenants import DEFAULT_TENANT, KeysFile, bearer_token
+from infleet.api.tenants import DEFAULT_TENANT, KeysFile, Tenant, bearer_token
 from infleet.router import errors
 from infleet.router.activator import Activator
+from infleet.router.adapter_set import AdapterSet
 from infleet.router.config import RouterConfig
 from infleet.router.limits import TenantLimiter
 from infleet.router.metrics import RouterMetrics
@@ -48,6 +49,8 @@ RELAYED_HEADERS = (
 )
 _CONNECT_FAILURES = (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)
 STREAMING = web.RequestKey("streaming", bool)  # the relay has started answering
+# Without keys every caller is the one tenant, and sees every adapter (as on the engine).
+NO_KEYS_CALLER = Tenant(DEFAULT_TENANT, admin=True)
 Refusal = Literal["draining", "unreachable", "disconnected", "no_adapter"]
 
 
@@ -58,6 +61,8 @@ class Router:
         self.config = config
         self.replicas = replicas or ReplicaSet()
         self.metrics = RouterMetrics()
+        # The set's watch (cli.py) updates it.
+        self.adapters = AdapterSet(config.adapters, watched=config.adapter_set is not None)
         self.limiter = TenantLimiter(config.spec)
         self.activator = Activator(self.replicas, config.spec.hold_queue, self.metrics)
         self.keys = KeysFile(config.keys_file) if config.keys_file else None
@@ -102,12 +107,13 @@ class Router:
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         try:
-            tenant = self._tenant(request)
+            caller = self._caller(request)
+            tenant = caller.name
             body, raw = await self._body(request)
             model = body.get("model")
             if not isinstance(model, str) or not model:
                 raise errors.bad_request("`model` is required and must be a string", "model")
-            adapter = self._resolve(model)
+            adapter = self._resolve(model, caller)
             loop = asyncio.get_running_loop()
             admission = self.limiter.admit(tenant, loop.time())
             if not admission.admitted:
@@ -125,13 +131,13 @@ class Router:
         except errors.RouterError as err:
             return err.response()
 
-    def _tenant(self, request: web.Request) -> str:
+    def _caller(self, request: web.Request) -> Tenant:
         if self.keys is None:
-            return DEFAULT_TENANT
+            return NO_KEYS_CALLER
         found = self.keys.authenticate(bearer_token(request.headers.get("Authorization")))
         if found is None:
             raise errors.unauthorized()
-        return found.name
+        return found
 
     async def _body(self, request: web.Request) -> tuple[Mapping[str, Any], bytes]:
         limit = self.config.max_body_bytes
@@ -149,11 +155,12 @@ class Router:
             raise errors.bad_request("the request body must be a JSON object")
         return body, raw
 
-    def _resolve(self, model: str) -> str | None:
-        """None for the base model, the adapter's name for an adapter; 404 otherwise."""
+    def _resolve(self, model: str, caller: Tenant) -> str | None:
+        """None for the base model, the adapter's name for an adapter `caller` may use;
+        404 otherwise (another tenant's adapter too, as the engine answers)."""
         if model == self.config.model:
             return None
-        if model in self.config.adapters or model in self.replicas.published_adapters():
+        if self.adapters.accepts(model, caller, self.replicas.published_adapters()):
             return model
         raise errors.model_not_found(model)
 
@@ -288,13 +295,11 @@ class Router:
 
     async def models(self, request: web.Request) -> web.Response:
         try:
-            self._tenant(request)
+            caller = self._caller(request)
         except errors.RouterError as err:
             return err.response()
-        names = [
-            self.config.model,
-            *sorted(self.config.adapters | self.replicas.published_adapters()),
-        ]
+        published = self.replicas.published_adapters()
+        names = [self.config.model, *self.adapters.visible(caller, published)]
         cards = [
             {
                 "id": n,
@@ -311,6 +316,8 @@ class Router:
         ready = self.replicas.ready_count(asyncio.get_running_loop().time())
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
+        if not self.adapters.synced:
+            return web.json_response({"status": "starting"}, status=503)
         return web.json_response({"status": "ok", "ready_replicas": ready})
 
     async def metrics_page(self, request: web.Request) -> web.Response:

@@ -359,6 +359,16 @@ def test_delete_gets_404_on_every_replica(fleet) -> None:
     cluster.wait_for(gone, 120, "the adapter gone from every replica")
     data = cluster.get("configmap", f"{SERVICE}-lora", "-n", ns).get("data") or {}
     assert data == {}
+    # The routers watch the set: the adapter is a 404 through status.url too, and none of
+    # the adapters added and deleted in this module changed the routers' pod template.
+    url = cluster.get("inferenceservice", SERVICE, "-n", ns)["status"]["url"]
+    cluster.wait_for(
+        lambda: chat_status(url.removesuffix("/v1"), "tenant-a-chat", keys["a"]) == 404,
+        30,
+        "the router's 404 for the deleted adapter",
+    )
+    routers = cluster.get("deployment", f"{SERVICE}-router", "-n", ns)
+    assert routers["metadata"]["generation"] == 1, "the routers rolled"
     print(f"\nBENCH lora applied -> loaded on every replica: {BENCH}")
 
 

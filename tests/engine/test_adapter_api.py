@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from infleet.api import router_wire as wire
+from infleet.api.lora_set import Entry
 from infleet.api.tenants import hash_key
 from infleet.lora.artifact import pack
-from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
 from tests.engine.test_router_feed import Follower

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infleet.api.lora_set import Entry
 from infleet.lora.artifact import pack
 from infleet.operator.lora_engines import EngineClient, LoadRefused, Replica, ready_replicas
-from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
 from infleet.operator.lora_sync import EngineApi, Syncer
 from infleet.operator.lora_sync_server import serve

@@ -6,10 +6,12 @@ import yaml
 
 from infleet.api.router import RouterSpec
 from infleet.operator.cli import render_documents
+from infleet.operator.lora_names import set_name
 from infleet.operator.names import SERVICE_LABEL
 from infleet.operator.reconcile import url_service
 from infleet.operator.render import RenderOptions, render_children
 from infleet.operator.status import compute_status
+from infleet.router import cli as router_cli
 from tests.operator import samples
 from tests.operator.pod_security_standard import violations
 from tests.operator.samples import body, merge
@@ -91,7 +93,10 @@ def test_the_router_deployment_runs_infleet_router_on_the_engines_service():
     assert container["command"] == ["infleet"]
     args = container["args"]
     assert args[0] == "router"
-    assert {"--model=qwen-7b", "--service=chat", "--adapter=a", "--adapter=b"} <= set(args)
+    assert {"--model=qwen-7b", "--service=chat", "--adapter-set=chat-lora"} <= set(args)
+    assert not [a for a in args if a.startswith("--adapter=")]  # the set is watched instead
+    parsed = router_cli.parser().parse_args(args[1:])  # what `infleet router` reads
+    assert (parsed.service, parsed.adapter_set, parsed.adapter) == ("chat", "chat-lora", [])
     # --spec is the ConfigMap's file, and it holds spec.router as the router reads it.
     (spec_arg,) = [a for a in args if a.startswith("--spec=")]
     mount, kube_api = container["volumeMounts"]
@@ -125,14 +130,20 @@ def test_router_pods_are_not_the_services_replicas():
         assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 
-def test_the_router_may_read_endpoint_slices_and_nothing_else():
+def test_the_router_may_read_endpoint_slices_and_its_adapter_set_and_nothing_else():
     found = routers(render_children(isvc()))
     assert found["Role"]["rules"] == [
         {
             "apiGroups": ["discovery.k8s.io"],
             "resources": ["endpointslices"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        {  # the one ConfigMap it watches (by name: list + watch, never get)
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [set_name("chat")],
+            "verbs": ["list", "watch"],
+        },
     ]
     binding, account = found["RoleBinding"], found["ServiceAccount"]["metadata"]["name"]
     assert binding["roleRef"]["name"] == found["Role"]["metadata"]["name"]
@@ -178,27 +189,37 @@ def test_status_url_names_the_routers_service_when_there_is_one():
     assert url_service([], {}, "chat") == "chat"
 
 
-def test_infleet_render_passes_the_adapters_aimed_at_each_service():
-    text = yaml.safe_dump_all(
-        [
-            body(scaling={"maxReplicas": 1}, router={"enabled": None}),
-            {
-                "apiVersion": "infleet.io/v1alpha1",
-                "kind": "LoRAAdapter",
-                "metadata": {"name": "sql-v2", "namespace": "team-a"},
-                "spec": {"uri": "hf://org/sql", "inferenceService": "chat", "rank": 8},
-            },
-            {
-                "apiVersion": "infleet.io/v1alpha1",
-                "kind": "LoRAAdapter",
-                "metadata": {"name": "elsewhere", "namespace": "team-b"},
-                "spec": {"uri": "hf://org/x", "inferenceService": "chat", "rank": 8},
-            },
-        ]
+def test_infleet_render_turns_the_router_on_for_adapters_aimed_at_the_service():
+    service = body(scaling={"maxReplicas": 1}, router={"enabled": None})
+    here, elsewhere = (
+        {
+            "apiVersion": "infleet.io/v1alpha1",
+            "kind": "LoRAAdapter",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"uri": "hf://org/x", "inferenceService": "chat", "rank": 8},
+        }
+        for name, namespace in (("sql-v2", "team-a"), ("elsewhere", "team-b"))
     )
-    found = routers(render_documents(text, RenderOptions(), "default"))
-    args = found["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert [a for a in args if a.startswith("--adapter")] == ["--adapter=sql-v2"]
+
+    def render(*docs):
+        return routers(render_documents(yaml.safe_dump_all(docs), RenderOptions(), "default"))
+
+    # maxReplicas 1: only an adapter aimed at the service (same namespace) turns the
+    # router on; its name is in no child, since the router watches the adapter set.
+    found = render(service, here, elsewhere)
+    assert sorted(found) == sorted(ROUTER_KINDS)
+    assert "sql-v2" not in yaml.safe_dump(list(found.values()))
+    assert render(service, elsewhere) == {}
+
+
+def test_adding_or_removing_adapters_never_changes_the_routers():
+    # Issue 15: a new or deleted LoRAAdapter must not roll the routers (nor anything else
+    # of theirs): the same objects with none or three adapters aimed at the service.
+    lora = {"engine": {"lora": {"maxAdapters": 4}}}
+    none = routers(render_children(isvc(**lora), adapters=[]))
+    three = routers(render_children(isvc(**lora), adapters=["sql", "chat-v2", "summary"]))
+    assert sorted(none) == sorted(ROUTER_KINDS)
+    assert three == none
 
 
 def test_turning_the_router_off_prunes_its_children_and_nothing_else():
