@@ -44,6 +44,9 @@ class PlaneConfig:
     pod_network: str = "127.1.0.0/16"
     service_network: str = "127.2.0.0/16"
     hollow_pods: bool = False  # pods run no process, Running+Ready at once (scale tests)
+    # Serve the LeaderWorkerSet CRD and run its controller (multi-node replicas), as a
+    # cluster with LWS installed; False: a cluster without it.
+    leader_worker_set: bool = True
 
 
 class LocalPlane:

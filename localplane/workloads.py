@@ -1,5 +1,5 @@
 """Wires the workload machinery into a LocalPlane: nodes, scheduler, controllers,
-process kubelet and service proxy."""
+process kubelet and service proxy (and LeaderWorkerSet, its CRD and controller)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from infleet.localplane.deployments import DeploymentController
 from infleet.localplane.disruption import DisruptionController
 from infleet.localplane.endpoints import EndpointsController
 from infleet.localplane.kubelet import Kubelet
+from infleet.localplane.leaderworkersets import LeaderWorkerSetController
+from infleet.localplane.lws_crd import LWS_CRD
 from infleet.localplane.nodes import NodeManager, default_pool
 from infleet.localplane.proxy import ServiceProxy
 from infleet.localplane.replicasets import ReplicaSetController
@@ -48,6 +50,10 @@ def add_workloads(plane: LocalPlane) -> None:
     plane.server.sub_handlers[("", "pods", "log", "GET")] = kubelet.logs
     plane.server.sub_handlers[("", "pods", "eviction", "POST")] = disruption.evict
     plane.server.sub_handlers[("", "pods", "binding", "POST")] = scheduler.bind
+    if plane.config.leader_worker_set:
+        plane.add_controller(LeaderWorkerSetController(api))
+        crds = api.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        api.create(crds, "", LWS_CRD, "lws-install")
     nodes.create_pool()
     plane.on_stop.append(kubelet.shutdown)
     plane.on_stop.append(proxy.shutdown)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import mimetypes
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,11 @@ class GatedModelServer:
                 outer.served += 1
                 data = outer.path.read_bytes()
                 self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
+                # KServe's fetch unpacks an archive only when its type says so.
+                kind = mimetypes.guess_type(outer.path.name)[0]
+                if kind not in ("application/x-tar", "application/zip"):
+                    kind = "application/octet-stream"
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
