@@ -3,7 +3,7 @@
 The runner sets the step's LoRABatch before the forward (None when no token uses an
 adapter) and clears it after, like the attention context: model code never sees which
 token belongs to which adapter. Each adapted linear of each decoder layer holds one
-`LinearLoRA`; its call adds the batch's LoRA deltas to the base output in place (base
+`LinearLoRA`; its `apply` adds the batch's LoRA deltas to the base output in place (base
 tokens' rows untouched), on CUDA through the Triton kernels, elsewhere through the torch
 path.
 """
@@ -40,7 +40,8 @@ class LinearLoRA:
             part_meta = torch.tensor(meta, dtype=torch.int32, device=self.a.device)
             self._add = functools.partial(add_lora_triton, part_meta=part_meta)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def apply(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Adds this step's deltas to y (engine/layers/linear.py's adapter hook)."""
         batch = _current
         if batch is not None:
             self._add(y, x, batch, self.a, self.b, self.part_sizes)
