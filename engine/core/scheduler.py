@@ -23,6 +23,7 @@ with a constraint waits for its token (its mask needs it).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infleet.engine.core.block_manager import BlockManager
@@ -70,6 +71,9 @@ class Scheduler:
         self._blocked: Sequence | None = None  # the waiting request being bypassed
         self._bypasses = 0
         self._decode_turn = 0  # rotates decodes when they outnumber the token budget
+        # (running, waiting) -> the waiting sequences another rule holds back this step:
+        # LoRA's slot rule (engine/core/lora_state.py); such a sequence is simply passed.
+        self.hold_back: Callable[[list[Sequence], list[Sequence]], set[Sequence]] | None = None
 
     @property
     def num_waiting(self) -> int:
@@ -130,12 +134,18 @@ class Scheduler:
         # Admitting while preempting would only evict the newcomer again next step.
         i = 0
         passed_blocked = False  # the oldest request that did not fit is behind us
+        held: set[Sequence] = set()
+        if self.hold_back is not None and self.waiting and not preempted:
+            held = self.hold_back(self.running, self.waiting)
         while not preempted and i < len(self.waiting) and budget > 0:
             if len(self.running) >= self.config.max_num_seqs:
                 break
             if passed_blocked and self._bypasses >= MAX_BYPASS:
                 break  # no one else passes it: the pool drains for it
             seq = self.waiting[i]
+            if seq in held:
+                i += 1
+                continue
             hits = self.block_manager.lookup_prefix(seq)
             num_cached = len(hits) * self.block_manager.block_size
             n = min(seq.num_tokens - num_cached, budget)
