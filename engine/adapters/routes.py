@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ log = logging.getLogger("infleet.engine.adapters")
 class AdapterApi:
     registry: AdapterRegistry
     set_dir: Path | None
+    unloaded: Callable[[int], None]  # tells the engine core an adapter (its id) is gone
 
 
 ADAPTERS = web.AppKey("adapters", AdapterApi)
@@ -99,10 +101,12 @@ async def load(request: web.Request) -> web.Response:
 async def unload(request: web.Request) -> web.Response:
     api = _authorize(request)
     name = (await _body(request, "lora_name"))["lora_name"]
-    if api.registry.remove(name) is None:
+    adapter = api.registry.remove(name)
+    if adapter is None:
         raise errors.ApiError(
             404, f"no adapter named {name!r} is loaded", param="lora_name", code="not_found"
         )
+    api.unloaded(adapter.id)
     log.info("unloaded adapter %s", name)
     return web.json_response({"status": "ok", "message": f"adapter {name} unloaded"})
 

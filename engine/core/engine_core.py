@@ -41,7 +41,7 @@ from infleet.engine.core import logits_processors
 from infleet.engine.core.block_manager import BlockManager
 from infleet.engine.core.kv_sizing import resolve_kv_pool
 from infleet.engine.core.lora_state import EngineLoRA, SlotWrite
-from infleet.engine.core.runner import ModelRunner, SeqSlice
+from infleet.engine.core.runner import LoRAStep, ModelRunner, SeqSlice
 from infleet.engine.core.sampler import SampleFlags, SampleResult, sample
 from infleet.engine.core.sampling_state import LAST_TOKEN, SamplingState, request_seed
 from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
@@ -57,7 +57,6 @@ from infleet.engine.messages import (
     SamplingParams,
     TokenLogprobs,
 )
-from infleet.lora.batch import LoRABatch
 from infleet.lora.errors import AdapterError
 
 log = logging.getLogger("infleet.engine")
@@ -90,7 +89,7 @@ class Job:
     bitmask: torch.Tensor | None
     block_copies: list[tuple[int, int]]  # (source, destination): forks' partial blocks
     lora_slots: list[int] | None = None  # per slice: its adapter's device slot, -1 none
-    lora_batch: LoRABatch | None = None  # the step's token -> slot layout
+    lora_batch: LoRAStep | None = None  # the step's token -> slot layout
     lora_writes: list[SlotWrite] = field(default_factory=list)  # adapters to copy first
 
 
@@ -481,7 +480,7 @@ class EngineCore:
         zero = torch.zeros(self.vocab_size, device=self.device)
         return torch.stack([zero if r is None else r for r in rows])
 
-    def _slice_lora(self, job: Job, i: int) -> LoRABatch | None:
+    def _slice_lora(self, job: Job, i: int) -> LoRAStep | None:
         if self.lora is None or job.lora_slots is None:
             return None
         return self.lora.batch([job.lora_slots[i]], [len(job.slices[i].token_ids)])

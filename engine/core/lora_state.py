@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from infleet.engine.core.runner import LoRAStep
 from infleet.engine.core.sequence import Sequence
 from infleet.engine.layers.linear import Linear
 from infleet.engine.messages import AdapterRef, LoRAStats
@@ -182,12 +183,13 @@ class EngineLoRA:
         for slot, weights in writes:
             self.slots.write(slot, weights)
 
-    def batch(self, slice_slots: list[int], slice_lens: list[int]) -> LoRABatch | None:
-        """The step's LoRABatch: each slice's tokens take its slot."""
+    def batch(self, slice_slots: list[int], slice_lens: list[int]) -> LoRAStep | None:
+        """The step's LoRABatch (each slice's tokens take its slot), with the slots."""
         if all(s < 0 for s in slice_slots):
             return None
         tokens = [s for s, n in zip(slice_slots, slice_lens, strict=True) for _ in range(n)]
-        return LoRABatch.build(tokens, self.max_loras, self.device)
+        batch = LoRABatch.build(tokens, self.max_loras, self.device)
+        return None if batch is None else (batch, self.slots)
 
     def stats(self, running: Iterable[Sequence], waiting: Iterable[Sequence]) -> LoRAStats:
         c = self.cache.stats

@@ -25,6 +25,9 @@ from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
 from infleet.lora.apply import set_lora_batch
 from infleet.lora.batch import LoRABatch
+from infleet.lora.slots import DeviceSlots
+
+LoRAStep = tuple[LoRABatch, DeviceSlots]  # a step's token -> slot layout, and the slots
 
 
 @dataclass(slots=True)
@@ -112,14 +115,14 @@ class ModelRunner:
         prompt block it is about to write into."""
         self.kv_cache[:, :, dst] = self.kv_cache[:, :, src]
 
-    def forward(self, batch: list[SeqSlice], lora: LoRABatch | None = None) -> torch.Tensor:
+    def forward(self, batch: list[SeqSlice], lora: LoRAStep | None = None) -> torch.Tensor:
         """float32 logits `[len(batch), vocab]` at each slice's last token."""
         input_ids, ctx = self.prepare(batch)
         return self.run(input_ids, ctx, lora)
 
     @torch.inference_mode()
     def run(
-        self, input_ids: torch.Tensor, ctx: AttentionContext, lora: LoRABatch | None = None
+        self, input_ids: torch.Tensor, ctx: AttentionContext, lora: LoRAStep | None = None
     ) -> torch.Tensor:
         """The device half of `forward`: logits of prepared inputs. The engine core calls
         it on its device thread, after patching fed-back token ids into `input_ids`.
@@ -136,7 +139,8 @@ class ModelRunner:
         ):
             return self.model.compute_logits(graphs.run(input_ids, ctx)).float()
         set_context(ctx)
-        set_lora_batch(lora)
+        if lora is not None:
+            set_lora_batch(*lora)
         try:
             hidden = self.model(input_ids, ctx.positions)
             last = ctx.cu_seqlens_q[1:].long() - 1

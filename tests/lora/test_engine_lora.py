@@ -49,7 +49,7 @@ def test_greedy_tokens_equal_peft(case):
     for rid, name, p in requests:
         assert tokens[rid] == case.expected[name, p], (name, p)
     # Non-trivial adapters: each one changes the tokens of its prompt.
-    for rid, name, p in requests:
+    for _, name, p in requests:
         if name is not None:
             assert case.expected[name, p] != case.expected[None, p], name
 
