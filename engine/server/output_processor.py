@@ -184,6 +184,8 @@ class OutputProcessor:
             prefix_queries=s.prefix_queries_total,
             prefix_hits=s.prefix_hits_total,
         )
+        if s.lora is not None:
+            self.metrics.record_lora(s.lora)
 
     def _emit(self, state: RequestState, delta: CompletionDelta) -> tuple[RequestOutput, bool]:
         previous = state.last_token_time

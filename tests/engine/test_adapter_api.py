@@ -1,20 +1,25 @@
 """The bundled engine's adapter API: the set read before it listens, vLLM's load/unload
 endpoints with the admin key and lora/'s checks, the model list, and what a request for
-an adapter gets (404 unknown; 501 loaded, until the engine applies adapters)."""
+an adapter gets (404 unknown or another tenant's; the adapter's own tokens when loaded)."""
 
 from __future__ import annotations
+
+import re
 
 import httpx
 import pytest
 import yaml
 
 from infleet.api.tenants import hash_key
+from infleet.engine.messages import AdapterRef, SamplingParams
 from infleet.lora.artifact import pack
 from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
 from tests.lora.written_adapters import OTHER, adapter_files, write_dir
 
+B_STD = 0.02  # adapters that change SmolLM2's tokens (a zero B would change nothing)
+PROMPT = "The capital of France is"
 ADMIN = "admin-key-for-tests"
 KEYS = {"team-a": "key-of-team-a", "team-b": "key-of-team-b"}
 
@@ -71,6 +76,24 @@ def chat(server, model: str, key: str | None) -> httpx.Response:
     return httpx.post(server.url + "/v1/chat/completions", json=body, headers=auth(key), timeout=60)
 
 
+def complete(server, model: str, key: str | None) -> httpx.Response:
+    body = {"model": model, "prompt": PROMPT, "max_tokens": 8, "temperature": 0}
+    return httpx.post(server.url + "/v1/completions", json=body, headers=auth(key), timeout=60)
+
+
+def in_process_text(files: dict[str, bytes], tmp_path) -> str:
+    """The adapter's greedy completion of PROMPT by an engine driven in this process."""
+    path = write_dir(tmp_path / "reference", files)
+    engine = smollm2_engine(enable_lora=True, max_lora_rank=16)
+    params = SamplingParams(max_tokens=8, temperature=0.0)
+    ids = engine.tokenizer.encode(PROMPT)
+    engine.add_request("ref", ids, params, lora=AdapterRef("ref", str(path), 1))
+    text = ""
+    while engine.has_unfinished():
+        text += "".join(out.text for out in engine.step())
+    return text
+
+
 def post(server, what: str, body: dict, key: str | None = ADMIN) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/{what}", json=body, headers=auth(key), timeout=60)
 
@@ -82,14 +105,21 @@ def test_the_set_is_served_from_the_start(server):
     assert "parent" not in cards[SMOLLM2]
 
 
-def test_load_list_unload_and_404(server, store):
-    url = stored(store, seed=2)
+def test_load_list_serve_unload_and_404(server, store, tmp_path):
+    url = stored(store, seed=2, b_std=B_STD)
     body = {"lora_name": "a2", "lora_path": url, "tenant": "team-a"}
     assert post(server, "load_lora_adapter", body).status_code == 200
     assert models(server)["a2"]["root"] == url
     assert post(server, "load_lora_adapter", body).status_code == 409
-    applied = chat(server, "a2", KEYS["team-a"])
-    assert applied.status_code == 501 and applied.json()["error"]["code"] == "adapter_not_applied"
+    applied = complete(server, "a2", KEYS["team-a"])
+    assert applied.status_code == 200, applied.text
+    text = applied.json()["choices"][0]["text"]
+    assert text == in_process_text(adapter_files(seed=2, b_std=B_STD), tmp_path)
+    assert text != complete(server, SMOLLM2, KEYS["team-a"]).json()["choices"][0]["text"]
+    metrics = httpx.get(server.url + "/metrics", headers=auth(ADMIN)).text
+    assert re.search(r'^infleet:lora_requests_info\{.*max_lora="4".*\} \d', metrics, re.M)
+    device_loads = re.search(r'^infleet:lora_loads_total\{.*tier="device"\} (\S+)', metrics, re.M)
+    assert device_loads and float(device_loads[1]) >= 1
     assert post(server, "unload_lora_adapter", {"lora_name": "a2"}).status_code == 200
     assert "a2" not in models(server)
     gone = chat(server, "a2", KEYS["team-a"])
@@ -126,7 +156,7 @@ def test_refusals_name_the_field_and_change_nothing(server, store, tmp_path):
 def test_a_tenant_neither_lists_nor_uses_another_tenants_adapter(server):
     assert set(models(server, KEYS["team-a"])) == {SMOLLM2, "from-the-set"}
     assert set(models(server, KEYS["team-b"])) == {SMOLLM2}
-    assert chat(server, "from-the-set", KEYS["team-a"]).status_code == 501
+    assert chat(server, "from-the-set", KEYS["team-a"]).status_code == 200
     assert chat(server, "from-the-set", KEYS["team-b"]).status_code == 404
     assert chat(server, SMOLLM2, KEYS["team-b"]).status_code == 200
     for key in (None, "not-a-key"):
