@@ -11,15 +11,14 @@ import pytest
 import yaml
 
 from infleet.api.tenants import hash_key
-from infleet.engine.messages import AdapterRef, SamplingParams
 from infleet.lora.artifact import pack
 from infleet.operator.lora_set import Entry
 from infleet.operator.lora_store import AdapterStore
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
+from tests.lora.reference import adapter_text, completion_body
 from tests.lora.written_adapters import OTHER, adapter_files, write_dir
 
 B_STD = 0.02  # adapters that change SmolLM2's tokens (a zero B would change nothing)
-PROMPT = "The capital of France is"
 ADMIN = "admin-key-for-tests"
 KEYS = {"team-a": "key-of-team-a", "team-b": "key-of-team-b"}
 
@@ -77,21 +76,8 @@ def chat(server, model: str, key: str | None) -> httpx.Response:
 
 
 def complete(server, model: str, key: str | None) -> httpx.Response:
-    body = {"model": model, "prompt": PROMPT, "max_tokens": 8, "temperature": 0}
+    body = completion_body(model)
     return httpx.post(server.url + "/v1/completions", json=body, headers=auth(key), timeout=60)
-
-
-def in_process_text(files: dict[str, bytes], tmp_path) -> str:
-    """The adapter's greedy completion of PROMPT by an engine driven in this process."""
-    path = write_dir(tmp_path / "reference", files)
-    engine = smollm2_engine(enable_lora=True, max_lora_rank=16)
-    params = SamplingParams(max_tokens=8, temperature=0.0)
-    ids = engine.tokenizer.encode(PROMPT)
-    engine.add_request("ref", ids, params, lora=AdapterRef("ref", str(path), 1))
-    text = ""
-    while engine.has_unfinished():
-        text += "".join(out.text for out in engine.step())
-    return text
 
 
 def post(server, what: str, body: dict, key: str | None = ADMIN) -> httpx.Response:
@@ -114,7 +100,7 @@ def test_load_list_serve_unload_and_404(server, store, tmp_path):
     applied = complete(server, "a2", KEYS["team-a"])
     assert applied.status_code == 200, applied.text
     text = applied.json()["choices"][0]["text"]
-    assert text == in_process_text(adapter_files(seed=2, b_std=B_STD), tmp_path)
+    assert text == adapter_text(adapter_files(seed=2, b_std=B_STD), tmp_path)
     assert text != complete(server, SMOLLM2, KEYS["team-a"]).json()["choices"][0]["text"]
     metrics = httpx.get(server.url + "/metrics", headers=auth(ADMIN)).text
     assert re.search(r'^infleet:lora_requests_info\{.*max_lora="4".*\} \d', metrics, re.M)
