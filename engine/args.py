@@ -87,10 +87,22 @@ def _positive_int(text: str) -> int:
 
 
 def _lora_module(text: str) -> str:
-    """vLLM's `name=path` form of --lora-modules."""
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    """One --lora-modules entry in either of vLLM's forms, `name=path` or a JSON object
+    with `name` and `path`; kept as `name=path`."""
+    if text.lstrip().startswith("{"):
+        try:
+            entry = json.loads(text)
+            name, path = str(entry["name"]), str(entry["path"])
+        except (ValueError, KeyError, TypeError):
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=PATH or {{\"name\": ..., \"path\": ...}}, got {text!r}"
+            ) from None
+    else:
+        name, sep, path = text.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    if not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"a name and a path are needed, got {text!r}")
     return f"{name.strip()}={path.strip()}"
 
 

@@ -14,10 +14,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from infleet.engine.messages import AdapterRef, CoreReady
 from infleet.lora.adapter_dir import inspect_adapter
 from infleet.lora.base_model import BaseModelShape
 from infleet.lora.errors import AdapterError
+from infleet.lora.host_weights import load_adapter
 from infleet.lora.manifest import AdapterManifest
 
 
@@ -71,6 +74,9 @@ class AdapterRegistry:
         `inside_lora_dir`: its files must resolve inside --lora-dir (runtime loads)."""
         lora_dir = self.lora_dir if inside_lora_dir else None
         manifest = inspect_adapter(path, self.base, self.max_rank, lora_dir=lora_dir)
+        # The values too (NaN, a payload the header misdescribes): refused here with a
+        # 400, not later when the core reads them for a request.
+        load_adapter(path, self.base, self.max_rank, torch.float32, lora_dir=lora_dir)
         with self._guard:
             if name in self._adapters:
                 raise AdapterError("lora_name", f"an adapter named {name!r} is already loaded")

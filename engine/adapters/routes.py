@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -76,7 +77,8 @@ async def _body(request: web.Request, *fields: str) -> dict[str, str]:
 async def add(api: AdapterApi, name: str, lora_path: str, tenant: str | None) -> None:
     """Fetches (if a URL), checks and registers one adapter; AdapterError if refused."""
     path = await local_dir(lora_path, api.registry.lora_dir)
-    api.registry.add(name, lora_path, path, tenant)
+    # Reading and checking the tensors takes a while: not on the event loop.
+    await asyncio.to_thread(api.registry.add, name, lora_path, path, tenant)
 
 
 async def load(request: web.Request) -> web.Response:

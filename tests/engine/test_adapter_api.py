@@ -130,6 +130,7 @@ def test_refusals_name_the_field_and_change_nothing(server, store, tmp_path):
         "rank-32": stored(store, rank=32),
         "bad-digest": store.url("0" * 64),
         "outside": str(write_dir(tmp_path / "a", adapter_files())),
+        "nan-values": stored(store, seed=9, b_std=float("nan")),
     }
     for name, path in cases.items():
         resp = post(server, "load_lora_adapter", {"lora_name": name, "lora_path": path})
@@ -168,3 +169,25 @@ def test_a_full_engine_answers_409_and_keeps_what_it_has(store, tmp_path):
         full = post(s, "load_lora_adapter", {"lora_name": "two", "lora_path": stored(store)})
         assert full.status_code == 409 and full.json()["error"]["code"] == "adapter_limit"
         assert set(models(s)) == {SMOLLM2, "one"}
+
+
+def test_lora_modules_are_served_from_the_start(tmp_path):
+    good = write_dir(tmp_path / "good", adapter_files(seed=4, b_std=B_STD))
+    engine = smollm2_engine(enable_lora=True, lora_modules=[f"started={good}"])
+    with ServerThread(engine) as s:
+        assert models(s, None)["started"]["parent"] == SMOLLM2
+        resp = complete(s, "started", None)
+        assert resp.status_code == 200
+        assert resp.json()["choices"][0]["text"] != complete(s, SMOLLM2, None).json()[
+            "choices"
+        ][0]["text"]
+
+
+def test_a_refused_lora_module_stops_the_start(tmp_path, caplog):
+    bad = write_dir(tmp_path / "bad", adapter_files(rank=32))
+    engine = smollm2_engine(enable_lora=True, lora_modules=[f"big={bad}"])
+    server = ServerThread(engine)
+    server._thread.start()
+    server._thread.join(60)
+    assert server.exit_code == 2
+    assert "--lora-modules big: " in caplog.text and "--max-lora-rank" in caplog.text

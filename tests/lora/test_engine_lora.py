@@ -6,11 +6,16 @@ preemption) gives each request exactly its tokens alone."""
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from infleet.engine.args import EngineArgs
+from infleet.engine.errors import InvalidRequest
 from infleet.engine.llm_engine import LLMEngine
+from infleet.engine.messages import AdapterRef
 from tests.lora.engine_cases import CASES, GREEDY, Case, build_case, lora_engine
 
 
@@ -84,3 +89,46 @@ def test_mixed_batch_under_pressure_gives_each_request_its_solo_tokens(llama):
     assert eng.scheduler.num_preemptions > 0
     stats = eng.core.stats().lora
     assert stats is not None and stats.device_evictions > 0 and stats.running == []
+
+
+def test_core_refusals_name_the_adapter_and_disturb_nothing(llama, tmp_path):
+    case = llama
+    good = case.refs["attn-r4"]
+    assert good is not None
+    # Tensors whose header is fine but whose values are not (the API side reads headers
+    # only): the core refuses the request when it reads them.
+    bad_dir = tmp_path / "nan"
+    bad_dir.mkdir()
+    for f in Path(good.path).iterdir():
+        (bad_dir / f.name).write_bytes(f.read_bytes())
+    weights = bad_dir / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    next(iter(tensors.values())).fill_(float("nan"))
+    save_file(tensors, weights)
+    eng = lora_engine(case)
+    bad = AdapterRef("nan", str(bad_dir), id=99)
+    with pytest.raises(InvalidRequest, match="NaN") as err:
+        eng.add_request("bad", case.prompts[0], GREEDY, lora=bad)
+    assert err.value.param == "model"
+    assert eng.core.stats().lora.load_failures == 1
+    tokens = run(eng, case, [("ok", "attn-r4", 0)])
+    assert tokens["ok"] == case.expected["attn-r4", 0]
+    off = LLMEngine(EngineArgs(model="tiny", num_kv_blocks=64), case.loaded)
+    with pytest.raises(InvalidRequest, match="LoRA is not enabled"):
+        off.add_request("r", case.prompts[0], GREEDY, lora=good)
+
+
+def test_unloaded_adapter_is_forgotten_once_its_requests_end(llama):
+    case = llama
+    eng = lora_engine(case)
+    ref = case.refs["all-r2"]
+    assert ref is not None
+    eng.add_request("a", case.prompts[1], GREEDY, lora=ref)
+    eng.step()
+    eng.core.unload_adapter(ref.id)
+    tokens = defaultdict(list)
+    while eng.has_unfinished():
+        for out in eng.step():
+            tokens[out.request_id] += out.token_ids
+    assert tokens["a"] == case.expected["all-r2", 1]  # the running request finishes
+    assert str(ref.id) not in eng.core.lora.cache

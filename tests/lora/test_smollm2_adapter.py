@@ -43,8 +43,7 @@ def hf_twin():
 
     with no_init_weights():  # every weight is loaded next: a random init would waste ~10 s
         model = transformers.LlamaForCausalLM(config)
-    # assign: the twin shares our frozen weights (training touches only the LoRA tensors).
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     model.tie_weights()
     return model
