@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--output-len", type=int, default=32)
     parser.add_argument("--max-num-seqs", type=int, default=128)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every case, in turn (load drifts)"
+    )
     args = parser.parse_args()
 
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
@@ -91,19 +94,27 @@ def main() -> None:
                   max_num_seqs=args.max_num_seqs, enable_prefix_caching=False)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         paths = [write_adapter(Path(tmp), shape, s) for s in range(max(args.adapters))]
-        base = run_case(LLMEngine(EngineArgs(**common), loaded), prompts, [], args.output_len)
-        print(f"base model alone: {base:.1f} output tok/s")
-        for n in args.adapters:
-            refs = [AdapterRef(f"a{i}", str(paths[i]), i + 1) for i in range(n)]
-            lora_args = EngineArgs(
-                **common, enable_lora=True, max_lora_rank=RANK,
-                max_loras=min(args.max_loras, n), max_cpu_loras=args.max_cpu_loras or n,
-            )  # fmt: skip
-            tps = run_case(LLMEngine(lora_args, loaded), prompts, refs, args.output_len)
-            print(
-                f"{n:4d} adapter(s), max_loras {min(args.max_loras, n)}: {tps:.1f} output "
-                f"tok/s ({100 * (tps / base - 1):+.1f} % vs base)"
-            )
+        for r in range(args.rounds):
+            print(f"round {r + 1}")
+            run_round(args, loaded, prompts, paths, common)
+
+
+def run_round(args, loaded, prompts: list[list[int]], paths: list[Path], common: dict) -> None:
+    """The base model alone, then each adapter count, one after the other."""
+    base = run_case(LLMEngine(EngineArgs(**common), loaded), prompts, [], args.output_len)
+    print(f"base model alone: {base:.1f} output tok/s")
+    for n in args.adapters:
+        refs = [AdapterRef(f"a{i}", str(paths[i]), i + 1) for i in range(n)]
+        slots = min(args.max_loras, n)
+        lora_args = EngineArgs(
+            **common, enable_lora=True, max_lora_rank=RANK, max_loras=slots,
+            max_cpu_loras=args.max_cpu_loras or n,
+        )  # fmt: skip
+        tps = run_case(LLMEngine(lora_args, loaded), prompts, refs, args.output_len)
+        print(
+            f"{n:4d} adapter(s), max_loras {slots}: {tps:.1f} output tok/s "
+            f"({100 * (tps / base - 1):+.1f} % vs base)"
+        )
 
 
 if __name__ == "__main__":
