@@ -95,7 +95,7 @@ def _lora_module(text: str) -> str:
             name, path = str(entry["name"]), str(entry["path"])
         except (ValueError, KeyError, TypeError):
             raise argparse.ArgumentTypeError(
-                f"expected NAME=PATH or {{\"name\": ..., \"path\": ...}}, got {text!r}"
+                f'expected NAME=PATH or {{"name": ..., "path": ...}}, got {text!r}'
             ) from None
     else:
         name, sep, path = text.partition("=")

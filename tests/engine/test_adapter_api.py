@@ -178,9 +178,10 @@ def test_lora_modules_are_served_from_the_start(tmp_path):
         assert models(s, None)["started"]["parent"] == SMOLLM2
         resp = complete(s, "started", None)
         assert resp.status_code == 200
-        assert resp.json()["choices"][0]["text"] != complete(s, SMOLLM2, None).json()[
-            "choices"
-        ][0]["text"]
+        assert (
+            resp.json()["choices"][0]["text"]
+            != complete(s, SMOLLM2, None).json()["choices"][0]["text"]
+        )
 
 
 def test_a_refused_lora_module_stops_the_start(tmp_path, caplog):
