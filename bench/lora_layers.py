@@ -65,7 +65,7 @@ def ours(shape, tokens, adapters, max_loras, dtype, device):
     def with_lora():
         set_lora_batch(LoRABatch.build([t % adapters for t in range(tokens)], max_loras, device))
         for x, w, hook in zip(xs, weights, hooks, strict=True):
-            hook(x, F.linear(x, w))
+            hook.apply(x, F.linear(x, w))
         set_lora_batch(None)
 
     with_lora()  # warm-up (Triton compiles here)

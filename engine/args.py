@@ -53,13 +53,14 @@ class EngineArgs:
     max_queue: int = 1024
     shutdown_grace_seconds: float = 30.0
     attention_backend: str = "auto"
-    # LoRA adapters (engine/adapters): listed and loaded; applied by issue 14 phase 2.
+    # LoRA adapters: engine/adapters (the API side) and engine/core/lora_state.py (the core).
     enable_lora: bool = False
     max_loras: int = 4
     max_cpu_loras: int | None = None  # None: --max-loras
     max_lora_rank: int = 16
     lora_dir: str | None = None  # where adapters live; None: a temporary directory
     lora_set: str | None = None  # the mounted set, read at start-up
+    lora_modules: list[str] = field(default_factory=list)  # name=path, loaded at start-up
     generation_config: str = "auto"  # auto, vllm, none or a directory
     disable_log_requests: bool = False
     max_request_body_size: int = 32 << 20  # bytes; a bigger body gets 413
@@ -103,6 +104,26 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _lora_module(text: str) -> str:
+    """One --lora-modules entry in either of vLLM's forms, `name=path` or a JSON object
+    with `name` and `path`; kept as `name=path`."""
+    if text.lstrip().startswith("{"):
+        try:
+            entry = json.loads(text)
+            name, path = str(entry["name"]), str(entry["path"])
+        except (ValueError, KeyError, TypeError):
+            raise argparse.ArgumentTypeError(
+                f'expected NAME=PATH or {{"name": ..., "path": ...}}, got {text!r}'
+            ) from None
+    else:
+        name, sep, path = text.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    if not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"a name and a path are needed, got {text!r}")
+    return f"{name.strip()}={path.strip()}"
 
 
 def _non_negative_float(text: str) -> float:
@@ -181,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-lora-rank", type=_positive_int, default=d.max_lora_rank)
     add("--lora-dir", default=None, metavar="DIR", help="adapters' files; lora_path inside")
     add("--lora-set", default=None, metavar="DIR", help="adapter set to load at start-up")
+    add(
+        "--lora-modules", type=_lora_module, nargs="+", default=[], metavar="NAME=PATH",
+        help="adapters to serve from the start",
+    )  # fmt: skip
     add(
         "--async-scheduling",
         action=argparse.BooleanOptionalAction,

@@ -18,7 +18,7 @@ from infleet.engine.core.logits_processors import register_constraint_factory
 from infleet.engine.core.runner import ModelRunner
 from infleet.engine.core.scheduler import Scheduler
 from infleet.engine.loader import LoadedModel
-from infleet.engine.messages import CoreOutputs, CoreRequest, SamplingParams
+from infleet.engine.messages import AdapterRef, CoreOutputs, CoreRequest, SamplingParams
 from infleet.engine.metrics import EngineMetrics
 from infleet.engine.server.output_processor import OutputProcessor, RequestOutput
 from infleet.engine.structured.constraint import make_constraint
@@ -70,11 +70,12 @@ class LLMEngine:
         priority: int = 0,
         cache_salt: str = "",
         arrival_time: float | None = None,
+        lora: AdapterRef | None = None,
     ) -> None:
         arrival = time.monotonic() if arrival_time is None else arrival_time
         prompt = list(prompt_token_ids)
         self.core.add_request(
-            CoreRequest(request_id, prompt, params, priority, cache_salt, arrival)
+            CoreRequest(request_id, prompt, params, priority, cache_salt, arrival, lora)
         )
         self.output.add(request_id, prompt, params, arrival)
 

@@ -58,6 +58,21 @@ class SamplingParams(msgspec.Struct):
         )
 
 
+class AdapterRef(msgspec.Struct, frozen=True):
+    """The LoRA adapter a request runs with: its served name, its checked directory on the
+    core's disk, and the id of this load (a name unloaded and loaded again gets a new id, so
+    neither the core's adapter cache nor its prefix cache mixes the two)."""
+
+    name: str
+    path: str
+    id: int
+
+    def salted(self, cache_salt: str) -> str:
+        """The prefix-cache salt of a request with this adapter: its blocks are never
+        shared with the base model's or another adapter's (on top of the tenant salt)."""
+        return f"{cache_salt}\x1elora:{self.id}"
+
+
 class CoreRequest(msgspec.Struct, tag="add"):
     request_id: str
     prompt_token_ids: list[int]
@@ -65,7 +80,7 @@ class CoreRequest(msgspec.Struct, tag="add"):
     priority: int = 0  # lower is more urgent (vLLM's convention)
     cache_salt: str = ""  # part of every block hash: tenants never share KV blocks
     arrival_time: float = 0.0  # time.monotonic() on the API side; 0: when the core got it
-    lora_name: str | None = None
+    lora: AdapterRef | None = None  # None: the base model
 
 
 class Abort(msgspec.Struct, tag="abort"):
@@ -79,7 +94,13 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
     grace_s: float | None = None
 
 
-ToCore = CoreRequest | Abort | Shutdown
+class UnloadAdapter(msgspec.Struct, tag="unload_adapter"):
+    """The API side unloaded an adapter: the core forgets it once no request uses it."""
+
+    id: int
+
+
+ToCore = CoreRequest | Abort | Shutdown | UnloadAdapter
 
 
 class TokenLogprobs(msgspec.Struct, array_like=True):
@@ -112,6 +133,20 @@ class CompletionDelta(msgspec.Struct, array_like=True):
     error: str | None = None
 
 
+class LoRAStats(msgspec.Struct, array_like=True):
+    """The core's adapter state after a step (lora/metrics.py exports it)."""
+
+    max_loras: int
+    running: list[str]  # names of the adapters of running requests
+    waiting: list[str]
+    # AdapterCache's running totals (lora/cache.py CacheStats).
+    host_loads: int = 0
+    device_loads: int = 0
+    host_evictions: int = 0
+    device_evictions: int = 0
+    load_failures: int = 0
+
+
 class CoreStats(msgspec.Struct, array_like=True):
     """Gauges and running totals the core owns; the API side exports them as metrics."""
 
@@ -136,6 +171,7 @@ class CoreStats(msgspec.Struct, array_like=True):
     spec_num_draft_tokens_total: int = 0
     spec_num_accepted_tokens_total: int = 0
     spec_num_accepted_tokens_per_pos_total: list[int] = msgspec.field(default_factory=list)
+    lora: LoRAStats | None = None  # None: LoRA is off
 
 
 class CoreOutputs(msgspec.Struct, tag="outputs"):

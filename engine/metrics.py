@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from infleet.engine.messages import LoRAStats
+from infleet.lora.cache import CacheStats
+from infleet.lora.metrics import LoRAMetrics
+
 _P = "infleet:"
 # Latency buckets spanning a fast GPU decode (ms) to a loaded CPU replica (minutes).
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160)
@@ -68,12 +72,12 @@ class EngineMetrics:
             registry=r,
         )
         self._model_name = model_name
-        self._seen = {"preemptions": 0, "queries": 0, "hits": 0}
         # The KV tiers' metrics, recorded in the core's process (CoreStats.tier_metrics).
         self.core_text = b""
         self._seen = {"preemptions": 0, "queries": 0, "hits": 0, "drafts": 0, "draft_tokens": 0,
                       "accepted": 0}  # fmt: skip
         self._seen_per_pos: list[int] = []
+        self._lora: LoRAMetrics | None = None  # registered with the first LoRA stats
 
     def record_step(
         self,
@@ -125,6 +129,14 @@ class EngineMetrics:
             if total > seen[pos]:
                 self._spec_per_pos.labels(self._model_name, str(pos)).inc(total - seen[pos])
                 seen[pos] = total
+    def record_lora(self, s: LoRAStats) -> None:
+        """The core's adapter state after a step (names in lora/metrics.py)."""
+        if self._lora is None:
+            self._lora = LoRAMetrics(self.registry, self._model_name, s.max_loras)
+        totals = CacheStats(
+            s.host_loads, s.device_loads, s.host_evictions, s.device_evictions, s.load_failures
+        )
+        self._lora.record(totals, s.running, s.waiting)
 
     def record_finish(self, reason: str, e2e_seconds: float) -> None:
         self._success.labels(self._model_name, reason).inc()

@@ -1,3 +1,3 @@
-"""The adapters an engine serves: the set read at start-up, the load/unload API, the
-model list (docs/lora-onboarding.md). Applying them to tokens is lora/'s batched math,
-wired into the engine's linear layers by issue 14 phase 2."""
+"""The adapters an engine serves, API side: the set read at start-up, `--lora-modules`,
+the load/unload API, the model list and which adapter a request's `model` names
+(docs/lora-onboarding.md). The core applies them: engine/core/lora_state.py."""

@@ -5,6 +5,7 @@ an adapter, each seen as the caller's tenant (engine/server/auth.py says who tha
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,33 @@ from infleet.engine.adapters.registry import AdapterRegistry, base_shape
 from infleet.engine.adapters.routes import ADAPTERS, AdapterApi
 from infleet.engine.adapters.routes import install as install_routes
 from infleet.engine.args import EngineArgs
-from infleet.engine.messages import CoreReady
-from infleet.engine.server import auth, errors
+from infleet.engine.messages import AdapterRef, CoreReady, ToCore, UnloadAdapter
+from infleet.engine.server import auth
+from infleet.lora.errors import AdapterError
 
 
-def install_if_enabled(app: web.Application, args: EngineArgs, ready: CoreReady) -> None:
-    """--enable-lora: the adapter API and the start-up read of the set."""
+def install_if_enabled(
+    app: web.Application, args: EngineArgs, ready: CoreReady, to_core: Callable[[ToCore], None]
+) -> None:
+    """--enable-lora: the adapter API, `--lora-modules` (loaded now: AdapterError if one is
+    refused, and the server does not start) and the start-up read of the set."""
     if not args.enable_lora:
+        if args.lora_modules:
+            raise AdapterError("--lora-modules", "--lora-modules needs --enable-lora")
         return
     lora_dir = Path(args.lora_dir or tempfile.mkdtemp(prefix="infleet-lora-"))
     lora_dir.mkdir(parents=True, exist_ok=True)
     limit = args.max_cpu_loras or args.max_loras
     shape = base_shape(ready)
     registry = AdapterRegistry(shape, args.max_lora_rank, lora_dir, limit)
+    for module in args.lora_modules:
+        name, path = module.split("=", 1)
+        try:  # the operator's own flags: any path (not only inside --lora-dir)
+            registry.add(name, path, Path(path).resolve(), inside_lora_dir=False)
+        except AdapterError as err:
+            raise AdapterError(err.field, f"--lora-modules {name}: {err.message}") from None
     set_dir = Path(args.lora_set) if args.lora_set else None
-    install_routes(app, AdapterApi(registry, set_dir))
+    install_routes(app, AdapterApi(registry, set_dir, lambda i: to_core(UnloadAdapter(i))))
 
 
 def _visible(request: web.Request, tenant: str | None) -> bool:
@@ -51,17 +64,15 @@ def model_cards(request: web.Request, base: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def refuse_adapter(request: web.Request, model: str) -> None:
-    """A request for a loaded adapter of the caller's: refused until the engine applies
-    adapters (issue 14 phase 2), rather than answered by the base model as if it were the
-    adapter. Another tenant's adapter is not there for the caller (404 follows)."""
+def lookup(request: web.Request) -> Callable[[str], AdapterRef | None]:
+    """The adapter a `model` name selects for this caller: another tenant's adapter is not
+    there for it (a 404 follows, as for any unknown model)."""
     api = request.app.get(ADAPTERS)
-    adapter = api.registry.get(model) if api is not None else None
-    if adapter is not None and _visible(request, adapter.tenant):
-        raise errors.ApiError(
-            501,
-            f"adapter `{model}` is loaded, but this engine does not apply adapters to requests yet",
-            type="server_error",
-            param="model",
-            code="adapter_not_applied",
-        )
+
+    def find(name: str) -> AdapterRef | None:
+        adapter = api.registry.get(name) if api is not None else None
+        if adapter is None or not _visible(request, adapter.tenant):
+            return None
+        return adapter.ref
+
+    return find

@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ log = logging.getLogger("infleet.engine.adapters")
 class AdapterApi:
     registry: AdapterRegistry
     set_dir: Path | None
+    unloaded: Callable[[int], None]  # tells the engine core an adapter (its id) is gone
 
 
 ADAPTERS = web.AppKey("adapters", AdapterApi)
@@ -74,7 +77,8 @@ async def _body(request: web.Request, *fields: str) -> dict[str, str]:
 async def add(api: AdapterApi, name: str, lora_path: str, tenant: str | None) -> None:
     """Fetches (if a URL), checks and registers one adapter; AdapterError if refused."""
     path = await local_dir(lora_path, api.registry.lora_dir)
-    api.registry.add(name, lora_path, path, tenant)
+    # Reading and checking the tensors takes a while: not on the event loop.
+    await asyncio.to_thread(api.registry.add, name, lora_path, path, tenant)
 
 
 async def load(request: web.Request) -> web.Response:
@@ -99,10 +103,12 @@ async def load(request: web.Request) -> web.Response:
 async def unload(request: web.Request) -> web.Response:
     api = _authorize(request)
     name = (await _body(request, "lora_name"))["lora_name"]
-    if api.registry.remove(name) is None:
+    adapter = api.registry.remove(name)
+    if adapter is None:
         raise errors.ApiError(
             404, f"no adapter named {name!r} is loaded", param="lora_name", code="not_found"
         )
+    api.unloaded(adapter.id)
     log.info("unloaded adapter %s", name)
     return web.json_response({"status": "ok", "message": f"adapter {name} unloaded"})
 

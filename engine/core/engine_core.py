@@ -42,7 +42,8 @@ from infleet.engine.core.block_manager import BlockManager
 from infleet.engine.core.kv_sizing import resolve_kv_pool
 from infleet.engine.core.kv_tiers import KvTiers
 from infleet.engine.core.kv_tiers_build import TierRegistry, build_kv_tiers
-from infleet.engine.core.runner import ModelRunner, SeqSlice
+from infleet.engine.core.lora_state import EngineLoRA, SlotWrite
+from infleet.engine.core.runner import LoRAStep, ModelRunner, SeqSlice
 from infleet.engine.core.sampler import SampleFlags, SampleResult, sample
 from infleet.engine.core.sampling_state import LAST_TOKEN, SamplingState, request_seed
 from infleet.engine.core.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
@@ -62,6 +63,7 @@ from infleet.engine.messages import (
 from infleet.engine.spec.setup import build_spec_decoder
 from infleet.engine.spec.verify import verify
 from infleet.kv_tiering import TransferHandle
+from infleet.lora.errors import AdapterError
 
 log = logging.getLogger("infleet.engine")
 # The KV tiers' metrics text costs milliseconds to render: at most this often while busy.
@@ -99,6 +101,9 @@ class Job:
     num_logits: list[int] | None = None
     drafts: list[list[int]] | None = None
     params: list[SamplingParams] | None = None  # per sampled row, with drafts
+    lora_slots: list[int] | None = None  # per slice: its adapter's device slot, -1 none
+    lora_batch: LoRAStep | None = None  # the step's token -> slot layout
+    lora_writes: list[SlotWrite] = field(default_factory=list)  # adapters to copy first
 
 
 @dataclass(slots=True)
@@ -157,6 +162,14 @@ class EngineCore:
         self.scheduler = Scheduler(
             SchedulerConfig(args.max_num_seqs, args.max_num_batched_tokens), self.block_manager
         )
+        self.lora: EngineLoRA | None = None
+        if args.enable_lora:
+            self.lora = EngineLoRA(
+                self.loaded.model, self.loaded.config, max_loras=args.max_loras,
+                max_cpu_loras=args.max_cpu_loras, max_rank=args.max_lora_rank,
+                dtype=self.loaded.dtype, device=self.loaded.device,
+            )  # fmt: skip
+            self.scheduler.hold_back = self.lora.refused
         self.device = self.loaded.device
         self.sampling = SamplingState(args.max_num_seqs, self.vocab_size, self.device)
         self.eos_token_ids = frozenset(self.loaded.tokenizer.eos_token_ids)
@@ -206,7 +219,8 @@ class EngineCore:
             num_layers=config.num_layers,
             q_size=config.num_heads * config.head_dim,
             kv_size=config.num_kv_heads * config.head_dim,
-            intermediate_size=config.intermediate_size,
+            # 0: no adapters on the MLP (a MoE's experts), as lora_state.base_shape_of says.
+            intermediate_size=0 if config.moe is not None else config.intermediate_size,
         )
 
     # -- requests ---------------------------------------------------------------------
@@ -262,11 +276,16 @@ class EngineCore:
         params = request.params
         self.validate(request.prompt_token_ids, params)
         arrival = request.arrival_time or time.monotonic()
+        lora, salt = request.lora, request.cache_salt
+        if lora is not None:
+            if self.lora is None:
+                raise InvalidRequest(f"adapter {lora.name!r}: LoRA is not enabled", "model")
+            salt = lora.salted(salt)
         seqs = []
         for i in range(params.n):
             seq = Sequence(
-                rid, list(request.prompt_token_ids), params, request.priority,
-                request.cache_salt, index=i, arrival_time=arrival, seed=request_seed(params, i),
+                rid, list(request.prompt_token_ids), params, request.priority, salt,
+                lora=lora, index=i, arrival_time=arrival, seed=request_seed(params, i),
             )  # fmt: skip
             if params.structured is not None:
                 try:
@@ -276,6 +295,14 @@ class EngineCore:
                 except ValueError as err:
                     raise InvalidRequest(str(err), "response_format") from err
             seqs.append(seq)
+        if self.lora is not None:
+            for added, seq in enumerate(seqs):
+                try:
+                    self.lora.add(seq)
+                except AdapterError as err:
+                    for earlier in seqs[:added]:
+                        self.lora.finish(earlier)
+                    raise InvalidRequest(err.message, "model") from err
         # Choices 1..n-1 fork from choice 0 once its prompt is computed: one prefill.
         seqs[0].forks = seqs[1:]
         for seq in seqs[1:]:
@@ -290,6 +317,11 @@ class EngineCore:
             for seq in list(self.requests.get(rid, ())):
                 if index is None or seq.index == index:
                     self._finish(seq, "abort")
+
+    def unload_adapter(self, lora_id: int) -> None:
+        """The API side unloaded it: forgotten once no request of it is left."""
+        if self.lora is not None:
+            self.lora.unload(lora_id)
 
     def has_unfinished(self) -> bool:
         return bool(self.requests) or self._in_flight is not None
@@ -343,6 +375,9 @@ class EngineCore:
             spec.after_schedule(batch, self.scheduler.running)
         for seq in batch.preempted:
             self._release_slot(seq)
+        lora_slots = None
+        if self.lora is not None:
+            lora_slots = self.lora.slots_for(batch.seqs, batch.preempted)
         if not len(batch):
             self._flush_tiers()
             return None
@@ -412,6 +447,9 @@ class EngineCore:
             drafts=drafts,
             params=None if drafts is None else params,
         )
+        if self.lora is not None and lora_slots is not None:
+            job.lora_slots, job.lora_writes = lora_slots, self.lora.take_writes()
+            job.lora_batch = self.lora.batch(lora_slots, [len(s.token_ids) for s in slices])
         future = self._device.submit(self._run_on_device, job)
         return Launched(batch, ends, epochs, rows, future, drafts)
 
@@ -483,6 +521,8 @@ class EngineCore:
                     init.slot, init.params, init.seed, init.prompt_ids, init.output_ids,
                     init.stop_ids,
                 )  # fmt: skip
+            if job.lora_writes and self.lora is not None:
+                self.lora.write(job.lora_writes)
             out = DeviceOutput()
             logits = self._forward(job, out)
             for src, dst in job.block_copies:
@@ -508,7 +548,7 @@ class EngineCore:
                 [job.slice_slots[i] for i in job.feedback],
             )  # fmt: skip
             try:
-                return self.runner.run(input_ids, ctx, job.num_logits)
+                return self.runner.run(input_ids, ctx, job.num_logits, job.lora_batch)
             except Exception:
                 log.exception(
                     "batched forward failed; retrying its %d slices one by one", len(job.slices)
@@ -521,12 +561,17 @@ class EngineCore:
                 input_ids, ctx = self.runner.prepare([s])
                 if i in fed:
                     self._feed(input_ids, [len(input_ids) - 1], [job.slice_slots[i]])
-                rows.append(self.runner.run(input_ids, ctx, [m]))
+                rows.append(self.runner.run(input_ids, ctx, [m], self._slice_lora(job, i)))
             except Exception:
                 log.exception("forward failed for one slice")
                 out.failed_slices.add(i)
                 rows.append(torch.zeros(m, self.vocab_size, device=self.device))
         return torch.cat(rows)
+
+    def _slice_lora(self, job: Job, i: int) -> LoRAStep | None:
+        if self.lora is None or job.lora_slots is None:
+            return None
+        return self.lora.batch([job.lora_slots[i]], [len(job.slices[i].token_ids)])
 
     def _sample(self, job: Job, logits: torch.Tensor, out: DeviceOutput) -> None:
         if job.drafts is not None:
@@ -693,6 +738,8 @@ class EngineCore:
                 self.scheduler.add(child)
         seq.forks = []
         self._release_slot(seq)
+        if self.lora is not None:
+            self.lora.finish(seq)
         choices = self.requests.get(seq.request_id)
         if choices is not None and seq in choices:
             choices.remove(seq)
@@ -713,6 +760,9 @@ class EngineCore:
             kv_restored_tokens_total=self.tiers.restored_tokens if self.tiers else 0,
             tier_metrics=self._tier_metrics(),
             **(self.spec.core_stats() if self.spec is not None else {}),
+            lora=None
+            if self.lora is None
+            else self.lora.stats(self.scheduler.running, self.scheduler.waiting),
         )
 
     def _tier_metrics(self) -> bytes:

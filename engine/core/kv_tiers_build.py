@@ -44,12 +44,6 @@ def build_kv_tiers(
     """The store for --kv-dram-size/--kv-nvme-size/--kv-nvme-path; ValueError names the flag."""
     if not args.enable_prefix_caching:
         raise ValueError("--kv-dram-size needs prefix caching (blocks are found by their hash)")
-    if args.tensor_parallel_size > 1:
-        # The tiers would hold rank 0's KV heads only: every rank needs its own store.
-        raise ValueError(
-            f"--kv-dram-size/--kv-nvme-size with --tensor-parallel-size "
-            f"{args.tensor_parallel_size}: KV tiers run with one rank only for now"
-        )
     config = TierConfig(
         dram_bytes=args.kv_dram_size,
         nvme_bytes=args.kv_nvme_size,

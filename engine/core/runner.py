@@ -24,6 +24,11 @@ from infleet.engine.distributed.state import kv_head_shard
 from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
+from infleet.lora.apply import set_lora_batch
+from infleet.lora.batch import LoRABatch
+from infleet.lora.slots import DeviceSlots
+
+LoRAStep = tuple[LoRABatch, DeviceSlots]  # a step's token -> slot layout, and the slots
 
 
 @dataclass(slots=True)
@@ -113,25 +118,38 @@ class ModelRunner:
         prompt block it is about to write into."""
         self.kv_cache[:, :, dst] = self.kv_cache[:, :, src]
 
-    def forward(self, batch: list[SeqSlice]) -> torch.Tensor:
+    def forward(self, batch: list[SeqSlice], lora: LoRAStep | None = None) -> torch.Tensor:
         """float32 logits `[len(batch), vocab]` at each slice's last token."""
         input_ids, ctx = self.prepare(batch)
-        return self.run(input_ids, ctx)
+        return self.run(input_ids, ctx, lora=lora)
 
     @torch.inference_mode()
     def run(
-        self, input_ids: torch.Tensor, ctx: AttentionContext, num_logits: list[int] | None = None
+        self,
+        input_ids: torch.Tensor,
+        ctx: AttentionContext,
+        num_logits: list[int] | None = None,
+        lora: LoRAStep | None = None,
     ) -> torch.Tensor:
         """The device half of `forward`: logits of prepared inputs. The engine core calls
         it on its device thread, after patching fed-back token ids into `input_ids`.
         `num_logits[i]`: logits at slice i's last that many tokens (speculative
-        verification scores every draft position); default one, at the last token."""
+        verification scores every draft position); default one, at the last token.
+        `lora`: which tokens run with which adapter slot (engine/core/lora_state.py)."""
         num_seqs = len(ctx.query_lens_host)
         decodes_only = len(input_ids) == num_seqs
         graphs = self.graphs
-        if decodes_only and graphs is not None and graphs.fits(num_seqs, ctx.block_tables.shape[1]):
+        # The graphs were captured without adapters: a step with adapter tokens runs eager.
+        if (
+            lora is None
+            and decodes_only
+            and graphs is not None
+            and graphs.fits(num_seqs, ctx.block_tables.shape[1])
+        ):
             return self.model.compute_logits(graphs.run(input_ids, ctx)).float()
         set_context(ctx)
+        if lora is not None:
+            set_lora_batch(*lora)
         try:
             hidden = self.model(input_ids, ctx.positions)
             last = ctx.cu_seqlens_q[1:].long() - 1
@@ -139,6 +157,7 @@ class ModelRunner:
                 last = _last_positions(ctx.query_lens_host, num_logits, hidden.device)
             return self.model.compute_logits(hidden.index_select(0, last)).float()
         finally:
+            set_lora_batch(None)
             reset_context()
 
 

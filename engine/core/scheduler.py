@@ -27,6 +27,7 @@ the running batch and its budget, and joins the batch once its copies are done.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,9 @@ class Scheduler:
         self._bypasses = 0
         self._decode_turn = 0  # rotates decodes when they outnumber the token budget
         self.tiers: KvTiers | None = None  # set by EngineCore when --kv-dram-size is given
+        # (running, waiting) -> the waiting sequences another rule holds back this step:
+        # LoRA's slot rule (engine/core/lora_state.py); such a sequence is simply passed.
+        self.hold_back: Callable[[list[Sequence], list[Sequence]], set[Sequence]] | None = None
 
     @property
     def num_waiting(self) -> int:
@@ -150,12 +154,18 @@ class Scheduler:
         # Admitting while preempting would only evict the newcomer again next step.
         i = 0
         passed_blocked = False  # the oldest request that did not fit is behind us
+        held: set[Sequence] = set()
+        if self.hold_back is not None and self.waiting and not preempted:
+            held = self.hold_back(self.running, self.waiting)
         while not preempted and i < len(self.waiting) and budget > 0:
             if len(self.running) + self.num_restoring >= self.config.max_num_seqs:
                 break
             if passed_blocked and self._bypasses >= MAX_BYPASS:
                 break  # no one else passes it: the pool drains for it
             seq = self.waiting[i]
+            if seq in held:
+                i += 1
+                continue
             reserve = self.watermark_blocks if self.running else 0
             swapped = self.tiers.swapped_blocks(seq) if self.tiers is not None else 0
             below: list[bytes] = []

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from infleet.engine.messages import SamplingParams
+from infleet.engine.messages import AdapterRef, SamplingParams
 
 # A sampled token the host has not seen yet (async scheduling): the device feeds the real
 # one into the next step, and the host writes it here when that step's output arrives.
@@ -43,6 +43,7 @@ class Sequence:
     # Part of every block hash: sequences with different salts (tenants, LoRA adapters)
     # never share KV blocks even when their tokens agree.
     cache_salt: str = ""
+    lora: AdapterRef | None = None  # the LoRA adapter it runs with; None: the base model
     index: int = 0  # which of the request's n choices
     arrival_time: float = field(default_factory=time.monotonic)
     arrival_index: int = field(default_factory=lambda: next(_arrival_counter))

@@ -22,6 +22,23 @@ def check_launch(tp: int, pp: int, nnodes: int, node_rank: int) -> None:
         )
 
 
+def check_features(tp: int, *, lora: bool, speculative: bool, kv_tiers: bool) -> None:
+    """Engine features whose per-step state does not reach the follower ranks yet (the
+    step inputs broadcast in engine/distributed/launch.py carry no adapter layout, no
+    draft positions, and the KV tiers would hold rank 0's heads only)."""
+    if tp == 1:
+        return
+    for on, name in [
+        (lora, "--enable-lora"),
+        (speculative, "--speculative-config"),
+        (kv_tiers, "--kv-dram-size/--kv-nvme-size"),
+    ]:
+        if on:
+            raise ParallelConfigError(
+                f"{name} with --tensor-parallel-size {tp} is not supported yet (one rank only)"
+            )
+
+
 def check_model(config: ModelConfig, tp: int, pp: int, expert_parallel: bool) -> None:
     """Raise ParallelConfigError naming the first size that does not shard."""
     problems = []

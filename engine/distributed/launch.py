@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from infleet.engine.args import EngineArgs
 from infleet.engine.attention import AttentionContext
-from infleet.engine.distributed.degrees import check_launch, check_model
+from infleet.engine.distributed.degrees import check_features, check_launch, check_model
 from infleet.engine.distributed.state import TPState, init_process_group, set_tp
 
 if TYPE_CHECKING:
@@ -76,6 +76,12 @@ def check_degrees(args: EngineArgs) -> None:
 
     check_launch(
         args.tensor_parallel_size, args.pipeline_parallel_size, args.nnodes, args.node_rank
+    )
+    check_features(
+        args.tensor_parallel_size,
+        lora=args.enable_lora,
+        speculative=args.speculative_config is not None,
+        kv_tiers=bool(args.kv_dram_size or args.kv_nvme_size),
     )
     check_model(
         load_config(args.model),
@@ -179,7 +185,15 @@ class LeaderRunner:
     def __getattr__(self, name: str) -> object:
         return getattr(self._runner, name)
 
-    def run(self, input_ids: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        ctx: AttentionContext,
+        num_logits: list[int] | None = None,
+        lora: object = None,
+    ) -> torch.Tensor:
+        # check_features keeps speculation and LoRA off with several ranks.
+        assert num_logits is None and lora is None, "not broadcast to the followers"
         broadcast(("run", input_ids.cpu(), to_device(ctx, torch.device("cpu"))))
         return self._runner.run(input_ids, ctx)
 

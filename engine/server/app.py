@@ -99,12 +99,6 @@ async def _errors_and_admission(request: web.Request, handler: Any) -> web.Strea
             if generating:
                 state.in_flight -= 1
     except errors.ApiError as err:
-        if err.code == "model_not_found" and err.value is not None:
-            # A loaded adapter is not "no such model": say why it is not served yet.
-            try:
-                adapter_hooks.refuse_adapter(request, err.value)
-            except errors.ApiError as refusal:
-                return refusal.response()
         return err.response()
     except InvalidRequest as err:
         return errors.bad_request(str(err), err.param).response()
@@ -165,14 +159,17 @@ async def _json_body(request: web.Request) -> object:
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await _read_body(request)
+    lookup = adapter_hooks.lookup(request)
     return await _respond(
-        request, await asyncio.to_thread(prepare_completion, request.app[MODEL], body)
+        request, await asyncio.to_thread(prepare_completion, request.app[MODEL], body, lookup)
     )
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await _read_body(request)
-    return await _respond(request, await asyncio.to_thread(prepare_chat, request.app[MODEL], body))
+    lookup = adapter_hooks.lookup(request)
+    prepared = await asyncio.to_thread(prepare_chat, request.app[MODEL], body, lookup)
+    return await _respond(request, prepared)
 
 
 async def _respond(request: web.Request, prepared: Prepared) -> web.StreamResponse:
@@ -180,9 +177,11 @@ async def _respond(request: web.Request, prepared: Prepared) -> web.StreamRespon
     num_prompt_tokens = sum(map(len, prompts))
     salt = auth.cache_salt(auth.caller(request).name, req.cache_salt)
     feed = request.app[FEED]
+    # The core's block hashes of an adapter request include the adapter (messages.py).
+    block_salt = salt if prepared.lora is None else prepared.lora.salted(salt)
 
     def track(ids: list[int], out: AsyncIterator[RequestOutput]) -> AsyncIterator[RequestOutput]:
-        return feed.track(request, ids, salt, out)
+        return feed.track(request, ids, block_salt, out)
 
     # The router's prefix keys header describes one prompt: a list of prompts is not tracked.
     stream = generate_all(
@@ -192,6 +191,7 @@ async def _respond(request: web.Request, prepared: Prepared) -> web.StreamRespon
         track if len(prompts) == 1 else None,
         priority=req.priority,
         cache_salt=salt,
+        lora=prepared.lora,
     )
     if request.app[SETTINGS].log_requests:
         log.info(

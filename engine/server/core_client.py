@@ -24,6 +24,7 @@ from typing import Protocol
 from infleet.engine.errors import QueueFull
 from infleet.engine.messages import (
     Abort,
+    AdapterRef,
     CoreOutputs,
     CoreReady,
     CoreRequest,
@@ -111,6 +112,7 @@ class CoreClient:
         *,
         priority: int = 0,
         cache_salt: str = "",
+        lora: AdapterRef | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Submit one request (params.n choices); yields text deltas, `index` says whose.
 
@@ -126,7 +128,7 @@ class CoreClient:
         self.output.add(request_id, prompt_token_ids, params, now)
         self._sent += 1
         self.transport.send(
-            CoreRequest(request_id, prompt_token_ids, params, priority, cache_salt, now)
+            CoreRequest(request_id, prompt_token_ids, params, priority, cache_salt, now, lora)
         )
         return self._consume(request_id, params.n, stream)
 

@@ -26,6 +26,7 @@ from infleet.engine.messages import (
     FromCore,
     Shutdown,
     ToCore,
+    UnloadAdapter,
 )
 
 log = logging.getLogger("infleet.engine")
@@ -55,6 +56,8 @@ def run_core_loop(
             elif isinstance(cmd, CoreRequest):
                 received += 1
                 rejected += _add(core, cmd)
+            elif isinstance(cmd, UnloadAdapter):
+                core.unload_adapter(cmd.id)
         if core.has_unfinished():
             try:
                 out = core.step()

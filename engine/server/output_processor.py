@@ -193,6 +193,8 @@ class OutputProcessor:
             accepted=s.spec_num_accepted_tokens_total,
             accepted_per_pos=s.spec_num_accepted_tokens_per_pos_total,
         )
+        if s.lora is not None:
+            self.metrics.record_lora(s.lora)
 
     def _emit(self, state: RequestState, delta: CompletionDelta) -> tuple[RequestOutput, bool]:
         previous = state.last_token_time

@@ -8,10 +8,11 @@ megabyte prompt does not stall /health or other clients' streams.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infleet.engine.errors import InvalidRequest
-from infleet.engine.messages import SamplingParams
+from infleet.engine.messages import AdapterRef, SamplingParams
 from infleet.engine.server import errors
 from infleet.engine.server.chat_prompt import chat_prompt
 from infleet.engine.server.prompts import EchoFormat, prompt_list
@@ -49,6 +50,15 @@ class Prepared:
     prompts: list[list[int]]  # one engine request each (a completion's list of prompts)
     params: SamplingParams
     fmt: CompletionFormat | ChatFormat
+    lora: AdapterRef | None = None  # the adapter `model` names; None: the base model
+
+
+# The adapter a `model` name means to this caller (engine/adapters/hooks.py), None if none.
+AdapterLookup = Callable[[str], AdapterRef | None]
+
+
+def _no_adapters(name: str) -> None:
+    return None
 
 
 def parse_json(body: bytes) -> object:
@@ -58,9 +68,16 @@ def parse_json(body: bytes) -> object:
         raise errors.bad_request(f"the request body is not valid JSON: {err}") from None
 
 
-def _check_model(model: ServedModel, name: str) -> None:
-    if name != model.name:
+def _check_model(
+    model: ServedModel, name: str, adapter_for: AdapterLookup = _no_adapters
+) -> AdapterRef | None:
+    """The adapter `name` selects (None: the base model); 404 if it is neither."""
+    if name == model.name:
+        return None
+    lora = adapter_for(name)
+    if lora is None:
         raise errors.model_not_found(name)
+    return lora
 
 
 def _default_max_tokens(model: ServedModel, num_prompt_tokens: int, fallback: int | None) -> int:
@@ -120,9 +137,11 @@ def check_params(model: ServedModel, params: SamplingParams) -> None:
         )
 
 
-def prepare_completion(model: ServedModel, body: bytes) -> Prepared:
+def prepare_completion(
+    model: ServedModel, body: bytes, adapter_for: AdapterLookup = _no_adapters
+) -> Prepared:
     req: CompletionRequest = parse_request(CompletionRequest, parse_json(body))
-    _check_model(model, req.model)
+    lora = _check_model(model, req.model, adapter_for)
     prompts = [
         model.tokenizer.encode(p) if isinstance(p, str) else p for p in prompt_list(req.prompt)
     ]
@@ -140,12 +159,14 @@ def prepare_completion(model: ServedModel, body: bytes) -> Prepared:
         fmt = EchoFormat(req.model, model.texts, echoed, params.n)
     else:
         fmt = CompletionFormat(req.model, model.texts, req.logprobs is not None)
-    return Prepared(req, prompts, params, fmt)
+    return Prepared(req, prompts, params, fmt, lora)
 
 
-def prepare_chat(model: ServedModel, body: bytes) -> Prepared:
+def prepare_chat(
+    model: ServedModel, body: bytes, adapter_for: AdapterLookup = _no_adapters
+) -> Prepared:
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, parse_json(body))
-    _check_model(model, req.model)
+    lora = _check_model(model, req.model, adapter_for)
     tool_mode, text = chat_prompt(model.tokenizer, req)
     ids = model.tokenizer.encode(text, add_special_tokens=False)
     # Chat's default is "as much as the context allows", like OpenAI's.
@@ -168,4 +189,4 @@ def prepare_chat(model: ServedModel, body: bytes) -> Prepared:
         model.tokenizer.chat_template,
         req.parallel_tool_calls,
     )
-    return Prepared(req, [ids], params, fmt)
+    return Prepared(req, [ids], params, fmt, lora)

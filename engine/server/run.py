@@ -30,6 +30,7 @@ from infleet.engine.server.core_client import CoreClient, CoreGone
 from infleet.engine.server.core_transport import ProcessCore, ThreadCore
 from infleet.engine.server.generation_config import read_generation_defaults
 from infleet.engine.server.prepare import ServedModel
+from infleet.lora.errors import AdapterError
 
 log = logging.getLogger("infleet.engine.server")
 EXIT_CORE_GONE = 1
@@ -106,7 +107,12 @@ async def serve(
     settings = ServerSettings(args.max_request_body_size, not args.disable_log_requests)
     state = ServerState()
     app = build_app(client, model, settings, state, keys)
-    adapter_hooks.install_if_enabled(app, args, ready)
+    try:
+        adapter_hooks.install_if_enabled(app, args, ready, client.transport.send)
+    except AdapterError as err:
+        log.error("%s", err.message)
+        await client.close()
+        return EXIT_START_FAILED
     # handler_cancellation: a client that hangs up cancels its handler, which aborts its
     # request and frees its KV blocks right away.
     runner = web.AppRunner(

@@ -18,13 +18,6 @@ def build_spec_decoder(
     config = args.speculative_config
     if config is None:
         return None
-    if args.tensor_parallel_size > 1:
-        # The verification step's extra logits and the drafts are not in the step inputs
-        # broadcast to the other ranks (engine/distributed/): one rank only, for now.
-        raise ValueError(
-            "speculative_config: speculative decoding with --tensor-parallel-size "
-            f"{args.tensor_parallel_size} is not supported yet (one rank only)"
-        )
     drafter = None
     if config.method != "ngram":
         from infleet.engine.spec.draft import build_drafter

@@ -12,9 +12,9 @@ namespace, and one tenant neither lists nor uses another's adapter; a namespace 
 match the service's namespaceSelector gets a key and its hash in the service's keys file,
 and loses the hash when the label goes.
 
-The engine lists and loads adapters but does not apply them to tokens yet (issue 14
-phase 2): a request naming a loaded adapter gets 501 `adapter_not_applied`, one naming
-an unknown model 404, and that difference is what is asserted here.
+A request naming the loaded adapter gets the adapter's own tokens on every replica (the
+same greedy completion an engine run in this process gives with the same files, unlike
+the base model's); one naming an unknown model gets 404.
 
 Local plane only: the adapter server is on this machine's loopback and the replicas are
 asked directly at their pod IPs.
@@ -37,12 +37,14 @@ import yaml
 
 from infleet.api.tenants import hash_key
 from tests.e2e.cluster import Cluster
+from tests.lora.reference import adapter_text, completion_body
 from tests.lora.written_adapters import OTHER, adapter_files, targz
 
 SERVICE = "base"
 SELECTOR = f"infleet.io/inferenceservice={SERVICE}"
 TOKEN = "tenant-a-token"
 TENANT_LABEL = "infleet.io/e2e-lora-tenant"
+B_STD = 0.02  # random, non-zero B: the adapter changes SmolLM2's tokens
 BENCH: dict[str, float] = {}
 
 
@@ -213,6 +215,12 @@ def chat_status(url: str, model: str, key: str) -> int:
     return 200
 
 
+def completion_text(url: str, model: str, key: str) -> str:
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
+    body = completion_body(model)
+    return client.completions.create(**body).choices[0].text
+
+
 class Prober:
     """Asks the service for the adapter the whole time a block runs; counts the answers."""
 
@@ -238,9 +246,10 @@ class Prober:
         self._thread.join(60)
 
 
-def test_adapter_ready_on_every_replica(fleet) -> None:
+def test_adapter_ready_on_every_replica(fleet, tmp_path) -> None:
     cluster, ns, tenants, server, keys = fleet
-    uri = server.add_dir("private/a1", adapter_files(rank=8, seed=1))
+    files = adapter_files(rank=8, seed=1, b_std=B_STD)
+    uri = server.add_dir("private/a1", files)
     secret = {"credentialsSecretRef": {"name": "artifact-token"}, "servedName": "tenant-a-chat"}
     cluster.wait_for(lambda: len(ready_pods(cluster, ns)) == 1, 300, "the base model's replica")
     applied = time.monotonic()
@@ -250,10 +259,12 @@ def test_adapter_ready_on_every_replica(fleet) -> None:
     st = obj["status"]
     assert st["checksum"].startswith("sha256:") and st["size"] > 0 and st["rank"] == 8
     assert st["service"] == f"{ns}/{SERVICE}" and st["servedName"] == "tenant-a-chat"
+    expected = adapter_text(files, tmp_path)
+    assert expected != adapter_text(None, tmp_path)
     for pod in ready_pods(cluster, ns):
         assert listed(pod, keys["a"]) == {"tenant-a-chat"}
-        # Routed to the adapter (501 until the engine applies it), unlike an unknown model.
-        assert chat_status(base_url(pod), "tenant-a-chat", keys["a"]) == 501
+        # The adapter's own tokens; an unknown model is 404.
+        assert completion_text(base_url(pod), "tenant-a-chat", keys["a"]) == expected
         assert chat_status(base_url(pod), "no-such-adapter", keys["a"]) == 404
         # Another tenant neither lists nor uses it; no key gets nothing.
         assert listed(pod, keys["b"]) == set()
@@ -290,7 +301,7 @@ def test_scale_out_and_pod_replacement_serve_it_before_ready(fleet) -> None:
         cluster.kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
         _new_pod_serves_before_ready(cluster, ns, old, keys["a"])
         wait_loaded(cluster, tenants["a"], "a1", 2)
-    assert probe.answers[501] > 0, probe.answers
+    assert probe.answers[200] > 0, probe.answers
     assert probe.answers[404] == 0, probe.answers
     BENCH["probe_answers_during_scale_out_and_replacement"] = dict(probe.answers)
 

@@ -1,8 +1,10 @@
 """The bundled engine's adapter API: the set read before it listens, vLLM's load/unload
 endpoints with the admin key and lora/'s checks, the model list, and what a request for
-an adapter gets (404 unknown; 501 loaded, until the engine applies adapters)."""
+an adapter gets (404 unknown or another tenant's; the adapter's own tokens when loaded)."""
 
 from __future__ import annotations
+
+import re
 
 import httpx
 import pytest
@@ -15,8 +17,10 @@ from infleet.lora.artifact import pack
 from infleet.operator.lora_store import AdapterStore
 from tests.engine.serving import SMOLLM2, ServerThread, smollm2_engine
 from tests.engine.test_router_feed import Follower
+from tests.lora.reference import adapter_text, completion_body
 from tests.lora.written_adapters import OTHER, adapter_files, write_dir
 
+B_STD = 0.02  # adapters that change SmolLM2's tokens (a zero B would change nothing)
 ADMIN = "admin-key-for-tests"
 KEYS = {"team-a": "key-of-team-a", "team-b": "key-of-team-b"}
 
@@ -73,6 +77,11 @@ def chat(server, model: str, key: str | None) -> httpx.Response:
     return httpx.post(server.url + "/v1/chat/completions", json=body, headers=auth(key), timeout=60)
 
 
+def complete(server, model: str, key: str | None) -> httpx.Response:
+    body = completion_body(model)
+    return httpx.post(server.url + "/v1/completions", json=body, headers=auth(key), timeout=60)
+
+
 def post(server, what: str, body: dict, key: str | None = ADMIN) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/{what}", json=body, headers=auth(key), timeout=60)
 
@@ -84,14 +93,21 @@ def test_the_set_is_served_from_the_start(server):
     assert "parent" not in cards[SMOLLM2]
 
 
-def test_load_list_unload_and_404(server, store):
-    url = stored(store, seed=2)
+def test_load_list_serve_unload_and_404(server, store, tmp_path):
+    url = stored(store, seed=2, b_std=B_STD)
     body = {"lora_name": "a2", "lora_path": url, "tenant": "team-a"}
     assert post(server, "load_lora_adapter", body).status_code == 200
     assert models(server)["a2"]["root"] == url
     assert post(server, "load_lora_adapter", body).status_code == 409
-    applied = chat(server, "a2", KEYS["team-a"])
-    assert applied.status_code == 501 and applied.json()["error"]["code"] == "adapter_not_applied"
+    applied = complete(server, "a2", KEYS["team-a"])
+    assert applied.status_code == 200, applied.text
+    text = applied.json()["choices"][0]["text"]
+    assert text == adapter_text(adapter_files(seed=2, b_std=B_STD), tmp_path)
+    assert text != complete(server, SMOLLM2, KEYS["team-a"]).json()["choices"][0]["text"]
+    metrics = httpx.get(server.url + "/metrics", headers=auth(ADMIN)).text
+    assert re.search(r'^infleet:lora_requests_info\{.*max_lora="4".*\} \d', metrics, re.M)
+    device_loads = re.search(r'^infleet:lora_loads_total\{.*tier="device"\} (\S+)', metrics, re.M)
+    assert device_loads and float(device_loads[1]) >= 1
     assert post(server, "unload_lora_adapter", {"lora_name": "a2"}).status_code == 200
     assert "a2" not in models(server)
     gone = chat(server, "a2", KEYS["team-a"])
@@ -116,6 +132,7 @@ def test_refusals_name_the_field_and_change_nothing(server, store, tmp_path):
         "rank-32": stored(store, rank=32),
         "bad-digest": store.url("0" * 64),
         "outside": str(write_dir(tmp_path / "a", adapter_files())),
+        "nan-values": stored(store, seed=9, b_std=float("nan")),
     }
     for name, path in cases.items():
         resp = post(server, "load_lora_adapter", {"lora_name": name, "lora_path": path})
@@ -128,7 +145,7 @@ def test_refusals_name_the_field_and_change_nothing(server, store, tmp_path):
 def test_a_tenant_neither_lists_nor_uses_another_tenants_adapter(server):
     assert set(models(server, KEYS["team-a"])) == {SMOLLM2, "from-the-set"}
     assert set(models(server, KEYS["team-b"])) == {SMOLLM2}
-    assert chat(server, "from-the-set", KEYS["team-a"]).status_code == 501
+    assert chat(server, "from-the-set", KEYS["team-a"]).status_code == 200
     assert chat(server, "from-the-set", KEYS["team-b"]).status_code == 404
     assert chat(server, SMOLLM2, KEYS["team-b"]).status_code == 200
     for key in (None, "not-a-key"):
@@ -171,3 +188,24 @@ def test_the_router_feed_lists_the_adapters_loaded(server, store):
     assert "from-the-set" in gone.adapters
     state = httpx.get(server.url + wire.STATE_PATH, headers=auth(ADMIN)).json()
     assert "fed" not in state["adapters"] and "from-the-set" in state["adapters"]
+def test_lora_modules_are_served_from_the_start(tmp_path):
+    good = write_dir(tmp_path / "good", adapter_files(seed=4, b_std=B_STD))
+    engine = smollm2_engine(enable_lora=True, lora_modules=[f"started={good}"])
+    with ServerThread(engine) as s:
+        assert models(s, None)["started"]["parent"] == SMOLLM2
+        resp = complete(s, "started", None)
+        assert resp.status_code == 200
+        assert (
+            resp.json()["choices"][0]["text"]
+            != complete(s, SMOLLM2, None).json()["choices"][0]["text"]
+        )
+
+
+def test_a_refused_lora_module_stops_the_start(tmp_path, caplog):
+    bad = write_dir(tmp_path / "bad", adapter_files(rank=32))
+    engine = smollm2_engine(enable_lora=True, lora_modules=[f"big={bad}"])
+    server = ServerThread(engine)
+    server._thread.start()
+    server._thread.join(60)
+    assert server.exit_code == 2
+    assert "--lora-modules big: " in caplog.text and "--max-lora-rank" in caplog.text

@@ -73,14 +73,16 @@ def test_bad_flags_and_missing_model_exit_2_with_a_message(capsys, tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["--kv-cache-memory", "lots"])
     assert "not a size: 'lots'" in capsys.readouterr().err
+    for bad in ("just-a-name", "=/path", '{"name": "x"}'):
+        with pytest.raises(SystemExit):
+            parse_args(["--lora-modules", bad])
+        assert "--lora-modules: " in capsys.readouterr().err
     assert infleet_main(["serve", "--model", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
 
 
 def test_config_lists_mappings_and_switches(tmp_path):
     parser = build_parser()
-    # A flag of a later issue, shaped as vLLM's: several values; and JSON.
-    parser.add_argument("--lora-modules", nargs="+")
     cfg = tmp_path / "engine.yaml"
     cfg.write_text(
         "lora-modules: [a=/adapters/a, {name: b, path: /adapters/b}]\n"
@@ -89,7 +91,7 @@ def test_config_lists_mappings_and_switches(tmp_path):
         "generation-config: vllm\n"
     )
     ns = parser.parse_args(config_file_argv(str(cfg), parser))
-    assert ns.lora_modules == ["a=/adapters/a", '{"name": "b", "path": "/adapters/b"}']
+    assert ns.lora_modules == ["a=/adapters/a", "b=/adapters/b"]
     assert ns.speculative_config == SpeculativeConfig("ngram", 3)
     assert ns.disable_log_requests is True and ns.generation_config == "vllm"
     cfg.write_text("disable-log-requests: false\nmax-request-body-size: 1MiB\n")

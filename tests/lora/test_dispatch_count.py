@@ -50,7 +50,7 @@ def step_ops(token_slots: list[int]) -> Counter[str]:
         set_lora_batch(LoRABatch.build(token_slots, MAX_LORAS))
         try:
             for hook, (x, y) in zip(hooks, inputs, strict=True):
-                hook(x, y)
+                hook.apply(x, y)
         finally:
             set_lora_batch(None)
     lora_rows = [t for t, s in enumerate(token_slots) if s >= 0]

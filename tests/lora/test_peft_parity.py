@@ -50,7 +50,7 @@ def test_mixed_batch_delta_equals_peft(tmp_path, arch, overrides):
             for linear in shape.linears:
                 x = torch.randn(len(adapters), linear.in_features)
                 y_base = torch.randn(len(adapters), linear.out_features)
-                y = LinearLoRA(slots, layer, linear.name)(x, y_base.clone())
+                y = LinearLoRA(slots, layer, linear.name).apply(x, y_base.clone())
                 for (module, size), offset in zip(linear.parts, linear.part_offsets, strict=True):
                     peft_layer = peft_module(model, layer, module)
                     with torch.no_grad():

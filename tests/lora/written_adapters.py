@@ -27,8 +27,11 @@ SMOLLM2 = Base(hidden=576, layers=30, q=9 * 64, kv=3 * 64)  # builtin:smollm2-13
 OTHER = Base(hidden=1024, layers=4, q=1024, kv=256)  # some other base model
 
 
-def adapter_files(base: Base = SMOLLM2, rank: int = 8, seed: int = 0) -> dict[str, bytes]:
-    """q_proj and v_proj adapted in every layer, peft's tensor names."""
+def adapter_files(
+    base: Base = SMOLLM2, rank: int = 8, seed: int = 0, b_std: float = 0.0
+) -> dict[str, bytes]:
+    """q_proj and v_proj adapted in every layer, peft's tensor names. B is zero (peft's
+    initial adapter: it changes nothing) unless `b_std` gives it random values."""
     rng = np.random.default_rng(seed)
     tensors = {}
     for layer in range(base.layers):
@@ -37,7 +40,10 @@ def adapter_files(base: Base = SMOLLM2, rank: int = 8, seed: int = 0) -> dict[st
             tensors[f"{prefix}.lora_A.weight"] = rng.standard_normal(
                 (rank, base.hidden), dtype=np.float32
             )
-            tensors[f"{prefix}.lora_B.weight"] = np.zeros((out, rank), dtype=np.float32)
+            b = np.zeros((out, rank), dtype=np.float32)
+            if b_std:
+                b = (rng.standard_normal((out, rank)) * b_std).astype(np.float32)
+            tensors[f"{prefix}.lora_B.weight"] = b
     config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
