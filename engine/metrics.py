@@ -129,6 +129,7 @@ class EngineMetrics:
             if total > seen[pos]:
                 self._spec_per_pos.labels(self._model_name, str(pos)).inc(total - seen[pos])
                 seen[pos] = total
+
     def record_lora(self, s: LoRAStats) -> None:
         """The core's adapter state after a step (names in lora/metrics.py)."""
         if self._lora is None:

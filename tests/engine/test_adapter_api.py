@@ -188,6 +188,8 @@ def test_the_router_feed_lists_the_adapters_loaded(server, store):
     assert "from-the-set" in gone.adapters
     state = httpx.get(server.url + wire.STATE_PATH, headers=auth(ADMIN)).json()
     assert "fed" not in state["adapters"] and "from-the-set" in state["adapters"]
+
+
 def test_lora_modules_are_served_from_the_start(tmp_path):
     good = write_dir(tmp_path / "good", adapter_files(seed=4, b_std=B_STD))
     engine = smollm2_engine(enable_lora=True, lora_modules=[f"started={good}"])
