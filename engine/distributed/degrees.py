@@ -12,6 +12,10 @@ class ParallelConfigError(ValueError):
 
 
 def check_launch(tp: int, pp: int, nnodes: int, node_rank: int) -> None:
+    if pp < 1 or tp < 1:
+        raise ParallelConfigError(
+            f"--tensor-parallel-size {tp} and --pipeline-parallel-size {pp} must be >= 1"
+        )
     world = tp * pp
     if not 0 <= node_rank < nnodes:
         raise ParallelConfigError(f"--node-rank {node_rank} is outside 0..{nnodes - 1}")
@@ -48,10 +52,10 @@ def check_model(config: ModelConfig, tp: int, pp: int, expert_parallel: bool) ->
         raise ParallelConfigError(
             f"--pipeline-parallel-size {pp} does not divide the model's {config.num_layers} layers"
         )
-    if pp > 1:
+    if pp > 1 and tp > 1:
         raise ParallelConfigError(
-            f"--pipeline-parallel-size {pp}: pipeline parallelism is not implemented in the "
-            "bundled engine yet; use --tensor-parallel-size (or vLLM / SGLang for PP)"
+            f"--pipeline-parallel-size {pp} with --tensor-parallel-size {tp}: the bundled "
+            "engine runs one of them at a time (use vLLM / SGLang for TP x PP)"
         )
     if expert_parallel and moe is None:
         raise ParallelConfigError(
