@@ -19,8 +19,8 @@ from infleet.engine.attention import (
     set_context,
 )
 from infleet.engine.core.cuda_graphs import DecodeGraphs
-from infleet.engine.core.step_inputs import StepInputBuilder
 from infleet.engine.core.scheduler import micro_batches
+from infleet.engine.core.step_inputs import StepInputBuilder
 from infleet.engine.distributed.pipeline import PipelineTrace, run_pipelined
 from infleet.engine.distributed.state import kv_head_shard, pp
 from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype

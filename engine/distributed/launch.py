@@ -156,9 +156,7 @@ class RankGroup:
             for rank, proc in enumerate(self.procs, start=1):
                 code = proc.poll()
                 if code is not None and not self.stopping:
-                    log.error(
-                        "rank %d exited with %s: the replica stops", rank, code
-                    )
+                    log.error("rank %d exited with %s: the replica stops", rank, code)
                     os._exit(1)
             time.sleep(0.2)
 

@@ -58,12 +58,12 @@ def case(request, tmp_path_factory):
     )
     tokenizer = load_model(str(path), device="cpu", dtype="float32").tokenizer
     prompts = [tokenizer.encode(p) for p in PROMPTS]
-    return request.param, path, prompts
+    return path, prompts
 
 
 @pytest.mark.slow
 def test_pp2_greedy_tokens_match_one_process_with_two_micro_batches_in_flight(case):
-    name, path, prompts = case
+    path, prompts = case
     want, top2 = single_process(path, prompts)
     got, log = pipeline_parallel(path, prompts)
     assert got["preemptions"] > 0  # the PP engine went through preemption too
