@@ -1,5 +1,5 @@
-"""A tensor-parallel replica under supervision: a real `infleet serve --tensor-parallel-size
-2`, answering through the `openai` SDK; its rank 1 killed mid-request: the in-flight
+"""A tensor- or pipeline-parallel replica under supervision: a real `infleet serve
+--tensor-parallel-size 2` (or `--pipeline-parallel-size 2`), answering through the `openai` SDK; its rank 1 killed mid-request: the in-flight
 stream ends with an error, /health fails, the server exits non-zero and no rank is left."""
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in f.read().split()]
 
 
-def test_a_killed_rank_fails_the_request_and_takes_the_replica_down(tmp_path):
+@pytest.mark.parametrize("degree", ["--tensor-parallel-size", "--pipeline-parallel-size"])
+def test_a_killed_rank_fails_the_request_and_takes_the_replica_down(tmp_path, degree):
+    """Rank 1 is the other tensor-parallel shard, or the second pipeline stage."""
     # Long contexts, so the request below is still decoding when the rank dies.
     path = build_checkpoint(tmp_path, "llama", max_position_embeddings=4096)
     proc, url, log = start_server(
-        "--model", str(path), "--device", "cpu", "--tensor-parallel-size", "2",
-        "--max-model-len", "4096",
+        "--model", str(path), "--device", "cpu", degree, "2", "--max-model-len", "4096",
     )  # fmt: skip
     try:
         core = core_pid(log)
