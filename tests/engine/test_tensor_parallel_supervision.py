@@ -102,7 +102,21 @@ def test_two_nodes_serve_one_tensor_parallel_replica(tmp_path):
                 p.wait()
 
 
-def test_degrees_the_model_cannot_take_are_refused_at_start_up(tmp_path):
+@pytest.mark.parametrize(
+    ("flag", "line"),
+    [
+        (
+            "--tensor-parallel-size",
+            "infleet serve: --tensor-parallel-size 3 does not divide the model's 4 attention "
+            "heads, 2 KV heads (need a multiple or a divisor of the degree), intermediate_size 128",
+        ),
+        (
+            "--pipeline-parallel-size",
+            "infleet serve: --pipeline-parallel-size 3 does not divide the model's 2 layers",
+        ),
+    ],
+)
+def test_degrees_the_model_cannot_take_are_refused_at_start_up(tmp_path, flag, line):
     """Before any rank starts: exit 2, the numbers on stderr and in the termination log."""
     import subprocess
     import sys
@@ -111,14 +125,10 @@ def test_degrees_the_model_cannot_take_are_refused_at_start_up(tmp_path):
     log = tmp_path / "termination-log"
     done = subprocess.run(
         [sys.executable, "-m", "infleet", "serve", "--model", str(path), "--device", "cpu",
-         "--tensor-parallel-size", "3", "--port", "0"],
+         flag, "3", "--port", "0"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
         env={**os.environ, "INFLEET_TERMINATION_LOG": str(log)},
     )  # fmt: skip
     assert done.returncode == 2
-    line = (
-        "infleet serve: --tensor-parallel-size 3 does not divide the model's 4 attention "
-        "heads, 2 KV heads (need a multiple or a divisor of the degree), intermediate_size 128"
-    )
     assert log.read_text() == line
     assert line in done.stderr
