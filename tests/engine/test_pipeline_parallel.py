@@ -1,5 +1,5 @@
 """Pipeline parallelism on CPU (gloo, one thread per rank): greedy tokens of the whole
-engine at PP=2 (chunked prefill, preemption) on tiny Llama and Qwen3 against the single-process engine, bytes per
+engine at PP=2 (chunked prefill, preemption) on tiny Llama, Qwen3 and Qwen3-MoE against the single-process engine, bytes per
 stage, two micro-batches in flight, and degrees refused with their numbers.
 
 The PP=2 engine runs in a fresh process (tests/engine/tp_run.py: stage 0 there, stage 1
@@ -31,8 +31,10 @@ CASES = {
     "llama": ("llama", {}),
     # Tied embeddings: the last stage holds its own copy of the embedding as its LM head.
     "qwen3": ("qwen3", {"tie_word_embeddings": True}),
-    # A Qwen3-MoE case passed too (21 s); left out for the CI budget: a stage holds whole
-    # layers, so experts take no other path than at PP=1.
+    "qwen3moe": (
+        "qwen3_moe",
+        {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64},
+    ),
 }
 
 
