@@ -115,6 +115,7 @@ def test_two_nodes_serve_one_tensor_parallel_replica(tmp_path):
             "infleet serve: --pipeline-parallel-size 3 does not divide the model's 2 layers",
         ),
     ],
+    ids=["tp", "pp"],
 )
 def test_degrees_the_model_cannot_take_are_refused_at_start_up(tmp_path, flag, line):
     """Before any rank starts: exit 2, the numbers on stderr and in the termination log."""
