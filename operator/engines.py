@@ -148,8 +148,12 @@ def check_gpus(spec: InferenceServiceSpec) -> None:
 def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Settings:
     engine, kind = spec.engine, "infleet"
     p = engine.parallelism
-    if p.pipeline > 1:
-        raise unsupported(kind, "engine.parallelism.pipeline", "pipeline parallelism")
+    if p.pipeline > 1 and p.tensor > 1:  # engine/distributed/degrees.py refuses it too
+        raise SpecError(
+            "engine.parallelism.pipeline",
+            f"engine infleet runs tensor ({p.tensor}) or pipeline ({p.pipeline}) "
+            "parallelism, not both in one replica (vllm and sglang do)",
+        )
     out: Settings = {
         "model": model.path,
         "served-model-name": model.served_name,
@@ -162,6 +166,8 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
     } | api_keys_settings(spec)
     if p.tensor > 1:
         out["tensor-parallel-size"] = p.tensor
+    if p.pipeline > 1:
+        out["pipeline-parallel-size"] = p.pipeline
     out |= _expert_parallel(p, kind)
     if engine.lora.max_adapters:
         out["enable-lora"] = True

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-num-batched-tokens", type=int, default=2048)
     add("--kv-cache-memory", type=parse_size, default=None, metavar="SIZE")
     add("--tensor-parallel-size", type=int, default=1, help="ranks (gloo on CPU, NCCL on CUDA)")
+    add("--pipeline-parallel-size", type=int, default=1, help="stages (one rank each)")
     add("--enable-expert-parallel", action="store_true", help="MoE experts spread over the ranks")
     add(
         "--out", default=None, metavar="FILE", help="JSON report path (default bench-WORKLOAD.json)"
@@ -87,6 +88,7 @@ def main(argv: list[str]) -> int:
         max_num_batched_tokens=opts.max_num_batched_tokens,
         kv_cache_memory=opts.kv_cache_memory,
         tensor_parallel_size=opts.tensor_parallel_size,
+        pipeline_parallel_size=opts.pipeline_parallel_size,
         enable_expert_parallel=opts.enable_expert_parallel,
         # Repetitions must not hit the blocks of earlier ones (random prompts share nothing).
         enable_prefix_caching=False,
@@ -117,6 +119,7 @@ def main(argv: list[str]) -> int:
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "torch": torch.__version__,
         "tensor_parallel_size": opts.tensor_parallel_size,
+        "pipeline_parallel_size": opts.pipeline_parallel_size,
         "weight_bytes_rank0": sum(p.numel() * p.element_size() for p in loaded.model.parameters()),
         "workload": {
             "name": opts.workload,
@@ -159,7 +162,7 @@ def main(argv: list[str]) -> int:
     out = Path(opts.out or f"bench-{opts.workload}.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
-    engine.core.shutdown()  # tensor parallel: the other ranks stop with it
+    engine.core.shutdown()  # tensor / pipeline parallel: the other ranks stop with it
     return 0
 
 

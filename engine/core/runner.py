@@ -19,8 +19,10 @@ from infleet.engine.attention import (
     set_context,
 )
 from infleet.engine.core.cuda_graphs import DecodeGraphs
+from infleet.engine.core.scheduler import micro_batches
 from infleet.engine.core.step_inputs import StepInputBuilder
-from infleet.engine.distributed.state import kv_head_shard
+from infleet.engine.distributed.pipeline import PipelineTrace, run_pipelined
+from infleet.engine.distributed.state import kv_head_shard, pp
 from infleet.engine.kernels.fp8 import FP8_DTYPE, kv_cache_torch_dtype
 from infleet.engine.loader import LoadedModel
 from infleet.engine.model_config import ModelConfig
@@ -68,16 +70,17 @@ class ModelRunner:
         c = loaded.config
         layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         kv_heads = layers[0].num_kv_heads  # this rank's (tensor parallel: a share of them)
-        # One allocation for every layer's K and V; zeroed so that padded reads of unused
-        # slots are finite (a masked-out NaN would still poison the softmax-weighted sum).
+        # One allocation for every layer's K and V (pipeline parallel: this stage's layers);
+        # zeroed so that padded reads of unused slots are finite (a masked-out NaN would
+        # still poison the softmax-weighted sum).
         self.kv_cache = torch.zeros(
-            2, c.num_layers, num_blocks, block_size, kv_heads, c.head_dim,
+            2, len(layers), num_blocks, block_size, kv_heads, c.head_dim,
             dtype=self.kv_dtype, device=self.device,
         )  # fmt: skip
         # fp8 caches: per-layer, per-tensor scales, 1.0 until calibrated (docs/gpu.md).
         self.kv_scales = None
         if self.kv_dtype == FP8_DTYPE:
-            self.kv_scales = torch.ones(2, c.num_layers, 1, device=self.device)
+            self.kv_scales = torch.ones(2, len(layers), 1, device=self.device)
         self.inputs = StepInputBuilder(
             block_size=block_size, num_blocks=num_blocks, max_model_len=self.max_model_len,
             vocab_size=c.vocab_size, device=self.device,
@@ -87,6 +90,7 @@ class ModelRunner:
             attn.backend = self.backend
             scales = self.kv_scales
             attn.k_scale, attn.v_scale = (None, None) if scales is None else scales[:, i]
+        self.trace = PipelineTrace()  # pipeline parallel: micro-batches in flight (rank 0)
         # Decode steps replay CUDA graphs where the backend never syncs with the host.
         self.graphs = None
         graphable = self.backend.name in ("triton", "flash-attn")
@@ -104,7 +108,8 @@ class ModelRunner:
     ) -> int:
         element = torch.empty(0, dtype=kv_cache_dtype).element_size()
         _, kv_heads = kv_head_shard(config.num_kv_heads)  # this rank's (tensor parallel)
-        return 2 * config.num_layers * block_size * kv_heads * config.head_dim * element
+        layers = len(pp().layers(config.num_layers))  # this stage's (pipeline parallel)
+        return 2 * layers * block_size * kv_heads * config.head_dim * element
 
     def prepare(self, batch: list[SeqSlice]) -> tuple[torch.Tensor, AttentionContext]:
         """Validate a step's slices and build its flat inputs on the device: token ids `[T]`
@@ -136,6 +141,9 @@ class ModelRunner:
         `num_logits[i]`: logits at slice i's last that many tokens (speculative
         verification scores every draft position); default one, at the last token.
         `lora`: which tokens run with which adapter slot (engine/core/lora_state.py)."""
+        if pp().size > 1:  # every stage runs this; rank 0 gets the logits
+            bounds = micro_batches(ctx.query_lens_host, pp().size)
+            return run_pipelined(self.model, input_ids, ctx, bounds, self.trace)  # type: ignore[return-value]
         num_seqs = len(ctx.query_lens_host)
         decodes_only = len(input_ids) == num_seqs
         graphs = self.graphs

@@ -223,6 +223,27 @@ class Scheduler:
         return needs_sample
 
 
+def micro_batches(num_new_tokens: list[int], parts: int) -> list[tuple[int, int]]:
+    """Pipeline parallel: a step's sequences cut into up to `parts` contiguous micro-batches
+    of about equal tokens, as (first, end) index pairs. Every rank computes the same cut
+    from the step's lengths. Contiguous ranges keep the logits rows in the step's order."""
+    n = len(num_new_tokens)
+    parts = max(1, min(parts, n))
+    total = sum(num_new_tokens)
+    bounds, first, acc = [], 0, 0
+    for i, tokens in enumerate(num_new_tokens):
+        acc += tokens
+        left = parts - len(bounds) - 1  # cuts still to make after this one
+        # cut after i once this part has its share (or only one sequence per later part
+        # is left), always leaving a sequence for each later part
+        share = acc * parts >= total * (len(bounds) + 1)
+        if left > 0 and n - i - 1 >= left and (share or n - i - 1 == left):
+            bounds.append((first, i + 1))
+            first = i + 1
+    bounds.append((first, n))
+    return bounds
+
+
 def schedulable(seq: Sequence) -> bool:
     """Whether a running sequence can be given work now (see the module docstring)."""
     waits = seq.num_output_tokens >= seq.params.max_tokens or seq.constraint is not None

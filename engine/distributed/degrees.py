@@ -12,6 +12,10 @@ class ParallelConfigError(ValueError):
 
 
 def check_launch(tp: int, pp: int, nnodes: int, node_rank: int) -> None:
+    if pp < 1 or tp < 1:
+        raise ParallelConfigError(
+            f"--tensor-parallel-size {tp} and --pipeline-parallel-size {pp} must be >= 1"
+        )
     world = tp * pp
     if not 0 <= node_rank < nnodes:
         raise ParallelConfigError(f"--node-rank {node_rank} is outside 0..{nnodes - 1}")
@@ -22,21 +26,20 @@ def check_launch(tp: int, pp: int, nnodes: int, node_rank: int) -> None:
         )
 
 
-def check_features(tp: int, *, lora: bool, speculative: bool, kv_tiers: bool) -> None:
-    """Engine features whose per-step state does not reach the follower ranks yet (the
-    step inputs broadcast in engine/distributed/launch.py carry no adapter layout, no
-    draft positions, and the KV tiers would hold rank 0's heads only)."""
-    if tp == 1:
+def check_features(tp: int, pp: int, *, lora: bool, speculative: bool, kv_tiers: bool) -> None:
+    """Engine features whose per-step state does not reach the other ranks yet (the step
+    inputs broadcast in engine/distributed/launch.py carry no adapter layout and no draft
+    positions, and the KV tiers would hold rank 0's heads or layers only)."""
+    if tp * pp == 1:
         return
+    degree = f"--tensor-parallel-size {tp}" if pp == 1 else f"--pipeline-parallel-size {pp}"
     for on, name in [
         (lora, "--enable-lora"),
         (speculative, "--speculative-config"),
         (kv_tiers, "--kv-dram-size/--kv-nvme-size"),
     ]:
         if on:
-            raise ParallelConfigError(
-                f"{name} with --tensor-parallel-size {tp} is not supported yet (one rank only)"
-            )
+            raise ParallelConfigError(f"{name} with {degree} is not supported yet (one rank only)")
 
 
 def check_model(config: ModelConfig, tp: int, pp: int, expert_parallel: bool) -> None:
@@ -65,10 +68,10 @@ def check_model(config: ModelConfig, tp: int, pp: int, expert_parallel: bool) ->
         raise ParallelConfigError(
             f"--pipeline-parallel-size {pp} does not divide the model's {config.num_layers} layers"
         )
-    if pp > 1:
+    if pp > 1 and tp > 1:
         raise ParallelConfigError(
-            f"--pipeline-parallel-size {pp}: pipeline parallelism is not implemented in the "
-            "bundled engine yet; use --tensor-parallel-size (or vLLM / SGLang for PP)"
+            f"--pipeline-parallel-size {pp} with --tensor-parallel-size {tp}: the bundled "
+            "engine runs one of them at a time (use vLLM / SGLang for TP x PP)"
         )
     if expert_parallel and moe is None:
         raise ParallelConfigError(

@@ -28,7 +28,13 @@ import torch.distributed as dist
 from infleet.engine.args import EngineArgs
 from infleet.engine.attention import AttentionContext
 from infleet.engine.distributed.degrees import check_features, check_launch, check_model
-from infleet.engine.distributed.state import TPState, init_process_group, set_tp
+from infleet.engine.distributed.state import (
+    PPState,
+    TPState,
+    init_process_group,
+    set_pp,
+    set_tp,
+)
 
 if TYPE_CHECKING:
     from infleet.engine.core.runner import ModelRunner
@@ -79,6 +85,7 @@ def check_degrees(args: EngineArgs) -> None:
     )
     check_features(
         args.tensor_parallel_size,
+        args.pipeline_parallel_size,
         lora=args.enable_lora,
         speculative=args.speculative_config is not None,
         kv_tiers=bool(args.kv_dram_size or args.kv_nvme_size),
@@ -92,7 +99,8 @@ def check_degrees(args: EngineArgs) -> None:
 
 
 def join(args: EngineArgs, rank: int, port: int) -> None:
-    """Enter the process group as `rank` and set this process's tensor-parallel place."""
+    """Enter the process group as `rank` and set this process's tensor-parallel place and
+    pipeline stage."""
     from infleet.engine.loader import resolve_device
 
     torch.set_num_threads(threads_per_rank(args))
@@ -102,6 +110,7 @@ def join(args: EngineArgs, rank: int, port: int) -> None:
     init_process_group(rank, world_size(args), args.master_addr, port, device)
     tp = args.tensor_parallel_size
     set_tp(TPState(rank % tp, tp, args.enable_expert_parallel))
+    set_pp(PPState(rank // tp, args.pipeline_parallel_size))
 
 
 def log_weight_bytes(rank: int, model: torch.nn.Module) -> None:
@@ -154,9 +163,7 @@ class RankGroup:
             for rank, proc in enumerate(self.procs, start=1):
                 code = proc.poll()
                 if code is not None and not self.stopping:
-                    log.error(
-                        "tensor-parallel rank %d exited with %s: the replica stops", rank, code
-                    )
+                    log.error("rank %d exited with %s: the replica stops", rank, code)
                     os._exit(1)
             time.sleep(0.2)
 

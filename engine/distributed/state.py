@@ -21,7 +21,30 @@ class TPState:
     expert_parallel: bool = False  # experts spread over the TP ranks instead of split
 
 
+@dataclass(frozen=True, slots=True)
+class PPState:
+    """This process's pipeline stage: ranks are stages in order (TP x PP is refused)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def first(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def last(self) -> bool:
+        return self.rank == self.size - 1
+
+    def layers(self, num_layers: int) -> range:
+        """The decoder layers this stage holds: an even, contiguous share (the degree
+        must divide the layer count; engine/distributed/degrees.py)."""
+        per = num_layers // self.size
+        return range(self.rank * per, (self.rank + 1) * per)
+
+
 _state = TPState()
+_pp = PPState()
 
 
 def tp() -> TPState:
@@ -31,6 +54,15 @@ def tp() -> TPState:
 def set_tp(state: TPState) -> None:
     global _state
     _state = state
+
+
+def pp() -> PPState:
+    return _pp
+
+
+def set_pp(state: PPState) -> None:
+    global _pp
+    _pp = state
 
 
 def init_process_group(

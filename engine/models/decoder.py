@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infleet.engine.attention import PagedAttention
-from infleet.engine.distributed.state import all_gather_last, kv_head_shard, tp
+from infleet.engine.distributed.state import all_gather_last, kv_head_shard, pp, tp
 from infleet.engine.layers.embedding import Embedding
 from infleet.engine.layers.linear import Linear
 from infleet.engine.layers.norm import RMSNorm
@@ -103,9 +103,16 @@ class DecoderLayer(nn.Module):
 
 
 class DecoderStack(nn.Module):
+    """Pipeline parallel: a stage builds only its layers (the others stay empty slots, so
+    checkpoint names keep their indices); the first stage holds the embedding, the last
+    the final norm (and the LM head, CausalLM)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size)
+        stage = pp()
+        self.stage_layers = stage.layers(config.num_layers)
+        embeds = stage.first or (stage.last and config.tie_word_embeddings)
+        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size) if embeds else None
         self.rotary = RotaryEmbedding(
             config.head_dim,
             config.max_position_embeddings,
@@ -113,9 +120,10 @@ class DecoderStack(nn.Module):
             config.rope_scaling,
         )
         self.layers = nn.ModuleList(
-            DecoderLayer(config, self.rotary, i) for i in range(config.num_layers)
+            DecoderLayer(config, self.rotary, i) if i in self.stage_layers else nn.Identity()
+            for i in range(config.num_layers)
         )
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps) if stage.last else None
 
 
 class CausalLM(nn.Module):
@@ -126,14 +134,34 @@ class CausalLM(nn.Module):
         self.config = config
         self.model = DecoderStack(config)
         self.lm_head = None
-        if not config.tie_word_embeddings:  # vocabulary-parallel, as the embedding
+        if not config.tie_word_embeddings and pp().last:  # vocabulary-parallel, as the embedding
             self.lm_head = Embedding(config.vocab_size, config.hidden_size)
 
+    def holds(self, name: str) -> bool:
+        """Whether this pipeline stage holds checkpoint weight `name` (every name at PP=1)."""
+        stack = self.model
+        if name.startswith("model.layers."):
+            return int(name.split(".")[2]) in stack.stage_layers
+        if name.startswith("model.embed_tokens."):
+            return stack.embed_tokens is not None
+        if name.startswith("model.norm."):
+            return stack.norm is not None
+        if name.startswith("lm_head."):
+            return self.lm_head is not None
+        return True
+
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        x, residual = self.model.embed_tokens(input_ids), None
-        for layer in self.model.layers:
-            x, residual = layer(positions, x, residual)
+        x, residual = self.forward_layers(positions, self.model.embed_tokens(input_ids), None)
         return self.model.norm(x, residual)[0]
+
+    def forward_layers(
+        self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This stage's layers: (hidden, residual) in, (hidden, residual) out."""
+        for i in self.model.stage_layers:
+            x, residual = self.model.layers[i](positions, x, residual)
+        assert residual is not None  # every stage holds at least one layer
+        return x, residual
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         head = self.model.embed_tokens if self.lm_head is None else self.lm_head

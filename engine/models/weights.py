@@ -94,8 +94,10 @@ def load_weights(model: CausalLM, weights: Iterable[tuple[str, torch.Tensor]]) -
     for name, tensor in weights:
         if name.endswith(_IGNORED_SUFFIXES):
             continue
-        if name == "lm_head.weight" and model.lm_head is None:
+        if name == "lm_head.weight" and model.config.tie_word_embeddings:
             continue  # tied embeddings: some checkpoints still save the copy
+        if not model.holds(name):
+            continue  # another pipeline stage's weight
         target, shard = _target(name)
         param = params.get(target)
         if param is None:

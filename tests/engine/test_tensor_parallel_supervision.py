@@ -1,5 +1,5 @@
-"""A tensor-parallel replica under supervision: a real `infleet serve --tensor-parallel-size
-2`, answering through the `openai` SDK; its rank 1 killed mid-request: the in-flight
+"""A tensor- or pipeline-parallel replica under supervision: a real `infleet serve
+--tensor-parallel-size 2` (or `--pipeline-parallel-size 2`), answering through the `openai` SDK; its rank 1 killed mid-request: the in-flight
 stream ends with an error, /health fails, the server exits non-zero and no rank is left."""
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in f.read().split()]
 
 
-def test_a_killed_rank_fails_the_request_and_takes_the_replica_down(tmp_path):
+@pytest.mark.parametrize("degree", ["--tensor-parallel-size", "--pipeline-parallel-size"])
+def test_a_killed_rank_fails_the_request_and_takes_the_replica_down(tmp_path, degree):
+    """Rank 1 is the other tensor-parallel shard, or the second pipeline stage."""
     # Long contexts, so the request below is still decoding when the rank dies.
     path = build_checkpoint(tmp_path, "llama", max_position_embeddings=4096)
     proc, url, log = start_server(
-        "--model", str(path), "--device", "cpu", "--tensor-parallel-size", "2",
-        "--max-model-len", "4096",
+        "--model", str(path), "--device", "cpu", degree, "2", "--max-model-len", "4096",
     )  # fmt: skip
     try:
         core = core_pid(log)
@@ -58,7 +59,7 @@ def test_a_killed_rank_fails_the_request_and_takes_the_replica_down(tmp_path):
         wait_until(unhealthy, 20)
         assert proc.wait(timeout=60) == 1
         out = "".join(log) + proc.stderr.read()
-        assert "tensor-parallel rank 1 exited with -9" in out
+        assert "rank 1 exited with -9" in out
         wait_until(lambda: not alive(core) and not alive(rank1), 10)  # no orphans
     finally:
         if proc.poll() is None:
@@ -101,7 +102,22 @@ def test_two_nodes_serve_one_tensor_parallel_replica(tmp_path):
                 p.wait()
 
 
-def test_degrees_the_model_cannot_take_are_refused_at_start_up(tmp_path):
+@pytest.mark.parametrize(
+    ("flag", "line"),
+    [
+        (
+            "--tensor-parallel-size",
+            "infleet serve: --tensor-parallel-size 3 does not divide the model's 4 attention "
+            "heads, 2 KV heads (need a multiple or a divisor of the degree), intermediate_size 128",
+        ),
+        (
+            "--pipeline-parallel-size",
+            "infleet serve: --pipeline-parallel-size 3 does not divide the model's 2 layers",
+        ),
+    ],
+    ids=["tp", "pp"],
+)
+def test_degrees_the_model_cannot_take_are_refused_at_start_up(tmp_path, flag, line):
     """Before any rank starts: exit 2, the numbers on stderr and in the termination log."""
     import subprocess
     import sys
@@ -110,14 +126,10 @@ def test_degrees_the_model_cannot_take_are_refused_at_start_up(tmp_path):
     log = tmp_path / "termination-log"
     done = subprocess.run(
         [sys.executable, "-m", "infleet", "serve", "--model", str(path), "--device", "cpu",
-         "--tensor-parallel-size", "3", "--port", "0"],
+         flag, "3", "--port", "0"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
         env={**os.environ, "INFLEET_TERMINATION_LOG": str(log)},
     )  # fmt: skip
     assert done.returncode == 2
-    line = (
-        "infleet serve: --tensor-parallel-size 3 does not divide the model's 4 attention "
-        "heads, 2 KV heads (need a multiple or a divisor of the degree), intermediate_size 128"
-    )
     assert log.read_text() == line
     assert line in done.stderr

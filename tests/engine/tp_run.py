@@ -5,7 +5,8 @@ TP=2 engine (rank 0 here, rank 1 its child) must not share the test process.
 
 Job: {"args": EngineArgs fields, "prompts": [[ids]], "max_tokens": N}. Result:
 {"tokens": [[ids]], "top2": [[[logprob, logprob] per token]], "preemptions": N,
-"weight_bytes": this rank's parameter bytes}.
+"weight_bytes": this rank's parameter bytes, "in_flight": the most pipeline micro-batches
+rank 0 had started and not yet finished, "trace": its start/done events}.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def main() -> int:
         "top2": top2,
         "preemptions": eng.core.stats().preemptions_total,
         "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "in_flight": eng.core.runner.trace.max_in_flight,
+        "trace": eng.core.runner.trace.events,
     }
     eng.core.shutdown()
     json.dump(result, sys.stdout)

@@ -203,7 +203,8 @@ def test_user_env_follows_pod_ip_and_image_override_wins():
             "infleet",
             {"engine": {"parallelism": {"tensor": 2, "pipeline": 2}}, "resources": {"gpus": 4}},
             "engine.parallelism.pipeline",
-            "pipeline parallelism is not supported by engine infleet",
+            "engine infleet runs tensor (2) or pipeline (2) parallelism, not both in one "
+            "replica (vllm and sglang do)",
         ),
         (
             "tgi",
@@ -274,6 +275,18 @@ def test_infleet_tensor_and_expert_parallel_reach_the_engines_own_flags(tmp_path
     pod = next(c for c in children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_infleet_pipeline_parallel_reaches_the_engines_own_flags(tmp_path):
+    from infleet.engine.args import parse_args
+
+    isvc = engine_isvc(
+        "infleet", "mixed", resources={"gpus": 2}, engine={"parallelism": {"pipeline": 2}}
+    )
+    config_map = next(c for c in render_children(isvc) if c["kind"] == "ConfigMap")
+    (tmp_path / "engine.yaml").write_text(config_map["data"]["engine.yaml"])
+    args = parse_args(["--config", str(tmp_path / "engine.yaml")])
+    assert (args.tensor_parallel_size, args.pipeline_parallel_size) == (1, 2)
 
 
 @pytest.mark.parametrize(
