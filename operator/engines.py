@@ -107,6 +107,24 @@ def _require_one_tenant(spec: InferenceServiceSpec, kind: str) -> None:
                           "adapters of other namespaces (tenants kept apart by API key)")  # fmt: skip
 
 
+def _require_one_rank_features(spec: InferenceServiceSpec, kind: str) -> None:
+    """What the bundled engine runs on one rank only (engine/distributed/degrees.py's
+    check_features refuses the same at start-up): refused here, before any pod exists."""
+    engine = spec.engine
+    p = engine.parallelism
+    if p.tensor * p.pipeline == 1:
+        return
+    features = [
+        ("engine.lora.maxAdapters", engine.lora.max_adapters > 0, "LoRA"),
+        ("engine.speculative.method", engine.speculative.method != "none", "speculative decoding"),
+        ("engine.kvCache.dram", engine.kv_cache.dram is not None, "a host-memory KV tier"),
+        ("engine.kvCache.nvme", engine.kv_cache.nvme is not None, "an NVMe KV tier"),
+    ]
+    for field, on, what in features:
+        if on:
+            raise unsupported(kind, field, f"{what} with more than one rank per replica")
+
+
 def _quantization(kind: str, spec: InferenceServiceSpec, flag: str) -> Settings:
     """`{flag: value}` from the engine table's quantization column, or {} for none."""
     wanted = spec.engine.quantization
@@ -154,6 +172,7 @@ def _infleet(spec: InferenceServiceSpec, model: ModelSource, port: int) -> Setti
             f"engine infleet runs tensor ({p.tensor}) or pipeline ({p.pipeline}) "
             "parallelism, not both in one replica (vllm and sglang do)",
         )
+    _require_one_rank_features(spec, kind)
     out: Settings = {
         "model": model.path,
         "served-model-name": model.served_name,

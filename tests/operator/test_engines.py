@@ -7,7 +7,7 @@ import pytest
 from infleet.operator.errors import SpecError
 from infleet.operator.pod_security import ENGINE_ENV
 from infleet.operator.render import render_children
-from tests.operator.samples import engine_isvc
+from tests.operator.samples import engine_isvc, isvc
 
 
 def container(isvc):
@@ -317,3 +317,21 @@ def test_parallel_degrees_that_disagree_are_named_with_numbers(
     with pytest.raises(SpecError) as err:
         render_children(isvc)
     assert str(err.value) == f"{field}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("engine", "field"),
+    [
+        ({"lora": {"maxAdapters": 2}}, "engine.lora.maxAdapters"),
+        ({"speculative": {"method": "ngram"}}, "engine.speculative.method"),
+        ({"kvCache": {"dram": "4Gi"}}, "engine.kvCache.dram"),
+    ],
+)
+def test_infleet_refuses_one_rank_features_with_several_ranks(engine, field):
+    # The bundled engine refuses these at start-up with TP or PP above 1: the operator says
+    # so first, as UnsupportedByEngine naming the field, instead of crash-looping pods.
+    spec = {"kind": "infleet", "parallelism": {"tensor": 2}, **engine}
+    with pytest.raises(SpecError) as err:
+        render_children(isvc(resources={"gpus": 2}, engine=spec))
+    assert err.value.reason == "UnsupportedByEngine" and err.value.field == field
+    render_children(isvc(resources={"gpus": 1}, engine={"kind": "infleet", **engine}))
