@@ -41,7 +41,10 @@ def test_breakdown_rounds_as_the_quantized_layers_compute(method):
     for fp8, rounded inputs) gives, up to fp32 summation order."""
     shards, k = [64, 32, 32], 128
     gen = torch.Generator().manual_seed(7)
-    weight = torch.cat([torch.randn(n, k, generator=gen) * s for n, s in zip(shards, (1, 8, 0.1))])
+    ranges = (1.0, 8.0, 0.1)
+    weight = torch.cat(
+        [torch.randn(n, k, generator=gen) * r for n, r in zip(shards, ranges, strict=True)]
+    )
     x = torch.randn(5, k, generator=gen)
 
     quantized = Linear(k, shards, bias=False)
