@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,6 +98,7 @@ def run(model: str, tokens: int, window: int) -> dict[str, dict[str, float]]:
         for hook in hooks:
             hook.remove()
         results[variant.name] = {"perplexity": ppl, "perplexity_vs_reference": ppl / base - 1}
+        print(f"{variant.name}: {results[variant.name]}", file=sys.stderr, flush=True)
     return results
 
 
