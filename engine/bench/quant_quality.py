@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 
 import torch
@@ -102,6 +103,7 @@ def measure(fmt: str, model: str, tokens: int, prompts: int, max_new: int, windo
         "weight_bytes": weight_bytes(loaded.model),
         "decode_tok_s": decode_tok_s(runner, starts[0], 16),
     }
+    print(f"{fmt}: {figures}", file=sys.stderr, flush=True)  # long runs: progress as it comes
     return figures, greedy(runner, starts, max_new)
 
 

@@ -4,8 +4,14 @@ SmolLM2-135M through the three weight formats on pydoc_data.topics."""
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
 
+from infleet.engine.bench.quant_breakdown import fp4_weight, fp8_activation, fp8_weight
 from infleet.engine.bench.quant_quality import agreement, run
+from infleet.engine.layers.linear import Linear
+from infleet.engine.quantization.checkpoint import online_scheme
+from infleet.engine.quantization.methods import METHOD_CLASSES
 
 
 def test_agreement_counts_the_prefix_before_divergence():
@@ -25,3 +31,34 @@ def test_quantized_smollm2_stays_close_to_the_reference():
     assert abs(fp8["perplexity_vs_reference"]) < 0.06
     assert 0 < fp4["perplexity_vs_reference"] < 0.45
     assert fp4["weight_bytes"] < fp8["weight_bytes"] < none["weight_bytes"]
+
+
+@pytest.mark.parametrize("method", ["fp8", "fp4"])
+def test_breakdown_rounds_as_the_quantized_layers_compute(method):
+    """quant_breakdown's in-place rounding is the engine's arithmetic: a packed layer
+    (three parts with different ranges, so each part's own NVFP4 global scale matters)
+    quantized by its LinearMethod gives what the float layer with rounded weights (and,
+    for fp8, rounded inputs) gives, up to fp32 summation order."""
+    shards, k = [64, 32, 32], 128
+    gen = torch.Generator().manual_seed(7)
+    ranges = (1.0, 8.0, 0.1)
+    weight = torch.cat(
+        [torch.randn(n, k, generator=gen) * r for n, r in zip(shards, ranges, strict=True)]
+    )
+    x = torch.randn(5, k, generator=gen)
+
+    quantized = Linear(k, shards, bias=False)
+    quantized.quant_method = METHOD_CLASSES[method](online_scheme(method), shards)
+    quantized.weight.data.copy_(weight)
+    quantized.process_weights_after_loading()
+
+    rounded = Linear(k, shards, bias=False)
+    round_weight = {"fp8": fp8_weight, "fp4": fp4_weight}[method]
+    rounded.weight.data.copy_(round_weight(weight, shards))
+    if method == "fp8":
+        rounded.register_forward_pre_hook(fp8_activation)
+        assert not torch.equal(rounded(x), F.linear(x, rounded.weight))  # the hook rounds
+
+    expected, got = quantized(x), rounded(x)
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+    assert (got - x @ weight.t()).abs().max() > 1e-3  # and the rounding is there at all
