@@ -135,7 +135,9 @@ def test_groups_env_labels_scale_recreate_and_delete(plane: RunningPlane, tmp_pa
 
     # Deleting the leader deletes its worker (owned by it); the group comes back whole.
     before = {name: p["metadata"]["uid"] for name, p in pods(plane).items()}
-    plane.kubectl("delete", "pod", "g-0", "-n", NS, "--wait=true", "--timeout=30s")
+    # No --wait: the group comes back under the same name at once, and kubectl's wait for
+    # the old pod's deletion can miss it then; the new UIDs below are what counts.
+    plane.kubectl("delete", "pod", "g-0", "-n", NS, "--wait=false")
     plane.wait_for(
         lambda: all(p["metadata"]["uid"] not in before.values() for p in pods(plane).values()),
         30,
