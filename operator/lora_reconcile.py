@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from infleet.api import InferenceService
 from infleet.api.lora_adapter import LoRAAdapter
 from infleet.api.lora_set import Entry, entries
+from infleet.operator.admin_secret import admin_key
 from infleet.operator.errors import describe
 from infleet.operator.lora_admission import admit, rank_problem
 from infleet.operator.lora_artifact import Fetched, FetchFailed, check
@@ -222,7 +223,7 @@ class LoRAReconciler:
         )
         ekey = entry_key(*key)
         current = entries(view.sets.get(target)).get(ekey)
-        client = EngineClient(self.lkube.admin_key(service, create=True))
+        client = EngineClient(admin_key(self.lkube.kube, service, create=True))
         try:
             listed = {r: client.adapters(r) for r in replicas}
             if current is not None and current.served_name != entry.served_name:
@@ -276,7 +277,7 @@ class LoRAReconciler:
         self.lkube.patch_set(service, entry_key(*key), None, render_set(service))
         if old is None:
             return
-        client = EngineClient(self.lkube.admin_key(service, create=False))
+        client = EngineClient(admin_key(self.lkube.kube, service, create=False))
         try:
             for replica in ready_replicas(view.pods(svc_key)):
                 client.unload(replica, old.served_name)

@@ -24,8 +24,9 @@ children, client calls) and fails on a missing or a spare permission.
   resources: [loraadapters/status]
   verbs: [patch]
 # Secrets: a tenant's adapter credentials (credentialsSecretRef) are read into memory for
-# one fetch and never written anywhere; each LoRA service's engine admin key is created
-# once (<service>-lora-admin, owned by the service) and read to load/unload adapters.
+# one fetch and never written anywhere; the engines' admin key of each service whose
+# engines have keys is created once (<service>-admin-key, owned by the service; a legacy
+# <service>-lora-admin's key is read to carry it over) and read to load/unload adapters.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create]
