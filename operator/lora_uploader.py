@@ -13,6 +13,7 @@ the controller reads it from the pod into the adapter's `ArtifactUnreachable`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -90,10 +91,8 @@ def main(argv: list[str]) -> int:
         upload(packed, args.store, token)
     except UploadFailed as err:
         print(f"lora-upload: {err}", file=sys.stderr)
-        try:
+        with contextlib.suppress(OSError):  # not in a pod
             TERMINATION_LOG.write_text(str(err))
-        except OSError:
-            pass  # not in a pod
         return 1
     print(f"lora-upload: stored sha256:{packed.digest} ({packed.size} bytes)")
     return 0
