@@ -6,14 +6,14 @@ canonical tar (lora/artifact.py: the same bytes, so the same checksum, as any ot
 source gives) and PUTs it to the operator's store with the one-time token
 (operator/lora_upload.py). The token comes from $INFLEET_UPLOAD_TOKEN, which the Job
 fills from the adapter's upload Secret by reference: never an argument (arguments show in
-the pod spec and `ps`). A failure's message goes to stderr and to the termination log, so
-the controller reads it from the pod into the adapter's `ArtifactUnreachable`.
+the pod spec and `ps`). A failure is one line on stderr, which the container keeps as
+its termination message (`FallbackToLogsOnError`), so the controller reads it from the
+pod into the adapter's `ArtifactUnreachable`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -25,7 +25,6 @@ from infleet.lora.errors import AdapterError
 from infleet.operator.lora_artifact import ARCHIVES
 
 TOKEN_ENV = "INFLEET_UPLOAD_TOKEN"
-TERMINATION_LOG = Path("/dev/termination-log")
 TIMEOUT_S = 120.0
 
 
@@ -91,8 +90,6 @@ def main(argv: list[str]) -> int:
         upload(packed, args.store, token)
     except UploadFailed as err:
         print(f"lora-upload: {err}", file=sys.stderr)
-        with contextlib.suppress(OSError):  # not in a pod
-            TERMINATION_LOG.write_text(str(err))
         return 1
     print(f"lora-upload: stored sha256:{packed.digest} ({packed.size} bytes)")
     return 0
