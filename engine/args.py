@@ -244,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     add("--api-key", default=env("INFLEET_API_KEY"), help="one tenant's key (env INFLEET_API_KEY)")
     add("--api-keys-file", default=None, metavar="FILE", help="YAML tenant -> key hashes")
-    add("--admin-api-key", default=env("INFLEET_ADMIN_API_KEY"), help="key for LoRA load/unload")
+    add(
+        "--admin-api-key",
+        default=env("INFLEET_ADMIN_API_KEY"),
+        help="key for LoRA load/unload and the router feed",
+    )
     add("--metrics-require-key", action="store_true", help="/metrics needs a key too")
     add("--tensor-parallel-size", "-tp", type=_positive_int, default=1, help="ranks per layer")
     add("--pipeline-parallel-size", "-pp", type=_positive_int, default=1, help="stages")

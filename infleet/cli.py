@@ -53,6 +53,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "operator",
         "the LoRA sidecar of a vLLM/SGLang pod: loads its service's adapter set",
     ),
+    "lora-upload": Subcommand(
+        "infleet.operator.lora_uploader",
+        "main",
+        "operator",
+        "the pvc:// upload Job: sends an adapter on a claim to the operator's store",
+    ),
     "crds": Subcommand("infleet.api.crds", "main", "", "print the CustomResourceDefinitions"),
     "up": Subcommand(
         "infleet.localplane.up",

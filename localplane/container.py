@@ -161,9 +161,19 @@ def _write_projected(api: Any, pod: Obj, sources: list[Obj], token: str, path: P
                 target.write_text(str(_field_ref(pod, item["fieldRef"]["fieldPath"])))
 
 
-def prepare_volumes(api: Any, pod: Obj, root: Path, token: str = "") -> dict[str, Path]:
+def claim_dir(claims: Path, namespace: str, claim: str) -> Path:
+    """Where the emulated volume of PersistentVolumeClaim `namespace/claim` lives: one
+    local directory per claim, made on first use (no provisioner, no capacity, no access
+    modes: a claim that exists is bound, and its files outlive every pod)."""
+    return claims / namespace / claim
+
+
+def prepare_volumes(
+    api: Any, pod: Obj, root: Path, token: str = "", claims: Path | None = None
+) -> dict[str, Path]:
     """Materialize the pod's volumes under `root`; returns volume name -> directory.
-    `token`: what a projected service account token holds."""
+    `token`: what a projected service account token holds; `claims`: where the
+    persistentVolumeClaim volumes live (claim_dir)."""
     dirs: dict[str, Path] = {}
     ns = pod["metadata"]["namespace"]
     for vol in pod["spec"].get("volumes") or []:
@@ -178,9 +188,21 @@ def prepare_volumes(api: Any, pod: Obj, root: Path, token: str = "") -> dict[str
         if "projected" in vol:
             _write_projected(api, pod, vol["projected"].get("sources") or [], token, path)
         if "persistentVolumeClaim" in vol:
-            raise ConfigError(f"volume {vol['name']}: persistentVolumeClaim is not emulated")
+            dirs[vol["name"]] = _claim(api, ns, vol, claims)
+            continue
         dirs[vol["name"]] = path
     return dirs
+
+
+def _claim(api: Any, ns: str, vol: Obj, claims: Path | None) -> Path:
+    name = vol["persistentVolumeClaim"]["claimName"]
+    if claims is None:
+        raise ConfigError(f"volume {vol['name']}: persistentVolumeClaim needs a kubelet workdir")
+    if api.store.peek(("", "persistentvolumeclaims"), ns, name) is None:
+        raise ConfigError(f'persistentvolumeclaim "{name}" not found')
+    path = claim_dir(claims, ns, name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def mount_map(container: Obj, volumes: dict[str, Path]) -> dict[str, str]:

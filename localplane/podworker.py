@@ -59,7 +59,8 @@ class PodWorker:
         while not self.stop_event.is_set():
             try:
                 root, token = self.root / "volumes", self.kubelet.token
-                self.volumes = prepare_volumes(self.kubelet.api, self.pod(), root, token)
+                claims = self.kubelet.workdir / "claims"
+                self.volumes = prepare_volumes(self.kubelet.api, self.pod(), root, token, claims)
                 break
             except ConfigError as err:
                 record(self.kubelet.api, self.pod(), "Warning", "FailedMount", str(err), "kubelet")

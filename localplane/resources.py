@@ -104,6 +104,15 @@ BUILTINS: list[ResourceType] = [
         status_subresource=True,
     ),
     _rt(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        categories=["all"],
+        status_subresource=True,
+        has_generation=True,
+    ),
+    _rt(
         "apps",
         "v1",
         "Deployment",

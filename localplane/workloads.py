@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from infleet.localplane.deployments import DeploymentController
 from infleet.localplane.disruption import DisruptionController
 from infleet.localplane.endpoints import EndpointsController
+from infleet.localplane.jobs import JobController
 from infleet.localplane.kubelet import Kubelet
 from infleet.localplane.leaderworkersets import LeaderWorkerSetController
 from infleet.localplane.lws_crd import LWS_CRD
@@ -41,6 +42,7 @@ def add_workloads(plane: LocalPlane) -> None:
         scheduler,
         ReplicaSetController(api),
         DeploymentController(api),
+        JobController(api),
         EndpointsController(api),
         kubelet,
         proxy,

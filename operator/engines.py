@@ -67,6 +67,9 @@ class EngineProfile:
     # A replica over several nodes (a LeaderWorkerSet group, operator/lws.py): the flags
     # the leader's and the workers' engine get, from (nodes, leader?); None: single node only.
     multi_node: Callable[[int, bool], list[str]] | None = None
+    # Whether it publishes the router feed (/router/*, api/router_wire.py), guarded by the
+    # service's admin key where it has keys (operator/admin_key.py).
+    router_feed: bool = False
 
 
 # LeaderWorkerSet puts these in every pod of a group; $(VAR) expands them in args.
@@ -304,6 +307,7 @@ ENGINES: dict[str, EngineProfile] = {
         reads_config_file=True,
         lora_delivery="engine",
         multi_node=_infleet_nodes,
+        router_feed=True,
     ),
     "vllm": EngineProfile(
         kind="vllm",

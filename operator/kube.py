@@ -95,6 +95,7 @@ class Kube:
         self.identity, self.user_agent = identity, api.user_agent
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
         self.policy = client.PolicyV1Api(api)
         self.networking = client.NetworkingV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)

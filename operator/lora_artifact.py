@@ -11,8 +11,8 @@ The Secret's keys are the model fetch's (operator/model_credentials.py): HF_TOKE
 hf://, BEARER_TOKEN for http(s)://, the AWS variables for s3:// (each GET signed with
 SigV4, operator/s3.py; without a Secret, an anonymous GET of a public bucket).
 hf://ORG/NAME[:REVISION] is fetched over the Hub's HTTP API ($HF_ENDPOINT, default
-https://huggingface.co). pvc:// is refused as ArtifactUnreachable with a message saying
-why (a claim is readable only from a pod of its own namespace: docs/lora-onboarding.md).
+https://huggingface.co). A pvc:// adapter is not fetched here: a claim is readable only
+from a pod of its own namespace, so an upload Job brings it (operator/lora_pvc.py).
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ TIMEOUT_S = 60.0
 HF_ENDPOINT = "https://huggingface.co"
 Auth = Callable[[str], dict[str, str]]  # a URL -> the headers of its GET
 Secret = dict[str, str]  # the credentials Secret's data, decoded
-PVC_REFUSAL = (
-    "pvc:// adapters are not fetched: a claim can be read only by a pod of its own "
-    "namespace, and the operator does not run pods in tenants' namespaces; serve the files "
-    "over in-cluster http:// (or put them in s3:// or hf://)"
-)
 
 
 class FetchFailed(Exception):
@@ -75,8 +70,6 @@ def urls(uri: str, hf_endpoint: str = HF_ENDPOINT, secret: Secret | None = None)
         if key.endswith(ARCHIVES):
             return [s3.object_url(bucket, key, region, endpoint)]
         base = s3.object_url(bucket, key.rstrip("/"), region, endpoint).rstrip("/")
-    elif scheme == "pvc":
-        raise FetchFailed("ArtifactUnreachable", PVC_REFUSAL)
     else:
         raise FetchFailed("ArtifactUnreachable", f"{scheme}:// is not an adapter source")
     return [f"{base}/{name}" for name in artifact.FILES]

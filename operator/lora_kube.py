@@ -1,8 +1,9 @@
 """The adapter controller's Kubernetes calls, on the operator's fenced, bounded client.
 
 Reads: a tenant's credentials Secret (decoded in memory, returned to the caller, never
-logged or stored), the service's admin-key Secret. Writes: the adapter's status, the
-service's set ConfigMap (one key per merge patch), the admin-key Secret (created once).
+logged or stored). Writes: the adapter's status, the service's set ConfigMap (one key per
+merge patch), the tenants' API key Secrets (created once). The service's admin key is
+operator/admin_secret.py's.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from kubernetes.client.exceptions import ApiException
 from infleet.api import GROUP, VERSION
 from infleet.api.lora_adapter import PLURAL
 from infleet.operator.kube import MERGE, Kube, as_json
-from infleet.operator.lora_names import ADMIN_KEY, API_KEY, admin_secret_name
-from infleet.operator.names import FIELD_MANAGER, child_labels
+from infleet.operator.lora_names import API_KEY
+from infleet.operator.names import FIELD_MANAGER
 
 Obj = dict[str, Any]
 
@@ -70,45 +71,6 @@ class LoRAKube:
             return  # no set, nothing to remove
         full = {**create, "data": {key: value}}
         self.kube.call(self.kube.core.create_namespaced_config_map, ns, full, fenced=True)
-
-    def admin_key(self, service: Obj, create: bool) -> str | None:
-        """The service's engine admin key, creating its Secret (owned by the service) when
-        `create` and missing; None when it does not exist and is not to be created."""
-        meta = service["metadata"]
-        ns, name = meta["namespace"], admin_secret_name(meta["name"])
-        data = self.secret_data(ns, name)
-        if data is not None:
-            return data.get(ADMIN_KEY)
-        if not create:
-            return None
-        key = secrets.token_urlsafe(32)
-        owner = {
-            "apiVersion": service.get("apiVersion", f"{GROUP}/{VERSION}"),
-            "kind": "InferenceService",
-            "name": meta["name"],
-            "uid": meta["uid"],
-            "controller": True,
-        }
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": ns,
-                "labels": child_labels(meta["name"]),
-                "ownerReferences": [owner],
-            },
-            "type": "Opaque",
-            "stringData": {ADMIN_KEY: key},
-        }
-        try:
-            self.kube.call(self.kube.core.create_namespaced_secret, ns, secret, fenced=True)
-        except ApiException as err:
-            if err.status != 409:
-                raise
-            data = self.secret_data(ns, name) or {}  # another writer was first: theirs
-            return data.get(ADMIN_KEY)
-        return key
 
     def tenant_key(self, namespace: str, name: str) -> str:
         """A tenant's API key from its Secret `name` in its namespace, created (with a new

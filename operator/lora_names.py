@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-ADMIN_KEY = "admin-key"  # data key of the admin Secret
 API_KEY = "api-key"  # data key of a tenant's API key Secret
 KEYS_FILE = "keys.yaml"  # data key of the API keys ConfigMap (api/tenants.py format)
-# The admin key's variable: the engine's --admin-api-key (engine/server/auth.py) and the
-# lora-sync sidecar's; the sidecar's copy of spec.engine.apiKeys' key, to call its engine.
-ADMIN_KEY_ENV = "INFLEET_ADMIN_API_KEY"
+# The lora-sync sidecar's copy of spec.engine.apiKeys' key, to call its engine (the admin
+# key's variable is operator/admin_key.py's).
 ENGINE_KEY_ENV = "INFLEET_ENGINE_API_KEY"
 SYNC_PORT_NAME = "lora-sync"  # the sidecar's container port; the controller pushes there
 
@@ -15,11 +13,6 @@ SYNC_PORT_NAME = "lora-sync"  # the sidecar's container port; the controller pus
 def set_name(service: str) -> str:
     """The adapter set ConfigMap, in the service's namespace."""
     return f"{service}-lora"
-
-
-def admin_secret_name(service: str) -> str:
-    """The engines' admin key Secret, in the service's namespace."""
-    return f"{service}-lora-admin"
 
 
 def api_key_secret_name(service: str) -> str:

@@ -5,8 +5,8 @@ changes the template and never restarts a replica.
 - every kind: the engine table's LoRA environment (vLLM: runtime loading allowed);
 - the bundled engine (delivery "engine"): the service's set ConfigMap mounted read-only
   (optional: none exists before the first adapter) and named by --lora-set, a writable
-  --lora-dir for the downloaded adapters, and the admin key from the `<service>-lora-admin`
-  Secret the operator creates (a reference; the key itself is never in the template).
+  --lora-dir for the downloaded adapters (the admin key from the `<service>-admin-key`
+  Secret the operator creates is operator/pod.py's, operator/admin_key.py).
   Paths go on the command line, not in the config file, so the local plane's mount-path
   rewriting reaches them.
 - vLLM and SGLang (delivery "sync"): the same set, directory and admin key, given to the
@@ -21,15 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 from infleet.api import InferenceServiceSpec
+from infleet.operator.admin_key import ADMIN_KEY_ENV, admin_key_ref
 from infleet.operator.api_keys import api_key_env, api_keys_volumes
 from infleet.operator.engines import EngineProfile
 from infleet.operator.lora_names import (
-    ADMIN_KEY,
-    ADMIN_KEY_ENV,
     ENGINE_KEY_ENV,
     KEYS_FILE,
     SYNC_PORT_NAME,
-    admin_secret_name,
     api_keys_name,
     set_name,
 )
@@ -53,7 +51,7 @@ def add_lora(
     pod = template["spec"]
     engine = next(c for c in pod["containers"] if c["name"] == "engine")
     env = [{"name": k, "value": v} for k, v in profile.lora_env]
-    admin = {"secretKeyRef": {"name": admin_secret_name(name), "key": ADMIN_KEY}}
+    admin = admin_key_ref(name)
     if profile.lora_delivery:
         pod["volumes"] += [
             {"name": SET_VOLUME, "configMap": {"name": set_name(name), "optional": True}},
@@ -63,7 +61,6 @@ def add_lora(
         engine["volumeMounts"].append({"name": DIR_VOLUME, "mountPath": LORA_DIR, "readOnly": True})
         pod["containers"].append(_sync_container(spec, profile, sync_image, admin))
     if profile.lora_delivery == "engine":
-        env += admin_key_env(name, spec, profile)
         # Before the user's engine.args, which come last and win.
         at = len(engine["args"]) - len(spec.engine.args)
         engine["args"][at:at] = [f"--lora-set={SET_DIR}", f"--lora-dir={LORA_DIR}"]
@@ -130,15 +127,6 @@ def _sync_container(
         },
         "securityContext": container_security_context(),
     }
-
-
-def admin_key_env(name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> list[Obj]:
-    """The admin key from the service's Secret, for the engines and their routers (the
-    router feed needs it, engine/server/auth.py); none where no controller delivers."""
-    if not (spec.engine.lora.max_adapters and profile.lora_delivery):
-        return []
-    ref = {"name": admin_secret_name(name), "key": ADMIN_KEY}
-    return [{"name": ADMIN_KEY_ENV, "valueFrom": {"secretKeyRef": ref}}]
 
 
 def tenant_keys_volume(name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> Obj | None:

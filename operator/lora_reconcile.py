@@ -7,7 +7,8 @@ them, in an order that keeps a refused adapter from touching anything:
 1. admission (namespace, rank, served name); a refusal removes the adapter's own entry
    from any set it was in (and unloads it), nothing else;
 2. the artifact, fetched once per generation with the tenant's credentials, checked and
-   stored (operator/lora_artifact.py, operator/lora_store.py);
+   stored (operator/lora_artifact.py, operator/lora_store.py); a pvc:// one is uploaded
+   by a Job in the tenant's namespace (operator/lora_pvc.py), `Fetching` meanwhile;
 3. a new entry is first loaded on one ready replica, which checks it against the base
    model it serves: a refusal there is BaseModelMismatch and the set is not changed;
 4. the entry goes into the set (read by every replica that starts), then to every ready
@@ -32,11 +33,13 @@ from pydantic import ValidationError
 from infleet.api import InferenceService
 from infleet.api.lora_adapter import LoRAAdapter
 from infleet.api.lora_set import Entry, entries
+from infleet.operator.admin_secret import admin_key
 from infleet.operator.errors import describe
 from infleet.operator.lora_admission import admit, rank_problem
 from infleet.operator.lora_artifact import Fetched, FetchFailed, check
 from infleet.operator.lora_engines import EngineClient, LoadRefused, Replica, ready_replicas
 from infleet.operator.lora_kube import LoRAKube
+from infleet.operator.lora_pvc import PvcUploads, Uploading
 from infleet.operator.lora_set import entry_key, render_set
 from infleet.operator.lora_status import Observed, adapter_status, changed, events
 from infleet.operator.lora_store import AdapterStore
@@ -85,8 +88,9 @@ class LoRAReconciler:
         store: AdapterStore,
         fetch_files: FilesFetcher,
         namespace_labels: Callable[[str], dict[str, str]],
+        pvc: PvcUploads,
     ) -> None:
-        self.lkube, self.store, self.fetch_files = lkube, store, fetch_files
+        self.lkube, self.store, self.fetch_files, self.pvc = lkube, store, fetch_files, pvc
         self.namespace_labels = namespace_labels
         self._fetched: dict[Key, _Fetch] = {}
         self._guard = threading.Lock()
@@ -99,6 +103,7 @@ class LoRAReconciler:
                 self._remove(key, view, svc_key)
             with self._guard:
                 self._fetched.pop(key, None)
+            self.pvc.forget(key)
             return Result()
         try:
             adapter = LoRAAdapter.model_validate(body)
@@ -115,8 +120,13 @@ class LoRAReconciler:
         isvc = self._service(view.services.get(target))
         problem = self._admission(adapter, isvc, view)
         fetched: Fetched | None = None
+        fetching: str | None = None
         if problem is None:
-            fetched, problem = self._artifact(key, adapter)
+            got = self._artifact(key, adapter, body)
+            if isinstance(got, Uploading):
+                fetching = got.message
+            else:
+                fetched, problem = got
         if problem is None and fetched is not None and isvc is not None:
             problem = rank_problem(fetched.rank, isvc.spec.engine.lora.max_rank)
         replicas = ready_replicas(view.pods(target)) if isvc is not None else []
@@ -135,9 +145,10 @@ class LoRAReconciler:
             size=fetched.packed.size if fetched else None,
             replicas=len(replicas),
             loaded=loaded,
+            fetching=fetching,
         )
         result = self._report(key, body, obs, now)
-        if problem is None and loaded < len(replicas):
+        if problem is None and (fetching is not None or loaded < len(replicas)):
             result.requeue_after = LOADING_RETRY_S
         elif problem is not None and problem.reason == "ArtifactUnreachable":
             result.requeue_after = FAILED_RETRY_S
@@ -175,7 +186,9 @@ class LoRAReconciler:
                 peers.append(peer)
         return admit(adapter, isvc, peers, self._labels(isvc, adapter.namespace))
 
-    def _artifact(self, key: Key, adapter: LoRAAdapter) -> tuple[Fetched | None, Problem | None]:
+    def _artifact(
+        self, key: Key, adapter: LoRAAdapter, body: Obj
+    ) -> tuple[Fetched | None, Problem | None] | Uploading:
         generation = adapter.metadata.get("generation")
         with self._guard:
             known = self._fetched.get(key)
@@ -186,23 +199,33 @@ class LoRAReconciler:
         ):
             return known.fetched, None
         try:
-            secret = None
-            ref = adapter.spec.credentials_secret_ref
-            if ref is not None:
-                secret = self.lkube.secret_data(adapter.namespace, ref.name)
-                if secret is None:
-                    raise FetchFailed(
-                        "ArtifactUnreachable",
-                        f"credentialsSecretRef: Secret {adapter.namespace}/{ref.name} not found",
-                    )
-            files = self.fetch_files(adapter.spec.uri, secret)
-            fetched = check(files)
+            if adapter.spec.uri.startswith("pvc://"):
+                got = self.pvc.artifact(key, body)
+                if isinstance(got, Uploading):
+                    return got
+                fetched = got
+            else:
+                fetched = self._fetch(adapter)
         except FetchFailed as err:
             return None, err.problem
         self.store.put(fetched.packed)
         with self._guard:
             self._fetched[key] = _Fetch(generation, adapter.spec.uri, fetched)
         return fetched, None
+
+    def _fetch(self, adapter: LoRAAdapter) -> Fetched:
+        """From a URI the operator reads itself, with the tenant's credentials."""
+        secret = None
+        ref = adapter.spec.credentials_secret_ref
+        if ref is not None:
+            secret = self.lkube.secret_data(adapter.namespace, ref.name)
+            if secret is None:
+                raise FetchFailed(
+                    "ArtifactUnreachable",
+                    f"credentialsSecretRef: Secret {adapter.namespace}/{ref.name} not found",
+                )
+        files = self.fetch_files(adapter.spec.uri, secret)
+        return check(files)
 
     def _deliver(
         self,
@@ -222,7 +245,7 @@ class LoRAReconciler:
         )
         ekey = entry_key(*key)
         current = entries(view.sets.get(target)).get(ekey)
-        client = EngineClient(self.lkube.admin_key(service, create=True))
+        client = EngineClient(admin_key(self.lkube.kube, service, create=True))
         try:
             listed = {r: client.adapters(r) for r in replicas}
             if current is not None and current.served_name != entry.served_name:
@@ -276,7 +299,7 @@ class LoRAReconciler:
         self.lkube.patch_set(service, entry_key(*key), None, render_set(service))
         if old is None:
             return
-        client = EngineClient(self.lkube.admin_key(service, create=False))
+        client = EngineClient(admin_key(self.lkube.kube, service, create=False))
         try:
             for replica in ready_replicas(view.pods(svc_key)):
                 client.unload(replica, old.served_name)

@@ -1,5 +1,5 @@
-"""What a LoRA service needs before its pods can start: the engines' admin key and, when it
-admits other namespaces, one API key per admitted tenant.
+"""What a LoRA service needs before its pods can start, when it admits other namespaces:
+one API key per admitted tenant (its admin key is operator/admin_secret.py's).
 
 A service that admits only its own namespace stays as it was (unauthenticated, as every
 service without LoRA tenancy). One that admits others is authenticated: each tenant
@@ -76,9 +76,8 @@ def render_api_keys(service: Obj, hashes: dict[str, list[str]]) -> Obj:
 
 
 def prepare(kube: Kube, service: Obj, isvc: InferenceService) -> None:
-    """The admin key, and the tenants' keys and their hashes, before the pods need them."""
+    """The tenants' keys and their hashes, before the pods need them."""
     lkube = LoRAKube(kube)
-    lkube.admin_key(service, create=True)
     hashes: dict[str, list[str]] = {}
     selector = isvc.spec.engine.lora.namespace_selector
     for tenant in tenants(isvc, namespace_labels(kube) if selector is not None else None):

@@ -26,11 +26,14 @@ class Observed:
     size: int | None = None
     replicas: int = 0  # ready replicas of the service
     loaded: int = 0  # of them, those whose engine lists the adapter
+    fetching: str | None = None  # the artifact is on its way (a pvc:// upload Job runs)
 
 
 def _ready(o: Observed) -> tuple[bool, str, str]:
     if o.problem is not None:
         return False, o.problem.reason, o.problem.message
+    if o.fetching is not None:
+        return False, "Fetching", o.fetching
     if o.replicas == 0:
         return False, "NoReadyReplicas", f"{o.service} has no ready replica to serve it"
     summary = f"loaded on {o.loaded}/{o.replicas} ready replicas of {o.service}"

@@ -9,10 +9,16 @@ leader (an empty store) fetches again and points the set at its own address.
 GET /adapters/<sha256 hex>.tar answers only digests in the store (404 otherwise) and lists
 nothing. Whoever can reach the port and knows a digest can read that adapter; restricting
 the port to the engine pods is the platform's NetworkPolicy (docs/lora-onboarding.md).
+
+PUT /uploads/<sha256 hex>.tar (`Authorization: Bearer TOKEN`) is how a pvc:// adapter's
+upload Job delivers it: only with a one-time token the controller issued for that adapter
+(operator/lora_upload.py), within the size limit, with a body whose sha256 is the named
+digest and that is a servable adapter; 201 then, else 401/411/413/400/422 with a message.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,16 +26,20 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from infleet.lora.artifact import PackedAdapter
+from infleet.operator.lora_upload import UploadGrants, UploadRefused
 
 log = logging.getLogger(__name__)
 _PATH = re.compile(r"^/adapters/([0-9a-f]{64})\.tar$")
+_UPLOAD = re.compile(r"^/uploads/([0-9a-f]{64})\.tar$")
 
 
 class AdapterStore:
     def __init__(self, root: Path, base_url: str) -> None:
         self.root, self.base_url = root, base_url.rstrip("/")
+        self.uploads = UploadGrants()
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
@@ -50,6 +60,22 @@ class AdapterStore:
     def url(self, digest: str) -> str:
         return f"{self.base_url}/adapters/{digest}.tar"
 
+    def receive(self, path: str, headers: Any, body: BinaryIO) -> None:
+        """One upload (PUT /uploads/<sha256>.tar): checked by the grants, then stored.
+        The token and size are checked before the body is read."""
+        match = _UPLOAD.match(path)
+        if match is None:
+            raise UploadRefused(404, "uploads go to /uploads/<sha256>.tar")
+        auth = headers.get("Authorization") or ""
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        self.uploads.grant_of(token)
+        length = headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise UploadRefused(411, "an upload needs a Content-Length")
+        self.uploads.check_size(int(length))
+        fetched = self.uploads.accept(token, match[1], body.read(int(length)))
+        self.put(fetched.packed)
+
     def serve(self, host: str, port: int) -> ThreadingHTTPServer:
         """Serves the store in a daemon thread; returns the server (`.shutdown()` stops)."""
         store = self
@@ -64,6 +90,25 @@ class AdapterStore:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-tar")
                 self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self) -> None:
+                try:
+                    store.receive(self.path, self.headers, self.rfile)
+                except UploadRefused as err:
+                    self._answer(err.status, {"error": {"message": str(err)}})
+                    return
+                self._answer(201, {"stored": True})
+
+            def _answer(self, status: int, body: dict[str, object]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if status >= 400:
+                    self.send_header("Connection", "close")  # the body may be unread
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(data)
 

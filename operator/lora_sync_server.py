@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from infleet.operator.lora_names import ADMIN_KEY_ENV, ENGINE_KEY_ENV
+from infleet.operator.admin_key import ADMIN_KEY_ENV
+from infleet.operator.lora_names import ENGINE_KEY_ENV
 from infleet.operator.lora_sync import EngineApi, Syncer, SyncError
 
 log = logging.getLogger(__name__)

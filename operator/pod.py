@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infleet.api import InferenceServiceSpec
+from infleet.operator.admin_key import admin_key_env
 from infleet.operator.api_keys import api_key_env, api_keys_mounts, api_keys_volumes
 from infleet.operator.engines import CONFIG_PATH, EngineProfile
 from infleet.operator.kube_versions import PRESTOP_SLEEP, KubeVersion, has
@@ -79,7 +80,9 @@ def _engine_container(p: PodInputs, pre_stop: int) -> dict[str, Any]:
     env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     own = [e.to_wire() for e in p.spec.engine.env]  # engine.env may move HOME and the caches
     env += api_key_env(p.spec, p.profile) + tier_env(p.spec, p.profile.kind)
-    env += [e for e in engine_env() if e["name"] not in {o["name"] for o in own}] + own
+    # The admin key (a reference) and the defaults: engine.env may override either.
+    defaults = admin_key_env(p.name, p.spec, p.profile) + engine_env()
+    env += [e for e in defaults if e["name"] not in {o["name"] for o in own}] + own
     mounts = [*p.model.mounts, *writable_mounts(), *api_keys_mounts(p.spec)]
     mounts += nvme_mounts(p.spec)
     if p.profile.reads_config_file:

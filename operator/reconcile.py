@@ -21,9 +21,12 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from infleet.api import GROUP, InferenceService
+from infleet.operator.admin_key import needs_admin_key
+from infleet.operator.admin_secret import admin_key
 from infleet.operator.autoscale import Autoscaler
 from infleet.operator.cache import Snapshot, trimmed
 from infleet.operator.diff import to_apply, to_prune
+from infleet.operator.engines import ENGINES
 from infleet.operator.errors import SpecError, describe
 from infleet.operator.kube import Kube
 from infleet.operator.lora_service import prepare as prepare_lora
@@ -114,9 +117,15 @@ def reconcile(
     live = {(c["kind"], c["metadata"]["name"]): c for c in snap.children}
     if p.problem is None:
         try:
+            # The keys before the pods that reference them.
+            what = "the admin key"
+            if p.isvc is not None and needs_admin_key(
+                p.isvc.spec, ENGINES[p.isvc.spec.engine.kind]
+            ):
+                admin_key(kube, parent, create=True)
             what = "the LoRA keys"
             if p.isvc is not None and p.isvc.spec.engine.lora.max_adapters:
-                prepare_lora(kube, parent, p.isvc)  # before the pods reference the keys
+                prepare_lora(kube, parent, p.isvc)
             for child in to_apply(p.children, snap.children):
                 what = f"{child['kind']}/{child['metadata']['name']}"
                 applied.append(trimmed(kube.apply(child), child["kind"], child["apiVersion"]))

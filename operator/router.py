@@ -13,7 +13,8 @@ Service, PDB, NetworkPolicy, status.selector, the autoscaler's pod index) never 
 
 Where the engines authenticate tenants, the routers mount the same keys file (so limits,
 metrics and prefix salts are per tenant, with the engine's own auth code, api/tenants.py)
-and get the engines' admin key (their /router/* feed answers nothing else).
+and get the engines' admin key (their /router/* feed answers nothing else where they have
+any key; operator/admin_key.py).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import yaml
 
 from infleet import __version__
 from infleet.api import InferenceServiceSpec
+from infleet.operator.admin_key import admin_key_env
 from infleet.operator.api_keys import KEYS_DIR, KEYS_FILE, api_keys_volumes
 from infleet.operator.engines import EngineProfile
 from infleet.operator.lora_names import set_name
-from infleet.operator.lora_pod import admin_key_env, tenant_keys_volume
+from infleet.operator.lora_pod import tenant_keys_volume
 from infleet.operator.names import CONFIG_HASH, child_labels, router_labels, router_name
 from infleet.operator.pod_security import container_security_context
 
@@ -73,7 +75,8 @@ class RouterKeys:
 
 def router_keys(name: str, spec: InferenceServiceSpec, profile: EngineProfile) -> RouterKeys:
     """The keys file the engines read, wherever it comes from (spec.engine.apiKeys with
-    format tenants, else the adapter controller's), and the admin key where one exists."""
+    format tenants, else the adapter controller's), and the admin key their feed checks
+    (operator/admin_key.py: every service whose engines need one has one)."""
     keys = api_keys_volumes(spec) or [
         v for v in [tenant_keys_volume(name, spec, profile)] if v is not None
     ]

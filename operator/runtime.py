@@ -25,6 +25,8 @@ from infleet.operator.lease import LeaseApi
 from infleet.operator.lora_artifact import fetch_files
 from infleet.operator.lora_cache import LoRACache, target_of
 from infleet.operator.lora_kube import LoRAKube
+from infleet.operator.lora_pvc import PvcUploads
+from infleet.operator.lora_pvc_kube import PvcKube
 from infleet.operator.lora_reconcile import LoRAReconciler
 from infleet.operator.lora_store import AdapterStore
 from infleet.operator.metrics import RECONCILE_DURATION, RECONCILES
@@ -66,8 +68,10 @@ class Runtime:
         self.lora_cache = LoRACache()
         self.lora = None
         if adapter_store is not None:
+            # The pvc:// upload Job runs the operator's image, as the lora-sync sidecar does.
+            uploads = PvcUploads(PvcKube(kube), adapter_store, router_image)
             self.lora = LoRAReconciler(
-                LoRAKube(kube), adapter_store, fetch_files, self.namespaces.labels
+                LoRAKube(kube), adapter_store, fetch_files, self.namespaces.labels, uploads
             )
         self.adapters = Controller(
             self.reconcile_adapter, self.lora_cache.keys, PERIOD_S, workers=LORA_WORKERS

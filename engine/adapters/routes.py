@@ -5,7 +5,7 @@
   `--max-cpu-loras` adapters are loaded already (code `adapter_limit`).
 - POST /v1/unload_lora_adapter {lora_name}: 200; 404 when no such adapter.
 - Both need the admin key (`--admin-api-key`, $INFLEET_ADMIN_API_KEY, from the service's
-  `<service>-lora-admin` Secret; engine/server/auth.py checks it): tenants call the OpenAI
+  `<service>-admin-key` Secret; engine/server/auth.py checks it): tenants call the OpenAI
   API, only the operator loads and unloads. Without any key the engine refuses both (403).
 - The set (`--lora-set DIR`, the mounted `<service>-lora` ConfigMap: one JSON entry per
   file) is loaded before the server listens, so a replica reports ready only once it

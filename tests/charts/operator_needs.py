@@ -28,7 +28,7 @@ VERBS = {"read": "get", "get": "get", "list": "list", "create": "create"}
 VERBS |= {"patch": "patch", "replace": "update", "delete": "delete"}
 API_GROUPS = {"CoreV1Api": "", "AppsV1Api": "apps", "PolicyV1Api": "policy"}
 API_GROUPS |= {"AutoscalingV1Api": "autoscaling", "CoordinationV1Api": "coordination.k8s.io"}
-API_GROUPS |= {"NetworkingV1Api": "networking.k8s.io"}
+API_GROUPS |= {"NetworkingV1Api": "networking.k8s.io", "BatchV1Api": "batch"}
 API_GROUPS |= {"RbacAuthorizationV1Api": "rbac.authorization.k8s.io"}
 # A kubernetes-client method, called or passed on (`self.call(self.apps.patch_..., ...)`).
 CLIENT_CALL = re.compile(

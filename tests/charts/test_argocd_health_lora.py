@@ -41,6 +41,7 @@ def seen(replicas: int, loaded: int, problem: Problem | None = None, gen: int = 
         (adapter(3, seen(2, 2)), "Progressing", "Waiting for the operator to observe generation 3 (status is for 2)"),
         (adapter(2, seen(2, 2)), "Healthy", "Loaded: loaded on 2/2 ready replicas of p/base"),
         (adapter(2, seen(2, 1)), "Progressing", "Loading: loaded on 1/2 ready replicas of p/base"),
+        (adapter(2, Observed(2, "p/base", "a", None, replicas=2, fetching="uploading from pvc://c (Job t/j)")), "Progressing", "Fetching: uploading from pvc://c (Job t/j)"),
         (adapter(2, seen(0, 0)), "Progressing", "NoReadyReplicas: p/base has no ready replica to serve it"),
         (adapter(2, seen(2, 0, Problem("NameConflict", "servedName 'a' is taken"))), "Degraded", "NameConflict: servedName 'a' is taken"),
     ],

@@ -7,6 +7,7 @@ authorizer sees it while `infleet operator` creates, updates and deletes an Infe
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -61,9 +62,32 @@ def lora_adapter(server: http.server.ThreadingHTTPServer) -> dict:
     }  # fmt: skip
 
 
+def pvc_adapter() -> list[dict]:
+    """Adapter `p` on claim `adapters` of team-b: the operator uploads it with a Job there."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "adapters", "namespace": "team-b"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    adapter = {
+        "apiVersion": "infleet.io/v1alpha1",
+        "kind": "LoRAAdapter",
+        "metadata": {"name": "p", "namespace": "team-b"},
+        "spec": {"uri": "pvc://adapters/p",
+                 "inferenceServiceRef": {"name": "chat", "namespace": "team-a"}},
+    }  # fmt: skip
+    return [claim, adapter]
+
+
 def adapter_checksum(plane: RunningPlane) -> str | None:
     status = plane.get("loraadapter", "a", "-n", "team-b").get("status") or {}
     return status.get("checksum")
+
+
+def adapter_message(plane: RunningPlane, name: str) -> str:
+    status = plane.get("loraadapter", name, "-n", "team-b").get("status") or {}
+    return next((c["message"] for c in status.get("conditions") or [] if c["type"] == "Ready"), "")
 
 
 def observed_generation(plane: RunningPlane) -> int | None:
@@ -95,6 +119,16 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
                       "--from-literal=BEARER_TOKEN=t")  # fmt: skip
         plane.apply(lora_adapter(artifacts))
         plane.wait_for(lambda: adapter_checksum(plane), timeout=60, what="adapter fetched")
+        # A pvc:// adapter: the claim read, an upload Job and its token Secret created in
+        # team-b, the Job read; this plane runs no pods, so the Job is failed here as the
+        # Job controller would, and the operator reports it and deletes both.
+        plane.apply(pvc_adapter())
+        job = plane.wait_for(lambda: plane.get("jobs", "-n", "team-b")["items"], what="the Job")
+        failed = {"conditions": [{"type": "Failed", "status": "True",
+                                  "reason": "BackoffLimitExceeded", "message": "x"}]}  # fmt: skip
+        plane.kubectl("patch", "job", job[0]["metadata"]["name"], "-n", "team-b",
+                      "--subresource=status", "--type=merge", "-p", json.dumps({"status": failed}))  # fmt: skip
+        plane.wait_for(lambda: "BackoffLimitExceeded" in adapter_message(plane, "p"), what="failed")
         plane.kubectl("patch", "inferenceservice", "chat", "-n", "team-a", "--type=merge",
                       "-p", '{"spec": {"scaling": {"maxReplicas": 6}}}')  # fmt: skip
         plane.wait_for(lambda: observed_generation(plane) == 2, timeout=60, what="update reconcile")
@@ -118,6 +152,9 @@ def test_operator_requests_are_exactly_allowed_by_the_chart(audited_plane):
     assert ("rbac.authorization.k8s.io", "rolebindings", "delete") in made  # then pruned it
     assert ("infleet.io", "loraadapters/status", "patch") in made  # and onboarded
     assert ("", "secrets", "get") in made and ("", "secrets", "create") in made
+    assert ("", "persistentvolumeclaims", "get") in made  # and uploaded from a claim
+    assert {("batch", "jobs", v) for v in ("create", "get", "delete")} <= made
+    assert ("", "secrets", "delete") in made
 
     # The release namespace is where the lease lives; here the operator ran in `default`.
     chart = render("--set", "fullnameOverride=infleet-operator")

@@ -13,6 +13,7 @@ ENGINE = Pod("team-a", pool_labels("chat", "dedicated"))
 ROUTER = Pod("team-a", router_labels("chat"))
 TENANT = Pod("team-b", {"app": "curious"})
 PROMETHEUS = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+UPLOAD = Pod("team-b", {"infleet.io/lora-upload": "bot", "job-name": "bot-lora-upload-1"})
 
 
 def operator_pod(objects) -> Pod:
@@ -25,6 +26,7 @@ def test_the_store_admits_engine_pods_only_and_metrics_stay_open():
     policies = by_kind(objects, "NetworkPolicy")
     operator = operator_pod(objects)
     assert allowed(policies, ENGINE, operator, PORTS["adapters"])
+    assert allowed(policies, UPLOAD, operator, PORTS["adapters"])  # a pvc:// upload Job
     for stranger in (ROUTER, TENANT, PROMETHEUS):
         assert not allowed(policies, stranger, operator, PORTS["adapters"]), stranger
     for peer in (PROMETHEUS, TENANT):
@@ -39,4 +41,9 @@ def test_the_platform_narrows_the_namespaces_and_may_turn_it_off():
     serving = Pod("team-a", ENGINE.labels, namespace_labels={"infleet.io/serves": "true"})
     assert allowed(policies, serving, operator, PORTS["adapters"])
     assert not allowed(policies, ENGINE, operator, PORTS["adapters"])  # its namespace unlabelled
+    uploads = "networkPolicy.adapterUploadNamespaces.matchLabels.infleet\\.io/pvc=true"
+    policies = by_kind(render("--set-string", uploads), "NetworkPolicy")
+    assert not allowed(policies, UPLOAD, operator, PORTS["adapters"])  # namespace unlabelled
+    labelled = Pod("team-b", UPLOAD.labels, namespace_labels={"infleet.io/pvc": "true"})
+    assert allowed(policies, labelled, operator, PORTS["adapters"])
     assert by_kind(render("--set", "networkPolicy.enabled=false"), "NetworkPolicy") == []

@@ -36,9 +36,11 @@ import pytest
 import yaml
 
 from infleet.api.tenants import hash_key
+from infleet.localplane.container import claim_dir
+from infleet.lora.artifact import pack
 from tests.e2e.cluster import Cluster
 from tests.lora.reference import adapter_text, completion_body
-from tests.lora.written_adapters import OTHER, adapter_files, targz
+from tests.lora.written_adapters import OTHER, adapter_files, targz, write_dir
 
 SERVICE = "base"
 SELECTOR = f"infleet.io/inferenceservice={SERVICE}"
@@ -353,6 +355,59 @@ def test_refusals_with_reasons_disturb_nothing(fleet) -> None:
         assert listed(pod, keys["a"]) == {"tenant-a-chat"} and listed(pod, keys["b"]) == set()
     for name, tns, *_ in cases:
         cluster.kubectl("delete", "loraadapter", name, "-n", tns, "--wait=false")
+
+
+def test_an_adapter_on_a_claim_is_uploaded_and_served(fleet, tmp_path) -> None:
+    """pvc://: an upload Job in the tenant's namespace brings it to the store; then it is
+    served like any other. A missing claim and a path not on it are refused with reasons."""
+    cluster, ns, tenants, _, keys = fleet
+    tns = tenants["b"]
+    files = adapter_files(rank=4, seed=7, b_std=B_STD)
+    # The local fleet keeps a claim's volume in its state dir (docs/localplane.md).
+    claims = cluster.kubeconfig.parent / "state" / "claims"
+    write_dir(claim_dir(claims, tns, "adapters") / "bots" / "support", files)
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "adapters", "namespace": tns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    cases = [("claimed", "pvc://adapters/bots/support"), ("no-claim", "pvc://nowhere/x"),
+             ("not-on-claim", "pvc://adapters/bots/other")]  # fmt: skip
+    cluster.apply(claim, *(adapter(name, tns, uri, ns) for name, uri in cases))
+    replicas = len(cluster.wait_for(lambda: ready_pods(cluster, ns), 300, "a ready replica"))
+    obj = wait_loaded(cluster, tns, "claimed", replicas)
+    assert obj["status"]["checksum"] == pack(files).checksum
+    assert obj["status"]["size"] == pack(files).size and obj["status"]["rank"] == 4
+    expected = adapter_text(files, tmp_path)
+    for pod in ready_pods(cluster, ns):
+        assert completion_text(base_url(pod), "claimed", keys["b"]) == expected
+    assert (
+        f"{tns}/nowhere not found"
+        in wait_reason(cluster, tns, "no-claim", "ArtifactUnreachable")["message"]
+    )
+    failed = wait_reason(cluster, tns, "not-on-claim", "ArtifactUnreachable")["message"]
+    assert "BackoffLimitExceeded" in failed and "does not exist on the claim" in failed
+    # The token was spent and is gone: no upload Job or Secret is left in the namespace.
+    cluster.wait_for(
+        lambda: (
+            not cluster.get("jobs,secrets", "-n", tns, "-l", "infleet.io/lora-upload=claimed")[
+                "items"
+            ]
+        ),
+        60,
+        "the upload Jobs and their Secrets deleted",
+    )
+    for name, _ in cases:
+        cluster.kubectl("delete", "loraadapter", name, "-n", tns)
+    cluster.wait_for(
+        lambda: (
+            f"{tns}.claimed"
+            not in (cluster.get("configmap", f"{SERVICE}-lora", "-n", ns).get("data") or {})
+        ),
+        60,
+        "the claimed adapter out of the set",
+    )
 
 
 def test_delete_gets_404_on_every_replica(fleet) -> None:

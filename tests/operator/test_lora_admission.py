@@ -105,10 +105,8 @@ def test_artifact_urls_and_credentials():
     )
     minio = {"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_DEFAULT_REGION": "eu-1"}
     assert urls("s3://bkt/a.tar.gz", secret=minio) == ["http://minio:9000/bkt/a.tar.gz"]
-    with pytest.raises(FetchFailed) as err:
-        urls("pvc://claim/a")
-    assert err.value.problem.reason == "ArtifactUnreachable"
-    assert "its own namespace" in err.value.problem.message
+    with pytest.raises(FetchFailed, match="ftp:// is not an adapter source"):
+        urls("ftp://host/a")
     auth = request_auth("hf://o/a", {"HF_TOKEN": "t\n"})
     assert auth("https://hub/x") == {"Authorization": "Bearer t"}
     with pytest.raises(FetchFailed, match="no key BEARER_TOKEN"):

@@ -58,7 +58,7 @@ def test_infleet_reads_the_set_and_the_admin_key_by_reference():
     assert c["args"][-3:] == ["--lora-set=/etc/infleet/lora", "--lora-dir=/var/lib/infleet/lora",
                               "--max-num-seqs=8"]  # fmt: skip
     key = next(e for e in c["env"] if e["name"] == "INFLEET_ADMIN_API_KEY")
-    assert key["valueFrom"] == {"secretKeyRef": {"name": "chat-lora-admin", "key": "admin-key"}}
+    assert key["valueFrom"] == {"secretKeyRef": {"name": "chat-admin-key", "key": "admin-key"}}
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["lora-set"]["configMap"] == {"name": "chat-lora", "optional": True}
 
@@ -81,7 +81,7 @@ def test_vllm_and_sglang_get_the_sync_sidecar_from_the_engine_table(kind, load, 
     assert sync["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "lora-sync"}
     env = {e["name"]: e.get("valueFrom") for e in sync["env"]}
     assert env["INFLEET_ADMIN_API_KEY"] == {
-        "secretKeyRef": {"name": "chat-lora-admin", "key": "admin-key"}
+        "secretKeyRef": {"name": "chat-admin-key", "key": "admin-key"}
     }
     assert env["INFLEET_ENGINE_API_KEY"] == {
         "secretKeyRef": {"name": "engine-key", "key": "api-key"}

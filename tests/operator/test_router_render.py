@@ -260,15 +260,54 @@ def test_the_routers_read_the_engines_tenant_keys_and_admin_key():
     assert (
         volume == _keys(engines)[1] == {"name": "api-keys", "configMap": {"name": "chat-api-keys"}}
     )
-    assert (
-        env == _keys(engines)[2] and env["valueFrom"]["secretKeyRef"]["name"] == "chat-lora-admin"
-    )
+    assert env == _keys(engines)[2] and env["valueFrom"]["secretKeyRef"]["name"] == "chat-admin-key"
     mounts = router["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert {"name": "api-keys", "mountPath": "/etc/infleet/api-keys", "readOnly": True} in mounts
     kubernetes_validate.validate(router, f"1.{SUPPORTED[-1][1]}.0", strict=True)
-    # spec.engine.apiKeys (format tenants): its Secret; no admin key without LoRA.
-    router, _ = _router_and_engine(apiKeys={"secretName": "my-keys", "format": "tenants"})
-    arg, volume, env = _keys(router)
-    assert arg is not None and volume["secret"]["secretName"] == "my-keys" and env is None
-    # No keys: the routers read none (every caller is the default tenant).
-    assert _keys(_router_and_engine()[0]) == (None, None, None)
+    # No keys: the routers read none (every caller is the default tenant), and the
+    # engines' feed is open: no admin key anywhere.
+    router, engines = _router_and_engine()
+    assert _keys(router) == _keys(engines) == (None, None, None)
+
+
+ADMIN_REF = {"secretKeyRef": {"name": "chat-admin-key", "key": "admin-key"}}
+
+
+@pytest.mark.parametrize("fmt", ["tenants", "key"])
+def test_a_keyed_service_without_lora_gives_engines_and_routers_one_admin_key(fmt):
+    # spec.engine.apiKeys alone: the engines guard their /router/* feed with the admin
+    # key, so the operator's admin Secret reaches both, by reference only.
+    router, engines = _router_and_engine(apiKeys={"secretName": "my-keys", "format": fmt})
+    _, _, env = _keys(router)
+    assert env == _keys(engines)[2] == {"name": "INFLEET_ADMIN_API_KEY", "valueFrom": ADMIN_REF}
+    if fmt == "tenants":
+        assert _keys(router)[1]["secret"]["secretName"] == "my-keys"
+    for deployment in (router, engines):
+        pod = deployment["spec"]["template"]["spec"]
+        assert not any("admin" in a for c in pod["containers"] for a in c.get("args", []))
+        kubernetes_validate.validate(deployment, f"1.{SUPPORTED[-1][1]}.0", strict=True)
+    # The router on or off, the engines' template is the same: no roll for the toggle.
+    keys = {"apiKeys": {"secretName": "my-keys", "format": fmt}}
+    off = samples.engine_isvc("infleet", "mixed", engine=keys, router={"enabled": False})
+    plain = next(c for c in render_children(off) if c["kind"] == "Deployment")
+    assert plain["spec"]["template"] == engines["spec"]["template"]
+
+
+@pytest.mark.parametrize("kind", ["vllm", "sglang", "tgi"])
+def test_engines_without_the_feed_give_their_routers_no_admin_key(kind):
+    # They publish no /router/* feed: a router holds no key that opens nothing it needs,
+    # even where the lora-sync sidecar has the admin key.
+    lora = {"lora": {"maxAdapters": 2}} if kind != "tgi" else {}
+    spec = samples.engine_isvc(
+        kind, "mixed", engine={"apiKeys": {"secretName": "k"}, **lora}, router={"enabled": True}
+    )
+    children = render_children(spec)
+    router = routers(children)["Deployment"]
+    assert _keys(router)[2] is None
+    engine_pod = next(c for c in children if c["kind"] == "Deployment" and c is not router)["spec"][
+        "template"
+    ]["spec"]
+    sidecar = [c for c in engine_pod["containers"] if c["name"] == "lora-sync"]
+    assert [
+        e["valueFrom"] for s in sidecar for e in s["env"] if e["name"].endswith("ADMIN_API_KEY")
+    ] == ([ADMIN_REF] if lora else [])

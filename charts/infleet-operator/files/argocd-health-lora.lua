@@ -49,7 +49,8 @@ local function health(obj)
   if ready.status == "True" then
     return "Healthy", describe(ready)
   end
-  -- Loading on a new replica, or no ready replica yet: the operator keeps pushing.
+  -- Fetching (a pvc:// upload Job runs), Loading on a new replica, or no ready replica
+  -- yet: the operator keeps going.
   return "Progressing", describe(ready)
 end
 

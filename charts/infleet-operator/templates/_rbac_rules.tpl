@@ -24,11 +24,24 @@ children, client calls) and fails on a missing or a spare permission.
   resources: [loraadapters/status]
   verbs: [patch]
 # Secrets: a tenant's adapter credentials (credentialsSecretRef) are read into memory for
-# one fetch and never written anywhere; each LoRA service's engine admin key is created
-# once (<service>-lora-admin, owned by the service) and read to load/unload adapters.
+# one fetch and never written anywhere; the engines' admin key of each service whose
+# engines have keys is created once (<service>-admin-key, owned by the service; a legacy
+# <service>-lora-admin's key is read to carry it over) and read to load/unload adapters; a
+# pvc:// adapter's one-time upload token is created in its namespace (owned by the
+# adapter) and deleted once spent.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create]
+  verbs: [get, create, delete]
+# pvc:// adapters: the claim is looked up (a missing one is named in the adapter's
+# status), and an upload Job (owned by the adapter) runs in the adapter's namespace, is
+# read for its outcome and deleted when done; its failed pod's message is read from the
+# pods list below.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, delete]
 # Children: server-side applied under one field manager (apply creates a missing object, so
 # create too); watched so that a hand edit is put back. Owner references delete them with
 # their InferenceService; a pool's Deployment is deleted when the pool leaves the spec, the
