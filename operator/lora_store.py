@@ -18,17 +18,16 @@ digest and that is a servable adapter; 201 then, else 401/411/413/400/422 with a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import tempfile
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from infleet.lora.artifact import PackedAdapter
+from infleet.operator.json_http import send_json, serve_in_thread
 from infleet.operator.lora_upload import UploadGrants, UploadRefused
 
 log = logging.getLogger(__name__)
@@ -102,23 +101,12 @@ class AdapterStore:
                 self._answer(201, {"stored": True})
 
             def _answer(self, status: int, body: dict[str, object]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status >= 400:
-                    self.send_header("Connection", "close")  # the body may be unread
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body, close=status >= 400)  # the body may be unread
 
             def log_message(self, fmt: str, *args: object) -> None:
                 log.debug("adapter store: " + fmt, *args)
 
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="adapter-store", daemon=True).start()
-        return server
+        return serve_in_thread(Handler, host, port, "adapter-store")
 
 
 def open_store(root: Path | None, port: int) -> AdapterStore:

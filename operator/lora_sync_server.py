@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infleet.operator.admin_key import ADMIN_KEY_ENV
+from infleet.operator.json_http import send_json, serve_in_thread
 from infleet.operator.lora_names import ENGINE_KEY_ENV
 from infleet.operator.lora_sync import EngineApi, Syncer, SyncError
 
@@ -86,20 +87,12 @@ def serve(syncer: Syncer, admin_key: str | None, host: str, port: int) -> Thread
             self._send(status, {"error": {"message": message, "type": kind, "code": status}})
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body)
 
         def log_message(self, fmt: str, *args: object) -> None:
             log.debug("lora-sync: " + fmt, *args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="lora-sync-api", daemon=True).start()
-    return server
+    return serve_in_thread(Handler, host, port, "lora-sync-api")
 
 
 def _field(body: dict[str, Any], name: str) -> str:

@@ -43,9 +43,8 @@ def fetch_trouble(pod: dict[str, Any]) -> str | None:
             continue
         why = _failed(status.get("state") or {}) or _failed(status.get("lastState") or {})
         if why:
-            lines = [line for line in why.splitlines() if line.strip()]
-            text = " / ".join(lines)
-            return text if len(text) <= MESSAGE_CHARS else "..." + text[-MESSAGE_CHARS:]
+            # A fetch's log ends with its error: keep the end.
+            return _one_line(why, keep_end=True)
     return None
 
 
@@ -69,9 +68,17 @@ def engine_refusal(pod: dict[str, Any]) -> str | None:
             done = state.get("terminated") or {}
             message = (done.get("message") or "").strip()
             if done.get("exitCode") == REFUSED_EXIT_CODE and message:
-                text = " / ".join(line for line in message.splitlines() if line.strip())
-                return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + "..."
+                return _one_line(message, keep_end=False)
     return None
+
+
+def _one_line(text: str, *, keep_end: bool) -> str:
+    """A multi-line message as one condition line (` / ` between its non-blank lines),
+    cut to MESSAGE_CHARS at the end it does not keep."""
+    line = " / ".join(part for part in text.splitlines() if part.strip())
+    if len(line) <= MESSAGE_CHARS:
+        return line
+    return "..." + line[-MESSAGE_CHARS:] if keep_end else line[:MESSAGE_CHARS] + "..."
 
 
 def engine_refusals(pods: list[dict[str, Any]]) -> list[str]:
